@@ -1,0 +1,59 @@
+# ccx-licensing. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help deps up down status run test test-unit test-integration test-e2e lint format typecheck schemas check-schemas clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
+
+deps: ## install what a fresh machine lacks: uv, PostgreSQL, the Python deps, the Kafka jars
+	@bash deploy/install-deps.sh
+	@$(UV) sync --frozen --all-packages
+	@bash deploy/stack.sh fetch
+
+up: deps ## start Kafka (KRaft, 127.0.0.1:9092) and PostgreSQL (127.0.0.1:5432/ccxlic); idempotent
+	@bash deploy/stack.sh up
+
+down: ## stop Kafka and PostgreSQL
+	@bash deploy/stack.sh down
+
+status: ## say whether the stack runs
+	@bash deploy/stack.sh status
+
+test: up ## every tier (unit, integration, e2e) on the real stack
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: deps ## pure tests only, no broker or database
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: up ## tests against real Kafka and PostgreSQL
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: up ## the services as separate processes on the real stack
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+lint: ## ruff: lint and format check (changes nothing)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: ## ruff: fix what it can and format
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+typecheck: ## mypy --strict on the libs and the domain code
+	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src
+
+schemas: ## regenerate docs/schemas from the contract models
+	$(PY) -m ccxlic_contract.schemas docs/schemas
+
+check-schemas: ## fail when docs/schemas drifts from the models
+	$(PY) -m ccxlic_contract.schemas docs/schemas --check
+
+clean: down ## stop the stack and delete its data (.stack)
+	rm -rf .stack

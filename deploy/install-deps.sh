@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what a fresh machine lacks for `make test` / `make run`: uv (from PyPI), Debian's postgresql, and a check
+# for Java and Maven (needed to fetch and run Kafka). Idempotent and quiet when everything is there.
+set -euo pipefail
+
+say() { printf 'deps: %s\n' "$*"; }
+die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
+
+command -v python3 >/dev/null 2>&1 || die "python3 (3.11+) is required"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11+ is required; python3 is $(python3 -V)"
+
+if ! command -v uv >/dev/null 2>&1; then
+  say "installing uv from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check uv 2>/dev/null \
+    || python3 -m pip install --quiet --user --disable-pip-version-check uv \
+    || die "could not install uv: pip install uv failed"
+fi
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then die "$1 is missing and installing it needs root: sudo apt-get install -y $2"; fi
+  say "installing $2 (apt-get)"
+  if [ -z "${_apt_updated:-}" ]; then apt-get update -qq >/dev/null; _apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null || die "apt-get install $2 failed"
+}
+
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install "the PostgreSQL server" postgresql
+command -v psql >/dev/null 2>&1 || apt_install "psql" postgresql-client
+command -v java >/dev/null 2>&1 || apt_install "Java (for Kafka)" openjdk-17-jre-headless
+command -v mvn >/dev/null 2>&1 || apt_install "Maven (fetches the Kafka jars)" maven
+exit 0

@@ -1,0 +1,116 @@
+"""The topic registry: every topic of the contract, its key rule and the types it may carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ccxlic_contract.events import (
+    AgentRoster,
+    AgentSignedIn,
+    AgentSignedOut,
+    AlertRaised,
+    AlertResolved,
+    AuthorizationRenewalFailed,
+    AuthorizationRenewed,
+    ClockTicked,
+    CloudEvent,
+    ComplianceChanged,
+    ConsumptionChanged,
+    ConsumptionFailed,
+    DeadLettered,
+    EntitlementsSet,
+    InstanceDeregistered,
+    InstanceRegistered,
+    IntervalClosed,
+    PortsSampled,
+    RegistrationRenewalFailed,
+    RegistrationRenewed,
+    ReportingFailed,
+    ReportingSucceeded,
+    ReservationInstalled,
+    ReservationReturned,
+    SignInRejected,
+    SmartAgentInitFailed,
+    SmartAgentInitialized,
+    type_name,
+)
+
+KeyRule = Literal["subject"]
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    types: frozenset[str]
+    key: KeyRule
+    publisher: str
+    compacted: bool = False
+    partitions: int = 3
+
+    def allows(self, event_type: str) -> bool:
+        return event_type in self.types
+
+
+def _types(*classes: type[CloudEvent]) -> frozenset[str]:
+    return frozenset(type_name(c) for c in classes)
+
+
+AGENT_ACTIVITY = Topic(
+    "ccx.agent-activity", _types(AgentSignedIn, AgentSignedOut, AgentRoster), "subject", "contact-center services"
+)
+PORT_USAGE = Topic("ccx.port-usage", _types(PortsSampled), "subject", "telephony")
+ENTITLEMENTS = Topic("licensing.entitlements", _types(EntitlementsSet), "subject", "admin", compacted=True)
+LIFECYCLE = Topic(
+    "licensing.lifecycle",
+    _types(
+        InstanceRegistered,
+        InstanceDeregistered,
+        AuthorizationRenewed,
+        AuthorizationRenewalFailed,
+        RegistrationRenewed,
+        RegistrationRenewalFailed,
+        ReportingSucceeded,
+        ReportingFailed,
+        SmartAgentInitialized,
+        SmartAgentInitFailed,
+        ReservationInstalled,
+        ReservationReturned,
+    ),
+    "subject",
+    "smart agent / admin",
+)
+CLOCK = Topic("licensing.clock", _types(ClockTicked), "subject", "ticker", partitions=1)
+CONSUMPTION = Topic(
+    "licensing.consumption",
+    _types(ConsumptionChanged, IntervalClosed, SignInRejected, ConsumptionFailed),
+    "subject",
+    "consumption computer",
+)
+COMPLIANCE = Topic("licensing.compliance", _types(ComplianceChanged), "subject", "compliance")
+ALERTS = Topic("licensing.alerts", _types(AlertRaised, AlertResolved), "subject", "alerting")
+DEAD_LETTER = Topic("licensing.dead-letter", _types(DeadLettered), "subject", "any service", partitions=1)
+
+TOPICS: tuple[Topic, ...] = (
+    AGENT_ACTIVITY,
+    PORT_USAGE,
+    ENTITLEMENTS,
+    LIFECYCLE,
+    CLOCK,
+    CONSUMPTION,
+    COMPLIANCE,
+    ALERTS,
+    DEAD_LETTER,
+)
+
+_BY_TYPE = {t: topic for topic in TOPICS for t in topic.types}
+
+
+def topic_for(event_type: str) -> Topic:
+    """The one topic that carries a type. Raises KeyError for a type outside the contract."""
+    return _BY_TYPE[event_type]
+
+
+def key_for(event: CloudEvent) -> bytes:
+    """The Kafka key of an event: its subject (the product instance id)."""
+    return event.subject.encode()

@@ -1,0 +1,89 @@
+"""The ops HTTP server every service runs: `/metrics`, `/healthz`, `/readyz`, plus the service's own routes.
+
+- `/healthz` answers 200 while the process runs its event loop.
+- `/readyz` answers 200 when every readiness check passes (Kafka consumer joined, database answering), else 503
+  with the failing checks named.
+- `/metrics` is the Prometheus text format of the injected registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body, default=str, indent=None), status=status, content_type="application/json")
+
+
+def problem(status: int, detail: str) -> web.Response:
+    """A clear 4xx/5xx answer: `{"error": ..., "status": ...}`."""
+    return json_response({"error": detail, "status": status}, status=status)
+
+
+def ops_app(registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]) -> web.Application:
+    app = web.Application()
+
+    async def metrics(_: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(registry))
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def healthz(_: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        results = {}
+        for name, check in checks.items():
+            try:
+                results[name] = await check()
+            except Exception:
+                results[name] = False
+        ok = all(results.values())
+        return json_response({"ready": ok, "checks": results}, status=200 if ok else 503)
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+class OpsServer:
+    """Serves an aiohttp application on host:port; port 0 picks a free port (see `.port`)."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.requested_port = port
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.requested_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(
+                f"cannot serve HTTP on {self.host}:{self.requested_port}: {exc.strerror}; "
+                "is another copy of the service running? Set the service's HTTP port variable to another port."
+            ) from None
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("http listening", extra={"host": self.host, "port": self.port})
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

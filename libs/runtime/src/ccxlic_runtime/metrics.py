@@ -1,0 +1,32 @@
+"""The runtime's own Prometheus metrics, on an injected registry (never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class RuntimeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.processed = Counter(
+            "ccxlic_events_processed_total", "Input events handled", ["service", "topic", "type"], registry=registry
+        )
+        self.dead_lettered = Counter(
+            "ccxlic_events_dead_lettered_total",
+            "Input records sent to licensing.dead-letter",
+            ["service", "topic"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "ccxlic_handler_retries_total",
+            "Handler attempts that failed and were retried",
+            ["service"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "ccxlic_event_processing_seconds",
+            "Time to handle one input event, its database transaction included",
+            ["service"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )

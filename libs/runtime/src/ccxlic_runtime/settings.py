@@ -1,0 +1,50 @@
+"""Frozen settings from the environment, built once per process and passed down."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from ccxlic_contract.codec import describe
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_KAFKA = "127.0.0.1:9092"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/ccxlic"
+
+
+class ConfigError(ValueError):
+    """Configuration from the environment that is missing or invalid. The message names the variable."""
+
+
+class RuntimeSettings(BaseSettings):
+    """What every service reads from the environment. Services subclass it for their own settings."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    kafka_bootstrap_servers: str = Field(DEFAULT_KAFKA, validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL", pattern=r"^postgres(ql)?://")
+    topic_prefix: str = Field("", validation_alias="CCXLIC_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]*$")
+    http_host: str = Field("127.0.0.1", validation_alias="CCXLIC_HTTP_HOST")
+    log_level: str = Field("INFO", validation_alias="CCXLIC_LOG_LEVEL", pattern=r"(?i)^(debug|info|warning|error)$")
+    db_pool_size: int = Field(5, validation_alias="CCXLIC_DB_POOL_SIZE", ge=1, le=100)
+
+
+S = TypeVar("S", bound=RuntimeSettings)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build settings from the environment (and overrides); raise ConfigError naming what is wrong."""
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        fields = cls.model_fields
+        parts = []
+        for err in exc.errors(include_url=False):
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            field = fields.get(name)
+            alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else name
+            parts.append(f"{alias}={err.get('input')!r}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(parts)) from None
+
+
+__all__ = ["ConfigError", "RuntimeSettings", "describe", "load_settings"]

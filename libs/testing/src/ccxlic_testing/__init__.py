@@ -1,0 +1,1 @@
+"""pytest plugin for ccx-licensing tests (see plugin.py)."""

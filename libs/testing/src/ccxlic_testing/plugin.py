@@ -1,0 +1,205 @@
+"""pytest plugin: the real Kafka broker and PostgreSQL for tests, and fresh names for every test.
+
+Where the stack comes from, in order:
+1. `KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL`, when both are set;
+2. the local stack (`deploy/stack.sh up` of the checkout being tested), when that script is found;
+3. testcontainers (apache/kafka and postgres images), when a Docker engine answers.
+When none serves, tests that need the stack are skipped, except under `CI=true`, where they fail: a run that skips
+every integration test has tested nothing.
+
+Fixtures: `stack`, `topic_prefix` (+ `contract_topics`, created), `group_id`, `instance_id`, `pg_schema`, `db`,
+`producer`, and `read_topic` to read back what landed on a topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+from ccxlic_contract import TOPICS, Event, Topic, decode_message
+from ccxlic_runtime.db import Database, create_pool, migrate
+from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
+
+
+@dataclass(frozen=True)
+class Stack:
+    bootstrap: str
+    database_url: str
+    origin: str
+
+
+class StackUnavailable(RuntimeError):
+    pass
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _find_stack_script(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        candidate = folder / "deploy" / "stack.sh"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _start_stack(rootdir: Path) -> tuple[Stack, Callable[[], None]]:
+    env_kafka, env_db = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("DATABASE_URL")
+    if env_kafka and env_db:
+        return Stack(env_kafka, env_db, "environment"), lambda: None
+    script = _find_stack_script(rootdir)
+    if script is not None:
+        proc = subprocess.run(["bash", str(script), "up"], capture_output=True, text=True, timeout=600)
+        if proc.returncode == 0:
+            port = os.environ.get("KAFKA_PORT", "9092")
+            pg_port = os.environ.get("PG_PORT", "5432")
+            return (
+                Stack(f"127.0.0.1:{port}", f"postgresql://postgres@127.0.0.1:{pg_port}/ccxlic", "local stack"),
+                lambda: None,
+            )
+        local_error = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]
+    else:
+        local_error = ["deploy/stack.sh not found"]
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+        kafka.start()
+        pg = PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="ccxlic")
+        pg.start()
+        url = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
+
+        def stop() -> None:
+            kafka.stop()
+            pg.stop()
+
+        return Stack(kafka.get_bootstrap_server(), url, "testcontainers"), stop
+    raise StackUnavailable(f"no Kafka/PostgreSQL: local stack: {local_error[0]}; no Docker engine answers")
+
+
+async def _check(stack: Stack) -> None:
+    await wait_for_kafka(stack.bootstrap, timeout=60)
+    conn = await asyncpg.connect(stack.database_url, timeout=10)
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The real broker and database, or a skip (a failure under CI=true)."""
+    try:
+        found, stop = _start_stack(Path(str(request.config.rootpath)))
+        asyncio.run(_check(found))
+    except Exception as exc:
+        message = f"the real Kafka/PostgreSQL stack is not available: {exc}"
+        if _in_ci():
+            pytest.fail(message + " (CI=true: failing, not skipping)", pytrace=False)
+        pytest.skip(message)
+    os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", found.bootstrap)
+    os.environ.setdefault("DATABASE_URL", found.database_url)
+    yield found
+    stop()
+
+
+def _unique(kind: str) -> str:
+    return f"{kind}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh prefix: every contract topic of this test is `<prefix><name>`."""
+    return _unique("t") + "."
+
+
+@pytest.fixture
+def group_id() -> str:
+    return _unique("g-")
+
+
+@pytest.fixture
+def instance_id() -> str:
+    return _unique("inst-")
+
+
+@pytest.fixture
+def pg_schema() -> str:
+    return _unique("s_")
+
+
+@pytest_asyncio.fixture
+async def contract_topics(stack: Stack, topic_prefix: str) -> dict[str, str]:
+    """Creates every contract topic under the test's prefix; maps contract name -> real name."""
+    await ensure_topics(stack.bootstrap, topic_prefix, TOPICS)
+    return {t.name: topic_name(t, topic_prefix) for t in TOPICS}
+
+
+@pytest_asyncio.fixture
+async def db(stack: Stack, pg_schema: str, topic_prefix: str) -> AsyncIterator[Database]:
+    """A fresh, migrated schema (runtime tables only); dropped afterwards."""
+    pool = await create_pool(stack.database_url, pg_schema)
+    await migrate(pool, pg_schema)
+    try:
+        yield Database(pool, pg_schema, topic_prefix)
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute(f'drop schema if exists "{pg_schema}" cascade')
+        await pool.close()
+
+
+@pytest_asyncio.fixture
+async def producer(stack: Stack, topic_prefix: str, contract_topics: dict[str, str]) -> AsyncIterator[EventProducer]:
+    async with EventProducer(stack.bootstrap, topic_prefix) as p:
+        yield p
+
+
+ReadTopic = Callable[..., Awaitable[list[Any]]]
+
+
+@pytest.fixture
+def read_topic(stack: Stack) -> ReadTopic:
+    """`await read_topic(name, count, timeout=20, raw=False)`: the first `count` records of a topic, decoded."""
+
+    async def read(name: str, count: int, *, timeout: float = 20.0, raw: bool = False) -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            name, bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        out: list[Any] = []
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while len(out) < count and loop.time() < deadline:
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for rec in records:
+                        out.append(rec if raw else decode_message(rec.value, tuple(rec.headers or ())))
+        finally:
+            await consumer.stop()
+        return out
+
+    return read
+
+
+def contract_topic(topics: dict[str, str], topic: Topic) -> str:
+    return topics[topic.name]
+
+
+__all__ = ["Event", "ReadTopic", "Stack", "contract_topic"]

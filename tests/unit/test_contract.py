@@ -1,0 +1,132 @@
+"""The event contract: golden examples, codec, topic registry, schemas."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from ccxlic_contract import TOPICS, ContractError, decode, decode_message, encode, topic_for
+from ccxlic_contract.events import EVENT_CLASSES, AgentSignedIn, type_name
+from ccxlic_contract.examples import golden_examples
+from ccxlic_contract.schemas import render
+
+REPO = Path(__file__).resolve().parents[2]
+ALL_TYPES = sorted(type_name(c) for c in EVENT_CLASSES)
+
+
+def test_every_type_has_a_golden_example() -> None:
+    assert sorted(golden_examples()) == ALL_TYPES
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_golden_example_round_trips(event_type: str) -> None:
+    raw = golden_examples()[event_type]
+    event = decode(raw)
+    assert event.type == event_type
+    assert json.loads(encode(event)) == json.loads(raw)
+    assert decode(encode(event)) == event
+
+
+def test_every_type_is_on_exactly_one_topic() -> None:
+    carried = [t for topic in TOPICS for t in topic.types]
+    assert sorted(carried) == ALL_TYPES
+    assert topic_for("ccx.agent.signed_in").name == "ccx.agent-activity"
+    assert next(t for t in TOPICS if t.name == "licensing.entitlements").compacted
+
+
+def _signed_in(**overrides: object) -> bytes:
+    event = json.loads(golden_examples()["ccx.agent.signed_in"])
+    for key, value in overrides.items():
+        if value is None:
+            event.pop(key, None)
+        else:
+            event[key] = value
+    return json.dumps(event).encode()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"time": "2026-03-02T08:00:00"}, "time: must be an RFC 3339 time with an offset"),
+        ({"time": "yesterday"}, "time:"),
+        ({"subject": "has space"}, "subject: String should match pattern"),
+        ({"subject": "x" * 65}, "subject:"),
+        ({"id": None}, "id: Field required"),
+        ({"specversion": "0.3"}, "specversion:"),
+        ({"type": "ccx.agent.danced"}, "does not match any of the expected tags"),
+        ({"data": {"agent_id": "a", "capabilities": ["telepathy"]}}, "data.capabilities.0"),
+        ({"data": {"agent_id": "a", "capabilities": ["chat", "chat"]}}, "must not repeat"),
+        ({"data": {"agent_id": "a", "colour": "red"}}, "data.colour: Extra inputs are not permitted"),
+        ({"data": {}}, "data.agent_id: Field required"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_reason(overrides: dict[str, object], expected: str) -> None:
+    with pytest.raises(ContractError) as err:
+        decode(_signed_in(**overrides))
+    assert expected in str(err.value)
+
+
+def test_not_json_is_refused() -> None:
+    with pytest.raises(ContractError, match="Invalid JSON"):
+        decode(b"\x00not json")
+
+
+def test_any_rfc3339_offset_is_normalised_to_utc() -> None:
+    event = decode(_signed_in(time="2026-03-02T09:30:00.25+01:30"))
+    assert event.time == datetime(2026, 3, 2, 8, 0, 0, 250000, tzinfo=UTC)
+    assert event.time.utcoffset() is not None and event.time.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    assert b'"time":"2026-03-02T08:00:00.250000Z"' in encode(event)
+
+
+def test_extension_attributes_are_kept_not_refused() -> None:
+    event = decode(_signed_in(partitionkey="inst-1", traceparent="00-abc-01"))
+    assert event.model_extra == {"partitionkey": "inst-1", "traceparent": "00-abc-01"}
+    assert json.loads(encode(event))["partitionkey"] == "inst-1"
+
+
+def test_defaults_for_optional_fields() -> None:
+    event = decode(_signed_in(datacontenttype=None, specversion=None, data={"agent_id": "a-1"}))
+    assert isinstance(event, AgentSignedIn)
+    assert event.data.capabilities == () and event.data.supervisor is False
+    assert event.specversion == "1.0" and event.datacontenttype == "application/json"
+
+
+def test_binary_mode_message_is_decoded() -> None:
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"b-1"),
+        ("ce_source", b"urn:test"),
+        ("ce_type", b"ccx.agent.signed_out"),
+        ("ce_time", b"2026-03-02T08:00:00Z"),
+        ("ce_subject", b"inst-1"),
+        ("content-type", b"application/json"),
+    ]
+    event = decode_message(b'{"agent_id": "a-7"}', headers)
+    assert event.type == "ccx.agent.signed_out" and event.id == "b-1" and event.subject == "inst-1"
+
+
+def test_structured_mode_with_and_without_header() -> None:
+    raw = golden_examples()["ccx.agent.signed_out"]
+    with_header = decode_message(raw, [("content-type", b"application/cloudevents+json; charset=UTF-8")])
+    assert decode_message(raw, []) == with_header
+
+
+def test_tombstone_is_refused() -> None:
+    with pytest.raises(ContractError, match="no value"):
+        decode_message(None, [])
+
+
+def test_clock_tick_may_name_every_instance_but_others_may_not() -> None:
+    assert decode(golden_examples()["licensing.clock.tick"]).subject == "*"
+    with pytest.raises(ContractError, match="subject"):
+        decode(_signed_in(subject="*"))
+
+
+def test_generated_schemas_match_the_committed_copy() -> None:
+    """CI fails when docs/schemas drifts from the models: run `make schemas` and commit."""
+    committed = REPO / "docs" / "schemas"
+    for name, text in render().items():
+        assert (committed / name).read_text() == text, f"docs/schemas/{name} is stale: run `make schemas`"
+    assert sorted(p.name for p in committed.glob("*.json")) == sorted(render())
