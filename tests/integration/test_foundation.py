@@ -18,7 +18,7 @@ from ccxlic_contract.events import AgentSignedOut, AgentSignedOutData, DeadLette
 from ccxlic_contract.examples import golden_examples
 from ccxlic_contract.topics import AGENT_ACTIVITY, DEAD_LETTER
 from ccxlic_runtime.consumer import ConsumerLoop, Delivery, PermanentError, RecordProcessor
-from ccxlic_runtime.db import Database, migrate, relay_outbox
+from ccxlic_runtime.db import Database, Transaction, migrate, relay_outbox
 from ccxlic_runtime.http import OpsServer, ops_app
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.metrics import RuntimeMetrics
@@ -47,19 +47,16 @@ async def test_every_event_type_round_trips_through_the_broker(
 
 
 class Recorder:
-    """A handler that records each event in PostgreSQL, in the same transaction as its dedup record."""
+    """A handler that records each event in PostgreSQL, in the transaction that holds its dedup record."""
 
     def __init__(self, db: Database, fail_on: str | None = None) -> None:
         self.db = db
         self.fail_on = fail_on
 
-    async def __call__(self, event: Event, d: Delivery) -> None:
+    async def __call__(self, tx: Transaction, event: Event, d: Delivery) -> None:
         if event.id == self.fail_on:
             raise PermanentError("this input is poison")
-        async with self.db.transaction() as tx:
-            if not await tx.claim(event.id):
-                return
-            await tx.conn.execute("insert into seen(event_id, offs) values ($1, $2)", event.id, d.offset)
+        await tx.conn.execute("insert into seen(event_id, offs) values ($1, $2)", event.id, d.offset)
 
 
 async def _make_loop(

@@ -1,15 +1,17 @@
 """One consumer loop and one error policy for every service.
 
-For each record, in partition order:
-- it is decoded and validated against the contract; bytes that fail, or a type that does not belong on the topic,
-  go to `licensing.dead-letter` with the reason and the original bytes (through the outbox, once), and the loop
-  goes on;
-- the handler runs; it does its own PostgreSQL transaction (dedup record + state + outgoing events);
+Records are handled in batches, in partition order, each batch in one PostgreSQL transaction:
+- each record is decoded and validated against the contract; bytes that fail, or a type that does not belong on
+  the topic, go to `licensing.dead-letter` with the reason and the original bytes, and the batch goes on;
+- the runtime writes the dedup record (the event `id`); an event seen before is skipped, so redelivery and
+  duplicates change nothing; otherwise the handler runs inside the same transaction, which also holds the
+  service's new state and its outgoing events (the outbox);
 - a transient failure (the database or the network away) is retried with backoff for as long as it lasts: no
   valid input is skipped;
-- a `PermanentError` from the handler dead-letters the record at once; any other exception is retried
-  `max_attempts` times and then dead-lettered, so one poisonous input cannot stop the service.
-Offsets are committed manually, after the handlers of the batch have committed their transactions.
+- any other failure rolls the batch back and replays it one record per transaction, to isolate the culprit: a
+  `PermanentError` dead-letters that record at once, other exceptions after `max_attempts`, so one poisonous input
+  cannot stop the service.
+Offsets are committed manually, only after the transaction that handled the records has committed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,7 +33,7 @@ from aiokafka.errors import KafkaError
 from ccxlic_contract import ContractError, Event, Topic, decode_message, topic_for
 from ccxlic_contract.events import INSTANCE_ID_PATTERN, DeadLetterData, DeadLettered
 
-from ccxlic_runtime.db import Database
+from ccxlic_runtime.db import Database, Transaction
 from ccxlic_runtime.kafka import topic_name
 from ccxlic_runtime.metrics import RuntimeMetrics
 
@@ -67,16 +70,19 @@ class Delivery:
     timestamp_ms: int
 
 
-Handler = Callable[[Event, Delivery], Awaitable[None]]
-FailureHook = Callable[[Delivery, Event, str], Awaitable[None]]
+Handler = Callable[[Transaction, Event, Delivery], Awaitable[None]]
+FailureHook = Callable[[Transaction, Delivery, Event, str], Awaitable[None]]
 
 
 class Stopping(Exception):
     """The service is stopping while a record waits for a retry; the record is not committed."""
 
 
+Decoded = tuple[Delivery, Event | ContractError]
+
+
 class RecordProcessor:
-    """The error policy for one record, shared by the aiokafka loop and the faust adapter."""
+    """The error policy, shared by the aiokafka loop and the faust adapter."""
 
     def __init__(
         self,
@@ -102,83 +108,128 @@ class RecordProcessor:
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
 
-    async def process(self, d: Delivery) -> None:
+    def decode(self, d: Delivery) -> Event | ContractError:
         topic = self.by_name.get(d.topic)
         try:
             event = decode_message(d.value, d.headers)
-            if topic is not None and not topic.allows(event.type):
-                raise ContractError(
-                    f"type {event.type} does not belong on topic {topic.name}; publish it to {topic_for(event.type).name}"
-                )
         except ContractError as exc:
-            await self.dead_letter(d, str(exc))
+            return exc
+        if topic is not None and not topic.allows(event.type):
+            return ContractError(
+                f"type {event.type} does not belong on topic {topic.name}; publish it to {topic_for(event.type).name}"
+            )
+        return event
+
+    async def process(self, d: Delivery) -> None:
+        await self.process_batch([d])
+
+    async def process_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Handle records in one transaction; on a non-transient failure, one transaction per record."""
+        if not deliveries:
             return
+        items = [(d, self.decode(d)) for d in deliveries]
         started = time.perf_counter()
-        attempts = 0
         backoff = 0.1
         while True:
             try:
-                await self.handler(event, d)
-                self.metrics.processed.labels(self.service, d.topic, event.type).inc()
-                self.metrics.latency.labels(self.service).observe(time.perf_counter() - started)
-                return
-            except PermanentError as exc:
-                await self.dead_letter(d, f"{event.type} {event.id} rejected: {exc}")
-                return
+                async with self.db.transaction() as tx:
+                    for item in items:
+                        await self._apply(tx, item)
+                break
             except TRANSIENT_ERRORS as exc:
                 self.metrics.retries.labels(self.service).inc()
-                log.warning(
-                    "transient failure; retrying", extra={"error": repr(exc), "topic": d.topic, "offset": d.offset}
-                )
+                log.warning("transient failure; retrying the batch", extra={"error": repr(exc)})
             except Exception as exc:
-                attempts += 1
-                self.metrics.retries.labels(self.service).inc()
-                if attempts >= self.max_attempts:
-                    reason = f"handler failed {attempts} times on {event.type} {event.id}: {exc!r}"
-                    log.exception("handler failed; dead-lettering", extra={"topic": d.topic, "offset": d.offset})
-                    await self.dead_letter(d, reason)
-                    if self.on_failure is not None:
-                        await self.on_failure(d, event, reason)
-                    return
-                log.warning("handler failed; retrying", extra={"error": repr(exc), "attempt": attempts})
+                if len(items) == 1:
+                    await self._one_by_one(items[0], exc)
+                    break
+                log.warning("batch failed; replaying it one record at a time", extra={"error": repr(exc)})
+                for item in items:
+                    await self._one_by_one(item, None)
+                break
             if self.stop.is_set():
                 raise Stopping()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
+        elapsed = time.perf_counter() - started
+        for d, ev in items:
+            if isinstance(ev, ContractError):
+                continue
+            self.metrics.processed.labels(self.service, d.topic, ev.type).inc()
+        self.metrics.latency.labels(self.service).observe(elapsed / len(items))
 
-    async def dead_letter(self, d: Delivery, reason: str) -> None:
-        """Publish the record to the dead-letter topic, with the reason and the original bytes, exactly once."""
-        key_text = d.key.decode("utf-8", "replace") if d.key is not None else None
-        subject = key_text if key_text is not None and _INSTANCE_ID.match(key_text) else "unknown"
-        event = DeadLettered(
-            id=str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{self.service}:{d.topic}:{d.partition}:{d.offset}")),
-            source=f"urn:ccxlic:{self.service}",
-            time=datetime.fromtimestamp(d.timestamp_ms / 1000, UTC),
-            subject=subject,
-            data=DeadLetterData(
-                topic=d.topic,
-                partition=d.partition,
-                offset=d.offset,
-                key=key_text,
-                error=reason,
-                payload_base64=base64.b64encode(d.value or b"").decode(),
-            ),
-        )
+    async def _apply(self, tx: Transaction, item: Decoded) -> None:
+        d, ev = item
+        if isinstance(ev, ContractError):
+            await self._dead_letter(tx, d, str(ev))
+        elif await tx.claim(ev.id):
+            await self.handler(tx, ev, d)
+
+    async def _one_by_one(self, item: Decoded, first_error: Exception | None) -> None:
+        d, ev = item
+        attempts = 1 if first_error is not None else 0
+        error = first_error
+        backoff = 0.1
         while True:
+            if isinstance(error, PermanentError) or (error is not None and attempts >= self.max_attempts):
+                assert not isinstance(ev, ContractError)
+                reason = (
+                    f"{ev.type} {ev.id} rejected: {error}"
+                    if isinstance(error, PermanentError)
+                    else f"handler failed {attempts} times on {ev.type} {ev.id}: {error!r}"
+                )
+                log.error("dead-lettering an input the handler cannot process", extra={"reason": reason})
+                async with self.db.transaction() as tx:
+                    await self._dead_letter(tx, d, reason)
+                    if self.on_failure is not None:
+                        await self.on_failure(tx, d, ev, reason)
+                return
             try:
                 async with self.db.transaction() as tx:
-                    if await tx.claim(f"dlq:{self.service}:{d.topic}:{d.partition}:{d.offset}"):
-                        await tx.emit(event)
-                break
+                    await self._apply(tx, item)
+                return
             except TRANSIENT_ERRORS as exc:
-                log.warning("dead-letter write failed; retrying", extra={"error": repr(exc)})
+                self.metrics.retries.labels(self.service).inc()
+                log.warning("transient failure; retrying", extra={"error": repr(exc), "offset": d.offset})
                 if self.stop.is_set():
                     raise Stopping() from None
-                await asyncio.sleep(1.0)
-        self.metrics.dead_lettered.labels(self.service, d.topic).inc()
-        log.warning(
-            "dead-lettered", extra={"topic": d.topic, "partition": d.partition, "offset": d.offset, "reason": reason}
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception as exc:
+                attempts += 1
+                error = exc
+                self.metrics.retries.labels(self.service).inc()
+                log.warning("handler failed", extra={"error": repr(exc), "attempt": attempts, "offset": d.offset})
+
+    async def _dead_letter(self, tx: Transaction, d: Delivery, reason: str) -> None:
+        """Queue the record for the dead-letter topic, with the reason and the original bytes, exactly once."""
+        if not await tx.claim(f"dlq:{self.service}:{d.topic}:{d.partition}:{d.offset}"):
+            return
+        key_text = d.key.decode("utf-8", "replace") if d.key is not None else None
+        subject = key_text if key_text is not None and _INSTANCE_ID.match(key_text) else "unknown"
+        await tx.emit(
+            DeadLettered(
+                id=str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{self.service}:{d.topic}:{d.partition}:{d.offset}")),
+                source=f"urn:ccxlic:{self.service}",
+                time=datetime.fromtimestamp(d.timestamp_ms / 1000, UTC),
+                subject=subject,
+                data=DeadLetterData(
+                    topic=d.topic,
+                    partition=d.partition,
+                    offset=d.offset,
+                    key=key_text,
+                    error=reason,
+                    payload_base64=base64.b64encode(d.value or b"").decode(),
+                ),
+            )
         )
+        self.metrics.dead_lettered.labels(self.service, d.topic).inc()
+        log.warning("dead-lettered", extra={"topic": d.topic, "offset": d.offset, "reason": reason})
+
+
+def delivery_of(rec: Any) -> Delivery:
+    """A Delivery from an aiokafka ConsumerRecord."""
+    return Delivery(rec.topic, rec.partition, rec.offset, rec.key, rec.value, tuple(rec.headers or ()), rec.timestamp)
 
 
 class ConsumerLoop:
@@ -219,19 +270,8 @@ class ConsumerLoop:
                 offsets: dict[TopicPartition, int] = {}
                 try:
                     for tp, records in batches.items():
-                        for rec in records:
-                            await self.processor.process(
-                                Delivery(
-                                    rec.topic,
-                                    rec.partition,
-                                    rec.offset,
-                                    rec.key,
-                                    rec.value,
-                                    tuple(rec.headers or ()),
-                                    rec.timestamp,
-                                )
-                            )
-                            offsets[tp] = rec.offset + 1
+                        await self.processor.process_batch([delivery_of(rec) for rec in records])
+                        offsets[tp] = records[-1].offset + 1
                 finally:
                     if offsets:
                         await self._commit(consumer, offsets)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -30,7 +30,8 @@ from ccxlic_runtime.kafka import EventProducer
 log = logging.getLogger(__name__)
 
 SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-Connection = PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]
+if TYPE_CHECKING:
+    Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]
 RUNTIME_MIGRATIONS = resources.files("ccxlic_runtime") / "migrations"
 
 
@@ -107,6 +108,13 @@ class Transaction:
         self.conn = conn
         self._prefix = producer_prefix
         self.emitted = 0
+        self.scratch: dict[Any, Any] = {}
+        """Working state of this transaction: later inputs of a batch see what earlier ones changed."""
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction has committed (e.g. to update an in-memory cache); never on rollback."""
+        self._after_commit.append(callback)
 
     async def claim(self, key: str) -> bool:
         """Record that the input `key` is handled. False when it was handled before: then do nothing."""
@@ -141,6 +149,8 @@ class Database:
             tx = Transaction(conn, self.topic_prefix)
             async with conn.transaction():
                 yield tx
+        for callback in tx._after_commit:
+            callback()
         if tx.emitted:
             self.outbox_ready.set()
 
