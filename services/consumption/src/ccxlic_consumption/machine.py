@@ -1,0 +1,328 @@
+"""Live seats per product instance, and License Control. Pure: `apply(state, event, rules) -> Step`.
+
+Rules:
+- One seat per signed-in agent_id. A second sign-in of a signed-in agent updates the class; it never counts twice.
+- Each agent's live state follows its latest event by (time, id). A stale event (older than the agent's latest,
+  or than a later roster) leaves the live state alone but is still a fact: it counts toward the past intervals
+  it covers (see peaks.py).
+- A sign-out of an agent who is not signed in changes nothing.
+- A roster at T signs in every listed agent (with the listed capabilities) and signs out, cause `reconciled`, every
+  agent it does not list. A roster reports what the platform has: it is never rejected.
+- A session with no event for longer than `max_session` ends at its latest event + max_session, cause `expired`.
+- Ports: the latest sample by time is the current value.
+- Limits: the latest `licensing.entitlements.set`; while a reservation is installed its counts replace the
+  entitlements. No entitlements and no reservation is evaluation: unlimited.
+- License Control: with a reservation installed, or `overage_allowed` false on a production deployment, a sign-in
+  that would create (or grow) a Premium or Standard deficit is rejected: it is not counted and not a fact.
+- The watermark is the largest event time seen, or a clock tick; sessions expire as it passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from ccxlic_contract.codec import Event
+from ccxlic_contract.events import (
+    AgentRoster,
+    AgentSignedIn,
+    AgentSignedOut,
+    ClockTicked,
+    EntitlementsSet,
+    License,
+    PortsSampled,
+    ReservationInstalled,
+    ReservationReturned,
+)
+from ccxlic_rules import Entitlement, Usage, classify, deficit, headroom
+from ccxlic_rules.pool import Amounts, Room
+
+Order = tuple[datetime, str]
+"""(time, event id): the order of facts. Ties in time are broken by id, so every arrival order agrees."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    interval: timedelta = timedelta(hours=8)
+    lateness: timedelta = timedelta(minutes=5)
+    max_session: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """An agent's live state and the order of the latest event about them."""
+
+    signed_in: bool
+    license: License
+    why: str
+    last: Order
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    ivr: int = 0
+    outbound_ports: int = 0
+    outbound_seats: int = 0
+    last: Order | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    entitlement: Entitlement | None = None
+    overage_allowed: bool = True
+    production: bool = True
+    entitlement_last: Order | None = None
+    reservation: Entitlement | None = None
+    reservation_last: Order | None = None
+
+    @property
+    def effective(self) -> Entitlement | None:
+        return self.reservation if self.reservation is not None else self.entitlement
+
+    @property
+    def controlled(self) -> bool:
+        """License Control applies: a reservation, or overage off on a production deployment."""
+        if self.reservation is not None:
+            return True
+        return self.entitlement is not None and not self.overage_allowed and self.production
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceState:
+    instance: str
+    watermark: datetime | None = None
+    agents: Mapping[str, Agent] = field(default_factory=dict)
+    roster_last: Order | None = None
+    ports: Ports = Ports()
+    limits: Limits = Limits()
+
+    def usage(self) -> Usage:
+        standard = premium = 0
+        for a in self.agents.values():
+            if a.signed_in:
+                if a.license == "premium":
+                    premium += 1
+                else:
+                    standard += 1
+        return Usage(standard=standard, premium=premium, ivr_ports=self.ports.ivr)
+
+    def headroom(self) -> Room:
+        return headroom(self.usage(), self.limits.effective)
+
+    def deficit(self) -> Amounts:
+        return deficit(self.usage(), self.limits.effective)
+
+
+@dataclass(frozen=True, slots=True)
+class SignInFact:
+    agent_id: str
+    license: License
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignOutFact:
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RosterFact:
+    agents: tuple[SignInFact, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PortsFact:
+    ivr: int
+    outbound_ports: int
+    outbound_seats: int
+
+
+FactBody = SignInFact | SignOutFact | RosterFact | PortsFact
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """An accepted input that counts toward peaks, whatever order it arrived in."""
+
+    at: datetime
+    event_id: str
+    body: FactBody
+
+    @property
+    def order(self) -> Order:
+        return (self.at, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    agent_id: str
+    license: License
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    state: InstanceState
+    fact: Fact | None = None
+    rejection: Rejection | None = None
+    changed_agents: frozenset[str] = frozenset()
+
+
+def apply(state: InstanceState, event: Event, rules: Rules) -> Step:
+    """The next live state of an instance after one input, with the fact to record and any rejection."""
+    order: Order = (event.time, event.id)
+    match event:
+        case AgentSignedIn():
+            step = _sign_in(state, event, order)
+        case AgentSignedOut():
+            step = _sign_out(state, event.data.agent_id, order)
+        case AgentRoster():
+            step = _roster(state, event, order)
+        case PortsSampled():
+            d = event.data
+            fact = Fact(event.time, event.id, PortsFact(d.inbound_ivr_ports, d.outbound_ports, d.outbound_seats))
+            ports = state.ports
+            if ports.last is None or order > ports.last:
+                ports = Ports(d.inbound_ivr_ports, d.outbound_ports, d.outbound_seats, order)
+            step = Step(replace(state, ports=ports), fact)
+        case EntitlementsSet():
+            limits = state.limits
+            if limits.entitlement_last is None or order > limits.entitlement_last:
+                d2 = event.data
+                limits = replace(
+                    limits,
+                    entitlement=Entitlement(d2.standard_seats, d2.premium_seats, d2.ivr_ports),
+                    overage_allowed=d2.overage_allowed,
+                    production=d2.deployment == "production",
+                    entitlement_last=order,
+                )
+            step = Step(replace(state, limits=limits))
+        case ReservationInstalled() | ReservationReturned():
+            limits = state.limits
+            if limits.reservation_last is None or order > limits.reservation_last:
+                reserved = (
+                    Entitlement(event.data.standard_seats, event.data.premium_seats, event.data.ivr_ports)
+                    if isinstance(event, ReservationInstalled)
+                    else None
+                )
+                limits = replace(limits, reservation=reserved, reservation_last=order)
+            step = Step(replace(state, limits=limits))
+        case ClockTicked():
+            step = Step(state)
+        case _:
+            # Other types never reach this service (the topic registry routes them elsewhere).
+            return Step(state)
+    advanced = advance(step.state, event.time, rules)
+    expired = frozenset(a for a in advanced.agents if advanced.agents[a] is not step.state.agents.get(a))
+    return replace(step, state=advanced, changed_agents=step.changed_agents | expired)
+
+
+def advance(state: InstanceState, now: datetime, rules: Rules) -> InstanceState:
+    """Move the watermark to `now` (never back) and expire the sessions it passes."""
+    watermark = now if state.watermark is None or now > state.watermark else state.watermark
+    expired = {
+        agent_id: replace(a, signed_in=False, cause="expired")
+        for agent_id, a in state.agents.items()
+        if a.signed_in and a.last[0] + rules.max_session <= watermark
+    }
+    if not expired and watermark == state.watermark:
+        return state
+    agents = {**state.agents, **expired} if expired else state.agents
+    return replace(state, watermark=watermark, agents=agents)
+
+
+def _is_stale(state: InstanceState, agent_id: str, order: Order) -> bool:
+    current = state.agents.get(agent_id)
+    latest = current.last if current is not None else None
+    if state.roster_last is not None and (latest is None or state.roster_last > latest):
+        latest = state.roster_last
+    return latest is not None and order < latest
+
+
+def _sign_in(state: InstanceState, event: AgentSignedIn, order: Order) -> Step:
+    d = event.data
+    license, why = classify(d.capabilities, d.supervisor)
+    fact = Fact(event.time, event.id, SignInFact(d.agent_id, license, why))
+    if _is_stale(state, d.agent_id, order):
+        return Step(state, fact)
+    agents = {**state.agents, d.agent_id: Agent(True, license, why, order, "signed_in")}
+    candidate = replace(state, agents=agents)
+    if state.limits.controlled:
+        reason = _control(state, candidate, license)
+        if reason is not None:
+            return Step(state, None, Rejection(d.agent_id, license, reason))
+    return Step(candidate, fact, changed_agents=frozenset({d.agent_id}))
+
+
+def _control(before: InstanceState, after: InstanceState, license: License) -> str | None:
+    """Why License Control refuses the change from `before` to `after`, or None when it allows it."""
+    old, new = before.deficit(), after.deficit()
+    if new.premium <= old.premium and new.standard <= old.standard:
+        return None
+    used = after.usage()
+    ent = after.limits.effective
+    assert ent is not None
+    mode = "reservation installed" if after.limits.reservation is not None else "overage not allowed"
+    grown = "Premium" if new.premium > old.premium else "Standard"
+    return (
+        f"License Control ({mode}): a {license.capitalize()} sign-in would put {grown} over its entitlement "
+        f"(Premium {used.premium}/{ent.premium}, Standard {used.standard}/{ent.standard} with unused Premium "
+        f"covering Standard)"
+    )
+
+
+def _sign_out(state: InstanceState, agent_id: str, order: Order) -> Step:
+    fact = Fact(order[0], order[1], SignOutFact(agent_id))
+    if _is_stale(state, agent_id, order):
+        return Step(state, fact)
+    current = state.agents.get(agent_id)
+    if current is None:
+        # Not signed in: changes nothing, but remember the order so an older sign-in arriving later is stale.
+        agents = {**state.agents, agent_id: Agent(False, "standard", "", order, "signed_out")}
+        return Step(replace(state, agents=agents), fact, changed_agents=frozenset({agent_id}))
+    agents = {**state.agents, agent_id: replace(current, signed_in=False, last=order, cause="signed_out")}
+    return Step(replace(state, agents=agents), fact, changed_agents=frozenset({agent_id}))
+
+
+def _roster(state: InstanceState, event: AgentRoster, order: Order) -> Step:
+    listed = {}
+    for a in event.data.agents:
+        license, why = classify(a.capabilities, a.supervisor)
+        listed[a.agent_id] = SignInFact(a.agent_id, license, why)
+    fact = Fact(event.time, event.id, RosterFact(tuple(listed.values())))
+    agents = dict(state.agents)
+    changed = set()
+    for agent_id, current in state.agents.items():
+        if current.last > order or agent_id in listed:
+            continue
+        agents[agent_id] = replace(current, signed_in=False, last=order, cause="reconciled")
+        changed.add(agent_id)
+    for agent_id, signed in listed.items():
+        current = state.agents.get(agent_id)
+        if current is not None and current.last > order:
+            continue
+        agents[agent_id] = Agent(True, signed.license, signed.why, order, "roster")
+        changed.add(agent_id)
+    roster_last = order if state.roster_last is None or order > state.roster_last else state.roster_last
+    return Step(replace(state, agents=agents, roster_last=roster_last), fact, changed_agents=frozenset(changed))
+
+
+def interval_start(t: datetime, rules: Rules) -> datetime:
+    """The start of the reporting interval holding t; intervals are aligned to 00:00 UTC."""
+    midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    n = (t - midnight) // rules.interval
+    return midnight + n * rules.interval
+
+
+def closable(next_close: datetime | None, watermark: datetime | None, rules: Rules) -> list[datetime]:
+    """Starts of the intervals, from `next_close` on, that the watermark has passed by their end + lateness."""
+    if next_close is None or watermark is None:
+        return []
+    starts = []
+    start = next_close
+    while start + rules.interval + rules.lateness <= watermark:
+        starts.append(start)
+        start = start + rules.interval
+    return starts

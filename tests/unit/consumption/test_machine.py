@@ -1,0 +1,207 @@
+"""Live seats and License Control, as pure functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ccxlic_consumption.machine import InstanceState, Rules, apply, closable, interval_start
+from ccxlic_contract.codec import Event
+from ccxlic_contract.events import (
+    AgentRoster,
+    AgentRosterData,
+    AgentSignedIn,
+    AgentSignedInData,
+    AgentSignedOut,
+    AgentSignedOutData,
+    ClockTicked,
+    EntitlementsSet,
+    EntitlementsSetData,
+    ReservationInstalled,
+    ReservationInstalledData,
+    RosterAgent,
+)
+from ccxlic_rules import Entitlement, Usage, classify, deficit, headroom
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+RULES = Rules()
+_n = iter(range(10**9))
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def env(cls: type, t: datetime, data: object) -> Event:
+    return cls(id=f"e{next(_n):06d}", source="urn:t", time=t, subject="i", data=data)  # type: ignore[no-any-return]
+
+
+def sign_in(agent: str, t: datetime, *caps: str, supervisor: bool = False) -> Event:
+    return env(AgentSignedIn, t, AgentSignedInData(agent_id=agent, capabilities=caps, supervisor=supervisor))  # type: ignore[arg-type]
+
+
+def sign_out(agent: str, t: datetime) -> Event:
+    return env(AgentSignedOut, t, AgentSignedOutData(agent_id=agent))
+
+
+def entitle(t: datetime, standard: int, premium: int, overage: bool = True, deployment: str = "production") -> Event:
+    return env(
+        EntitlementsSet,
+        t,
+        EntitlementsSetData(
+            standard_seats=standard, premium_seats=premium, ivr_ports=10, overage_allowed=overage, deployment=deployment  # type: ignore[arg-type]
+        ),
+    )
+
+
+def run(events: list[Event], state: InstanceState | None = None) -> tuple[InstanceState, list[str]]:
+    state = state or InstanceState("i")
+    rejected = []
+    for e in events:
+        step = apply(state, e, RULES)
+        state = step.state
+        if step.rejection:
+            rejected.append(step.rejection.agent_id)
+    return state, rejected
+
+
+@pytest.mark.parametrize(
+    ("caps", "supervisor", "license"),
+    [
+        ((), False, "standard"),
+        (("inbound_voice",), False, "standard"),
+        (("inbound_voice", "outbound_direct_preview"), False, "standard"),
+        (("chat",), False, "premium"),
+        (("email",), False, "premium"),
+        (("outbound_predictive",), False, "premium"),
+        (("outbound_progressive",), False, "premium"),
+        (("inbound_voice",), True, "premium"),
+        ((), True, "premium"),
+    ],
+)
+def test_classification(caps: tuple[str, ...], supervisor: bool, license: str) -> None:
+    assert classify(caps, supervisor)[0] == license  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("p", "s", "premium_deficit", "standard_deficit", "premium_room", "standard_room"),
+    [
+        (0, 0, 0, 0, 10, 50),
+        (10, 40, 0, 0, 0, 0),
+        (11, 0, 1, 0, 0, 40),
+        (0, 50, 0, 0, 0, 0),
+        (0, 51, 0, 1, 0, 0),
+        (5, 45, 0, 0, 0, 0),
+        (5, 46, 0, 1, 0, 0),
+        (5, 44, 0, 0, 1, 1),
+        (6, 45, 0, 1, 0, 0),
+    ],
+)
+def test_pool_arithmetic(p: int, s: int, premium_deficit: int, standard_deficit: int, premium_room: int, standard_room: int) -> None:
+    ent = Entitlement(standard=40, premium=10, ivr_ports=0)
+    d = deficit(Usage(standard=s, premium=p), ent)
+    r = headroom(Usage(standard=s, premium=p), ent)
+    assert (d.premium, d.standard, r.premium, r.standard) == (premium_deficit, standard_deficit, premium_room, standard_room)
+
+
+@given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 30), st.integers(0, 60))
+def test_pool_total_is_conserved(p: int, s: int, big_p: int, big_s: int) -> None:
+    """Seats in use + headroom - deficit = entitled, across the pool."""
+    d = deficit(Usage(s, p), Entitlement(big_s, big_p, 0))
+    r = headroom(Usage(s, p), Entitlement(big_s, big_p, 0))
+    assert r.standard is not None and r.premium is not None
+    assert (p + s) - (d.premium + d.standard) + max(r.standard, r.premium) == big_p + big_s or (d.premium > 0)
+
+
+def test_evaluation_is_unlimited() -> None:
+    assert headroom(Usage(100, 100), None).standard is None
+    assert deficit(Usage(100, 100), None).premium == 0
+
+
+def _controlled() -> list[Event]:
+    return [entitle(at(0), standard=40, premium=10, overage=False)]
+
+
+def test_at_most_ten_premium() -> None:
+    state, rejected = run(_controlled() + [sign_in(f"p{i}", at(1 + i), "chat") for i in range(11)])
+    assert state.usage().premium == 10 and rejected == ["p10"]
+
+
+def test_fifty_standard_when_no_premium() -> None:
+    state, rejected = run(_controlled() + [sign_in(f"s{i}", at(1 + i), "inbound_voice") for i in range(51)])
+    assert state.usage().standard == 50 and rejected == ["s50"]
+
+
+def test_five_premium_then_at_most_45_standard() -> None:
+    events = _controlled() + [sign_in(f"p{i}", at(1), "email") for i in range(5)]
+    events += [sign_in(f"s{i}", at(2 + i), "inbound_voice") for i in range(46)]
+    state, rejected = run(events)
+    assert (state.usage().premium, state.usage().standard) == (5, 45) and rejected == ["s45"]
+
+
+def test_45_standard_then_at_most_5_premium() -> None:
+    events = _controlled() + [sign_in(f"s{i}", at(1), "inbound_voice") for i in range(45)]
+    events += [sign_in(f"p{i}", at(2 + i), "chat") for i in range(6)]
+    state, rejected = run(events)
+    assert (state.usage().premium, state.usage().standard) == (5, 45) and rejected == ["p5"]
+
+
+def test_overage_allowed_or_non_production_never_rejects() -> None:
+    for first in (entitle(at(0), 1, 1, overage=True), entitle(at(0), 1, 1, overage=False, deployment="non_production")):
+        state, rejected = run([first] + [sign_in(f"p{i}", at(1 + i), "chat") for i in range(3)])
+        assert rejected == [] and state.usage().premium == 3
+        assert state.deficit().premium == 2
+
+
+def test_reservation_replaces_entitlements_and_forbids_overage() -> None:
+    reserve = env(ReservationInstalled, at(0), ReservationInstalledData(standard_seats=0, premium_seats=1, ivr_ports=0))
+    state, rejected = run([entitle(at(0), 40, 10, overage=True), reserve, sign_in("a", at(1), "chat"), sign_in("b", at(2), "chat")])
+    assert rejected == ["b"] and state.usage().premium == 1
+
+
+def test_second_sign_in_updates_class_and_never_counts_twice() -> None:
+    state, _ = run([sign_in("a", at(1)), sign_in("a", at(2), "chat")])
+    assert (state.usage().standard, state.usage().premium) == (0, 1)
+
+
+def test_stale_event_does_not_change_live_state_but_is_a_fact() -> None:
+    state, _ = run([sign_in("a", at(10)), sign_out("a", at(20))])
+    step = apply(state, sign_in("a", at(15)), RULES)
+    assert step.state.usage().standard == 0
+    assert step.fact is not None
+
+
+def test_sign_out_of_unknown_agent_changes_nothing() -> None:
+    state, _ = run([sign_in("a", at(1)), sign_out("zz", at(2))])
+    assert state.usage().standard == 1
+
+
+def test_roster_reconciles() -> None:
+    roster = env(
+        AgentRoster,
+        at(30),
+        AgentRosterData(agents=(RosterAgent(agent_id="b", capabilities=("chat",)), RosterAgent(agent_id="c"))),
+    )
+    state, _ = run([sign_in("a", at(1)), sign_in("b", at(2)), roster, sign_in("a", at(20))])
+    assert {k for k, v in state.agents.items() if v.signed_in} == {"b", "c"}
+    assert state.agents["a"].cause == "reconciled"
+    assert state.agents["b"].license == "premium"
+
+
+def test_lost_sign_out_expires_after_max_session() -> None:
+    state, _ = run([sign_in("a", at(0)), sign_in("b", at(60 * 23))])
+    tick = env(ClockTicked, at(60 * 24), {})
+    step = apply(state, tick, RULES)
+    assert step.state.agents["a"].signed_in is False and step.state.agents["a"].cause == "expired"
+    assert "a" in step.changed_agents and step.state.usage().standard == 1
+
+
+def test_intervals_align_to_midnight_and_close_after_lateness() -> None:
+    assert interval_start(at(0), RULES) == T0
+    assert interval_start(datetime(2026, 3, 2, 7, 59, tzinfo=UTC), RULES) == datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+    assert closable(T0, T0 + timedelta(hours=8, minutes=4), RULES) == []
+    assert closable(T0, T0 + timedelta(hours=8, minutes=5), RULES) == [T0]
+    assert len(closable(T0, T0 + timedelta(days=1), RULES)) == 2
