@@ -26,6 +26,10 @@ down: ## stop Kafka and PostgreSQL
 status: ## say whether the stack runs
 	@bash deploy/stack.sh status
 
+run: up ## start the stack and run the consumption computer (Ctrl-C stops it; `make down` stops the stack)
+	@echo "consumption computer: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}/v1/instances/<id>/usage  (metrics: /metrics)"
+	$(PY) -m ccxlic_consumption
+
 test: up ## every tier (unit, integration, e2e) on the real stack
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -47,7 +51,8 @@ format: ## ruff: fix what it can and format
 	$(UV) run --frozen ruff format .
 
 typecheck: ## mypy --strict on the libs and the domain code
-	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src
+	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
+	  services/consumption/src/ccxlic_consumption/{machine,peaks,store,handler,settings}.py
 
 schemas: ## regenerate docs/schemas from the contract models
 	$(PY) -m ccxlic_contract.schemas docs/schemas

@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from ccxlic_consumption.machine import InstanceState, Rules, apply, closable, interval_start
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
@@ -25,6 +22,8 @@ from ccxlic_contract.events import (
     RosterAgent,
 )
 from ccxlic_rules import Entitlement, Usage, classify, deficit, headroom
+from hypothesis import given
+from hypothesis import strategies as st
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 RULES = Rules()
@@ -52,7 +51,11 @@ def entitle(t: datetime, standard: int, premium: int, overage: bool = True, depl
         EntitlementsSet,
         t,
         EntitlementsSetData(
-            standard_seats=standard, premium_seats=premium, ivr_ports=10, overage_allowed=overage, deployment=deployment  # type: ignore[arg-type]
+            standard_seats=standard,
+            premium_seats=premium,
+            ivr_ports=10,
+            overage_allowed=overage,
+            deployment=deployment,  # type: ignore[arg-type]
         ),
     )
 
@@ -100,11 +103,18 @@ def test_classification(caps: tuple[str, ...], supervisor: bool, license: str) -
         (6, 45, 0, 1, 0, 0),
     ],
 )
-def test_pool_arithmetic(p: int, s: int, premium_deficit: int, standard_deficit: int, premium_room: int, standard_room: int) -> None:
+def test_pool_arithmetic(
+    p: int, s: int, premium_deficit: int, standard_deficit: int, premium_room: int, standard_room: int
+) -> None:
     ent = Entitlement(standard=40, premium=10, ivr_ports=0)
     d = deficit(Usage(standard=s, premium=p), ent)
     r = headroom(Usage(standard=s, premium=p), ent)
-    assert (d.premium, d.standard, r.premium, r.standard) == (premium_deficit, standard_deficit, premium_room, standard_room)
+    assert (d.premium, d.standard, r.premium, r.standard) == (
+        premium_deficit,
+        standard_deficit,
+        premium_room,
+        standard_room,
+    )
 
 
 @given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 30), st.integers(0, 60))
@@ -158,7 +168,9 @@ def test_overage_allowed_or_non_production_never_rejects() -> None:
 
 def test_reservation_replaces_entitlements_and_forbids_overage() -> None:
     reserve = env(ReservationInstalled, at(0), ReservationInstalledData(standard_seats=0, premium_seats=1, ivr_ports=0))
-    state, rejected = run([entitle(at(0), 40, 10, overage=True), reserve, sign_in("a", at(1), "chat"), sign_in("b", at(2), "chat")])
+    state, rejected = run(
+        [entitle(at(0), 40, 10, overage=True), reserve, sign_in("a", at(1), "chat"), sign_in("b", at(2), "chat")]
+    )
     assert rejected == ["b"] and state.usage().premium == 1
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from ccxlic_consumption.machine import Fact, PortsFact, RosterFact, SignInFact, SignOutFact
 from ccxlic_consumption.peaks import sweep
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -70,9 +69,9 @@ roster = st.builds(
 )
 ports = st.builds(PortsFact, st.integers(0, 9), st.integers(0, 3), st.integers(0, 3))
 body = st.one_of(sign_in, sign_in, sign_out, roster, ports)
-fact_lists = st.lists(
-    st.builds(lambda m, b: (m, b), st.integers(0, 24 * 60 // 30), body), max_size=25
-).map(lambda xs: [Fact(T0 + timedelta(minutes=30 * m), f"e{i:03d}", b) for i, (m, b) in enumerate(xs)])
+fact_lists = st.lists(st.builds(lambda m, b: (m, b), st.integers(0, 24 * 60 // 30), body), max_size=25).map(
+    lambda xs: [Fact(T0 + timedelta(minutes=30 * m), f"e{i:03d}", b) for i, (m, b) in enumerate(xs)]
+)
 
 
 @settings(max_examples=300, deadline=None)

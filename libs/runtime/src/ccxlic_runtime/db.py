@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -111,6 +111,17 @@ class Transaction:
         self.scratch: dict[Any, Any] = {}
         """Working state of this transaction: later inputs of a batch see what earlier ones changed."""
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: dict[Any, Callable[[Transaction], Awaitable[None]]] = {}
+
+    def before_commit(self, key: Any, callback: Callable[[Transaction], Awaitable[None]]) -> None:
+        """Run `await callback(tx)` once, just before commit (one per key): batch-level work such as flushing the
+        state that several inputs of a batch changed."""
+        self._before_commit.setdefault(key, callback)
+
+    async def _finish(self) -> None:
+        while self._before_commit:
+            key = next(iter(self._before_commit))
+            await self._before_commit.pop(key)(self)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (e.g. to update an in-memory cache); never on rollback."""
@@ -149,6 +160,7 @@ class Database:
             tx = Transaction(conn, self.topic_prefix)
             async with conn.transaction():
                 yield tx
+                await tx._finish()
         for callback in tx._after_commit:
             callback()
         if tx.emitted:

@@ -32,6 +32,14 @@ def problem(status: int, detail: str) -> web.Response:
 
 def ops_app(registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]) -> web.Application:
     app = web.Application()
+    add_ops_routes(app.router, registry, checks)
+    return app
+
+
+def add_ops_routes(
+    router: web.UrlDispatcher, registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]
+) -> None:
+    """Add /metrics, /healthz and /readyz to an aiohttp router (ours, or faust's web server's)."""
 
     async def metrics(_: web.Request) -> web.Response:
         resp = web.Response(body=generate_latest(registry))
@@ -51,10 +59,9 @@ def ops_app(registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]) -
         ok = all(results.values())
         return json_response({"ready": ok, "checks": results}, status=200 if ok else 503)
 
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
+    router.add_get("/metrics", metrics)
+    router.add_get("/healthz", healthz)
+    router.add_get("/readyz", readyz)
 
 
 class OpsServer:

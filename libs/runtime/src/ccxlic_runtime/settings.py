@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 class RuntimeSettings(BaseSettings):
     """What every service reads from the environment. Services subclass it for their own settings."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True)
 
     kafka_bootstrap_servers: str = Field(DEFAULT_KAFKA, validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL", pattern=r"^postgres(ql)?://")

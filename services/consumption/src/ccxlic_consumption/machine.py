@@ -300,8 +300,8 @@ def _roster(state: InstanceState, event: AgentRoster, order: Order) -> Step:
         agents[agent_id] = replace(current, signed_in=False, last=order, cause="reconciled")
         changed.add(agent_id)
     for agent_id, signed in listed.items():
-        current = state.agents.get(agent_id)
-        if current is not None and current.last > order:
+        known = state.agents.get(agent_id)
+        if known is not None and known.last > order:
             continue
         agents[agent_id] = Agent(True, signed.license, signed.why, order, "roster")
         changed.add(agent_id)

@@ -102,7 +102,9 @@ class _Sweep:
         return tuple(sorted(self.seats.values(), key=lambda s: s.agent_id))
 
 
-def sweep(facts: Iterable[Fact], starts: Sequence[datetime], length: timedelta, max_session: timedelta) -> list[IntervalPeaks]:
+def sweep(
+    facts: Iterable[Fact], starts: Sequence[datetime], length: timedelta, max_session: timedelta
+) -> list[IntervalPeaks]:
     """Peaks of consecutive intervals `[start, start + length)`; `facts` may come in any order.
 
     Facts before the first start matter only within `max_session` of it; callers may pass just
@@ -152,7 +154,5 @@ def sweep(facts: Iterable[Fact], starts: Sequence[datetime], length: timedelta, 
                 state.apply(ordered[i])
                 i += 1
             observe(t)
-        results.append(
-            IntervalPeaks(start, end, {q: p if p.value > 0 else PeakOf(0, None) for q, p in best.items()})
-        )
+        results.append(IntervalPeaks(start, end, {q: p if p.value > 0 else PeakOf(0, None) for q, p in best.items()}))
     return results

@@ -1,0 +1,253 @@
+"""The faust adapter: agents per input topic, a timer, and the HTTP views. Thin: all rules are in machine.py and
+peaks.py, and all I/O policy is the runtime's (RecordProcessor: dead letters, retries, one transaction per batch).
+
+faust acks (and later commits) an event's offset only after the agent has handled its batch, i.e. after the
+PostgreSQL transaction committed; a redelivered event finds its dedup record and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import faust
+from aiohttp import web
+from ccxlic_contract.events import INSTANCE_ID_PATTERN
+from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, ENTITLEMENTS, LIFECYCLE, PORT_USAGE, TOPICS
+from ccxlic_runtime.consumer import Delivery, RecordProcessor
+from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
+from ccxlic_runtime.http import add_ops_routes, json_response, problem
+from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.metrics import RuntimeMetrics
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from ccxlic_consumption.handler import ConsumptionHandler
+from ccxlic_consumption.machine import InstanceState
+from ccxlic_consumption.settings import ConsumptionSettings
+
+log = logging.getLogger(__name__)
+SERVICE = "consumption"
+INPUTS = (AGENT_ACTIVITY, PORT_USAGE, ENTITLEMENTS, LIFECYCLE, CLOCK)
+MIGRATIONS = resources.files("ccxlic_consumption") / "migrations"
+
+
+class ConsumptionMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.in_use = Gauge("ccxlic_seats_in_use", "Agent seats in use now", ["instance", "license"], registry=registry)
+        self.entitled = Gauge(
+            "ccxlic_seats_entitled",
+            "Seats or ports entitled (reservation counts while one is installed); absent in evaluation",
+            ["instance", "license"],
+            registry=registry,
+        )
+        self.ports = Gauge("ccxlic_ports_in_use", "Ports in use now", ["instance", "kind"], registry=registry)
+        self.rejected = Counter(
+            "ccxlic_sign_ins_rejected_total",
+            "Sign-ins refused by License Control",
+            ["instance", "license"],
+            registry=registry,
+        )
+
+    def rejected_one(self, instance: str, license: str) -> None:
+        self.rejected.labels(instance, license).inc()
+
+    def observe(self, state: InstanceState) -> None:
+        used = state.usage()
+        i = state.instance
+        self.in_use.labels(i, "standard").set(used.standard)
+        self.in_use.labels(i, "premium").set(used.premium)
+        self.ports.labels(i, "ivr").set(state.ports.ivr)
+        self.ports.labels(i, "outbound").set(state.ports.outbound_ports)
+        self.ports.labels(i, "outbound_seats").set(state.ports.outbound_seats)
+        ent = state.limits.effective
+        if ent is not None:
+            self.entitled.labels(i, "standard").set(ent.standard)
+            self.entitled.labels(i, "premium").set(ent.premium)
+            self.entitled.labels(i, "ivr_ports").set(ent.ivr_ports)
+
+
+def _delivery(event: Any) -> Delivery:
+    m = event.message
+    return Delivery(
+        m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()), int((m.timestamp or 0) * 1000)
+    )
+
+
+async def run(
+    settings: ConsumptionSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None
+) -> None:
+    """Run the consumption computer until `stop` is set."""
+    rules = settings.rules()
+    await wait_for_kafka(settings.kafka_bootstrap_servers)
+    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS)
+    pool = await create_pool(settings.database_url, settings.schema_name, max_size=settings.db_pool_size)
+    try:
+        await migrate(pool, settings.schema_name, MIGRATIONS)
+        db = Database(pool, settings.schema_name, settings.topic_prefix)
+        registry = CollectorRegistry()
+        runtime_metrics = RuntimeMetrics(registry)
+        metrics = ConsumptionMetrics(registry)
+        handler = ConsumptionHandler(rules, on_commit=metrics.observe, on_reject=metrics.rejected_one)
+        processor = RecordProcessor(
+            service=SERVICE,
+            topics=TOPICS,
+            prefix=settings.topic_prefix,
+            db=db,
+            handler=handler,
+            metrics=runtime_metrics,
+            stop=stop,
+            on_failure=handler.on_failure,
+        )
+        async with EventProducer(
+            settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=SERVICE
+        ) as producer:
+            app = build_app(settings, db, processor, handler, registry)
+            relay = asyncio.create_task(relay_outbox(db, producer, stop))
+            await app.start()
+            log.info("consumption computer started", extra={"http_port": settings.http_port})
+            if ready is not None:
+                ready(settings.http_port)
+            try:
+                await stop.wait()
+            finally:
+                await app.stop()
+                stop.set()
+                await relay  # drains the outbox once more before returning
+    finally:
+        await pool.close()
+
+
+def build_app(
+    settings: ConsumptionSettings,
+    db: Database,
+    processor: RecordProcessor,
+    handler: ConsumptionHandler,
+    registry: CollectorRegistry,
+) -> faust.App:
+    prefix = settings.topic_prefix
+    app = faust.App(
+        f"{prefix}{settings.group_id}",
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        store="memory://",
+        autodiscover=False,
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_host=settings.http_host,
+        web_port=settings.http_port,
+        web_in_thread=False,
+        producer_acks=-1,
+    )
+    lock = asyncio.Lock()  # one writer: batches from different topics must not interleave on an instance's state
+
+    def agent_for(name: str) -> Callable[[Any], AsyncIterator[None]]:
+        async def handle(stream: Any) -> AsyncIterator[None]:
+            async for events in stream.take_events(settings.batch_size, within=0.05):
+                async with lock:
+                    await processor.process_batch([_delivery(e) for e in events])
+                yield None
+
+        handle.__name__ = handle.__qualname__ = name  # faust keys agents by name: one per topic
+        return handle
+
+    for topic in INPUTS:
+        source = app.topic(topic_name(topic, prefix), value_serializer="raw", key_serializer="raw")
+        name = f"on_{topic.name.replace('.', '_').replace('-', '_')}"
+        app.agent(source, name=name)(agent_for(name))
+
+    @app.timer(10.0)
+    async def close_intervals() -> None:
+        """Close intervals whose end + lateness the watermark has passed but no batch has closed yet (normally the
+        input that moves the watermark closes them in its own transaction; this catches e.g. a shorter
+        CCXLIC_LATENESS_SECONDS after a restart)."""
+        for instance in handler.due():
+            async with lock, db.transaction() as tx:
+                await handler.touch(tx, instance)
+
+    ready_checks = {"database": db.ping, "kafka": lambda: asyncio.sleep(0, result=app.consumer is not None)}
+
+    def _routes(web_server: Any) -> None:
+        router = web_server.web_app.router
+        add_ops_routes(router, registry, ready_checks)
+        router.add_get("/v1/instances/{instance}/usage", usage_view)
+        router.add_get("/v1/instances/{instance}/intervals", intervals_view)
+
+    app.on_webserver_init = _routes  # faust's hook: called with its web server before it starts serving
+
+    async def usage_view(request: web.Request) -> web.Response:
+        instance = request.match_info["instance"]
+        if not _valid_instance(instance):
+            return problem(400, f"instance id {instance!r} must be 1-64 characters from [A-Za-z0-9._:-]")
+        async with db.pool.acquire() as conn:
+            found = handler.cache.get(instance) or await handler.store.load(conn, instance)
+        if found is None:
+            return problem(404, f"no usage known for instance {instance!r}")
+        return json_response(usage_body(found[0]))
+
+    async def intervals_view(request: web.Request) -> web.Response:
+        instance = request.match_info["instance"]
+        if not _valid_instance(instance):
+            return problem(400, f"instance id {instance!r} must be 1-64 characters from [A-Za-z0-9._:-]")
+        try:
+            since = _time_param(request, "from", datetime(1970, 1, 1, tzinfo=UTC))
+            until = _time_param(request, "to", datetime(9999, 1, 1, tzinfo=UTC))
+        except ValueError as exc:
+            return problem(400, str(exc))
+        if until <= since:
+            return problem(400, "`to` must be after `from`")
+        async with db.pool.acquire() as conn:
+            reports = await handler.store.reports(conn, instance, since, until)
+        return json_response({"instance": instance, "reports": reports})
+
+    return app
+
+
+def _valid_instance(instance: str) -> bool:
+    return re.match(INSTANCE_ID_PATTERN, instance) is not None
+
+
+def _time_param(request: web.Request, name: str, default: datetime) -> datetime:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"`{name}` must be an RFC 3339 time, e.g. 2026-03-02T08:00:00Z; got {raw!r}") from None
+    if value.tzinfo is None:
+        raise ValueError(f"`{name}` needs an offset (Z or +hh:mm); got {raw!r}")
+    return value.astimezone(UTC)
+
+
+def usage_body(state: InstanceState) -> dict[str, Any]:
+    used, room, short = state.usage(), state.headroom(), state.deficit()
+    ent = state.limits.effective
+    return {
+        "instance": state.instance,
+        "as_of": state.watermark,
+        "in_use": {
+            "standard": used.standard,
+            "premium": used.premium,
+            "ivr_ports": state.ports.ivr,
+            "outbound_ports": state.ports.outbound_ports,
+            "outbound_seats": state.ports.outbound_seats,
+        },
+        "entitled": None
+        if ent is None
+        else {"standard": ent.standard, "premium": ent.premium, "ivr_ports": ent.ivr_ports},
+        "mode": "evaluation" if ent is None else ("reservation" if state.limits.reservation else "entitlements"),
+        "license_control": state.limits.controlled,
+        "headroom": {"standard": room.standard, "premium": room.premium, "ivr_ports": room.ivr_ports},
+        "deficit": {"standard": short.standard, "premium": short.premium, "ivr_ports": short.ivr_ports},
+        "agents": [
+            {"agent_id": agent_id, "license": a.license, "why": a.why, "since": a.last[0]}
+            for agent_id, a in sorted(state.agents.items())
+            if a.signed_in
+        ],
+    }
