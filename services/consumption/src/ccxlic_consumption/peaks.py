@@ -22,11 +22,8 @@ QUANTITIES = ("standard", "premium", "agents", "ivr_ports", "outbound_ports", "o
 SEAT_QUANTITIES = frozenset({"standard", "premium", "agents"})
 
 
-@dataclass(frozen=True, slots=True)
-class Seat:
-    agent_id: str
-    license: str
-    why: str
+Seat = SignInFact
+"""A seat in a witness: who, which license, and why (the same triple a sign-in records)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +71,7 @@ class _Sweep:
     def apply(self, fact: Fact) -> None:
         body = fact.body
         if isinstance(body, SignInFact):
-            self.sign_in(Seat(body.agent_id, body.license, body.why), fact.at)
+            self.sign_in(body, fact.at)
         elif isinstance(body, SignOutFact):
             self.sign_out(body.agent_id)
         elif isinstance(body, RosterFact):
@@ -82,7 +79,7 @@ class _Sweep:
             for agent_id in [a for a in self.seats if a not in listed]:
                 self.sign_out(agent_id)
             for a in body.agents:
-                self.sign_in(Seat(a.agent_id, a.license, a.why), fact.at)
+                self.sign_in(a, fact.at)
         elif isinstance(body, PortsFact):
             self.ports = (body.ivr, body.outbound_ports, body.outbound_seats)
 
