@@ -25,7 +25,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from ccxlic_contract import Event, encode, key_for, topic_for
 
-from ccxlic_runtime.kafka import EventProducer
+from ccxlic_runtime.kafka import EventProducer, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Transaction:
             return
         await self.conn.executemany(
             "insert into outbox(topic, key, value) values ($1, $2, $3)",
-            [(f"{self._prefix}{topic_for(e.type).name}", key_for(e), encode(e)) for e in events],
+            [(topic_name(topic_for(e.type), self._prefix), key_for(e), encode(e)) for e in events],
         )
         self.emitted += len(events)
 

@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
-from ccxlic_contract import TOPICS, Event, Topic, decode_message
+from ccxlic_contract import TOPICS, decode_message
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
 
@@ -198,8 +198,4 @@ def read_topic(stack: Stack) -> ReadTopic:
     return read
 
 
-def contract_topic(topics: dict[str, str], topic: Topic) -> str:
-    return topics[topic.name]
-
-
-__all__ = ["Event", "ReadTopic", "Stack", "contract_topic"]
+__all__ = ["ReadTopic", "Stack"]
