@@ -140,9 +140,10 @@ async def _until_usage(port: int, instance: str, ok: Callable[[dict[str, Any]], 
     deadline = loop.time() + timeout
     last: object = None
     while loop.time() < deadline:
-        async with aiohttp.ClientSession() as http, http.get(
-            f"http://127.0.0.1:{port}/v1/instances/{instance}/usage"
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/v1/instances/{instance}/usage") as r,
+        ):
             last = await r.json() if r.status == 200 else r.status
         if isinstance(last, dict) and ok(last):
             return
