@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from ccxlic_contract.events import INSTANCE_ID_PATTERN
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,32 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 def problem(status: int, detail: str) -> web.Response:
     """A clear 4xx/5xx answer: `{"error": ..., "status": ...}`."""
     return json_response({"error": detail, "status": status}, status=status)
+
+
+class BadRequest(ValueError):
+    """A request parameter that is missing or invalid; the message says what is expected."""
+
+
+def instance_param(request: web.Request, name: str = "instance") -> str:
+    """The instance id from the path, checked against the contract's pattern."""
+    instance = request.match_info[name]
+    if re.match(INSTANCE_ID_PATTERN, instance) is None:
+        raise BadRequest(f"instance id {instance!r} must be 1-64 characters from [A-Za-z0-9._:-]")
+    return instance
+
+
+def time_param(request: web.Request, name: str, default: datetime) -> datetime:
+    """An RFC 3339 time from the query string (with an offset), as UTC."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"`{name}` must be an RFC 3339 time, e.g. 2026-03-02T08:00:00Z; got {raw!r}") from None
+    if value.tzinfo is None:
+        raise BadRequest(f"`{name}` needs an offset (Z or +hh:mm); got {raw!r}")
+    return value.astimezone(UTC)
 
 
 def ops_app(registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]) -> web.Application:

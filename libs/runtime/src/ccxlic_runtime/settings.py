@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from ccxlic_contract.codec import describe
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
@@ -27,6 +27,16 @@ class RuntimeSettings(BaseSettings):
     http_host: str = Field("127.0.0.1", validation_alias="CCXLIC_HTTP_HOST")
     log_level: str = Field("INFO", validation_alias="CCXLIC_LOG_LEVEL", pattern=r"(?i)^(debug|info|warning|error)$")
     db_pool_size: int = Field(5, validation_alias="CCXLIC_DB_POOL_SIZE", ge=1, le=100)
+    # The reporting interval is shared: the consumption computer closes intervals, compliance tracks the current
+    # interval's peak, and both must agree on where intervals begin.
+    interval_seconds: int = Field(8 * 3600, validation_alias="CCXLIC_INTERVAL_SECONDS", ge=60)
+
+    @field_validator("interval_seconds")
+    @classmethod
+    def _divides_a_day(cls, value: int) -> int:
+        if 86400 % value:
+            raise ValueError("must divide a day (86400 s) so intervals align to 00:00 UTC, e.g. 28800 for 8 h")
+        return value
 
 
 S = TypeVar("S", bound=RuntimeSettings)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib import resources
@@ -17,11 +16,10 @@ from typing import Any
 
 import faust
 from aiohttp import web
-from ccxlic_contract.events import INSTANCE_ID_PATTERN
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, ENTITLEMENTS, LIFECYCLE, PORT_USAGE, TOPICS
 from ccxlic_runtime.consumer import Delivery, RecordProcessor
 from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
-from ccxlic_runtime.http import add_ops_routes, json_response, problem
+from ccxlic_runtime.http import BadRequest, add_ops_routes, instance_param, json_response, problem, time_param
 from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.metrics import RuntimeMetrics
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -181,9 +179,10 @@ def build_app(
     app.on_webserver_init = _routes  # faust's hook: called with its web server before it starts serving
 
     async def usage_view(request: web.Request) -> web.Response:
-        instance = request.match_info["instance"]
-        if not _valid_instance(instance):
-            return problem(400, f"instance id {instance!r} must be 1-64 characters from [A-Za-z0-9._:-]")
+        try:
+            instance = instance_param(request)
+        except BadRequest as exc:
+            return problem(400, str(exc))
         async with db.pool.acquire() as conn:
             found = handler.cache.get(instance) or await handler.store.load(conn, instance)
         if found is None:
@@ -191,13 +190,11 @@ def build_app(
         return json_response(usage_body(found[0]))
 
     async def intervals_view(request: web.Request) -> web.Response:
-        instance = request.match_info["instance"]
-        if not _valid_instance(instance):
-            return problem(400, f"instance id {instance!r} must be 1-64 characters from [A-Za-z0-9._:-]")
         try:
-            since = _time_param(request, "from", datetime(1970, 1, 1, tzinfo=UTC))
-            until = _time_param(request, "to", datetime(9999, 1, 1, tzinfo=UTC))
-        except ValueError as exc:
+            instance = instance_param(request)
+            since = time_param(request, "from", datetime(1970, 1, 1, tzinfo=UTC))
+            until = time_param(request, "to", datetime(9999, 1, 1, tzinfo=UTC))
+        except BadRequest as exc:
             return problem(400, str(exc))
         if until <= since:
             return problem(400, "`to` must be after `from`")
@@ -206,23 +203,6 @@ def build_app(
         return json_response({"instance": instance, "reports": reports})
 
     return app
-
-
-def _valid_instance(instance: str) -> bool:
-    return re.match(INSTANCE_ID_PATTERN, instance) is not None
-
-
-def _time_param(request: web.Request, name: str, default: datetime) -> datetime:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"`{name}` must be an RFC 3339 time, e.g. 2026-03-02T08:00:00Z; got {raw!r}") from None
-    if value.tzinfo is None:
-        raise ValueError(f"`{name}` needs an offset (Z or +hh:mm); got {raw!r}")
-    return value.astimezone(UTC)
 
 
 def usage_body(state: InstanceState) -> dict[str, Any]:

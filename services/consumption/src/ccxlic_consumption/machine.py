@@ -35,7 +35,7 @@ from ccxlic_contract.events import (
     ReservationInstalled,
     ReservationReturned,
 )
-from ccxlic_rules import Entitlement, Usage, classify, deficit, headroom
+from ccxlic_rules import Entitlement, Usage, classify, deficit, headroom, intervals
 from ccxlic_rules.pool import Amounts, Room
 
 Order = tuple[datetime, str]
@@ -311,9 +311,7 @@ def _roster(state: InstanceState, event: AgentRoster, order: Order) -> Step:
 
 def interval_start(t: datetime, rules: Rules) -> datetime:
     """The start of the reporting interval holding t; intervals are aligned to 00:00 UTC."""
-    midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    n = (t - midnight) // rules.interval
-    return midnight + n * rules.interval
+    return intervals.interval_start(t, rules.interval)
 
 
 def closable(next_close: datetime | None, watermark: datetime | None, rules: Rules) -> list[datetime]:

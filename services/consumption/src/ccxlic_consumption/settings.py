@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ccxlic_runtime.settings import RuntimeSettings
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ccxlic_consumption.machine import Rules
 
@@ -14,17 +14,9 @@ class ConsumptionSettings(RuntimeSettings):
     http_port: int = Field(8181, validation_alias="CCXLIC_CONSUMPTION_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("consumption", validation_alias="CCXLIC_CONSUMPTION_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_GROUP")
-    interval_seconds: int = Field(8 * 3600, validation_alias="CCXLIC_INTERVAL_SECONDS", ge=60)
     lateness_seconds: int = Field(300, validation_alias="CCXLIC_LATENESS_SECONDS", ge=0)
     max_session_seconds: int = Field(24 * 3600, validation_alias="CCXLIC_MAX_SESSION_SECONDS", ge=60)
     batch_size: int = Field(500, validation_alias="CCXLIC_BATCH_SIZE", ge=1, le=10000)
-
-    @field_validator("interval_seconds")
-    @classmethod
-    def _divides_a_day(cls, value: int) -> int:
-        if 86400 % value:
-            raise ValueError("must divide a day (86400 s) so intervals align to 00:00 UTC, e.g. 28800 for 8 h")
-        return value
 
     def rules(self) -> Rules:
         return Rules(

@@ -1,0 +1,132 @@
+"""Build contract events tersely, for tests, the simulator and benchmarks: `Build("inst-1").usage(t, 3, 1)`.
+
+Ids are `<instance>-<n>` in creation order, so a rebuilt scenario has the same ids (replays are comparable).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ccxlic_contract.codec import Event
+from ccxlic_contract.events import (
+    AuthorizationRenewalFailed,
+    AuthorizationRenewed,
+    ClockTicked,
+    ConsumptionChanged,
+    ConsumptionChangedData,
+    ConsumptionFailed,
+    Deployment,
+    EntitlementsSet,
+    EntitlementsSetData,
+    FailureReason,
+    Headroom,
+    InstanceDeregistered,
+    InstanceRegistered,
+    InstanceRegisteredData,
+    IntervalClosed,
+    IntervalClosedData,
+    Peak,
+    PeakWitness,
+    RegistrationRenewalFailed,
+    RegistrationRenewed,
+    ReportingFailed,
+    ReportingSucceeded,
+    ReservationInstalled,
+    ReservationInstalledData,
+    ReservationReturned,
+    SmartAgentInitFailed,
+    SmartAgentInitialized,
+    Witness,
+)
+
+
+class Build:
+    def __init__(self, instance: str, source: str = "urn:ccxlic:test", prefix: str | None = None) -> None:
+        self.instance = instance
+        self.source = source
+        self.prefix = prefix or instance
+        self.n = 0
+
+    def _event(self, cls: type[Any], t: datetime, data: Any, subject: str | None = None) -> Event:
+        self.n += 1
+        event: Event = cls(
+            id=f"{self.prefix}-{self.n}", source=self.source, time=t, subject=subject or self.instance, data=data
+        )
+        return event
+
+    def usage(self, t: datetime, standard: int, premium: int, ivr_ports: int = 0) -> Event:
+        data = ConsumptionChangedData(
+            standard=standard,
+            premium=premium,
+            ivr_ports=ivr_ports,
+            outbound_ports=0,
+            outbound_seats=0,
+            headroom=Headroom(standard=None, premium=None, ivr_ports=None),
+        )
+        return self._event(ConsumptionChanged, t, data)
+
+    def entitle(
+        self, t: datetime, standard: int, premium: int, ivr_ports: int = 10, deployment: Deployment = "production"
+    ) -> Event:
+        data = EntitlementsSetData(
+            standard_seats=standard, premium_seats=premium, ivr_ports=ivr_ports, deployment=deployment
+        )
+        return self._event(EntitlementsSet, t, data)
+
+    def closed(
+        self, t: datetime, start: datetime, end: datetime, standard: int, premium: int, revision: int = 1
+    ) -> Event:
+        none = PeakWitness(at=None)
+        peak = Peak(
+            standard=standard,
+            premium=premium,
+            agents=standard + premium,
+            ivr_ports=0,
+            outbound_ports=0,
+            outbound_seats=0,
+        )
+        witness = Witness(
+            standard=none, premium=none, agents=none, ivr_ports=none, outbound_ports=none, outbound_seats=none
+        )
+        data = IntervalClosedData(interval_start=start, interval_end=end, revision=revision, peak=peak, witness=witness)
+        return self._event(IntervalClosed, t, data)
+
+    def register(self, t: datetime, account: str = "va-test") -> Event:
+        return self._event(InstanceRegistered, t, InstanceRegisteredData(virtual_account=account))
+
+    def deregister(self, t: datetime) -> Event:
+        return self._event(InstanceDeregistered, t, {})
+
+    def authorization_renewed(self, t: datetime) -> Event:
+        return self._event(AuthorizationRenewed, t, {})
+
+    def registration_renewed(self, t: datetime) -> Event:
+        return self._event(RegistrationRenewed, t, {})
+
+    def reporting_succeeded(self, t: datetime) -> Event:
+        return self._event(ReportingSucceeded, t, {})
+
+    def reserve(self, t: datetime, standard: int, premium: int, ivr_ports: int = 10) -> Event:
+        data = ReservationInstalledData(standard_seats=standard, premium_seats=premium, ivr_ports=ivr_ports)
+        return self._event(ReservationInstalled, t, data)
+
+    def reservation_returned(self, t: datetime) -> Event:
+        return self._event(ReservationReturned, t, {})
+
+    def failure(self, kind: str, t: datetime, reason: str = "simulated failure") -> Event:
+        """A failure event: authorization | registration | reporting | agent_init | consumption."""
+        cls = {
+            "authorization": AuthorizationRenewalFailed,
+            "registration": RegistrationRenewalFailed,
+            "reporting": ReportingFailed,
+            "agent_init": SmartAgentInitFailed,
+            "consumption": ConsumptionFailed,
+        }[kind]
+        return self._event(cls, t, FailureReason(reason=reason))
+
+    def agent_initialized(self, t: datetime) -> Event:
+        return self._event(SmartAgentInitialized, t, {})
+
+    def tick(self, t: datetime, every_instance: bool = False) -> Event:
+        return self._event(ClockTicked, t, {}, subject="*" if every_instance else None)

@@ -1,0 +1,555 @@
+"""The compliance state machine: pure functions of (state, input, rules).
+
+Time is event time. An instance's "now" is the largest `time` among its inputs (ticks included). Each input is
+handled in three moves:
+
+1. the clock advances to the input's time: every deadline at or before it fires, in time order, each as its own
+   transition stamped with the deadline itself (so the history does not depend on how often ticks come);
+2. the input takes effect at its own time (a late input keeps its time: a late registration counts the evaluation
+   used up to the registration, not up to "now");
+3. the clock advances to "now" again: deadlines the effect created in the past (a late over-consumption) fire.
+
+Every change of the published view (state, deficit or deadlines) is one `Transition`, with its cause (the input's
+id and type) and its evidence in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ccxlic_contract.codec import Event
+from ccxlic_contract.events import (
+    Authorization,
+    AuthorizationRenewed,
+    ComplianceChangedData,
+    ConsumptionChanged,
+    Deadlines,
+    Deficit,
+    Deployment,
+    Enforcement,
+    EnforcementReason,
+    EntitlementsSet,
+    InstanceDeregistered,
+    InstanceRegistered,
+    IntervalClosed,
+    OverStage,
+    Registration,
+    RegistrationRenewed,
+    ReportingSucceeded,
+    ReservationInstalled,
+    ReservationReturned,
+)
+from ccxlic_rules import Entitlement, Usage, deficit, interval_start
+from ccxlic_rules.pool import over
+from pydantic import BaseModel, ConfigDict
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The durations; the defaults are the vendor's."""
+
+    evaluation: timedelta = 90 * DAY
+    ooc_warning: timedelta = timedelta(minutes=30)
+    ooc_tolerance: timedelta = timedelta(minutes=45)
+    ooc_grace: timedelta = 90 * DAY
+    authorization_valid: timedelta = 90 * DAY
+    authorization_grace: timedelta = 90 * DAY
+    registration_valid: timedelta = 365 * DAY
+    interval: timedelta = timedelta(hours=8)
+
+
+class Counts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    standard: int = 0
+    premium: int = 0
+    ivr_ports: int = 0
+
+    def usage(self) -> Usage:
+        return Usage(standard=self.standard, premium=self.premium, ivr_ports=self.ivr_ports)
+
+    def entitlement(self) -> Entitlement:
+        return Entitlement(standard=self.standard, premium=self.premium, ivr_ports=self.ivr_ports)
+
+    def maximum(self, other: Counts) -> Counts:
+        return Counts(
+            standard=max(self.standard, other.standard),
+            premium=max(self.premium, other.premium),
+            ivr_ports=max(self.ivr_ports, other.ivr_ports),
+        )
+
+    def busy(self) -> bool:
+        return self.standard > 0 or self.premium > 0 or self.ivr_ports > 0
+
+
+class State(BaseModel):
+    """What compliance holds per instance: the facts the rules need, not the derived view."""
+
+    model_config = ConfigDict(frozen=True)
+
+    instance: str
+    now: datetime | None = None
+    deployment: Deployment = "production"
+    entitled: Counts | None = None
+    reserved: Counts | None = None
+    usage: Counts = Counts()
+    interval_start: datetime | None = None
+    interval_peak: Counts = Counts()
+    registration: Registration = "unregistered"
+    ever_used: bool = False
+    evaluation_used: timedelta = timedelta(0)
+    evaluation_since: datetime | None = None  # the current unregistered stretch, while the evaluation clock runs
+    evaluation_expired: bool = False
+    last_communication: datetime | None = None
+    registration_valid_until: datetime | None = None
+    authorization_expired: bool = False
+    over_since: datetime | None = None
+    over_stage: OverStage | None = None
+    ooc_since: datetime | None = None
+    enforcement_reasons: tuple[EnforcementReason, ...] = ()
+    enforcement_since: datetime | None = None
+
+    # ------------------------------------------------------------ derived
+
+    def limits(self) -> Counts | None:
+        """What usage is measured against: the reservation while one is installed, else the entitlements."""
+        return self.reserved if self.registration == "reserved" else self.entitled
+
+    def registered(self) -> bool:
+        return self.registration in ("registered", "registration_expired")
+
+    def evaluating(self) -> bool:
+        return self.registration == "unregistered"
+
+    def deficit(self) -> Counts:
+        limits = self.limits()
+        if self.evaluating() or limits is None:
+            return Counts()
+        d = deficit(self.usage.usage(), limits.entitlement())
+        return Counts(standard=d.standard, premium=d.premium, ivr_ports=d.ivr_ports)
+
+    def authorization(self) -> Authorization:
+        if self.registration == "reserved":
+            return "reserved"
+        if self.evaluating():
+            if self.evaluation_expired:
+                return "evaluation_expired"
+            return "evaluation" if self.ever_used else "no_licenses_in_use"
+        if self.authorization_expired:
+            return "authorization_expired"
+        return "out_of_compliance" if self.ooc_since is not None else "authorized"
+
+    def view(self, rules: Rules) -> ComplianceChangedData:
+        d = self.deficit()
+        ends = self.evaluation_ends_at(rules)
+        enforcement_at = None
+        if self.deployment == "production":
+            pending = [t for t, _reason, _ in _enforcement_deadlines(self, rules)]
+            enforcement_at = min(pending) if pending else None
+        return ComplianceChangedData(
+            registration=self.registration,
+            authorization=self.authorization(),
+            enforcement=Enforcement(
+                active=bool(self.enforcement_reasons),
+                reasons=self.enforcement_reasons,
+                since=self.enforcement_since,
+            ),
+            deficit=Deficit(standard=d.standard, premium=d.premium, ivr_ports=d.ivr_ports),
+            over_since=self.over_since,
+            over_stage=self.over_stage,
+            ooc_since=self.ooc_since,
+            deadlines=Deadlines(
+                evaluation_ends_at=ends,
+                ooc_at=None if self.over_since is None else self.over_since + rules.ooc_tolerance,
+                enforcement_at=enforcement_at,
+                authorization_expires_at=self.last_communication + rules.authorization_valid
+                if self.registered() and self.last_communication is not None
+                else None,
+                registration_expires_at=self.registration_valid_until if self.registered() else None,
+            ),
+        )
+
+    def evaluation_ends_at(self, rules: Rules) -> datetime | None:
+        if self.evaluation_since is None or self.evaluation_expired:
+            return None
+        return self.evaluation_since + max(timedelta(0), rules.evaluation - self.evaluation_used)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of the published view, with its cause."""
+
+    at: datetime
+    cause_id: str
+    cause_type: str
+    evidence: str
+    view: ComplianceChangedData
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    state: State
+    transitions: tuple[Transition, ...]
+
+
+# ---------------------------------------------------------------- deadlines
+
+Fire = Callable[[State, datetime, Rules], tuple[State, str]]
+
+
+def _enforcement_deadlines(s: State, rules: Rules) -> list[tuple[datetime, EnforcementReason, str]]:
+    """Enforcement deadlines still ahead, for the reasons not active yet."""
+    out: list[tuple[datetime, EnforcementReason, str]] = []
+    ends = s.evaluation_ends_at(rules)
+    if ends is not None and "evaluation_expired" not in s.enforcement_reasons:
+        out.append((ends, "evaluation_expired", "evaluation"))
+    if s.ooc_since is not None and "out_of_compliance_expired" not in s.enforcement_reasons:
+        out.append((s.ooc_since + rules.ooc_grace, "out_of_compliance_expired", "ooc grace"))
+    if (
+        s.registered()
+        and s.last_communication is not None
+        and "authorization_expired" not in s.enforcement_reasons
+    ):
+        out.append(
+            (
+                s.last_communication + rules.authorization_valid + rules.authorization_grace,
+                "authorization_expired",
+                "authorization grace",
+            )
+        )
+    return out
+
+
+def _deadlines(s: State, rules: Rules) -> list[tuple[datetime, int, Fire]]:
+    """Every deadline that is pending, with an order for ties (earlier stages first)."""
+    out: list[tuple[datetime, int, Fire]] = []
+    ends = s.evaluation_ends_at(rules)
+    if ends is not None:
+        out.append((ends, 0, _evaluation_expires))
+    if s.over_since is not None:
+        if s.over_stage == "detected":
+            out.append((s.over_since + rules.ooc_warning, 1, _ooc_imminent))
+        out.append((s.over_since + rules.ooc_tolerance, 2, _ooc_starts))
+    if s.ooc_since is not None and "out_of_compliance_expired" not in s.enforcement_reasons:
+        out.append((s.ooc_since + rules.ooc_grace, 3, _ooc_grace_ends))
+    if s.registered() and s.last_communication is not None:
+        if not s.authorization_expired:
+            out.append((s.last_communication + rules.authorization_valid, 4, _authorization_expires))
+        elif "authorization_expired" not in s.enforcement_reasons:
+            out.append(
+                (
+                    s.last_communication + rules.authorization_valid + rules.authorization_grace,
+                    5,
+                    _authorization_grace_ends,
+                )
+            )
+    if s.registration == "registered" and s.registration_valid_until is not None:
+        out.append((s.registration_valid_until, 6, _registration_expires))
+    return out
+
+
+def _enforce(s: State, reason: EnforcementReason, at: datetime) -> State:
+    if s.deployment != "production" or reason in s.enforcement_reasons:
+        return s
+    reasons = tuple(sorted((*s.enforcement_reasons, reason)))
+    return s.model_copy(update={"enforcement_reasons": reasons, "enforcement_since": s.enforcement_since or at})
+
+
+def _lift(s: State, *reasons: EnforcementReason) -> State:
+    left = tuple(r for r in s.enforcement_reasons if r not in reasons)
+    return s.model_copy(update={"enforcement_reasons": left, "enforcement_since": s.enforcement_since if left else None})
+
+
+def _evaluation_expires(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
+    s = s.model_copy(
+        update={"evaluation_expired": True, "evaluation_used": rules.evaluation, "evaluation_since": None}
+    )
+    return _enforce(s, "evaluation_expired", at), f"evaluation period ({_days(rules.evaluation)}) used up at {_t(at)}"
+
+
+def _ooc_imminent(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
+    return s.model_copy(update={"over_stage": "imminent"}), (
+        f"still over entitlements {_minutes(rules.ooc_warning)} after {_t(s.over_since)}: {_over_words(s)}"
+    )
+
+
+def _ooc_starts(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
+    words = _over_words(s)
+    s = s.model_copy(update={"ooc_since": at, "over_since": None, "over_stage": None})
+    return s, f"over entitlements for the {_minutes(rules.ooc_tolerance)} tolerance: {words}"
+
+
+def _ooc_grace_ends(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
+    return _enforce(s, "out_of_compliance_expired", at), (
+        f"out of compliance since {_t(s.ooc_since)}: the {_days(rules.ooc_grace)} grace ended at {_t(at)}"
+    )
+
+
+def _authorization_expires(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
+    return s.model_copy(update={"authorization_expired": True}), (
+        f"no successful communication since {_t(s.last_communication)} ({_days(rules.authorization_valid)})"
+    )
+
+
+def _authorization_grace_ends(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
+    return _enforce(s, "authorization_expired", at), (
+        f"authorization expired and not renewed within {_days(rules.authorization_grace)}; "
+        f"last successful communication {_t(s.last_communication)}"
+    )
+
+
+def _registration_expires(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
+    return s.model_copy(update={"registration": "registration_expired"}), (
+        f"registration not renewed by {_t(s.registration_valid_until)}"
+    )
+
+
+# ---------------------------------------------------------------- the step
+
+
+def step(state: State, event: Event, rules: Rules) -> Step:
+    """Apply one input to one instance's state."""
+    t = event.time
+    now = t if state.now is None or t > state.now else state.now
+    out: list[Transition] = []
+    s = _advance(state, t, event, rules, out)
+    before = s.view(rules) if state.now is not None else None  # an instance's first input always makes history
+    s, evidence = _effect(s, event, t, rules)
+    s = s.model_copy(update={"now": now})
+    after = s.view(rules)
+    if after != before:  # a late input's effect is stamped when it is seen: history stays in time order
+        out.append(Transition(now, event.id, event.type, evidence, after))
+    s = _advance(s, now, event, rules, out)
+    return Step(s, tuple(out))
+
+
+def _advance(s: State, until: datetime, event: Event, rules: Rules, out: list[Transition]) -> State:
+    while True:
+        due = sorted((d for d in _deadlines(s, rules) if d[0] <= until), key=lambda d: (d[0], d[1]))
+        if not due:
+            return s
+        at, _, fire = due[0]
+        before = s.view(rules)
+        s, evidence = fire(s, at, rules)
+        after = s.view(rules)
+        if after != before:
+            out.append(Transition(at, event.id, event.type, evidence, after))
+
+
+def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, str]:
+    """The input's own effect, at its own time t."""
+    if isinstance(event, ConsumptionChanged):
+        d = event.data
+        usage = Counts(standard=d.standard, premium=d.premium, ivr_ports=d.ivr_ports)
+        s = _observe_usage(s, usage, t, rules)
+        if s.evaluating() and not s.ever_used and usage.busy():
+            s = s.model_copy(update={"ever_used": True, "evaluation_since": t})
+            s, words = _check_over(s, t)
+            return s, f"first usage ({_usage_words(usage)}): evaluation starts"
+        s, words = _check_over(s, t)
+        return s, words or f"usage now {_usage_words(usage)}"
+    if isinstance(event, EntitlementsSet):
+        d2 = event.data
+        ent = Counts(standard=d2.standard_seats, premium=d2.premium_seats, ivr_ports=d2.ivr_ports)
+        s = s.model_copy(update={"entitled": ent, "deployment": d2.deployment})
+        if d2.deployment != "production":
+            s = _lift(s, "evaluation_expired", "out_of_compliance_expired", "authorization_expired")
+        words = f"entitlements set to {_usage_words(ent)} ({d2.deployment})"
+        if s.ooc_since is not None and s.registration != "reserved":
+            peak = s.interval_peak.maximum(s.usage)
+            if not over(deficit(peak.usage(), ent.entitlement())):
+                s = _leave_ooc(s)
+                words += f"; they cover live usage and this interval's peak so far ({_usage_words(peak)})"
+        s, over_words = _check_over(s, t)
+        return s, words + (f"; {over_words}" if over_words else "")
+    if isinstance(event, IntervalClosed):
+        d3 = event.data
+        peak = Counts(standard=d3.peak.standard, premium=d3.peak.premium, ivr_ports=d3.peak.ivr_ports)
+        limits = s.limits()
+        words = f"interval from {_t(d3.interval_start)} closed (revision {d3.revision}), peak {_usage_words(peak)}"
+        if (
+            s.ooc_since is not None
+            and d3.interval_start >= s.ooc_since
+            and limits is not None
+            and not over(deficit(peak.usage(), limits.entitlement()))
+        ):
+            s = _leave_ooc(s)
+            words += f", within entitlements {_usage_words(limits)}"
+        s, over_words = _check_over(s, t)
+        return s, words + (f"; {over_words}" if over_words else "")
+    if isinstance(event, InstanceRegistered):
+        if s.registration == "reserved":
+            return s, "registration ignored: a reservation is installed (return it first)"
+        s = _stop_evaluation(s, t, rules)
+        s = s.model_copy(
+            update={
+                "registration": "registered",
+                "evaluation_expired": False,
+                "authorization_expired": False,
+                "last_communication": _later(s.last_communication, t),
+                "registration_valid_until": t + rules.registration_valid,
+            }
+        )
+        s = _lift(s, "evaluation_expired", "authorization_expired")
+        s, over_words = _check_over(s, t)
+        return s, f"registered with virtual account {event.data.virtual_account!r}" + (
+            f"; {over_words}" if over_words else ""
+        )
+    if isinstance(event, AuthorizationRenewed | ReportingSucceeded | RegistrationRenewed):
+        if not s.registered():
+            return s, f"{event.type} ignored: the instance is {s.registration}"
+        last = _later(s.last_communication, t)
+        s = s.model_copy(update={"last_communication": last})
+        words = f"successful communication at {_t(t)}"
+        now = s.now if s.now is not None and s.now > t else t
+        if s.authorization_expired and last + rules.authorization_valid > now:
+            s = _lift(s.model_copy(update={"authorization_expired": False}), "authorization_expired")
+            words += ": authorization renewed"
+        if isinstance(event, RegistrationRenewed):
+            valid = _later(s.registration_valid_until, t + rules.registration_valid)
+            s = s.model_copy(update={"registration_valid_until": valid})
+            if s.registration == "registration_expired" and valid > now:
+                s = s.model_copy(update={"registration": "registered"})
+            words += f"; registration valid until {_t(valid)}"
+        return s, words
+    if isinstance(event, ReservationInstalled):
+        d4 = event.data
+        reserved = Counts(standard=d4.standard_seats, premium=d4.premium_seats, ivr_ports=d4.ivr_ports)
+        s = _stop_evaluation(s, t, rules)
+        s = s.model_copy(
+            update={
+                "registration": "reserved",
+                "reserved": reserved,
+                "evaluation_expired": False,
+                "authorization_expired": False,
+                "ooc_since": None,
+                "over_since": None,
+                "over_stage": None,
+            }
+        )
+        s = _lift(s, "evaluation_expired", "authorization_expired", "out_of_compliance_expired")
+        return s, f"specific license reservation installed: {_usage_words(reserved)}"
+    if isinstance(event, InstanceDeregistered | ReservationReturned):
+        what = "deregistered" if isinstance(event, InstanceDeregistered) else "reservation returned"
+        s = s.model_copy(
+            update={
+                "registration": "unregistered",
+                "reserved": None,
+                "authorization_expired": False,
+                "last_communication": None,
+                "registration_valid_until": None,
+                "ooc_since": None,
+                "over_since": None,
+                "over_stage": None,
+            }
+        )
+        s = _lift(s, "authorization_expired", "out_of_compliance_expired")
+        if s.ever_used or s.usage.busy():
+            s = s.model_copy(update={"ever_used": True})
+            if s.evaluation_used >= rules.evaluation:
+                s = _enforce(s.model_copy(update={"evaluation_expired": True}), "evaluation_expired", t)
+                return s, f"{what}: the evaluation period is used up"
+            s = s.model_copy(update={"evaluation_since": t})
+            left = rules.evaluation - s.evaluation_used
+            return s, f"{what}: evaluation resumes with {_days(left)} left"
+        return s, what
+    return s, f"time {_t(t)}"
+
+
+def _observe_usage(s: State, usage: Counts, t: datetime, rules: Rules) -> State:
+    """Live usage, and the current interval's peak so far."""
+    start = interval_start(t, rules.interval)
+    if s.interval_start is None or start > s.interval_start:
+        return s.model_copy(update={"usage": usage, "interval_start": start, "interval_peak": usage})
+    if start == s.interval_start:
+        return s.model_copy(update={"usage": usage, "interval_peak": s.interval_peak.maximum(usage)})
+    return s.model_copy(update={"usage": usage})  # a late sample from an earlier interval: live usage only
+
+
+def _check_over(s: State, t: datetime) -> tuple[State, str]:
+    """Start or clear the over-consumption ladder (only for a registered instance, outside OOC)."""
+    limits = s.limits()
+    is_over = (
+        s.registered()
+        and s.ooc_since is None
+        and limits is not None
+        and over(deficit(s.usage.usage(), limits.entitlement()))
+    )
+    if is_over and s.over_since is None:
+        s = s.model_copy(update={"over_since": t, "over_stage": "detected"})
+        return s, f"over entitlements: {_over_words(s)}"
+    if not is_over and s.over_since is not None:
+        return s.model_copy(update={"over_since": None, "over_stage": None}), "back within entitlements"
+    return s, ""
+
+
+def _leave_ooc(s: State) -> State:
+    return _lift(s.model_copy(update={"ooc_since": None}), "out_of_compliance_expired")
+
+
+def _stop_evaluation(s: State, t: datetime, rules: Rules) -> State:
+    """Bank the evaluation time used in the current unregistered stretch (up to t, the input's own time)."""
+    if s.evaluation_since is None:
+        return s
+    used = min(rules.evaluation, s.evaluation_used + max(timedelta(0), t - s.evaluation_since))
+    return s.model_copy(update={"evaluation_used": used, "evaluation_since": None})
+
+
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+# ---------------------------------------------------------------- words
+
+
+def _t(t: datetime | None) -> str:
+    return "-" if t is None else t.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _days(d: timedelta) -> str:
+    return f"{d.days} d" if d % DAY == timedelta(0) else f"{d.total_seconds() / 86400:.2f} d"
+
+
+def _minutes(d: timedelta) -> str:
+    return f"{int(d.total_seconds() // 60)} min"
+
+
+def _usage_words(c: Counts) -> str:
+    return f"Standard {c.standard}, Premium {c.premium}, IVR ports {c.ivr_ports}"
+
+
+def _over_words(s: State) -> str:
+    """E.g. "Premium 11 > 10 since 2026-03-02 10:02:00Z"."""
+    limits = s.limits()
+    if limits is None:
+        return "no entitlements"
+    d = deficit(s.usage.usage(), limits.entitlement())
+    parts = []
+    if d.premium:
+        parts.append(f"Premium {s.usage.premium} > {limits.premium}")
+    if d.standard:
+        spare = max(0, limits.premium - s.usage.premium)
+        cover = f" + {spare} spare Premium" if spare else ""
+        parts.append(f"Standard {s.usage.standard} > {limits.standard}{cover}")
+    if d.ivr_ports:
+        parts.append(f"IVR ports {s.usage.ivr_ports} > {limits.ivr_ports}")
+    since = f" since {_t(s.over_since)}" if s.over_since is not None else ""
+    return (", ".join(parts) or "within entitlements") + since
+
+
+def replay(instance: str, events: list[Event], rules: Rules) -> tuple[State, list[Transition]]:
+    """Fold inputs in order (for tests and tools): the final state and the whole history."""
+    s = State(instance=instance)
+    history: list[Transition] = []
+    for e in events:
+        r = step(s, e, rules)
+        s = r.state
+        history.extend(r.transitions)
+    return s, history
+
+
+__all__ = ["Counts", "Rules", "State", "Step", "Transition", "replay", "step"]

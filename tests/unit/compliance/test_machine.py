@@ -1,0 +1,475 @@
+"""The compliance state machine, pure: one case per rule and transition, then properties."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from ccxlic_compliance.machine import Rules, State, Transition, replay, step
+from ccxlic_contract.codec import Event
+from ccxlic_testing.build import Build
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+D = timedelta(days=1)
+M = timedelta(minutes=1)
+RULES = Rules()
+LONG_AUTH = replace(RULES, authorization_valid=1000 * D)  # keeps authorization expiry out of OOC walks
+
+
+@dataclass
+class Case:
+    name: str
+    inputs: Callable[[Build], list[Event]]
+    expect: dict[str, Any]
+    rules: Rules = RULES
+    evidence: str | None = None  # a phrase the last transition's evidence holds
+    history: list[tuple[datetime, str]] = field(default_factory=list)  # (at, authorization) transitions, in order
+
+
+def _registered_over(b: Build) -> list[Event]:
+    """Registered at T0 with 10 Standard + 10 Premium; 11 Premium at T0 + 60 min."""
+    return [b.entitle(T0, 10, 10), b.register(T0), b.usage(T0 + 60 * M, 0, 11)]
+
+
+CASES = [
+    # 1. new instance, first usage starts evaluation; evaluation is unlimited
+    Case(
+        "new instance", lambda b: [b.tick(T0)], {"registration": "unregistered", "authorization": "no_licenses_in_use"}
+    ),
+    Case(
+        "first usage starts evaluation",
+        lambda b: [b.tick(T0), b.usage(T0 + D, 3, 1)],
+        {
+            "authorization": "evaluation",
+            "deadlines.evaluation_ends_at": T0 + 91 * D,
+            "deadlines.enforcement_at": T0 + 91 * D,
+        },
+    ),
+    Case(
+        "nothing in evaluation is over-consumption",
+        lambda b: [b.entitle(T0, 1, 1), b.usage(T0, 50, 20)],
+        {"authorization": "evaluation", "deficit.standard": 0, "deficit.premium": 0, "over_since": None},
+    ),
+    # 2. evaluation expiry; registering clears it
+    Case(
+        "evaluation expires into enforcement",
+        lambda b: [b.usage(T0, 1, 0), b.tick(T0 + 90 * D)],
+        {
+            "authorization": "evaluation_expired",
+            "enforcement.active": True,
+            "enforcement.reasons": ("evaluation_expired",),
+            "enforcement.since": T0 + 90 * D,
+        },
+        evidence="evaluation period (90 d) used up",
+    ),
+    Case(
+        "registering clears evaluation expiry and enforcement",
+        lambda b: [b.usage(T0, 1, 0), b.tick(T0 + 100 * D), b.register(T0 + 101 * D)],
+        {"registration": "registered", "authorization": "authorized", "enforcement.active": False},
+    ),
+    # 3. registration
+    Case(
+        "registration authorizes, valid 365 d, authorization 90 d",
+        lambda b: [b.usage(T0, 1, 0), b.register(T0 + 30 * D)],
+        {
+            "registration": "registered",
+            "authorization": "authorized",
+            "deadlines.evaluation_ends_at": None,
+            "deadlines.authorization_expires_at": T0 + 120 * D,
+            "deadlines.registration_expires_at": T0 + 395 * D,
+            "deadlines.enforcement_at": T0 + 210 * D,
+        },
+    ),
+    # 11. deregistration: evaluation goes on with the time left, or is expired
+    Case(
+        "deregistration resumes evaluation with the time left",
+        lambda b: [b.usage(T0, 1, 0), b.register(T0 + 30 * D), b.deregister(T0 + 40 * D)],
+        {"registration": "unregistered", "authorization": "evaluation", "deadlines.evaluation_ends_at": T0 + 100 * D},
+        evidence="evaluation resumes with 60 d left",
+    ),
+    Case(
+        "deregistration after the evaluation was used up",
+        lambda b: [b.usage(T0, 1, 0), b.tick(T0 + 95 * D), b.register(T0 + 96 * D), b.deregister(T0 + 97 * D)],
+        {"authorization": "evaluation_expired", "enforcement.reasons": ("evaluation_expired",)},
+    ),
+    # 4 + 5. successful communication; authorization expiry, then enforcement; renewal clears both
+    Case(
+        "authorization expires after 90 d without communication",
+        lambda b: [b.register(T0), b.tick(T0 + 90 * D)],
+        {
+            "authorization": "authorization_expired",
+            "enforcement.active": False,
+            "deadlines.enforcement_at": T0 + 180 * D,
+        },
+    ),
+    Case(
+        "90 d after authorization expiry: enforcement",
+        lambda b: [b.register(T0), b.tick(T0 + 200 * D)],
+        {
+            "authorization": "authorization_expired",
+            "enforcement.reasons": ("authorization_expired",),
+            "enforcement.since": T0 + 180 * D,
+        },
+        history=[(T0, "authorized"), (T0 + 90 * D, "authorization_expired"), (T0 + 180 * D, "authorization_expired")],
+    ),
+    Case(
+        "a successful communication clears authorization expiry and its enforcement",
+        lambda b: [b.register(T0), b.tick(T0 + 200 * D), b.authorization_renewed(T0 + 201 * D)],
+        {
+            "authorization": "authorized",
+            "enforcement.active": False,
+            "deadlines.authorization_expires_at": T0 + 291 * D,
+        },
+    ),
+    Case(
+        "reporting success counts as communication",
+        lambda b: [b.register(T0), b.reporting_succeeded(T0 + 60 * D), b.tick(T0 + 100 * D)],
+        {"authorization": "authorized", "deadlines.authorization_expires_at": T0 + 150 * D},
+    ),
+    # 6. registration expiry; registration renewal extends it
+    Case(
+        "registration expires after 365 d without renewal",
+        lambda b: [
+            b.register(T0),
+            *[b.authorization_renewed(T0 + k * 80 * D) for k in range(1, 5)],
+            b.tick(T0 + 365 * D),
+        ],
+        {"registration": "registration_expired", "authorization": "authorized"},
+        evidence="registration not renewed",
+    ),
+    Case(
+        "registering again clears registration expiry",
+        lambda b: [b.register(T0), b.tick(T0 + 366 * D), b.register(T0 + 367 * D)],
+        {"registration": "registered", "authorization": "authorized", "enforcement.active": False},
+    ),
+    Case(
+        "registration renewal extends validity",
+        lambda b: [b.register(T0), b.registration_renewed(T0 + 300 * D)],
+        {"deadlines.registration_expires_at": T0 + 665 * D, "deadlines.authorization_expires_at": T0 + 390 * D},
+    ),
+    # 7. over-consumption ladder
+    Case(
+        "over-consumption detected",
+        _registered_over,
+        {
+            "authorization": "authorized",
+            "over_since": T0 + 60 * M,
+            "over_stage": "detected",
+            "deficit.premium": 1,
+            "deadlines.ooc_at": T0 + 105 * M,
+        },
+        evidence="Premium 11 > 10 since 2026-03-02 11:00:00Z",
+    ),
+    Case(
+        "spare Premium covers Standard",
+        lambda b: [b.entitle(T0, 10, 10), b.register(T0), b.usage(T0 + M, 15, 5)],
+        {"over_since": None, "deficit.standard": 0},
+    ),
+    Case(
+        "Standard beyond Standard + spare Premium is over",
+        lambda b: [b.entitle(T0, 10, 10), b.register(T0), b.usage(T0 + M, 16, 5)],
+        {"over_stage": "detected", "deficit.standard": 1},
+        evidence="Standard 16 > 10 + 5 spare Premium",
+    ),
+    Case(
+        "IVR ports over",
+        lambda b: [b.entitle(T0, 10, 10, ivr_ports=4), b.register(T0), b.usage(T0 + M, 1, 1, ivr_ports=5)],
+        {"over_stage": "detected", "deficit.ivr_ports": 1},
+    ),
+    Case(
+        "over-consumption that recovers within 30 min clears and changes nothing else",
+        lambda b: [*_registered_over(b), b.usage(T0 + 80 * M, 0, 10), b.tick(T0 + 200 * M)],
+        {"authorization": "authorized", "over_since": None, "over_stage": None, "deadlines.ooc_at": None},
+        evidence="back within entitlements",
+    ),
+    Case(
+        "still over at 30 min: imminent",
+        lambda b: [*_registered_over(b), b.tick(T0 + 90 * M)],
+        {"over_stage": "imminent", "authorization": "authorized"},
+    ),
+    Case(
+        "still over at 45 min: out of compliance",
+        lambda b: [*_registered_over(b), b.tick(T0 + 110 * M)],
+        {
+            "authorization": "out_of_compliance",
+            "ooc_since": T0 + 105 * M,
+            "over_since": None,
+            "deadlines.enforcement_at": T0 + 105 * M + 90 * D,
+        },
+        rules=LONG_AUTH,
+        history=[
+            (T0, "no_licenses_in_use"),
+            (T0, "authorized"),
+            (T0 + 60 * M, "authorized"),
+            (T0 + 90 * M, "authorized"),
+            (T0 + 105 * M, "out_of_compliance"),
+        ],
+    ),
+    Case(
+        "usage back within entitlements does not end out of compliance",
+        lambda b: [*_registered_over(b), b.tick(T0 + 110 * M), b.usage(T0 + 120 * M, 0, 5)],
+        {"authorization": "out_of_compliance", "deficit.premium": 0},
+        rules=LONG_AUTH,
+    ),
+    # 9. OOC grace
+    Case(
+        "90 d out of compliance: enforcement",
+        lambda b: [*_registered_over(b), b.tick(T0 + 91 * D)],
+        {
+            "authorization": "out_of_compliance",
+            "enforcement.reasons": ("out_of_compliance_expired",),
+            "enforcement.since": T0 + 105 * M + 90 * D,
+        },
+        rules=LONG_AUTH,
+    ),
+    # 8. leaving out of compliance
+    Case(
+        "raised entitlements that cover live usage and the interval peak end OOC and its enforcement",
+        lambda b: [*_registered_over(b), b.tick(T0 + 91 * D), b.entitle(T0 + 91 * D + M, 10, 12)],
+        {"authorization": "authorized", "ooc_since": None, "enforcement.active": False},
+        rules=LONG_AUTH,
+        evidence="they cover live usage",
+    ),
+    Case(
+        "raised entitlements below this interval's peak leave OOC in place",
+        lambda b: [
+            *_registered_over(b),
+            b.usage(T0 + 110 * M, 0, 14),
+            b.usage(T0 + 115 * M, 0, 9),
+            b.entitle(T0 + 120 * M, 10, 12),
+        ],
+        {"authorization": "out_of_compliance"},
+        rules=LONG_AUTH,
+    ),
+    Case(
+        "a closed interval within entitlements, starting after ooc_since, ends OOC",
+        lambda b: [
+            *_registered_over(b),
+            b.usage(T0 + 110 * M, 0, 10),
+            b.closed(T0 + 14 * 60 * M, T0 + 6 * 60 * M, T0 + 14 * 60 * M, 0, 10),
+        ],
+        {"authorization": "authorized", "ooc_since": None},
+        rules=LONG_AUTH,
+        evidence="within entitlements",
+    ),
+    Case(
+        "a closed interval that started before ooc_since does not end OOC",
+        lambda b: [
+            *_registered_over(b),
+            b.usage(T0 + 110 * M, 0, 10),
+            b.closed(T0 + 6 * 60 * M, T0 - 2 * 60 * M, T0 + 6 * 60 * M, 0, 10),
+        ],
+        {"authorization": "out_of_compliance"},
+        rules=LONG_AUTH,
+    ),
+    Case(
+        "a closed interval over entitlements does not end OOC",
+        lambda b: [*_registered_over(b), b.closed(T0 + 14 * 60 * M, T0 + 6 * 60 * M, T0 + 14 * 60 * M, 0, 11)],
+        {"authorization": "out_of_compliance"},
+        rules=LONG_AUTH,
+    ),
+    # 10. reservation
+    Case(
+        "a reservation replaces entitlements; nothing expires",
+        lambda b: [b.usage(T0, 1, 0), b.reserve(T0 + D, 5, 5), b.usage(T0 + D + M, 6, 6), b.tick(T0 + 900 * D)],
+        {
+            "registration": "reserved",
+            "authorization": "reserved",
+            "enforcement.active": False,
+            "over_since": None,
+            "deficit.premium": 1,
+            "deficit.standard": 1,
+            "deadlines.evaluation_ends_at": None,
+            "deadlines.enforcement_at": None,
+            "deadlines.authorization_expires_at": None,
+        },
+    ),
+    Case(
+        "registration is ignored while a reservation is installed",
+        lambda b: [b.reserve(T0, 5, 5), b.register(T0 + D)],
+        {"registration": "reserved"},
+    ),
+    Case(
+        "a returned reservation is unregistered again; the evaluation goes on",
+        lambda b: [b.usage(T0, 1, 0), b.reserve(T0 + 10 * D, 5, 5), b.reservation_returned(T0 + 20 * D)],
+        {"registration": "unregistered", "authorization": "evaluation", "deadlines.evaluation_ends_at": T0 + 100 * D},
+    ),
+    # 12. non-production
+    Case(
+        "non-production is tracked but never enforced",
+        lambda b: [b.entitle(T0, 1, 1, deployment="non_production"), b.usage(T0, 1, 0), b.tick(T0 + 365 * D)],
+        {"authorization": "evaluation_expired", "enforcement.active": False, "deadlines.enforcement_at": None},
+    ),
+    # time and order
+    Case(
+        "a late over-consumption fires the ladder it missed, stamped at its deadlines",
+        lambda b: [b.entitle(T0, 10, 10), b.register(T0), b.tick(T0 + 3 * 60 * M), b.usage(T0 + 60 * M, 0, 11)],
+        {"authorization": "out_of_compliance", "ooc_since": T0 + 105 * M},
+        rules=LONG_AUTH,
+        history=[
+            (T0, "no_licenses_in_use"),
+            (T0, "authorized"),
+            (T0 + 180 * M, "authorized"),
+            (T0 + 90 * M, "authorized"),
+            (T0 + 105 * M, "out_of_compliance"),
+        ],
+    ),
+    Case(
+        "an input older than now does not move the clock back",
+        lambda b: [b.register(T0), b.tick(T0 + 100 * D), b.reporting_succeeded(T0 + 5 * D)],
+        {"authorization": "authorization_expired"},
+        evidence="successful communication",
+    ),
+]
+
+
+def _get(view: Any, path: str) -> Any:
+    for part in path.split("."):
+        view = getattr(view, part)
+    return view
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_rule(case: Case) -> None:
+    state, history = replay("i", case.inputs(Build("i")), case.rules)
+    view = state.view(case.rules)
+    got = {k: _get(view, k) for k in case.expect}
+    assert got == case.expect
+    if case.evidence is not None:
+        assert case.evidence in history[-1].evidence, [t.evidence for t in history]
+    if case.history:
+        assert [(t.at, t.view.authorization) for t in history] == case.history
+
+
+def test_every_transition_names_its_cause() -> None:
+    b = Build("i")
+    events = [*_registered_over(b), b.tick(T0 + 110 * M)]
+    _, history = replay("i", events, LONG_AUTH)
+    ids = {e.id: e.type for e in events}
+    assert all(ids[t.cause_id] == t.cause_type for t in history)
+    assert history[-1].cause_type == "licensing.clock.tick"
+    assert "over entitlements for the 45 min tolerance: Premium 11 > 10" in history[-1].evidence
+
+
+def test_no_change_makes_no_history() -> None:
+    b = Build("i")
+    s, history = replay("i", [b.register(T0), b.tick(T0 + M), b.tick(T0 + 2 * M)], RULES)
+    assert len(history) == 1  # the first input (registered); the ticks changed nothing
+    assert s.now == T0 + 2 * M
+
+
+def test_state_round_trips_through_json() -> None:
+    b = Build("i")
+    s, _ = replay("i", [*_registered_over(b), b.tick(T0 + 110 * M)], LONG_AUTH)
+    assert State.model_validate_json(s.model_dump_json()) == s
+
+
+# ---------------------------------------------------------------- properties
+
+KINDS = (
+    "usage",
+    "entitle",
+    "register",
+    "deregister",
+    "renew_auth",
+    "renew_reg",
+    "report",
+    "reserve",
+    "return",
+    "closed",
+)
+
+
+def _event(b: Build, kind: str, t: datetime, n: int) -> Event:
+    start = t - timedelta(hours=8)
+    return {
+        "usage": lambda: b.usage(t, n % 13, n % 7, n % 3),
+        "entitle": lambda: b.entitle(t, 8 + n % 4, 4 + n % 3, 2),
+        "register": lambda: b.register(t),
+        "deregister": lambda: b.deregister(t),
+        "renew_auth": lambda: b.authorization_renewed(t),
+        "renew_reg": lambda: b.registration_renewed(t),
+        "report": lambda: b.reporting_succeeded(t),
+        "reserve": lambda: b.reserve(t, 10, 5),
+        "return": lambda: b.reservation_returned(t),
+        "closed": lambda: b.closed(t, start, t, n % 13, n % 7),
+    }[kind]()
+
+
+scenario = st.lists(
+    st.tuples(st.sampled_from(KINDS), st.integers(1, 60 * 24 * 400), st.integers(0, 100)), min_size=1, max_size=25
+)
+tick_times = st.lists(st.integers(1, 60 * 24 * 500), max_size=25)
+
+
+def _script(steps: list[tuple[str, int, int]]) -> tuple[Build, list[Event]]:
+    b = Build("i")
+    events = [b.usage(T0, 1, 1)]
+    for kind, minute, n in sorted(steps, key=lambda s: s[1]):
+        events.append(_event(b, kind, T0 + minute * M, n))
+    return b, events
+
+
+def _timeline(history: list[Transition]) -> list[tuple[datetime, str]]:
+    return [(t.at, t.view.model_dump_json()) for t in history]
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenario, tick_times, st.randoms(use_true_random=False))
+def test_deadlines_fire_whatever_order_the_ticks_arrive_in(
+    steps: list[tuple[str, int, int]], ticks: list[int], rnd: Any
+) -> None:
+    """Ticks come in any order and at any lag, but never overtake an event older than they are: the same deadlines
+    fire, stamped at the same times, and the final state is the same as with one tick at the end."""
+    b, events = _script(steps)
+    tick_events = [b.tick(T0 + m * M) for m in ticks]
+    end = max([e.time for e in events + tick_events])
+    reference_state, reference = replay("i", [*events, b.tick(end)], LONG_AUTH)
+
+    arrival: list[Event] = list(events)
+    for tick in rnd.sample(tick_events, len(tick_events)):
+        # the earliest slot after every event older than the tick; any slot from there on
+        earliest = max(
+            (i + 1 for i, e in enumerate(arrival) if e.type != "licensing.clock.tick" and e.time < tick.time), default=1
+        )
+        arrival.insert(rnd.randint(earliest, len(arrival)), tick)
+    state, history = replay("i", [*arrival, b.tick(end)], LONG_AUTH)
+
+    assert state.view(LONG_AUTH) == reference_state.view(LONG_AUTH)
+    assert _timeline(history) == _timeline(reference)
+
+
+@settings(max_examples=100, deadline=None)
+@given(scenario, tick_times)
+def test_the_same_inputs_give_the_same_history(steps: list[tuple[str, int, int]], ticks: list[int]) -> None:
+    def run() -> list[tuple[datetime, str, str, str]]:
+        b, events = _script(steps)
+        events += [b.tick(T0 + m * M) for m in ticks]
+        _, history = replay("i", events, RULES)
+        return [(t.at, t.cause_id, t.evidence, t.view.model_dump_json()) for t in history]
+
+    assert run() == run()
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenario, tick_times)
+def test_invariants_hold_after_every_input(steps: list[tuple[str, int, int]], ticks: list[int]) -> None:
+    b, events = _script(steps)
+    arrival = events + [b.tick(T0 + m * M) for m in ticks]
+    s = State(instance="i")
+    for e in arrival:
+        s = step(s, e, RULES).state
+        v = s.view(RULES)
+        assert v.enforcement.active == bool(v.enforcement.reasons)
+        assert (v.enforcement.since is None) == (not v.enforcement.active)
+        assert (v.over_since is None) == (v.over_stage is None)
+        assert not (v.over_since is not None and v.ooc_since is not None)
+        assert v.authorization != "out_of_compliance" or v.ooc_since is not None
+        if v.authorization in ("evaluation", "no_licenses_in_use", "evaluation_expired"):
+            assert v.deficit.standard == v.deficit.premium == v.deficit.ivr_ports == 0
+        assert s.evaluation_used <= RULES.evaluation
