@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 import pytest_asyncio
 from ccxlic_consumption.app import run
@@ -36,7 +35,7 @@ from ccxlic_contract.events import (
 from ccxlic_contract.topics import CONSUMPTION
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.settings import load_settings
-from ccxlic_testing.plugin import ReadTopic, Stack
+from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, wait_for_topic
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -89,7 +88,7 @@ async def service(settings: ConsumptionSettings, contract_topics: dict[str, str]
     """The consumption computer running in this process; yields its HTTP port."""
     stop = asyncio.Event()
     port: list[int] = []
-    task = asyncio.create_task(run(settings.model_copy(update={"http_port": _free_port()}), stop, ready=port.append))
+    task = asyncio.create_task(run(settings.model_copy(update={"http_port": free_port()}), stop, ready=port.append))
     for _ in range(300):
         if port or task.done():
             break
@@ -102,31 +101,14 @@ async def service(settings: ConsumptionSettings, contract_topics: dict[str, str]
     await _drop_schema(settings)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _drop_schema(settings: ConsumptionSettings) -> None:
-    conn = await asyncpg.connect(settings.database_url)
-    await conn.execute(f'drop schema if exists "{settings.schema_name}" cascade')
-    await conn.close()
+    await drop_schema(settings.database_url, settings.schema_name)
 
 
 async def _outputs(
     read_topic: ReadTopic, topics: dict[str, str], until: Callable[[list[Event]], bool], timeout: float = 30
 ) -> list[Event]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    got: list[Event] = []
-    while loop.time() < deadline:
-        got = await read_topic(topics[CONSUMPTION.name], 10**6, timeout=1.0)
-        if until(got):
-            return got
-    return got
+    return await wait_for_topic(read_topic, topics[CONSUMPTION.name], until, timeout)
 
 
 def _last_changed(events: list[Event]) -> ConsumptionChanged | None:
@@ -268,7 +250,7 @@ async def test_kill_9_in_mid_stream_then_restart_gives_the_uninterrupted_result(
         "DATABASE_URL": stack.database_url,
         "CCXLIC_TOPIC_PREFIX": settings.topic_prefix,
         "CCXLIC_CONSUMPTION_SCHEMA": settings.schema_name,
-        "CCXLIC_CONSUMPTION_HTTP_PORT": str(_free_port()),
+        "CCXLIC_CONSUMPTION_HTTP_PORT": str(free_port()),
         "CCXLIC_BATCH_SIZE": "20",
     }
     worker = subprocess.Popen([sys.executable, "-m", "ccxlic_consumption"], env=env, stderr=subprocess.DEVNULL)

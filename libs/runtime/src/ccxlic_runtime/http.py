@@ -24,8 +24,15 @@ log = logging.getLogger(__name__)
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):  # RFC 3339, UTC as Z, as the contract writes times
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body, default=str, indent=None), status=status, content_type="application/json")
+    text = json.dumps(body, default=_json_default, indent=None)
+    return web.Response(text=text, status=status, content_type="application/json")
 
 
 def problem(status: int, detail: str) -> web.Response:

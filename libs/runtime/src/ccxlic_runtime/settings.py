@@ -50,7 +50,10 @@ def load_settings(cls: type[S], **overrides: object) -> S:
         fields = cls.model_fields
         parts = []
         for err in exc.errors(include_url=False):
-            name = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a rule across several variables: its message names them
+                parts.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            name = str(err["loc"][0])
             field = fields.get(name)
             alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else name
             parts.append(f"{alias}={err.get('input')!r}: {err['msg']}")

@@ -198,4 +198,35 @@ def read_topic(stack: Stack) -> ReadTopic:
     return read
 
 
-__all__ = ["ReadTopic", "Stack"]
+async def wait_for_topic(
+    read_topic: ReadTopic, name: str, until: Callable[[list[Any]], bool], timeout: float = 30
+) -> list[Any]:
+    """Read a topic again and again until `until(records)` holds; return the last read (the caller asserts)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    got: list[Any] = []
+    while loop.time() < deadline:
+        got = await read_topic(name, 10**6, timeout=1.0)
+        if until(got):
+            return got
+    return got
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a service started as a subprocess)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def drop_schema(database_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'drop schema if exists "{schema}" cascade')
+    finally:
+        await conn.close()
+
+
+__all__ = ["ReadTopic", "Stack", "drop_schema", "free_port", "wait_for_topic"]

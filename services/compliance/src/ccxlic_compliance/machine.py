@@ -209,11 +209,7 @@ def _enforcement_deadlines(s: State, rules: Rules) -> list[tuple[datetime, Enfor
         out.append((ends, "evaluation_expired", "evaluation"))
     if s.ooc_since is not None and "out_of_compliance_expired" not in s.enforcement_reasons:
         out.append((s.ooc_since + rules.ooc_grace, "out_of_compliance_expired", "ooc grace"))
-    if (
-        s.registered()
-        and s.last_communication is not None
-        and "authorization_expired" not in s.enforcement_reasons
-    ):
+    if s.registered() and s.last_communication is not None and "authorization_expired" not in s.enforcement_reasons:
         out.append(
             (
                 s.last_communication + rules.authorization_valid + rules.authorization_grace,
@@ -261,13 +257,13 @@ def _enforce(s: State, reason: EnforcementReason, at: datetime) -> State:
 
 def _lift(s: State, *reasons: EnforcementReason) -> State:
     left = tuple(r for r in s.enforcement_reasons if r not in reasons)
-    return s.model_copy(update={"enforcement_reasons": left, "enforcement_since": s.enforcement_since if left else None})
+    return s.model_copy(
+        update={"enforcement_reasons": left, "enforcement_since": s.enforcement_since if left else None}
+    )
 
 
 def _evaluation_expires(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
-    s = s.model_copy(
-        update={"evaluation_expired": True, "evaluation_used": rules.evaluation, "evaluation_since": None}
-    )
+    s = s.model_copy(update={"evaluation_expired": True, "evaluation_used": rules.evaluation, "evaluation_since": None})
     return _enforce(s, "evaluation_expired", at), f"evaluation period ({_days(rules.evaluation)}) used up at {_t(at)}"
 
 

@@ -1,0 +1,234 @@
+"""Compliance as a service: the runtime's aiokafka consumer loop, the outbox relay and the HTTP API. Thin: the
+rules are in machine.py, and the I/O policy (dedup, dead letters, retries, one transaction per batch, offsets
+committed after it) is the runtime's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from importlib import resources
+from typing import Any, get_args
+
+from aiohttp import web
+from ccxlic_contract.events import Authorization, ComplianceChangedData, Registration
+from ccxlic_contract.topics import CLOCK, CONSUMPTION, ENTITLEMENTS, LIFECYCLE, TOPICS
+from ccxlic_runtime.consumer import ConsumerLoop, RecordProcessor
+from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
+from ccxlic_runtime.http import BadRequest, OpsServer, instance_param, json_response, ops_app, problem
+from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.metrics import RuntimeMetrics
+from prometheus_client import CollectorRegistry, Gauge
+
+from ccxlic_compliance.handler import ComplianceHandler
+from ccxlic_compliance.machine import Rules, State
+from ccxlic_compliance.settings import ComplianceSettings
+
+log = logging.getLogger(__name__)
+SERVICE = "compliance"
+INPUTS = (CONSUMPTION, ENTITLEMENTS, LIFECYCLE, CLOCK)
+MIGRATIONS = resources.files("ccxlic_compliance") / "migrations"
+DEADLINES = ("evaluation_ends_at", "ooc_at", "enforcement_at", "authorization_expires_at", "registration_expires_at")
+
+
+class ComplianceMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registration = Gauge(
+            "ccxlic_compliance_registration",
+            "1 for the instance's registration state",
+            ["instance", "state"],
+            registry=registry,
+        )
+        self.authorization = Gauge(
+            "ccxlic_compliance_authorization",
+            "1 for the instance's authorization state",
+            ["instance", "state"],
+            registry=registry,
+        )
+        self.enforcement = Gauge(
+            "ccxlic_compliance_enforcement_active",
+            "1 while the instance is in enforcement",
+            ["instance"],
+            registry=registry,
+        )
+        self.deficit = Gauge(
+            "ccxlic_compliance_deficit",
+            "Seats or ports in use beyond the entitlements",
+            ["instance", "license"],
+            registry=registry,
+        )
+        self.deadline = Gauge(
+            "ccxlic_compliance_deadline_seconds",
+            "Seconds from the instance's latest event time to each pending deadline (negative: passed)",
+            ["instance", "deadline"],
+            registry=registry,
+        )
+
+    def observe(self, state: State, rules: Rules) -> None:
+        view, i = state.view(rules), state.instance
+        for reg in get_args(Registration):
+            self.registration.labels(i, reg).set(1 if view.registration == reg else 0)
+        for auth in get_args(Authorization):
+            self.authorization.labels(i, auth).set(1 if view.authorization == auth else 0)
+        self.enforcement.labels(i).set(1 if view.enforcement.active else 0)
+        for lic in ("standard", "premium", "ivr_ports"):
+            self.deficit.labels(i, lic).set(getattr(view.deficit, lic))
+        for name, seconds in seconds_to(view, state.now).items():
+            if seconds is None:
+                with contextlib.suppress(KeyError):
+                    self.deadline.remove(i, name)
+            else:
+                self.deadline.labels(i, name).set(seconds)
+
+
+def seconds_to(view: ComplianceChangedData, now: datetime | None) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name in DEADLINES:
+        at: datetime | None = getattr(view.deadlines, name)
+        out[name] = None if at is None or now is None else (at - now).total_seconds()
+    return out
+
+
+async def run(settings: ComplianceSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
+    """Run compliance until `stop` is set."""
+    rules = settings.rules()
+    await wait_for_kafka(settings.kafka_bootstrap_servers)
+    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS)
+    pool = await create_pool(settings.database_url, settings.schema_name, max_size=settings.db_pool_size)
+    try:
+        await migrate(pool, settings.schema_name, MIGRATIONS)
+        db = Database(pool, settings.schema_name, settings.topic_prefix)
+        registry = CollectorRegistry()
+        metrics = ComplianceMetrics(registry)
+        handler = ComplianceHandler(rules, on_commit=metrics.observe)
+        async with pool.acquire() as conn:  # the gauges start from what is stored, not from zero
+            for instance in await handler.store.instance_ids(conn):
+                found = await handler.store.load(conn, instance)
+                if found is not None:
+                    metrics.observe(found[0], rules)
+        processor = RecordProcessor(
+            service=SERVICE,
+            topics=TOPICS,
+            prefix=settings.topic_prefix,
+            db=db,
+            handler=handler,
+            metrics=RuntimeMetrics(registry),
+            stop=stop,
+        )
+        loop = ConsumerLoop(
+            processor,
+            bootstrap=settings.kafka_bootstrap_servers,
+            group_id=f"{settings.topic_prefix}{settings.group_id}",
+            topics=[topic_name(t, settings.topic_prefix) for t in INPUTS],
+            batch=settings.batch_size,
+        )
+
+        async def kafka_ready() -> bool:
+            return loop.ready.is_set()
+
+        server = OpsServer(
+            build_http(db, handler, rules, registry, {"database": db.ping, "kafka": kafka_ready}),
+            settings.http_host,
+            settings.http_port,
+        )
+        async with EventProducer(
+            settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=SERVICE
+        ) as producer:
+            await server.start()
+            relay = asyncio.create_task(relay_outbox(db, producer, stop))
+            consume = asyncio.create_task(loop.run(stop))
+            log.info("compliance started", extra={"http_port": server.port})
+            if ready is not None:
+                ready(server.port)
+            try:
+                done, _ = await asyncio.wait({consume, relay}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # a crashed loop is an error of the service, not a quiet stop
+            finally:
+                stop.set()
+                await asyncio.gather(consume, relay, return_exceptions=True)
+                await server.stop()
+    finally:
+        await pool.close()
+
+
+def build_http(
+    db: Database,
+    handler: ComplianceHandler,
+    rules: Rules,
+    registry: CollectorRegistry,
+    checks: dict[str, Any],
+) -> web.Application:
+    app = ops_app(registry, checks)
+
+    async def instances(_: web.Request) -> web.Response:
+        rows = await db.fetch("select instance, view from instances order by instance")
+        out = []
+        for r in rows:
+            view = ComplianceChangedData.model_validate_json(r["view"])
+            out.append(
+                {
+                    "instance": r["instance"],
+                    "registration": view.registration,
+                    "authorization": view.authorization,
+                    "enforcement": view.enforcement.active,
+                }
+            )
+        return json_response({"instances": out})
+
+    async def compliance(request: web.Request) -> web.Response:
+        try:
+            instance = instance_param(request)
+        except BadRequest as exc:
+            return problem(400, str(exc))
+        async with db.pool.acquire() as conn:
+            found = handler.cache.get(instance) or await handler.store.load(conn, instance)
+        if found is None:
+            return problem(404, f"no compliance state known for instance {instance!r}")
+        state, seq = found
+        view = state.view(rules)
+        return json_response(
+            {
+                "instance": instance,
+                "as_of": state.now,
+                "transitions": seq,
+                **view.model_dump(mode="json"),
+                "seconds_to": seconds_to(view, state.now),
+            }
+        )
+
+    async def history(request: web.Request) -> web.Response:
+        try:
+            instance = instance_param(request)
+            after = _int_param(request, "after", 0, 0, 2**62)
+            limit = _int_param(request, "limit", 1000, 1, 10000)
+        except BadRequest as exc:
+            return problem(400, str(exc))
+        async with db.pool.acquire() as conn:
+            if await handler.store.load(conn, instance) is None:
+                return problem(404, f"no compliance state known for instance {instance!r}")
+            items = await handler.store.history(conn, instance, after, limit)
+        body: dict[str, Any] = {"instance": instance, "transitions": items}
+        if len(items) == limit:
+            body["next"] = f"?after={items[-1]['seq']}&limit={limit}"
+        return json_response(body)
+
+    app.router.add_get("/v1/instances", instances)
+    app.router.add_get("/v1/instances/{instance}/compliance", compliance)
+    app.router.add_get("/v1/instances/{instance}/compliance/history", history)
+    return app
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"`{name}` must be an integer; got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"`{name}` must be between {low} and {high}; got {value}")
+    return value

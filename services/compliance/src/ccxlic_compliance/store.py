@@ -1,0 +1,72 @@
+"""PostgreSQL adapter of compliance: the state per instance and the transition history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ccxlic_compliance.machine import State, Transition
+
+if TYPE_CHECKING:
+    from ccxlic_runtime.db import Connection
+
+
+class PgComplianceStore:
+    async def load(self, conn: Connection, instance: str) -> tuple[State, int] | None:
+        row = await conn.fetchrow("select state, seq from instances where instance = $1", instance)
+        if row is None:
+            return None
+        return State.model_validate_json(row["state"]), int(row["seq"])
+
+    async def instance_ids(self, conn: Connection) -> list[str]:
+        return [r["instance"] for r in await conn.fetch("select instance from instances order by instance")]
+
+    async def save(self, conn: Connection, state: State, seq: int, transitions: Sequence[Transition]) -> None:
+        """Write the state and append its new transitions (numbered after `seq`)."""
+        first = seq - len(transitions) + 1
+        if transitions:
+            await conn.executemany(
+                "insert into transitions(instance, seq, at, cause_id, cause_type, evidence, view)"
+                " values ($1, $2, $3, $4, $5, $6, $7)",
+                [
+                    (state.instance, first + i, t.at, t.cause_id, t.cause_type, t.evidence, t.view.model_dump_json())
+                    for i, t in enumerate(transitions)
+                ],
+            )
+        view = transitions[-1].view.model_dump_json() if transitions else None
+        await conn.execute(
+            "insert into instances(instance, state, view, seq) values ($1, $2, coalesce($3::jsonb, '{}'::jsonb), $4)"
+            " on conflict (instance) do update set state = excluded.state,"
+            " view = coalesce($3::jsonb, instances.view), seq = excluded.seq, updated_at = now()",
+            state.instance,
+            state.model_dump_json(),
+            view,
+            seq,
+        )
+
+    async def current(self, conn: Connection, instance: str) -> dict[str, Any] | None:
+        row = await conn.fetchrow("select view, seq, state from instances where instance = $1", instance)
+        if row is None:
+            return None
+        state = json.loads(row["state"])
+        return {"view": json.loads(row["view"]), "seq": row["seq"], "as_of": state.get("now")}
+
+    async def history(self, conn: Connection, instance: str, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await conn.fetch(
+            "select seq, at, cause_id, cause_type, evidence, view from transitions"
+            " where instance = $1 and seq > $2 order by seq limit $3",
+            instance,
+            after,
+            limit,
+        )
+        return [
+            {
+                "seq": r["seq"],
+                "at": r["at"],
+                "cause": {"id": r["cause_id"], "type": r["cause_type"]},
+                "evidence": r["evidence"],
+                "state": json.loads(r["view"]),
+            }
+            for r in rows
+        ]
