@@ -13,10 +13,16 @@ from ccxlic_contract.events import (
     AuthorizationRenewalFailed,
     AuthorizationRenewed,
     ClockTicked,
+    ComplianceChanged,
+    ComplianceChangedData,
     ConsumptionChanged,
     ConsumptionChangedData,
     ConsumptionFailed,
+    Deadlines,
+    Deficit,
     Deployment,
+    Enforcement,
+    EnforcementReason,
     EntitlementsSet,
     EntitlementsSetData,
     FailureReason,
@@ -127,6 +133,45 @@ class Build:
 
     def agent_initialized(self, t: datetime) -> Event:
         return self._event(SmartAgentInitialized, t, {})
+
+    def compliance(
+        self,
+        t: datetime,
+        authorization: str = "authorized",
+        *,
+        registration: str | None = None,
+        over_stage: str | None = None,
+        over_since: datetime | None = None,
+        ooc_since: datetime | None = None,
+        enforcement: tuple[EnforcementReason, ...] = (),
+        enforcement_since: datetime | None = None,
+        deficit: tuple[int, int, int] = (0, 0, 0),
+        **deadlines: datetime | None,
+    ) -> Event:
+        """A licensing.compliance.changed, as compliance would publish it."""
+        if registration is None:
+            registration = (
+                "unregistered"
+                if "evaluation" in authorization or authorization == "no_licenses_in_use"
+                else ("reserved" if authorization == "reserved" else "registered")
+            )
+        data = ComplianceChangedData.model_validate(
+            {
+                "registration": registration,
+                "authorization": authorization,
+                "enforcement": Enforcement(
+                    active=bool(enforcement),
+                    reasons=enforcement,
+                    since=enforcement_since or (t if enforcement else None),
+                ),
+                "deficit": Deficit(standard=deficit[0], premium=deficit[1], ivr_ports=deficit[2]),
+                "over_since": over_since or (t if over_stage else None),
+                "over_stage": over_stage,
+                "ooc_since": ooc_since,
+                "deadlines": Deadlines(**deadlines),
+            }
+        )
+        return self._event(ComplianceChanged, t, data)
 
     def tick(self, t: datetime, every_instance: bool = False) -> Event:
         return self._event(ClockTicked, t, {}, subject="*" if every_instance else None)
