@@ -44,12 +44,30 @@ class BadRequest(ValueError):
     """A request parameter that is missing or invalid; the message says what is expected."""
 
 
-def instance_param(request: web.Request, name: str = "instance") -> str:
-    """The instance id from the path, checked against the contract's pattern."""
-    instance = request.match_info[name]
+def check_instance(instance: str) -> str:
+    """An instance id checked against the contract's pattern."""
     if re.match(INSTANCE_ID_PATTERN, instance) is None:
         raise BadRequest(f"instance id {instance!r} must be 1-64 characters from [A-Za-z0-9._:-]")
     return instance
+
+
+def instance_param(request: web.Request, name: str = "instance") -> str:
+    """The instance id from the path, checked against the contract's pattern."""
+    return check_instance(request.match_info[name])
+
+
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer from the query string, within [low, high]."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"`{name}` must be an integer; got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"`{name}` must be between {low} and {high}; got {value}")
+    return value
 
 
 def time_param(request: web.Request, name: str, default: datetime) -> datetime:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from datetime import timedelta
+from typing import Annotated, TypeVar
 
 from ccxlic_contract.codec import describe
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/ccxlic"
+
+
+def _seconds_or_iso(value: object) -> object:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
+"""A duration from the environment: seconds (`2700`) or ISO 8601 (`PT45M`, `P90D`)."""
 
 
 class ConfigError(ValueError):
@@ -30,6 +41,7 @@ class RuntimeSettings(BaseSettings):
     # The reporting interval is shared: the consumption computer closes intervals, compliance tracks the current
     # interval's peak, and both must agree on where intervals begin.
     interval_seconds: int = Field(8 * 3600, validation_alias="CCXLIC_INTERVAL_SECONDS", ge=60)
+    batch_size: int = Field(500, validation_alias="CCXLIC_BATCH_SIZE", ge=1, le=10000)
 
     @field_validator("interval_seconds")
     @classmethod
@@ -56,8 +68,8 @@ def load_settings(cls: type[S], **overrides: object) -> S:
             name = str(err["loc"][0])
             field = fields.get(name)
             alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else name
-            parts.append(f"{alias}={err.get('input')!r}: {err['msg']}")
+            parts.append(f"{alias}={err.get('input')!r}: {str(err['msg']).removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration: " + "; ".join(parts)) from None
 
 
-__all__ = ["ConfigError", "RuntimeSettings", "describe", "load_settings"]
+__all__ = ["ConfigError", "Duration", "RuntimeSettings", "describe", "load_settings"]

@@ -17,7 +17,7 @@ from ccxlic_contract.events import Authorization, ComplianceChangedData, Registr
 from ccxlic_contract.topics import CLOCK, CONSUMPTION, ENTITLEMENTS, LIFECYCLE, TOPICS
 from ccxlic_runtime.consumer import ConsumerLoop, RecordProcessor
 from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
-from ccxlic_runtime.http import BadRequest, OpsServer, instance_param, json_response, ops_app, problem
+from ccxlic_runtime.http import BadRequest, OpsServer, instance_param, int_param, json_response, ops_app, problem
 from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.metrics import RuntimeMetrics
 from prometheus_client import CollectorRegistry, Gauge
@@ -202,8 +202,8 @@ def build_http(
     async def history(request: web.Request) -> web.Response:
         try:
             instance = instance_param(request)
-            after = _int_param(request, "after", 0, 0, 2**62)
-            limit = _int_param(request, "limit", 1000, 1, 10000)
+            after = int_param(request, "after", 0, 0, 2**62)
+            limit = int_param(request, "limit", 1000, 1, 10000)
         except BadRequest as exc:
             return problem(400, str(exc))
         async with db.pool.acquire() as conn:
@@ -219,16 +219,3 @@ def build_http(
     app.router.add_get("/v1/instances/{instance}/compliance", compliance)
     app.router.add_get("/v1/instances/{instance}/compliance/history", history)
     return app
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"`{name}` must be an integer; got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"`{name}` must be between {low} and {high}; got {value}")
-    return value

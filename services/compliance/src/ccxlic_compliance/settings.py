@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ccxlic_runtime.settings import RuntimeSettings
-from pydantic import Field, field_validator, model_validator
+from ccxlic_runtime.settings import Duration, RuntimeSettings
+from pydantic import Field, model_validator
 
 from ccxlic_compliance.machine import Rules
 
@@ -23,30 +23,13 @@ class ComplianceSettings(RuntimeSettings):
     http_port: int = Field(8182, validation_alias="CCXLIC_COMPLIANCE_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("compliance", validation_alias="CCXLIC_COMPLIANCE_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-compliance", validation_alias="CCXLIC_COMPLIANCE_GROUP")
-    batch_size: int = Field(500, validation_alias="CCXLIC_BATCH_SIZE", ge=1, le=10000)
-    evaluation: timedelta = _duration(_DEFAULTS.evaluation, "CCXLIC_EVALUATION_PERIOD")
-    ooc_warning: timedelta = _duration(_DEFAULTS.ooc_warning, "CCXLIC_OOC_WARNING")
-    ooc_tolerance: timedelta = _duration(_DEFAULTS.ooc_tolerance, "CCXLIC_OOC_TOLERANCE")
-    ooc_grace: timedelta = _duration(_DEFAULTS.ooc_grace, "CCXLIC_OOC_GRACE")
-    authorization_valid: timedelta = _duration(_DEFAULTS.authorization_valid, "CCXLIC_AUTHORIZATION_VALID")
-    authorization_grace: timedelta = _duration(_DEFAULTS.authorization_grace, "CCXLIC_AUTHORIZATION_GRACE")
-    registration_valid: timedelta = _duration(_DEFAULTS.registration_valid, "CCXLIC_REGISTRATION_VALID")
-
-    @field_validator(
-        "evaluation",
-        "ooc_warning",
-        "ooc_tolerance",
-        "ooc_grace",
-        "authorization_valid",
-        "authorization_grace",
-        "registration_valid",
-        mode="before",
-    )
-    @classmethod
-    def _seconds(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
-        return value
+    evaluation: Duration = _duration(_DEFAULTS.evaluation, "CCXLIC_EVALUATION_PERIOD")
+    ooc_warning: Duration = _duration(_DEFAULTS.ooc_warning, "CCXLIC_OOC_WARNING")
+    ooc_tolerance: Duration = _duration(_DEFAULTS.ooc_tolerance, "CCXLIC_OOC_TOLERANCE")
+    ooc_grace: Duration = _duration(_DEFAULTS.ooc_grace, "CCXLIC_OOC_GRACE")
+    authorization_valid: Duration = _duration(_DEFAULTS.authorization_valid, "CCXLIC_AUTHORIZATION_VALID")
+    authorization_grace: Duration = _duration(_DEFAULTS.authorization_grace, "CCXLIC_AUTHORIZATION_GRACE")
+    registration_valid: Duration = _duration(_DEFAULTS.registration_valid, "CCXLIC_REGISTRATION_VALID")
 
     @model_validator(mode="after")
     def _warning_before_tolerance(self) -> ComplianceSettings:

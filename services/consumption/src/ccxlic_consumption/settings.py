@@ -16,7 +16,6 @@ class ConsumptionSettings(RuntimeSettings):
     group_id: str = Field("ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_GROUP")
     lateness_seconds: int = Field(300, validation_alias="CCXLIC_LATENESS_SECONDS", ge=0)
     max_session_seconds: int = Field(24 * 3600, validation_alias="CCXLIC_MAX_SESSION_SECONDS", ge=60)
-    batch_size: int = Field(500, validation_alias="CCXLIC_BATCH_SIZE", ge=1, le=10000)
 
     def rules(self) -> Rules:
         return Rules(

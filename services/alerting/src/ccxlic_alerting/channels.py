@@ -1,0 +1,202 @@
+"""Notification channels: syslog (RFC 5424 over UDP or TCP), email (SMTP, optional STARTTLS and auth) and webhook
+(the Prometheus Alertmanager webhook format, version "4"). Each `send` raises on failure; the delivery worker
+retries with backoff and records the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import aiosmtplib
+
+Notification = Mapping[str, Any]
+"""What every channel renders (stored as JSON with the delivery): kind (raised | repeat | reminder | resolved),
+alert_id, alert, title, severity, instance, summary, action, deadline, raised_at, at, details."""
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, n: Notification) -> None: ...
+
+
+class DeliveryError(RuntimeError):
+    """The channel refused or could not be reached; the message says which and why."""
+
+
+# ---------------------------------------------------------------- syslog
+
+FACILITIES = {"user": 1, "daemon": 3, "auth": 4, **{f"local{i}": 16 + i for i in range(8)}}
+SYSLOG_SEVERITY = {"critical": 2, "major": 3, "warning": 4}
+NOTICE = 5  # a resolve
+
+
+def _sd_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+
+def syslog_message(n: Notification, *, facility: int, hostname: str, app: str = "ccxlic-alerting") -> bytes:
+    """One RFC 5424 message: PRI, version 1, timestamp, host, app, procid, msgid, structured data, message."""
+    severity = NOTICE if n["kind"] == "resolved" else SYSLOG_SEVERITY.get(str(n["severity"]), 4)
+    params = {k: str(n[k]) for k in ("alert_id", "alert", "instance", "severity", "kind")}
+    if n.get("deadline"):
+        params["deadline"] = str(n["deadline"])
+    sd = "[ccxlic@32473 " + " ".join(f'{k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    msgid = str(n["kind"]).upper()
+    text = f"{n['kind'].upper()} {n['alert']} on {n['instance']}: {n['summary']}"
+    return f"<{facility * 8 + severity}>1 {ts} {hostname} {app} - {msgid} {sd} \ufeff{text}".encode()
+
+
+@dataclass
+class Syslog:
+    """`udp://host:port` or `tcp://host:port` (TCP frames use octet counting, RFC 6587)."""
+
+    url: str
+    facility: int = FACILITIES["local0"]
+    timeout: float = 10.0
+    name: str = "syslog"
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("udp", "tcp") or not parts.hostname or not parts.port:
+            raise ValueError(f"syslog URL must be udp://host:port or tcp://host:port; got {self.url!r}")
+        self.transport, self.host, self.port = parts.scheme, parts.hostname, parts.port
+        self.hostname = socket.gethostname() or "-"
+
+    async def send(self, n: Notification) -> None:
+        message = syslog_message(n, facility=self.facility, hostname=self.hostname)
+        try:
+            if self.transport == "udp":
+                await asyncio.wait_for(asyncio.to_thread(self._udp, message), self.timeout)
+            else:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+                writer.write(f"{len(message)} ".encode() + message)
+                await asyncio.wait_for(writer.drain(), self.timeout)
+                writer.close()
+                await writer.wait_closed()
+        except (OSError, TimeoutError) as exc:
+            raise DeliveryError(f"syslog {self.url}: {exc!r}") from None
+
+    def _udp(self, message: bytes) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(message, (self.host, self.port))
+
+
+# ---------------------------------------------------------------- email
+
+
+def email_message(n: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:
+    """Says what happened, on which instance, what to do and by when."""
+    msg = EmailMessage()
+    state = "RESOLVED" if n["kind"] == "resolved" else str(n["severity"]).upper()
+    msg["Subject"] = f"[ccx-licensing {state}] {n['title']} on {n['instance']}"
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    lines = [
+        f"What happened: {n['summary']}",
+        f"Instance:      {n['instance']}",
+        f"Alert:         {n['alert']} ({n['severity']}), {n['kind']}",
+        f"Raised at:     {n['raised_at']}",
+    ]
+    if n["kind"] == "resolved":
+        lines.append(f"Resolved at:   {n['at']} ({n.get('reason', '')})")
+        lines.append("Nothing more to do for this alert.")
+    else:
+        lines.append(f"What to do:    {n['action']}")
+        lines.append(f"By when:       {n['deadline'] or 'as soon as possible (no deadline)'}")
+    lines += ["", f"Alert id: {n['alert_id']}"]
+    if n.get("details"):
+        lines.append("Details: " + json.dumps(n["details"], sort_keys=True, default=str))
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
+
+
+@dataclass
+class Email:
+    host: str
+    port: int
+    sender: str
+    recipients: Sequence[str]
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 10.0
+    name: str = "email"
+
+    async def send(self, n: Notification) -> None:
+        message = email_message(n, self.sender, self.recipients)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self.host,
+                port=self.port,
+                start_tls=self.starttls,
+                use_tls=False,
+                username=self.username or None,
+                password=self.password or None,
+                timeout=self.timeout,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"smtp {self.host}:{self.port}: {exc}") from None
+
+
+# ---------------------------------------------------------------- webhook
+
+
+def alertmanager_payload(n: Notification, external_url: str, receiver: str = "ccxlic") -> dict[str, Any]:
+    """The Alertmanager webhook body (version "4"), one alert per notification."""
+    status = "resolved" if n["kind"] == "resolved" else "firing"
+    labels = {"alertname": str(n["alert"]), "instance": str(n["instance"]), "severity": str(n["severity"])}
+    annotations = {"summary": str(n["summary"]), "description": str(n["action"])}
+    if n.get("deadline"):
+        annotations["deadline"] = str(n["deadline"])
+    alert = {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": n["raised_at"],
+        "endsAt": n["at"] if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": f"{external_url}/v1/alerts/{n['alert_id']}",
+        "fingerprint": str(n["alert_id"]),
+    }
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{labels["alertname"]}", instance="{labels["instance"]}"}}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": receiver,
+        "groupLabels": {"alertname": labels["alertname"], "instance": labels["instance"]},
+        "commonLabels": labels,
+        "commonAnnotations": annotations,
+        "externalURL": external_url,
+        "alerts": [alert],
+    }
+
+
+@dataclass
+class Webhook:
+    url: str
+    external_url: str
+    timeout: float = 10.0
+    name: str = "webhook"
+
+    async def send(self, n: Notification) -> None:
+        body = alertmanager_payload(n, self.external_url)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http,
+                http.post(self.url, json=body) as r,
+            ):
+                if r.status >= 300:
+                    raise DeliveryError(f"webhook {self.url}: HTTP {r.status} {(await r.text())[:200]}")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"webhook {self.url}: {exc!r}") from None

@@ -1,0 +1,111 @@
+"""The delivery worker: one loop per channel, so a broken channel never blocks the others or the consumer.
+
+Deliveries are rows written in the same transaction as the alert that caused them; each loop sends the rows due
+for its channel, records the outcome, and retries a failure with exponential backoff up to a bound of attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from ccxlic_runtime.db import Database
+
+from ccxlic_alerting.channels import Channel, DeliveryError
+
+log = logging.getLogger(__name__)
+
+Outcome = Callable[[str, str], None]  # (channel, "sent" | "retry" | "failed")
+
+
+class Deliverer:
+    def __init__(
+        self,
+        db: Database,
+        channel: Channel,
+        *,
+        max_attempts: int,
+        backoff: float,
+        max_backoff: float,
+        wake: asyncio.Event,
+        on_outcome: Outcome | None = None,
+    ) -> None:
+        self.db = db
+        self.channel = channel
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.wake = wake
+        self.on_outcome = on_outcome
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                sent = await self.once()
+            except (TimeoutError, OSError) as exc:  # the database is away: try again shortly
+                log.warning("delivery loop waiting for the database", extra={"error": repr(exc)})
+                sent = 0
+            if sent:
+                continue
+            self.wake.clear()
+            waiters = {asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())}
+            await asyncio.wait(waiters, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+
+    async def once(self, limit: int = 50) -> int:
+        """Send what is due for this channel; return how many rows were attempted."""
+        rows = await self.db.fetch(
+            "select id, notification, attempts from deliveries where channel = $1 and status = 'pending'"
+            " and next_attempt_at <= now() order by id limit $2",
+            self.channel.name,
+            limit,
+        )
+        for row in rows:
+            await self._attempt(int(row["id"]), json.loads(row["notification"]), int(row["attempts"]) + 1)
+        return len(rows)
+
+    async def _attempt(self, delivery_id: int, notification: dict[str, object], attempt: int) -> None:
+        try:
+            await self.channel.send(notification)
+        except DeliveryError as exc:
+            await self._failed(delivery_id, attempt, str(exc))
+            return
+        except Exception as exc:  # a channel bug must not stop the loop
+            await self._failed(delivery_id, attempt, f"unexpected: {exc!r}")
+            return
+        async with self.db.pool.acquire() as conn:
+            await conn.execute(
+                "update deliveries set status = 'sent', attempts = $2, finished_at = now(), last_error = null"
+                " where id = $1",
+                delivery_id,
+                attempt,
+            )
+        self._outcome("sent")
+
+    async def _failed(self, delivery_id: int, attempt: int, error: str) -> None:
+        final = attempt >= self.max_attempts
+        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        async with self.db.pool.acquire() as conn:
+            await conn.execute(
+                "update deliveries set attempts = $2, last_error = $3,"
+                " status = case when $4 then 'failed' else 'pending' end,"
+                " finished_at = case when $4 then now() end,"
+                " next_attempt_at = now() + make_interval(secs => $5) where id = $1",
+                delivery_id,
+                attempt,
+                error[:2000],
+                final,
+                delay,
+            )
+        log.warning(
+            "delivery failed" + ("; giving up" if final else "; will retry"),
+            extra={"channel": self.channel.name, "attempt": attempt, "error": error, "retry_in_s": delay},
+        )
+        self._outcome("failed" if final else "retry")
+
+    def _outcome(self, outcome: str) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(self.channel.name, outcome)

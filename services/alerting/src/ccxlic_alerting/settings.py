@@ -1,0 +1,128 @@
+"""Alerting's settings: the runtime's, plus channels, delivery and repeat intervals (all from the environment)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import get_args
+
+from ccxlic_contract.events import AlertName, Severity
+from ccxlic_runtime.settings import Duration, RuntimeSettings
+from pydantic import Field, field_validator, model_validator
+
+from ccxlic_alerting.channels import FACILITIES, Channel, Email, Syslog, Webhook
+from ccxlic_alerting.machine import Rules
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+class AlertingSettings(RuntimeSettings):
+    http_port: int = Field(8183, validation_alias="CCXLIC_ALERTING_HTTP_PORT", ge=0, le=65535)
+    schema_name: str = Field("alerting", validation_alias="CCXLIC_ALERTING_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
+    group_id: str = Field("ccxlic-alerting", validation_alias="CCXLIC_ALERTING_GROUP")
+    external_url: str = Field("http://127.0.0.1:8183", validation_alias="CCXLIC_EXTERNAL_URL", pattern=r"^https?://")
+
+    syslog_url: str = Field("", validation_alias="CCXLIC_SYSLOG_URL")
+    syslog_facility: str = Field("local0", validation_alias="CCXLIC_SYSLOG_FACILITY")
+    smtp_host: str = Field("", validation_alias="CCXLIC_SMTP_HOST")
+    smtp_port: int = Field(25, validation_alias="CCXLIC_SMTP_PORT", ge=1, le=65535)
+    smtp_starttls: bool = Field(False, validation_alias="CCXLIC_SMTP_STARTTLS")
+    smtp_username: str = Field("", validation_alias="CCXLIC_SMTP_USERNAME")
+    smtp_password: str = Field("", validation_alias="CCXLIC_SMTP_PASSWORD")
+    smtp_from: str = Field("ccx-licensing@localhost", validation_alias="CCXLIC_SMTP_FROM")
+    alert_emails: str = Field("", validation_alias="CCXLIC_ALERT_EMAILS")
+    webhook_urls: str = Field("", validation_alias="CCXLIC_WEBHOOK_URLS")
+
+    delivery_max_attempts: int = Field(8, validation_alias="CCXLIC_DELIVERY_MAX_ATTEMPTS", ge=1, le=100)
+    delivery_backoff_seconds: float = Field(1.0, validation_alias="CCXLIC_DELIVERY_BACKOFF_SECONDS", gt=0)
+    delivery_max_backoff_seconds: float = Field(300.0, validation_alias="CCXLIC_DELIVERY_MAX_BACKOFF_SECONDS", gt=0)
+    delivery_timeout_seconds: float = Field(10.0, validation_alias="CCXLIC_DELIVERY_TIMEOUT_SECONDS", gt=0)
+
+    repeat_critical: Duration = Field(timedelta(hours=4), validation_alias="CCXLIC_REPEAT_CRITICAL", gt=timedelta(0))
+    repeat_major: Duration = Field(timedelta(hours=12), validation_alias="CCXLIC_REPEAT_MAJOR", gt=timedelta(0))
+    repeat_warning: Duration = Field(timedelta(hours=24), validation_alias="CCXLIC_REPEAT_WARNING", gt=timedelta(0))
+    severities: str = Field("", validation_alias="CCXLIC_ALERT_SEVERITIES")
+
+    @field_validator("syslog_facility")
+    @classmethod
+    def _facility(cls, value: str) -> str:
+        if value not in FACILITIES:
+            raise ValueError(f"must be one of {', '.join(FACILITIES)}")
+        return value
+
+    @field_validator("syslog_url")
+    @classmethod
+    def _syslog(cls, value: str) -> str:
+        if value:
+            Syslog(value)  # raises ValueError with the expected form
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhooks(cls, value: str) -> str:
+        for url in _csv(value):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"each URL must start with http:// or https://; got {url!r}")
+        return value
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _emails(cls, value: str) -> str:
+        for address in _csv(value):
+            if "@" not in address:
+                raise ValueError(f"not an email address: {address!r}")
+        return value
+
+    @field_validator("severities")
+    @classmethod
+    def _severities(cls, value: str) -> str:
+        cls.parse_severities(value)
+        return value
+
+    @model_validator(mode="after")
+    def _email_needs_recipients(self) -> AlertingSettings:
+        if self.smtp_host and not _csv(self.alert_emails):
+            raise ValueError("CCXLIC_SMTP_HOST is set but CCXLIC_ALERT_EMAILS (the admin addresses) is empty")
+        return self
+
+    @staticmethod
+    def parse_severities(value: str) -> dict[AlertName, Severity]:
+        """`Alert=severity,...`, e.g. `EntitlementReportingFailed=major`."""
+        out: dict[AlertName, Severity] = {}
+        for item in _csv(value):
+            name, _, severity = item.partition("=")
+            if name not in get_args(AlertName):
+                raise ValueError(f"unknown alert {name!r}; known: {', '.join(get_args(AlertName))}")
+            if severity not in get_args(Severity):
+                raise ValueError(f"severity of {name} must be critical, major or warning; got {severity!r}")
+            out[name] = severity  # type: ignore[index,assignment]
+        return out
+
+    def rules(self) -> Rules:
+        return Rules(
+            repeat={"critical": self.repeat_critical, "major": self.repeat_major, "warning": self.repeat_warning},
+            severity=self.parse_severities(self.severities),
+        )
+
+    def channels(self) -> list[Channel]:
+        out: list[Channel] = []
+        timeout = self.delivery_timeout_seconds
+        if self.syslog_url:
+            out.append(Syslog(self.syslog_url, FACILITIES[self.syslog_facility], timeout))
+        if self.smtp_host:
+            out.append(
+                Email(
+                    self.smtp_host,
+                    self.smtp_port,
+                    self.smtp_from,
+                    _csv(self.alert_emails),
+                    self.smtp_starttls,
+                    self.smtp_username or None,
+                    self.smtp_password or None,
+                    timeout,
+                )
+            )
+        for i, url in enumerate(_csv(self.webhook_urls)):
+            out.append(Webhook(url, self.external_url, timeout, name="webhook" if i == 0 else f"webhook{i + 1}"))
+        return out
