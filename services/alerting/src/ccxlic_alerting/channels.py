@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.policy import SMTP
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -96,7 +97,7 @@ class Syslog:
 
 def email_message(n: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:
     """Says what happened, on which instance, what to do and by when."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=SMTP.clone(max_line_length=998))  # RFC 5322's limit: subjects stay unfolded
     state = "RESOLVED" if n["kind"] == "resolved" else str(n["severity"]).upper()
     msg["Subject"] = f"[ccx-licensing {state}] {n['title']} on {n['instance']}"
     msg["From"] = sender
@@ -136,7 +137,9 @@ class Email:
         message = email_message(n, self.sender, self.recipients)
         try:
             await aiosmtplib.send(
-                message,
+                message.as_bytes(),  # flattened with the message's own policy (aiosmtplib would refold the subject)
+                sender=self.sender,
+                recipients=list(self.recipients),
                 hostname=self.host,
                 port=self.port,
                 start_tls=self.starttls,
