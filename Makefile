@@ -7,7 +7,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status run run-consumption run-compliance test test-unit test-integration test-e2e lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status run run-consumption run-compliance run-alerting test test-unit test-integration test-e2e lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,6 +29,7 @@ status: ## say whether the stack runs
 run: up ## start the stack and run every service in the foreground (Ctrl-C stops them; `make down` stops the stack)
 	@echo "consumption: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}/v1/instances/<id>/usage"
 	@echo "compliance:  http://127.0.0.1:$${CCXLIC_COMPLIANCE_HTTP_PORT:-8182}/v1/instances/<id>/compliance"
+	@echo "alerting:    http://127.0.0.1:$${CCXLIC_ALERTING_HTTP_PORT:-8183}/v1/alerts"
 	@bash deploy/run-services.sh
 
 run-consumption: up ## run only the consumption computer
@@ -36,6 +37,9 @@ run-consumption: up ## run only the consumption computer
 
 run-compliance: up ## run only compliance
 	@bash deploy/run-services.sh compliance
+
+run-alerting: up ## run only alerting
+	@bash deploy/run-services.sh alerting
 
 test: up ## every tier (unit, integration, e2e) on the real stack
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -60,7 +64,8 @@ format: ## ruff: fix what it can and format
 typecheck: ## mypy --strict on the libs and the domain code
 	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
 	  services/consumption/src/ccxlic_consumption/{machine,peaks,store,handler,settings}.py \
-	  services/compliance/src/ccxlic_compliance/{machine,store,handler,settings}.py
+	  services/compliance/src/ccxlic_compliance/{machine,store,handler,settings}.py \
+	  services/alerting/src/ccxlic_alerting/{machine,channels,delivery,store,handler,settings}.py
 
 schemas: ## regenerate docs/schemas from the contract models
 	$(PY) -m ccxlic_contract.schemas docs/schemas

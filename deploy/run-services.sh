@@ -7,9 +7,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 services=("$@")
-[ ${#services[@]} -gt 0 ] || services=(consumption compliance)
-declare -A port_var=([consumption]=CCXLIC_CONSUMPTION_HTTP_PORT [compliance]=CCXLIC_COMPLIANCE_HTTP_PORT)
-declare -A port_default=([consumption]=8181 [compliance]=8182)
+[ ${#services[@]} -gt 0 ] || services=(consumption compliance alerting)
+declare -A port_var=([consumption]=CCXLIC_CONSUMPTION_HTTP_PORT [compliance]=CCXLIC_COMPLIANCE_HTTP_PORT [alerting]=CCXLIC_ALERTING_HTTP_PORT)
+declare -A port_default=([consumption]=8181 [compliance]=8182 [alerting]=8183)
 pids=()
 for s in "${services[@]}"; do
   if [ -z "${port_var[$s]:-}" ]; then
