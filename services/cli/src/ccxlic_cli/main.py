@@ -1,0 +1,622 @@
+"""`ccxlic`: run the services, simulate a contact center, publish events, and watch and report what comes out.
+
+Kafka and the services are named by the same environment as the services (KAFKA_BOOTSTRAP_SERVERS,
+CCXLIC_TOPIC_PREFIX) plus CCXLIC_CONSUMPTION_URL / CCXLIC_COMPLIANCE_URL / CCXLIC_ALERTING_URL; the defaults are
+the `make up` stack and the services' default ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiohttp
+import typer
+from ccxlic_contract import ContractError, Event, decode
+from ccxlic_contract.events import (
+    INSTANCE_ID_PATTERN,
+    ClockTicked,
+    EntitlementsSet,
+    EntitlementsSetData,
+)
+from ccxlic_rules import Entitlement
+from ccxlic_runtime.kafka import EventProducer, KafkaUnavailable, ensure_topics, wait_for_kafka
+from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
+from pydantic import Field
+from rich.console import Console
+from rich.live import Live
+
+from ccxlic_cli import report as report_mod
+from ccxlic_cli.lifecycle import KINDS, lifecycle_event
+from ccxlic_cli.scenario import ScenarioError, load, shipped
+from ccxlic_cli.simulator import generate
+from ccxlic_cli.status import Urls, render, snapshot
+
+SOURCE = "urn:ccxlic:cli"
+SERVICES = ("consumption", "compliance", "alerting")
+PORT_VARS = {
+    "consumption": "CCXLIC_CONSUMPTION_HTTP_PORT",
+    "compliance": "CCXLIC_COMPLIANCE_HTTP_PORT",
+    "alerting": "CCXLIC_ALERTING_HTTP_PORT",
+}
+DEFAULT_PORTS = {"consumption": 8181, "compliance": 8182, "alerting": 8183}
+
+app = typer.Typer(
+    help="ccx-licensing: license consumption and compliance tracking for contact centers.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+entitlements_app = typer.Typer(
+    help="Set an instance's entitlements (licensing.entitlements.set).", no_args_is_help=True
+)
+app.add_typer(entitlements_app, name="entitlements")
+err = Console(stderr=True)
+
+
+class CliSettings(RuntimeSettings):
+    consumption_url: str = Field("", validation_alias="CCXLIC_CONSUMPTION_URL")
+    compliance_url: str = Field("", validation_alias="CCXLIC_COMPLIANCE_URL")
+    alerting_url: str = Field("", validation_alias="CCXLIC_ALERTING_URL")
+
+    def urls(self) -> Urls:
+        def url(service: str, given: str) -> str:
+            port = os.environ.get(PORT_VARS[service], str(DEFAULT_PORTS[service]))
+            return (given or f"http://127.0.0.1:{port}").rstrip("/")
+
+        return Urls(
+            url("consumption", self.consumption_url),
+            url("compliance", self.compliance_url),
+            url("alerting", self.alerting_url),
+        )
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]ccxlic: {message}[/red]", highlight=False)
+    return typer.Exit(code)
+
+
+def _settings() -> CliSettings:
+    try:
+        return load_settings(CliSettings)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _time(value: str | None, name: str = "--at") -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"{name} must be an RFC 3339 time such as 2026-03-02T08:00:00Z; got {value!r}") from None
+    if t.tzinfo is None:
+        raise _fail(f"{name} needs an offset (Z or +hh:mm); got {value!r}")
+    return t.astimezone(UTC)
+
+
+def _instance(value: str) -> str:
+    import re
+
+    if not re.match(INSTANCE_ID_PATTERN, value):
+        raise _fail(f"instance id {value!r} must be 1-64 characters from [A-Za-z0-9._:-]")
+    return value
+
+
+async def _producer(settings: CliSettings) -> EventProducer:
+    try:
+        await wait_for_kafka(settings.kafka_bootstrap_servers, timeout=15)
+    except KafkaUnavailable as exc:
+        raise _fail(str(exc), 1) from None
+    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
+    producer = EventProducer(settings.kafka_bootstrap_servers, settings.topic_prefix, client_id="ccxlic-cli")
+    await producer.start()
+    return producer
+
+
+async def _publish(settings: CliSettings, events: Sequence[Event]) -> None:
+    producer = await _producer(settings)
+    try:
+        await producer.publish_many(events)
+    finally:
+        await producer.stop()
+
+
+def _said(event: Event) -> None:
+    err.print(
+        f"published {event.type} for {event.subject} at {event.time.isoformat()} (id {event.id})", highlight=False
+    )
+
+
+# ---------------------------------------------------------------- publish, entitlements, lifecycle, tick
+
+
+@app.command()
+def publish(
+    file: Annotated[str, typer.Argument(help="a file of JSON lines (one CloudEvent per line), or - for stdin")],
+) -> None:
+    """Publish CloudEvents from JSON lines. Each line is validated against the contract; every bad line is reported
+    with its line number, and the valid lines are still published (exit 1 if any line was bad).
+
+    Example: ccxlic publish events.jsonl    |    ccxlic simulate --dry-run | ccxlic publish -
+    """
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror}") from None
+    good: list[Event] = []
+    bad = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            good.append(decode(line))
+        except ContractError as exc:
+            bad += 1
+            err.print(f"line {n}: {exc}", highlight=False)
+    if good:
+        asyncio.run(_publish(_settings(), good))
+    err.print(f"published {len(good)} event(s); {bad} bad line(s)", highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@entitlements_app.command("set")
+def entitlements_set(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    standard: Annotated[int, typer.Option("--standard", min=0, help="Flex Standard seats")],
+    premium: Annotated[int, typer.Option("--premium", min=0, help="Flex Premium seats")],
+    ivr_ports: Annotated[int, typer.Option("--ivr-ports", min=0, help="IVR ports")] = 0,
+    no_overage: Annotated[
+        bool, typer.Option("--no-overage", help="License Control: refuse sign-ins over the count")
+    ] = False,
+    non_production: Annotated[bool, typer.Option("--non-production", help="a lab: tracked, never enforced")] = False,
+    at: Annotated[str | None, typer.Option(help="event time, RFC 3339 (default: now)")] = None,
+) -> None:
+    """Set an instance's purchased seats and ports.
+
+    Example: ccxlic entitlements set cc-east --standard 40 --premium 10 --ivr-ports 20 --no-overage
+    """
+    event = EntitlementsSet(
+        id=str(uuid.uuid4()),
+        source=SOURCE,
+        time=_time(at),
+        subject=_instance(instance),
+        data=EntitlementsSetData(
+            standard_seats=standard,
+            premium_seats=premium,
+            ivr_ports=ivr_ports,
+            overage_allowed=not no_overage,
+            deployment="non_production" if non_production else "production",
+        ),
+    )
+    asyncio.run(_publish(_settings(), [event]))
+    _said(event)
+
+
+LifecycleKind = Enum("LifecycleKind", {k.replace("-", "_"): k for k in KINDS}, type=str)  # type: ignore[misc]
+
+
+@app.command()
+def lifecycle(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    kind: Annotated[LifecycleKind, typer.Argument(help="what happened", case_sensitive=False)],
+    reason: Annotated[str, typer.Option(help="why it failed (the *-failed kinds)")] = "",
+    account: Annotated[str, typer.Option(help="virtual account (register)")] = "default",
+    standard: Annotated[int | None, typer.Option(min=0, help="reserved Standard seats (reserve)")] = None,
+    premium: Annotated[int | None, typer.Option(min=0, help="reserved Premium seats (reserve)")] = None,
+    ivr_ports: Annotated[int | None, typer.Option("--ivr-ports", min=0, help="reserved IVR ports (reserve)")] = None,
+    at: Annotated[str | None, typer.Option(help="event time, RFC 3339 (default: now)")] = None,
+) -> None:
+    """Publish a lifecycle event: register, deregister, renew-auth, renew-auth-failed, renew-registration,
+    renew-registration-failed, report, report-failed, agent-init, agent-init-failed, reserve, return-reservation.
+
+    Examples: ccxlic lifecycle cc-east register --account va-1 | ccxlic lifecycle cc-east renew-auth-failed
+    --reason "SSM unreachable" | ccxlic lifecycle cc-lab reserve --standard 10 --premium 2
+    """
+    name = kind.value
+    try:
+        event = lifecycle_event(
+            name,
+            _instance(instance),
+            _time(at),
+            str(uuid.uuid4()),
+            SOURCE,
+            reason=reason,
+            account=account,
+            standard=standard,
+            premium=premium,
+            ivr_ports=ivr_ports,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    asyncio.run(_publish(_settings(), [event]))
+    _said(event)
+
+
+@app.command()
+def tick(
+    at: Annotated[str | None, typer.Option(help="the time the clock moves to, RFC 3339 (default: now)")] = None,
+    instance: Annotated[str, typer.Option(help="tick one instance (default: every instance)")] = "*",
+) -> None:
+    """Move the services' clock: deadlines, repeats and interval closes happen at the first input that passes them.
+
+    Example: ccxlic tick --at 2026-06-01T00:00:00Z
+    """
+    subject = instance if instance == "*" else _instance(instance)
+    event = ClockTicked(id=str(uuid.uuid4()), source=SOURCE, time=_time(at), subject=subject)
+    asyncio.run(_publish(_settings(), [event]))
+    _said(event)
+
+
+# ---------------------------------------------------------------- simulate
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Option(help="a shipped scenario name or a YAML/JSON file")] = "demo",
+    speed: Annotated[
+        float | None, typer.Option(min=0.001, help="simulated seconds per wall second (default: the scenario's)")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="simulated start, RFC 3339 (default: the scenario's, else now)")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(min=0.01, help="simulated hours (default: the scenario's)")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the events as JSON lines instead of publishing")
+    ] = False,
+    list_: Annotated[bool, typer.Option("--list", help="list the shipped scenarios and exit")] = False,
+) -> None:
+    """Publish realistic contact-center traffic: shifts, breaks, re-logins after a crash, supervisors, Premium
+    agents, IVR load on a daily curve, roster snapshots, the scenario's lifecycle events, and clock ticks, with
+    time compressed by --speed (1440 = a day per minute).
+
+    Examples: ccxlic simulate --list | ccxlic simulate --scenario demo --speed 120 | ccxlic simulate --scenario
+    my.yaml --dry-run > events.jsonl
+    """
+    if list_:
+        for name, description in shipped().items():
+            typer.echo(f"{name}: {description}")
+        return
+    try:
+        sc = load(scenario)
+    except ScenarioError as exc:
+        raise _fail(str(exc)) from None
+    if duration is not None:
+        sc = sc.model_copy(update={"duration": timedelta(hours=duration)})
+    begin = _time(start, "--start") if start else sc.starts_at(datetime.now(UTC).replace(microsecond=0))
+    events = generate(sc, begin)
+    if dry_run:
+        for e in events:
+            typer.echo(e.model_dump_json())
+        return
+    asyncio.run(_simulate(_settings(), events, begin, speed or sc.speed, sc.name))
+
+
+async def _simulate(
+    settings: CliSettings,
+    events: list[Event],
+    begin: datetime,
+    speed: float,
+    name: str,
+    stop: asyncio.Event | None = None,
+    quiet: bool = False,
+) -> None:
+    producer = await _producer(settings)
+    stop = stop or asyncio.Event()
+    started = time.monotonic()
+    last_report = 0.0
+    sent = 0
+    try:
+        first = min(begin, events[0].time) if events else begin
+        i = 0
+        while i < len(events) and not stop.is_set():
+            sim_now = first + timedelta(seconds=(time.monotonic() - started) * speed)
+            due = []
+            while i < len(events) and events[i].time <= sim_now:
+                due.append(events[i])
+                i += 1
+            if due:
+                await producer.publish_many(due)
+                sent += len(due)
+            if not quiet and time.monotonic() - last_report >= 5:
+                last_report = time.monotonic()
+                err.print(
+                    f"simulate {name}: simulated {sim_now.isoformat()[:19]}Z, {sent}/{len(events)} events published",
+                    highlight=False,
+                )
+            if i < len(events):
+                wait = (events[i].time - sim_now).total_seconds() / speed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.01, min(wait, 1.0)))
+        if not quiet:
+            err.print(f"simulate {name}: done, {sent} events published", highlight=False)
+    finally:
+        await producer.stop()
+
+
+# ---------------------------------------------------------------- status and report
+
+
+@app.command()
+def status(
+    instance: Annotated[str | None, typer.Argument(help="one instance (default: every instance)")] = None,
+    once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="print one machine-readable snapshot and exit")] = False,
+    every: Annotated[float, typer.Option(min=0.2, help="refresh period of the live view, seconds")] = 2.0,
+) -> None:
+    """A live view per instance: usage against entitlement with headroom, the compliance state with its next
+    deadline, and the active alerts. Ctrl-C leaves it.
+
+    Examples: ccxlic status | ccxlic status cc-east --once | ccxlic status --json
+    """
+    settings = _settings()
+    urls = settings.urls()
+    if instance is not None:
+        _instance(instance)
+    if json_:
+        snap = asyncio.run(snapshot(urls, instance))
+        typer.echo(json.dumps(snap, indent=2, default=str))
+        if snap["errors"]:
+            raise typer.Exit(1)
+        return
+    if once:
+        snap = asyncio.run(snapshot(urls, instance))
+        Console().print(render(snap))
+        if snap["errors"]:
+            raise typer.Exit(1)
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_live(urls, instance, every, asyncio.Event()))
+
+
+async def _live(
+    urls: Urls, instance: str | None, every: float, stop: asyncio.Event, title: str = "ccx-licensing"
+) -> None:
+    with Live(render(await snapshot(urls, instance), title), refresh_per_second=4, screen=False) as live:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            live.update(render(await snapshot(urls, instance), title))
+
+
+class Format(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def report(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    from_: Annotated[str, typer.Option("--from", help="first interval start, RFC 3339")],
+    to: Annotated[str, typer.Option("--to", help="end (exclusive), RFC 3339")],
+    format: Annotated[Format, typer.Option(help="csv or json")] = Format.json,
+) -> None:
+    """The License Consumption report: peaks per reporting interval (latest revision) with the Premium witness, the
+    deficit per license against the current entitlements, and what to buy to stay compliant at those peaks.
+
+    Example: ccxlic report cc-east --from 2026-03-01T00:00:00Z --to 2026-04-01T00:00:00Z --format csv
+    """
+    since, until = _time(from_, "--from"), _time(to, "--to")
+    if until <= since:
+        raise _fail("--to must be after --from")
+    urls = _settings().urls()
+    body, usage = asyncio.run(_report_data(urls, _instance(instance), since, until))
+    ent = usage.get("entitled") if usage else None
+    entitled = Entitlement(ent["standard"], ent["premium"], ent["ivr_ports"]) if ent else None
+    table = report_mod.rows(body["reports"], entitled)
+    if format is Format.csv:
+        typer.echo(report_mod.as_csv(table), nl=False)
+        buy = report_mod.to_buy(table, entitled)
+        err.print(
+            f"to buy: Standard {buy['standard']}, Premium {buy['premium']}, IVR ports {buy['ivr_ports']}",
+            highlight=False,
+        )
+    else:
+        typer.echo(json.dumps(report_mod.as_json(instance, table, entitled), indent=2))
+
+
+async def _report_data(urls: Urls, instance: str, since: datetime, until: datetime) -> tuple[Any, Any]:
+    params = {"from": since.isoformat(), "to": until.isoformat()}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.get(f"{urls.consumption}/v1/instances/{instance}/intervals", params=params) as r:
+                body = await r.json()
+                if r.status != 200:
+                    raise _fail(f"consumption answered {r.status}: {body.get('error')}", 1)
+            async with http.get(f"{urls.consumption}/v1/instances/{instance}/usage") as r:
+                usage = await r.json() if r.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _fail(
+            f"the consumption computer at {urls.consumption} does not answer ({exc!r}); is it running?", 1
+        ) from None
+    return body, usage
+
+
+# ---------------------------------------------------------------- run
+
+
+class Service(StrEnum):
+    consumption = "consumption"
+    compliance = "compliance"
+    alerting = "alerting"
+    all = "all"
+
+
+@app.command()
+def run(
+    service: Annotated[Service, typer.Argument(help="consumption, compliance, alerting or all")] = Service.all,
+    no_ticker: Annotated[bool, typer.Option("--no-ticker", help="do not publish a clock tick every minute")] = False,
+    tick_every: Annotated[float, typer.Option(min=1, help="seconds between ticks")] = 60.0,
+    scenario: Annotated[
+        str | None, typer.Option(help="also simulate this scenario once the services are ready")
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(min=0.001, help="the simulation's speed (default: the scenario's)")
+    ] = None,
+    show_status: Annotated[
+        bool, typer.Option("--status", help="show the live status view (logs go to --logs)")
+    ] = False,
+    logs: Annotated[
+        Path | None, typer.Option(help="write each service's log here (default: stderr, or .ccxlic/logs with --status)")
+    ] = None,
+) -> None:
+    """Run the services as separate processes against KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, with a ticker
+    publishing licensing.clock.tick every minute. SIGTERM or Ctrl-C stops them cleanly.
+
+    Examples: ccxlic run all | ccxlic run compliance --no-ticker | ccxlic run all --scenario demo --status
+    """
+    settings = _settings()
+    names = SERVICES if service is Service.all else (service.value,)
+    if show_status and logs is None:
+        logs = Path(".ccxlic/logs")
+    sc = None
+    if scenario is not None:
+        try:
+            sc = load(scenario)
+        except ScenarioError as exc:
+            raise _fail(str(exc)) from None
+    try:
+        asyncio.run(wait_for_kafka(settings.kafka_bootstrap_servers, timeout=30))
+    except KafkaUnavailable as exc:
+        raise _fail(str(exc), 1) from None
+    procs, files = _spawn(names, logs)
+    try:
+        code = asyncio.run(_run(settings, procs, not no_ticker, tick_every, sc, speed, show_status))
+    finally:
+        for f in files:
+            f.close()
+    raise typer.Exit(code)
+
+
+def _spawn(names: Sequence[str], logs: Path | None) -> tuple[dict[str, subprocess.Popen[bytes]], list[Any]]:
+    """Start each service as its own process (its own session: Ctrl-C reaches ccxlic, which stops them in order)."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    files: list[Any] = []
+    for name in names:
+        out: Any = None
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed when the run ends
+            files.append(out)
+        procs[name] = subprocess.Popen([sys.executable, "-m", f"ccxlic_{name}"], stderr=out, start_new_session=True)
+        port = os.environ.get(PORT_VARS[name], str(DEFAULT_PORTS[name]))
+        where = f", log {logs / (name + '.log')}" if logs else ""
+        err.print(
+            f"ccxlic run: started {name} (pid {procs[name].pid}, http://127.0.0.1:{port}{where})", highlight=False
+        )
+    return procs, files
+
+
+async def _run(
+    settings: CliSettings,
+    procs: dict[str, subprocess.Popen[bytes]],
+    ticker: bool,
+    tick_every: float,
+    sc: Any,
+    speed: float | None,
+    show_status: bool,
+) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    urls = settings.urls()
+    tasks: list[asyncio.Task[Any]] = []
+    code = 0
+    try:
+        ready = await _wait_ready(urls, list(procs), procs, stop)
+        if not ready:
+            code = 0 if stop.is_set() else 1
+            return code
+        err.print("ccxlic run: ready" + ("; Ctrl-C stops" if not show_status else ""), highlight=False)
+        if ticker:
+            tasks.append(asyncio.create_task(_ticker(settings, tick_every, stop)))
+        if sc is not None:
+            begin = sc.starts_at(datetime.now(UTC).replace(microsecond=0))
+            tasks.append(
+                asyncio.create_task(
+                    _simulate(settings, generate(sc, begin), begin, speed or sc.speed, sc.name, stop, quiet=show_status)
+                )
+            )
+        if show_status:
+            title = "ccx-licensing" + (f" - scenario {sc.name}" if sc is not None else "") + " - Ctrl-C stops"
+            tasks.append(asyncio.create_task(_live(urls, None, 2.0, stop, title)))
+        while not stop.is_set():
+            for name, p in procs.items():
+                if p.poll() is not None:
+                    err.print(
+                        f"[red]ccxlic run: {name} exited with code {p.returncode}; stopping the others[/red]",
+                        highlight=False,
+                    )
+                    code = 1
+                    stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in procs.items():
+            try:
+                await asyncio.to_thread(p.wait, 30)
+            except subprocess.TimeoutExpired:
+                err.print(f"ccxlic run: {name} did not stop within 30 s; killing it", highlight=False)
+                p.kill()
+        err.print("ccxlic run: stopped", highlight=False)
+    return code
+
+
+async def _wait_ready(
+    urls: Urls, names: Sequence[str], procs: dict[str, subprocess.Popen[bytes]], stop: asyncio.Event
+) -> bool:
+    pending = set(names)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while pending and not stop.is_set():
+            for name in sorted(pending):
+                if procs[name].poll() is not None:
+                    err.print(
+                        f"[red]ccxlic run: {name} exited with code {procs[name].returncode} while starting[/red]",
+                        highlight=False,
+                    )
+                    return False
+                try:
+                    async with http.get(f"{getattr(urls, name)}/readyz") as r:
+                        if r.status == 200:
+                            pending.discard(name)
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+    return not pending
+
+
+async def _ticker(settings: CliSettings, every: float, stop: asyncio.Event) -> None:
+    producer = await _producer(settings)
+    try:
+        while not stop.is_set():
+            await producer.publish(
+                ClockTicked(id=str(uuid.uuid4()), source=SOURCE, time=datetime.now(UTC), subject="*")
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+    finally:
+        await producer.stop()
+
+
+def main() -> None:  # pragma: no cover - the console script calls `app`
+    app()

@@ -1,0 +1,99 @@
+"""The License Consumption report: the peaks per reporting interval with their witness, the deficit per license
+against the entitlements, and what to buy to stay compliant at those peaks. Pure: the CLI fetches, this computes."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ccxlic_rules import Entitlement, Usage, deficit
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    interval_start: str
+    interval_end: str
+    revision: int
+    standard: int
+    premium: int
+    agents: int
+    ivr_ports: int
+    deficit_standard: int
+    deficit_premium: int
+    deficit_ivr_ports: int
+    premium_at: str
+    premium_agents: str
+
+
+def latest_revisions(reports: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The latest revision of each interval, in interval order."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for r in reports:
+        key = str(r["interval_start"])
+        if key not in latest or int(r["revision"]) > int(latest[key]["revision"]):
+            latest[key] = r
+    return [latest[k] for k in sorted(latest)]
+
+
+def rows(reports: Sequence[Mapping[str, Any]], entitled: Entitlement | None) -> list[Row]:
+    out = []
+    for r in latest_revisions(reports):
+        p = r["peak"]
+        d = deficit(Usage(p["standard"], p["premium"], p["ivr_ports"]), entitled)
+        w = r.get("witness", {}).get("premium", {})
+        out.append(
+            Row(
+                interval_start=str(r["interval_start"]),
+                interval_end=str(r["interval_end"]),
+                revision=int(r["revision"]),
+                standard=p["standard"],
+                premium=p["premium"],
+                agents=p["agents"],
+                ivr_ports=p["ivr_ports"],
+                deficit_standard=d.standard,
+                deficit_premium=d.premium,
+                deficit_ivr_ports=d.ivr_ports,
+                premium_at=str(w.get("at") or ""),
+                premium_agents=" ".join(a["agent_id"] for a in w.get("agents", ())),
+            )
+        )
+    return out
+
+
+def to_buy(table: Sequence[Row], entitled: Entitlement | None) -> dict[str, int]:
+    """The fewest extra seats and ports that cover every interval's peaks: Premium first (it covers Standard
+    too), then Standard with the spare Premium counted."""
+    if entitled is None:
+        return {"standard": 0, "premium": 0, "ivr_ports": 0}
+    premium = max((max(0, r.premium - entitled.premium) for r in table), default=0)
+    more = Entitlement(entitled.standard, entitled.premium + premium, entitled.ivr_ports)
+    standard = max((deficit(Usage(r.standard, r.premium, r.ivr_ports), more).standard for r in table), default=0)
+    ivr = max((max(0, r.ivr_ports - entitled.ivr_ports) for r in table), default=0)
+    return {"standard": standard, "premium": premium, "ivr_ports": ivr}
+
+
+def as_json(instance: str, table: Sequence[Row], entitled: Entitlement | None) -> dict[str, Any]:
+    return {
+        "instance": instance,
+        "entitled": None
+        if entitled is None
+        else {"standard": entitled.standard, "premium": entitled.premium, "ivr_ports": entitled.ivr_ports},
+        "intervals": [_row_dict(r) for r in table],
+        "to_buy": to_buy(table, entitled),
+    }
+
+
+def _row_dict(r: Row) -> dict[str, Any]:
+    return {f: getattr(r, f) for f in Row.__slots__}
+
+
+def as_csv(table: Sequence[Row]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(Row.__slots__)
+    for r in table:
+        writer.writerow([getattr(r, f) for f in Row.__slots__])
+    return buf.getvalue()

@@ -1,0 +1,200 @@
+"""A contact center, simulated: a pure, seeded generator of contract events in time order.
+
+Per instance: agents (voice = Standard; chat/email/outbound and supervisors = Premium) sign in over a login spread
+at the start of each daily shift, take a break mid-shift (sign out, sign in again), sometimes crash and sign in
+again without signing out, and sign out at the shift's end. IVR port load follows a daily curve (peak at noon).
+A roster snapshot lists who is signed in every `roster_every_minutes`. Lifecycle events from the scenario are
+injected at their offsets, and `licensing.clock.tick` (subject `*`) comes every `tick_every`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ccxlic_contract.codec import Event
+from ccxlic_contract.events import (
+    AgentRoster,
+    AgentRosterData,
+    AgentSignedIn,
+    AgentSignedInData,
+    AgentSignedOut,
+    AgentSignedOutData,
+    Capability,
+    ClockTicked,
+    EntitlementsSet,
+    EntitlementsSetData,
+    InstanceRegistered,
+    InstanceRegisteredData,
+    PortsSampled,
+    PortsSampledData,
+    RosterAgent,
+)
+
+from ccxlic_cli.lifecycle import lifecycle_event
+from ccxlic_cli.scenario import Instance, Scenario
+
+SOURCE = "urn:ccxlic:simulator"
+PORT_SAMPLE_EVERY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class SimAgent:
+    agent_id: str
+    capabilities: tuple[Capability, ...]
+    supervisor: bool = False
+
+
+def agents_of(instance: Instance) -> list[SimAgent]:
+    a = instance.agents
+    out = [SimAgent(f"{instance.id}-s{n:04d}", ("inbound_voice",)) for n in range(a.standard)]
+    out += [
+        SimAgent(f"{instance.id}-p{n:04d}", ("inbound_voice", "chat" if n % 2 == 0 else "email"))
+        for n in range(a.premium)
+    ]
+    out += [
+        SimAgent(f"{instance.id}-o{n:04d}", ("outbound_predictive" if n % 2 == 0 else "outbound_progressive",))
+        for n in range(a.outbound)
+    ]
+    out += [SimAgent(f"{instance.id}-sup{n:03d}", ("inbound_voice",), supervisor=True) for n in range(a.supervisors)]
+    return out
+
+
+def ivr_load(peak: int, at: datetime) -> int:
+    """The daily curve: a floor of 5 % overnight, a sine from 06:00 to 18:00 UTC peaking at noon."""
+    hour = at.hour + at.minute / 60
+    curve = math.sin(math.pi * (hour - 6) / 12) if 6 <= hour <= 18 else 0.0
+    return round(peak * max(0.05, curve))
+
+
+class _Ids:
+    def __init__(self, scenario: Scenario, start: datetime) -> None:
+        self.ns = uuid.uuid5(uuid.NAMESPACE_URL, f"ccxlic-sim:{scenario.name}:{scenario.seed}:{start.isoformat()}")
+        self.n = 0
+
+    def next(self) -> str:
+        self.n += 1
+        return str(uuid.uuid5(self.ns, str(self.n)))
+
+
+def generate(scenario: Scenario, start: datetime) -> list[Event]:
+    """Every event of the scenario from `start`, in time order (deterministic for a scenario, seed and start)."""
+    rnd = random.Random(scenario.seed)
+    ids = _Ids(scenario, start)
+    end = start + scenario.duration
+    timed: list[tuple[datetime, int, Event]] = []
+
+    def add(event: Event) -> None:
+        if event.time <= end:
+            timed.append((event.time, len(timed), event))
+
+    for inst in scenario.instances:
+        for event in _instance(inst, start, end, rnd, ids):
+            add(event)
+    for injected in scenario.events:
+        add(
+            lifecycle_event(
+                injected.event,
+                injected.instance,
+                start + injected.at,
+                ids.next(),
+                SOURCE,
+                reason=injected.reason,
+                standard=injected.standard,
+                premium=injected.premium,
+                ivr_ports=injected.ivr_ports,
+            )
+        )
+    t = start
+    while t <= end:
+        add(ClockTicked(id=ids.next(), source=SOURCE, time=t, subject="*"))
+        t += scenario.tick_every
+    timed.sort(key=lambda x: (x[0], x[1]))
+    return [e for _, _, e in timed]
+
+
+def _instance(inst: Instance, start: datetime, end: datetime, rnd: random.Random, ids: _Ids) -> Iterator[Event]:
+    before = start - timedelta(minutes=1)
+    if inst.entitlements is not None:
+        e = inst.entitlements
+        yield EntitlementsSet(
+            id=ids.next(),
+            source=SOURCE,
+            time=before,
+            subject=inst.id,
+            data=EntitlementsSetData(
+                standard_seats=e.standard,
+                premium_seats=e.premium,
+                ivr_ports=e.ivr_ports,
+                overage_allowed=e.overage_allowed,
+                deployment=e.deployment,
+            ),
+        )
+    if inst.registered:
+        yield InstanceRegistered(
+            id=ids.next(),
+            source=SOURCE,
+            time=before,
+            subject=inst.id,
+            data=InstanceRegisteredData(virtual_account=f"va-{inst.id}"),
+        )
+    # who is signed in when: intervals per agent, for sign-ins/outs and for the rosters
+    sessions: list[tuple[SimAgent, datetime, datetime]] = []
+    shift = timedelta(hours=inst.shift_hours)
+    for agent in agents_of(inst):
+        day = start
+        while day < end:
+            login = day + timedelta(minutes=rnd.uniform(0, inst.login_spread_minutes))
+            logout = login + shift
+            mid = login + shift / 2
+            if inst.break_minutes > 0:
+                back = mid + timedelta(minutes=inst.break_minutes)
+                sessions += [(agent, login, mid), (agent, back, logout)]
+            else:
+                sessions.append((agent, login, logout))
+            day += timedelta(days=1)
+    for agent, signed_in, signed_out in sessions:
+        yield _sign_in(agent, inst.id, signed_in, ids)
+        if rnd.random() < inst.crash_relogin_rate:  # the desktop crashed: the agent signs in again, no sign-out
+            yield _sign_in(agent, inst.id, signed_in + (signed_out - signed_in) * rnd.uniform(0.1, 0.9), ids)
+        yield AgentSignedOut(
+            id=ids.next(),
+            source=SOURCE,
+            time=signed_out,
+            subject=inst.id,
+            data=AgentSignedOutData(agent_id=agent.agent_id),
+        )
+    t = start
+    while t <= end:
+        yield PortsSampled(
+            id=ids.next(),
+            source=SOURCE,
+            time=t,
+            subject=inst.id,
+            data=PortsSampledData(inbound_ivr_ports=ivr_load(inst.ivr_peak_ports, t)),
+        )
+        t += PORT_SAMPLE_EVERY
+    every = timedelta(minutes=inst.roster_every_minutes)
+    t = start + every
+    while t <= end:
+        present = {a.agent_id: a for a, s, e in sessions if s <= t < e}
+        roster = tuple(
+            RosterAgent(agent_id=a.agent_id, capabilities=a.capabilities, supervisor=a.supervisor)
+            for _, a in sorted(present.items())
+        )
+        yield AgentRoster(id=ids.next(), source=SOURCE, time=t, subject=inst.id, data=AgentRosterData(agents=roster))
+        t += every
+
+
+def _sign_in(agent: SimAgent, instance: str, t: datetime, ids: _Ids) -> Event:
+    return AgentSignedIn(
+        id=ids.next(),
+        source=SOURCE,
+        time=t,
+        subject=instance,
+        data=AgentSignedInData(agent_id=agent.agent_id, capabilities=agent.capabilities, supervisor=agent.supervisor),
+    )
