@@ -96,14 +96,33 @@ def _seats(usage: dict[str, Any] | None, key: str) -> str:
     return f"{used}/{ent[key]} (+{room})" if room is not None else f"{used}/{ent[key]}"
 
 
+_DEADLINE_WORDS = {
+    "evaluation_ends_at": "evaluation ends",
+    "ooc_at": "OOC",
+    "enforcement_at": "enforcement",
+    "authorization_expires_at": "auth expires",
+    "registration_expires_at": "registration expires",
+}
+
+
+def _in(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s >= 86400:
+        return f"{s // 86400}d {s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 60}m {s % 60}s"
+
+
 def _deadline(c: dict[str, Any] | None) -> str:
+    """The nearest pending deadline, counted from the instance's own clock (event time)."""
     if c is None:
         return "-"
-    pending = [(v, k) for k, v in c["deadlines"].items() if v]
+    pending = [(v, k) for k, v in c.get("seconds_to", {}).items() if v is not None]
     if not pending:
         return "-"
-    at, name = min(pending)
-    return f"{name.removesuffix('_at').replace('_', ' ')} {at}"
+    seconds, name = min(pending)
+    return f"{_DEADLINE_WORDS.get(name, name)} in {_in(seconds)}"
 
 
 def render(snap: dict[str, Any], title: str = "ccx-licensing") -> RenderableType:
@@ -136,8 +155,12 @@ def render(snap: dict[str, Any], title: str = "ccx-licensing") -> RenderableType
             _seats(u, "premium"),
             _seats(u, "standard"),
             _seats(u, "ivr_ports"),
-            c["registration"] if c else "-",
-            Text(auth, style=_AUTH_STYLE.get(auth, "")),
+            Text(
+                auth
+                if c is None or c["registration"] in ("registered", "reserved")
+                else f"{auth} ({c['registration']})",
+                style=_AUTH_STYLE.get(auth, ""),
+            ),
             over,
             _deadline(c),
             alerts,
