@@ -7,7 +7,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status run run-consumption run-compliance run-alerting test test-unit test-integration test-e2e lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting test test-unit test-integration test-e2e lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,20 +26,21 @@ down: ## stop Kafka and PostgreSQL
 status: ## say whether the stack runs
 	@bash deploy/stack.sh status
 
-run: up ## start the stack and run every service in the foreground (Ctrl-C stops them; `make down` stops the stack)
-	@echo "consumption: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}/v1/instances/<id>/usage"
-	@echo "compliance:  http://127.0.0.1:$${CCXLIC_COMPLIANCE_HTTP_PORT:-8182}/v1/instances/<id>/compliance"
-	@echo "alerting:    http://127.0.0.1:$${CCXLIC_ALERTING_HTTP_PORT:-8183}/v1/alerts"
-	@bash deploy/run-services.sh
+run: up ## start the stack, the three services, the demo simulation and the live status (Ctrl-C stops; `make down` stops the stack)
+	@echo "consumption: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}  compliance: http://127.0.0.1:$${CCXLIC_COMPLIANCE_HTTP_PORT:-8182}  alerting: http://127.0.0.1:$${CCXLIC_ALERTING_HTTP_PORT:-8183}"
+	@.venv/bin/ccxlic run all --scenario $${SCENARIO:-demo} --status
+
+run-services: up ## run the three services and the minute ticker, no simulation (logs on stderr)
+	@.venv/bin/ccxlic run all
 
 run-consumption: up ## run only the consumption computer
-	@bash deploy/run-services.sh consumption
+	@.venv/bin/ccxlic run consumption --no-ticker
 
 run-compliance: up ## run only compliance
-	@bash deploy/run-services.sh compliance
+	@.venv/bin/ccxlic run compliance --no-ticker
 
 run-alerting: up ## run only alerting
-	@bash deploy/run-services.sh alerting
+	@.venv/bin/ccxlic run alerting --no-ticker
 
 test: up ## every tier (unit, integration, e2e) on the real stack
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -65,7 +66,8 @@ typecheck: ## mypy --strict on the libs and the domain code
 	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
 	  services/consumption/src/ccxlic_consumption/{machine,peaks,store,handler,settings}.py \
 	  services/compliance/src/ccxlic_compliance/{machine,store,handler,settings}.py \
-	  services/alerting/src/ccxlic_alerting/{machine,channels,delivery,store,handler,settings}.py
+	  services/alerting/src/ccxlic_alerting/{machine,channels,delivery,store,handler,settings}.py \
+	  services/cli/src/ccxlic_cli/{scenario,simulator,lifecycle,report}.py
 
 schemas: ## regenerate docs/schemas from the contract models
 	$(PY) -m ccxlic_contract.schemas docs/schemas

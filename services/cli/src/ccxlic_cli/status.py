@@ -59,7 +59,8 @@ async def snapshot(urls: Urls, instance: str | None = None) -> dict[str, Any]:
                     entry[key] = body if status == 200 else None
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     name = url.split("/v1/")[0]
-                    message = f"{key} service at {name} does not answer ({exc.__class__.__name__})"
+                    service = "consumption" if key == "usage" else "compliance"
+                    message = f"{service} at {name} does not answer ({exc.__class__.__name__})"
                     if message not in errors:
                         errors.append(message)
             entry["alerts"] = [
@@ -125,19 +126,16 @@ def _deadline(c: dict[str, Any] | None) -> str:
     return f"{_DEADLINE_WORDS.get(name, name)} in {_in(seconds)}"
 
 
+def _state(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return "-"
+    auth, reg = str(c["authorization"]), str(c["registration"])
+    return auth if reg in ("registered", "reserved") or auth.startswith(("evaluation", "no_")) else f"{auth} ({reg})"
+
+
 def render(snap: dict[str, Any], title: str = "ccx-licensing") -> RenderableType:
     table = Table(title=f"{title} - {snap['as_of'][:19]}Z", expand=True)
-    for col in (
-        "instance",
-        "premium",
-        "standard",
-        "ivr ports",
-        "registration",
-        "authorization",
-        "over",
-        "next deadline",
-        "active alerts",
-    ):
+    for col in ("instance", "premium", "standard", "ivr", "state", "over", "next deadline", "active alerts"):
         table.add_column(col, overflow="fold")
     for i in snap["instances"]:
         u, c = i["usage"], i["compliance"]
@@ -155,12 +153,7 @@ def render(snap: dict[str, Any], title: str = "ccx-licensing") -> RenderableType
             _seats(u, "premium"),
             _seats(u, "standard"),
             _seats(u, "ivr_ports"),
-            Text(
-                auth
-                if c is None or c["registration"] in ("registered", "reserved")
-                else f"{auth} ({c['registration']})",
-                style=_AUTH_STYLE.get(auth, ""),
-            ),
+            Text(_state(c), style=_AUTH_STYLE.get(auth, "")),
             over,
             _deadline(c),
             alerts,
