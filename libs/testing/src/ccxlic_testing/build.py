@@ -10,6 +10,10 @@ from typing import Any
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
+    AgentSignedIn,
+    AgentSignedInData,
+    AgentSignedOut,
+    AgentSignedOutData,
     AuthorizationRenewalFailed,
     AuthorizationRenewed,
     ClockTicked,
@@ -61,6 +65,15 @@ class Build:
         )
         return event
 
+    def sign_in(self, t: datetime, agent: str, *capabilities: str, supervisor: bool = False) -> Event:
+        data = AgentSignedInData.model_validate(
+            {"agent_id": agent, "capabilities": capabilities, "supervisor": supervisor}
+        )
+        return self._event(AgentSignedIn, t, data)
+
+    def sign_out(self, t: datetime, agent: str) -> Event:
+        return self._event(AgentSignedOut, t, AgentSignedOutData(agent_id=agent))
+
     def usage(self, t: datetime, standard: int, premium: int, ivr_ports: int = 0) -> Event:
         data = ConsumptionChangedData(
             standard=standard,
@@ -73,10 +86,20 @@ class Build:
         return self._event(ConsumptionChanged, t, data)
 
     def entitle(
-        self, t: datetime, standard: int, premium: int, ivr_ports: int = 10, deployment: Deployment = "production"
+        self,
+        t: datetime,
+        standard: int,
+        premium: int,
+        ivr_ports: int = 10,
+        deployment: Deployment = "production",
+        overage_allowed: bool = True,
     ) -> Event:
         data = EntitlementsSetData(
-            standard_seats=standard, premium_seats=premium, ivr_ports=ivr_ports, deployment=deployment
+            standard_seats=standard,
+            premium_seats=premium,
+            ivr_ports=ivr_ports,
+            deployment=deployment,
+            overage_allowed=overage_allowed,
         )
         return self._event(EntitlementsSet, t, data)
 

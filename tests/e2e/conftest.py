@@ -1,0 +1,111 @@
+"""The e2e tier: the three services as separate processes (`python -m ccxlic_<service>`) on the real stack, with
+real notification sinks (SMTP, UDP syslog, webhook) behind alerting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+from ccxlic_testing.plugin import Stack, drop_schema, free_port
+from ccxlic_testing.sinks import Sinks
+
+SERVICES = ("consumption", "compliance", "alerting")
+
+
+class Pipeline:
+    def __init__(self, env: dict[str, str], ports: dict[str, int], sinks: Sinks) -> None:
+        self.env = env
+        self.ports = ports
+        self.sinks = sinks
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, service: str) -> None:
+        self.procs[service] = subprocess.Popen(
+            [sys.executable, "-m", f"ccxlic_{service}"], env=self.env, stderr=subprocess.DEVNULL
+        )
+
+    async def restart(self, service: str, *, kill: bool) -> None:
+        """Stop a service (SIGKILL, or SIGTERM and a clean exit) and start it again, ready."""
+        proc = self.procs[service]
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+        assert kill or code == 0, f"{service} exited {code} on SIGTERM"
+        self.start(service)
+        await self.until(service, "/readyz", lambda b: b["ready"], 90)
+
+    async def get(self, service: str, path: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{self.ports[service]}{path}") as r:
+            return r.status, await r.json()
+
+    async def until(self, service: str, path: str, ok: Callable[[Any], bool], timeout: float = 60) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        body: Any = None
+        while loop.time() < deadline:
+            try:
+                status, body = await self.get(service, path)
+            except aiohttp.ClientError:
+                status = 0
+            if status == 200 and ok(body):
+                return body
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"{service} {path} never matched; last answer: {body}")
+
+    async def mails(self, at_least: int, timeout: float = 60) -> list[str]:
+        """Subjects of the emails received, once there are at least `at_least` (then a moment for stragglers)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.sinks.mailbox.messages) < at_least and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
+        return self.sinks.subjects()
+
+
+@pytest_asyncio.fixture
+async def pipeline(
+    stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str], sinks: Sinks
+) -> AsyncIterator[Pipeline]:
+    sinks.start_smtp()
+    ports = {s: free_port() for s in SERVICES}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        "DATABASE_URL": stack.database_url,
+        "CCXLIC_TOPIC_PREFIX": topic_prefix,
+        "CCXLIC_WEBHOOK_URLS": sinks.webhook_url,
+        "CCXLIC_SYSLOG_URL": f"udp://127.0.0.1:{sinks.udp_port}",
+        "CCXLIC_SMTP_HOST": "127.0.0.1",
+        "CCXLIC_SMTP_PORT": str(sinks.smtp_port),
+        "CCXLIC_ALERT_EMAILS": "noc@example.com",
+        "CCXLIC_DELIVERY_BACKOFF_SECONDS": "0.2",
+        # the walks keep agents signed in for simulated months with no event of theirs (a live platform would
+        # send rosters); without this, their sessions would expire after 24 h of silence
+        "CCXLIC_MAX_SESSION_SECONDS": str(365 * 86400),
+        "CCXLIC_CONSUMPTION_URL": f"http://127.0.0.1:{ports['consumption']}",
+        "CCXLIC_COMPLIANCE_URL": f"http://127.0.0.1:{ports['compliance']}",
+        "CCXLIC_ALERTING_URL": f"http://127.0.0.1:{ports['alerting']}",
+    }
+    for s in SERVICES:
+        env[f"CCXLIC_{s.upper()}_SCHEMA"] = f"{pg_schema}_{s}"
+        env[f"CCXLIC_{s.upper()}_HTTP_PORT"] = str(ports[s])
+    p = Pipeline(env, ports, sinks)
+    for s in SERVICES:
+        p.start(s)
+    try:
+        for s in SERVICES:
+            await p.until(s, "/readyz", lambda b: b["ready"], 90)
+        yield p
+    finally:
+        for proc in p.procs.values():
+            proc.terminate()
+        codes = {s: await asyncio.to_thread(proc.wait, 30) for s, proc in p.procs.items()}
+        for s in SERVICES:
+            await drop_schema(stack.database_url, f"{pg_schema}_{s}")
+        assert codes == dict.fromkeys(SERVICES, 0), f"services did not stop cleanly on SIGTERM: {codes}"
