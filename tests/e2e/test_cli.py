@@ -1,0 +1,290 @@
+"""The `ccxlic` command, run as a user runs it (a subprocess), against the real stack and the services as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from ccxlic_contract import decode
+from ccxlic_contract.events import AgentSignedIn, ClockTicked, EntitlementsSet, InstanceRegistered
+from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, ENTITLEMENTS, LIFECYCLE
+from ccxlic_runtime.kafka import EventProducer
+from ccxlic_testing.build import Build
+from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, wait_for_topic
+
+from tests.e2e.conftest import Pipeline
+
+pytestmark = pytest.mark.e2e
+CLI = [sys.executable, "-m", "ccxlic_cli"]
+COMMANDS = ["run", "simulate", "publish", "entitlements set", "lifecycle", "tick", "status", "report"]
+
+
+def ccxlic(
+    args: Sequence[str], env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env or dict(os.environ), input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def env(stack: Stack, topic_prefix: str, contract_topics: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        "CCXLIC_TOPIC_PREFIX": topic_prefix,
+        "COLUMNS": "200",
+    }
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command: str) -> None:
+    r = ccxlic([*command.split(), "--help"])
+    assert r.returncode == 0, r.stderr
+    assert "Example" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["entitlements", "set", "bad id", "--standard", "1", "--premium", "1"], "instance id 'bad id'"),
+        (["entitlements", "set", "x", "--standard", "-1", "--premium", "1"], "Invalid value"),
+        (["entitlements", "set", "x", "--premium", "1"], "Missing option '--standard'"),
+        (["tick", "--at", "yesterday"], "RFC 3339"),
+        (["tick", "--at", "2026-03-02T08:00:00"], "needs an offset"),
+        (["lifecycle", "x", "reserve"], "reserve needs the reserved counts"),
+        (["lifecycle", "x", "explode"], "Invalid value"),
+        (["simulate", "--scenario", "nope"], "no scenario file 'nope'"),
+        (["report", "x", "--from", "2026-03-02T00:00:00Z", "--to", "2026-03-01T00:00:00Z"], "--to must be after"),
+        (["status", "bad id", "--once"], "instance id"),
+        (["run", "everything"], "Invalid value"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_a_clear_message(args: list[str], message: str) -> None:
+    r = ccxlic(args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in " ".join(r.stderr.split()), r.stderr
+
+
+def test_a_bad_scenario_file_names_the_field(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "name: x\ninstances:\n  - id: a\n    agents: {standard: -3}\nevents:\n  - {at: PT1H, instance: b, event: register}\n"
+    )
+    r = ccxlic(["simulate", "--scenario", str(f), "--dry-run"])
+    assert r.returncode == 2
+    assert "instances.0.agents.standard" in r.stderr and "greater than or equal to 0" in r.stderr
+
+
+async def test_publish_validates_every_line_and_still_sends_the_good_ones(
+    env: dict[str, str], read_topic: ReadTopic, contract_topics: dict[str, str], tmp_path: Path, instance_id: str
+) -> None:
+    b = Build(instance_id)
+    t = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    lines = [
+        b.sign_in(t, "a1", "chat").model_dump_json(),
+        '{"specversion": "1.0", "type": "ccx.agent.signed_in"}',
+        "",
+        "not json at all",
+        b.tick(t).model_dump_json(),
+    ]
+    f = tmp_path / "events.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    r = await asyncio.to_thread(ccxlic, ["publish", str(f)], env)
+    assert r.returncode == 1
+    assert "line 2:" in r.stderr and "line 4:" in r.stderr and "line 1:" not in r.stderr
+    assert "published 2 event(s); 2 bad line(s)" in r.stderr
+    got = await wait_for_topic(read_topic, contract_topics[AGENT_ACTIVITY.name], lambda o: len(o) >= 1)
+    assert [e.data.agent_id for e in got if isinstance(e, AgentSignedIn)] == ["a1"]
+    r = await asyncio.to_thread(ccxlic, ["publish", "-"], env, b.tick(t).model_dump_json() + "\n")
+    assert r.returncode == 0 and "published 1 event(s); 0 bad line(s)" in r.stderr
+    ticks = await wait_for_topic(read_topic, contract_topics[CLOCK.name], lambda o: len(o) >= 2)
+    assert all(isinstance(e, ClockTicked) for e in ticks)
+
+
+async def test_entitlements_lifecycle_and_tick_publish_what_they_say(
+    env: dict[str, str], read_topic: ReadTopic, contract_topics: dict[str, str], instance_id: str
+) -> None:
+    for args in (
+        [
+            "entitlements",
+            "set",
+            instance_id,
+            "--standard",
+            "40",
+            "--premium",
+            "10",
+            "--ivr-ports",
+            "20",
+            "--no-overage",
+            "--at",
+            "2026-03-02T08:00:00Z",
+        ],
+        ["lifecycle", instance_id, "register", "--account", "va-7"],
+        ["lifecycle", instance_id, "renew-auth-failed", "--reason", "SSM unreachable"],
+        ["tick", "--at", "2026-03-02T09:00:00+01:00"],
+    ):
+        r = await asyncio.to_thread(ccxlic, args, env)
+        assert r.returncode == 0, r.stderr
+        assert "published" in r.stderr
+    (ent,) = await wait_for_topic(read_topic, contract_topics[ENTITLEMENTS.name], lambda o: len(o) >= 1)
+    assert isinstance(ent, EntitlementsSet) and ent.subject == instance_id
+    assert (ent.data.standard_seats, ent.data.premium_seats, ent.data.ivr_ports, ent.data.overage_allowed) == (
+        40,
+        10,
+        20,
+        False,
+    )
+    life = await wait_for_topic(read_topic, contract_topics[LIFECYCLE.name], lambda o: len(o) >= 2)
+    assert isinstance(life[0], InstanceRegistered) and life[0].data.virtual_account == "va-7"
+    assert life[1].type == "licensing.authorization.renewal_failed" and life[1].data.reason == "SSM unreachable"
+    (tick,) = await wait_for_topic(read_topic, contract_topics[CLOCK.name], lambda o: len(o) >= 1)
+    assert tick.subject == "*" and tick.time == datetime(2026, 3, 2, 8, tzinfo=UTC)
+
+
+async def test_simulate_lists_dry_runs_and_publishes(
+    env: dict[str, str], read_topic: ReadTopic, contract_topics: dict[str, str]
+) -> None:
+    r = await asyncio.to_thread(ccxlic, ["simulate", "--list"], env)
+    assert r.returncode == 0 and {line.split(":")[0] for line in r.stdout.splitlines()} >= {
+        "demo",
+        "license-control",
+        "lifecycle",
+    }
+    r = await asyncio.to_thread(
+        ccxlic,
+        ["simulate", "--scenario", "demo", "--duration", "2", "--start", "2026-03-02T08:00:00Z", "--dry-run"],
+        env,
+    )
+    assert r.returncode == 0
+    events = [decode(line) for line in r.stdout.splitlines()]
+    types = {e.type for e in events}
+    assert {
+        "ccx.agent.signed_in",
+        "ccx.ports.sampled",
+        "ccx.agent.roster",
+        "licensing.clock.tick",
+        "licensing.entitlements.set",
+        "licensing.instance.registered",
+    } <= types
+    assert [e.time for e in events] == sorted(e.time for e in events)
+    assert any(e.type == "ccx.agent.signed_in" and e.data.supervisor for e in events)  # type: ignore[union-attr]
+    r = await asyncio.to_thread(ccxlic, ["simulate", "--scenario", "demo", "--duration", "1", "--speed", "100000"], env)
+    assert r.returncode == 0, r.stderr
+    assert "done," in r.stderr
+    published = int(r.stderr.split("done, ")[1].split()[0])
+    got = await wait_for_topic(read_topic, contract_topics[AGENT_ACTIVITY.name], lambda o: len(o) >= 40)
+    assert published > 40 and len(got) >= 40
+
+
+async def test_status_and_report_against_the_running_services(
+    pipeline: Pipeline, producer: EventProducer, instance_id: str
+) -> None:
+    b = Build(instance_id)
+    t0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    await producer.publish_many(
+        [b.entitle(t0 - timedelta(hours=1), 5, 2, ivr_ports=4), b.register(t0 - timedelta(hours=1))]
+    )
+    await pipeline.until(
+        "compliance", f"/v1/instances/{instance_id}/compliance", lambda c: c["authorization"] == "authorized"
+    )
+    await pipeline.until("consumption", f"/v1/instances/{instance_id}/usage", lambda u: u["entitled"] is not None)
+    await producer.publish_many(
+        [b.sign_in(t0 + timedelta(minutes=k), f"p{k}", "chat") for k in range(3)]
+        + [b.sign_in(t0 + timedelta(minutes=10 + k), f"s{k}") for k in range(5)]
+    )
+    await pipeline.until(
+        "compliance", f"/v1/instances/{instance_id}/compliance", lambda c: c["over_stage"] == "detected"
+    )
+    await producer.publish(b.tick(t0 + timedelta(hours=8, minutes=10)))  # closes [08:00, 16:00)
+    await pipeline.until("consumption", f"/v1/instances/{instance_id}/intervals", lambda r: len(r["reports"]) >= 1)
+    await pipeline.until("alerting", f"/v1/alerts?instance={instance_id}&state=active", lambda a: len(a["alerts"]) >= 1)
+
+    r = await asyncio.to_thread(ccxlic, ["status", instance_id, "--json"], pipeline.env)
+    assert r.returncode == 0, r.stderr
+    snap = json.loads(r.stdout)
+    (one,) = snap["instances"]
+    assert one["usage"]["in_use"] == {
+        "standard": 5,
+        "premium": 3,
+        "ivr_ports": 0,
+        "outbound_ports": 0,
+        "outbound_seats": 0,
+    }
+    assert one["compliance"]["authorization"] == "out_of_compliance"
+    assert [a["alert"] for a in one["alerts"]] == ["OutOfCompliance"]
+    r = await asyncio.to_thread(ccxlic, ["status", "--once"], {**pipeline.env, "COLUMNS": "220"})
+    assert r.returncode == 0, r.stderr
+    assert instance_id in r.stdout and "3/2" in r.stdout and "out_of_compliance" in r.stdout
+
+    window = ["--from", "2026-03-02T00:00:00Z", "--to", "2026-03-03T00:00:00Z"]
+    r = await asyncio.to_thread(ccxlic, ["report", instance_id, *window], pipeline.env)
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    (interval,) = body["intervals"]
+    assert (interval["premium"], interval["standard"], interval["deficit_premium"]) == (3, 5, 1)
+    assert interval["premium_agents"] == "p0 p1 p2"
+    # 3 Premium peak against 2: buy 1 Premium; then 5 Standard fit 5 Standard seats
+    assert body["to_buy"] == {"standard": 0, "premium": 1, "ivr_ports": 0}
+    r = await asyncio.to_thread(ccxlic, ["report", instance_id, *window, "--format", "csv"], pipeline.env)
+    assert r.returncode == 0
+    header, _row = r.stdout.splitlines()
+    assert header.startswith("interval_start,interval_end,revision,standard,premium")
+    assert "to buy: Standard 0, Premium 1, IVR ports 0" in r.stderr
+
+
+async def test_run_all_with_a_scenario_then_ctrl_c_stops_everything(
+    stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str], tmp_path: Path
+) -> None:
+    ports = {s: free_port() for s in ("consumption", "compliance", "alerting")}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        "DATABASE_URL": stack.database_url,
+        "CCXLIC_TOPIC_PREFIX": topic_prefix,
+    }
+    for s, port in ports.items():
+        env[f"CCXLIC_{s.upper()}_HTTP_PORT"] = str(port)
+        env[f"CCXLIC_{s.upper()}_SCHEMA"] = f"{pg_schema}_{s}"
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(
+        "name: tiny\nduration: PT2H\nspeed: 600\ninstances:\n"
+        "  - {id: tiny-a, registered: true, entitlements: {standard: 2, premium: 1}, agents: {standard: 2, premium: 3}}\n"
+    )
+    proc = subprocess.Popen(
+        [*CLI, "run", "all", "--scenario", str(scenario), "--logs", str(tmp_path / "logs")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        snap: dict[str, object] = {}
+        for _ in range(120):
+            await asyncio.sleep(1)
+            r = await asyncio.to_thread(ccxlic, ["status", "--json"], env)
+            if r.returncode == 0:
+                snap = json.loads(r.stdout)
+                inst = snap["instances"]
+                if inst and inst[0]["compliance"] and inst[0]["compliance"]["over_stage"]:  # type: ignore[index]
+                    break
+        assert snap and snap["instances"][0]["instance"] == "tiny-a", snap  # type: ignore[index]
+        proc.send_signal(signal.SIGINT)
+        _out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for s in ports:
+            await drop_schema(stack.database_url, f"{pg_schema}_{s}")
+    assert proc.returncode == 0, err
+    assert "ccxlic run: ready" in err and "ccxlic run: stopped" in err
+    for s in ports:
+        assert (tmp_path / "logs" / f"{s}.log").read_text().strip().endswith('"msg": "stopped"}')
