@@ -7,7 +7,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting test test-unit test-integration test-e2e lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting test test-unit test-integration test-e2e bench bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,12 @@ test-integration: up ## tests against real Kafka and PostgreSQL
 
 test-e2e: up ## the services as separate processes on the real stack
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+bench: up ## the benchmarks (B0-B4, each next to its baseline) on the local stack; prints a table, writes bench/results.json
+	$(PY) bench/run.py --profile $(BENCH_ARGS)
+
+bench-quick: up ## the benchmarks at smoke size (what `make test` runs)
+	$(PY) bench/run.py --quick --json /tmp/ccxlic-bench-quick.json
 
 lint: ## ruff: lint and format check (changes nothing)
 	$(UV) run --frozen ruff check .

@@ -1,0 +1,865 @@
+"""ccx-licensing benchmarks, each next to its raw-Kafka baseline in the same run, on the same broker.
+
+    python bench/run.py [--quick] [--json FILE] [--profile] [--only B1,B2]
+
+B0  a plain aiokafka consumer reads the pre-produced B1 topic and only decodes the bytes (json.loads)
+B1  the consumption computer on pre-produced sign-in/sign-out/roster events (100 instances x 400 agents):
+    events/s from its first commit to the last one in PostgreSQL, CPU us/event, peak RSS, ratio to B0
+B2  end-to-end latency, open loop at 1,000 events/s: producing a sign-in that crosses an entitlement ->
+    licensing.alert.raised on the topic; baseline: a raw produce -> consume round trip at the same rate
+B3  replay: the three services rebuild their state from the start of the topics (simulator traffic); events/s,
+    ratio to B0, and whether the results equal the live run's
+B4  state size: bytes per live session in PostgreSQL and in process memory; bytes per interval report
+
+Input data is seeded. Figures are printed as one table and written as JSON. No assertion is made on speed;
+`--quick` sizes everything for a smoke run (tests/e2e/test_bench_quick.py checks that it runs and is correct).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from ccxlic_cli.scenario import Agents, Entitlements, Instance, Scenario
+from ccxlic_cli.simulator import generate
+from ccxlic_consumption.machine import InstanceState, Rules, apply
+from ccxlic_contract import TOPICS, decode_message, encode, key_for, topic_for
+from ccxlic_contract.codec import Event
+from ccxlic_contract.events import (
+    AgentRoster,
+    AgentRosterData,
+    AgentSignedIn,
+    AgentSignedInData,
+    AgentSignedOut,
+    AgentSignedOutData,
+    AlertRaised,
+    ClockTicked,
+    EntitlementsSet,
+    EntitlementsSetData,
+    InstanceRegistered,
+    InstanceRegisteredData,
+    RosterAgent,
+)
+from ccxlic_runtime.kafka import ensure_topics, topic_name, wait_for_kafka
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ccxlic")
+T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+CAPS = (("inbound_voice",), ("inbound_voice", "chat"), ("email",), ("outbound_predictive",), ("inbound_voice",))
+HEADERS = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+@dataclass
+class Run:
+    quick: bool
+    prefix: str
+    results: dict[str, Any] = field(default_factory=dict)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    schemas: list[str] = field(default_factory=list)
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+
+async def produce(events: list[Event], prefix: str, *, label: str) -> float:
+    """Produce pre-encoded events as fast as the broker takes them; return events/s."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP, acks=1, linger_ms=20, max_batch_size=512 * 1024, compression_type=None
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for i, e in enumerate(events):
+            pending.append(
+                await producer.send(topic_name(topic_for(e.type), prefix), encode(e), key=key_for(e), headers=HEADERS)
+            )
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if i and i % 200_000 == 0:
+                log(f"{label}: produced {i:,}/{len(events):,}")
+        await asyncio.gather(*pending)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    rate = len(events) / (time.perf_counter() - started)
+    log(f"{label}: produced {len(events):,} events at {rate:,.0f}/s")
+    return rate
+
+
+def start_service(run: Run, service: str, schema: str, group: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+        "DATABASE_URL": DSN,
+        "CCXLIC_TOPIC_PREFIX": run.prefix,
+        f"CCXLIC_{service.upper()}_SCHEMA": schema,
+        f"CCXLIC_{service.upper()}_GROUP": group,
+        f"CCXLIC_{service.upper()}_HTTP_PORT": str(port),
+        "CCXLIC_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    proc = subprocess.Popen([sys.executable, "-m", f"ccxlic_{service}"], env=env, stderr=subprocess.DEVNULL)
+    run.procs.append(proc)
+    run.schemas.append(schema)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def count(conn: asyncpg.Connection, schema: str, table: str = "processed_events") -> int:
+    try:
+        return int(await conn.fetchval(f'select count(*) from "{schema}".{table}'))
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return 0
+
+
+async def ready(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.3)
+    raise TimeoutError(f"service on port {port} not ready in {timeout} s")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+# ---------------------------------------------------------------- B1 input
+
+
+def b1_events(total: int, instances: int, agents: int, seed: int = 42) -> list[Event]:
+    """Sign-ins, sign-outs and a roster every 500 events per instance; instances interleaved, time in order."""
+    rnd = random.Random(seed)
+    per = total // instances
+    signed: list[dict[str, tuple[str, ...]]] = [{} for _ in range(instances)]
+    out: list[Event] = []
+    n = 0
+    for k in range(per):
+        t = T0 + timedelta(seconds=k)
+        for i in range(instances):
+            inst = f"b1-{i:03d}"
+            n += 1
+            eid = f"b1-{n}"
+            if k % 500 == 499:
+                roster = tuple(
+                    RosterAgent(agent_id=a, capabilities=c)
+                    for a, c in sorted(signed[i].items())  # type: ignore[arg-type]
+                )
+                out.append(
+                    AgentRoster(id=eid, source="urn:bench", time=t, subject=inst, data=AgentRosterData(agents=roster))
+                )
+                continue
+            agent = f"a{rnd.randrange(agents):03d}"
+            if agent in signed[i] and rnd.random() < 0.5:
+                del signed[i][agent]
+                out.append(
+                    AgentSignedOut(
+                        id=eid, source="urn:bench", time=t, subject=inst, data=AgentSignedOutData(agent_id=agent)
+                    )
+                )
+            else:
+                caps = CAPS[rnd.randrange(len(CAPS))]
+                signed[i][agent] = caps
+                out.append(
+                    AgentSignedIn(
+                        id=eid,
+                        source="urn:bench",
+                        time=t,
+                        subject=inst,
+                        data=AgentSignedInData(agent_id=agent, capabilities=caps),
+                    )
+                )  # type: ignore[arg-type]
+    return out
+
+
+# ---------------------------------------------------------------- B0 and B1
+
+
+async def b0(run: Run, topic: str, expected: int) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    got = 0
+    first: float | None = None
+    try:
+        while got < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10000)
+            for records in batches.values():
+                if first is None:
+                    first = time.perf_counter()
+                for rec in records:
+                    json.loads(rec.value)
+                    got += 1
+        elapsed = time.perf_counter() - (first or time.perf_counter())
+    finally:
+        await consumer.stop()
+    rate = got / elapsed
+    log(f"B0: {got:,} messages decoded at {rate:,.0f}/s")
+    return {"messages": got, "seconds": round(elapsed, 2), "messages_per_s": round(rate)}
+
+
+async def b1(run: Run, events: list[Event], profile: bool) -> dict[str, Any]:
+    schema = f"{run.prefix.rstrip('.').replace('.', '_')}"
+    port = free_port()
+    proc = start_service(run, "consumption", schema, f"{run.prefix}b1", port, CCXLIC_BATCH_SIZE="1000")
+    ps = psutil.Process(proc.pid)
+    conn = await asyncpg.connect(DSN)
+    spy: subprocess.Popen[bytes] | None = None
+    profile_path = ROOT / "bench" / "profile-b1.txt"
+    try:
+        first_t: float | None = None
+        cpu0 = None
+        done = 0
+        last_report = time.monotonic()
+        while done < len(events):
+            await asyncio.sleep(0.25)
+            done = await count(conn, schema)
+            if done and first_t is None:
+                first_t, cpu0 = time.perf_counter(), ps.cpu_times()
+                if profile and shutil.which("py-spy"):
+                    spy = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
+                        [
+                            "py-spy",
+                            "record",
+                            "--format",
+                            "raw",
+                            "-o",
+                            str(profile_path),
+                            "-p",
+                            str(proc.pid),
+                            "--rate",
+                            "50",
+                            "--nonblocking",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+            if proc.poll() is not None:
+                raise RuntimeError(f"the consumption computer exited with {proc.returncode}")
+            if time.monotonic() - last_report > 10:
+                last_report = time.monotonic()
+                log(f"B1: {done:,}/{len(events):,} in PostgreSQL")
+        elapsed = time.perf_counter() - (first_t or time.perf_counter())
+        cpu1 = ps.cpu_times()
+        cpu = (cpu1.user + cpu1.system) - ((cpu0.user + cpu0.system) if cpu0 else 0)
+        hwm = _peak_rss(proc.pid)
+        b4 = await b4_db(conn, schema)
+    finally:
+        if spy is not None:
+            spy.send_signal(2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(30)
+        await conn.close()
+        stop(proc)
+    rate = len(events) / elapsed
+    log(f"B1: {len(events):,} events at {rate:,.0f}/s, {cpu / len(events) * 1e6:,.0f} CPU us/event")
+    out = {
+        "events": len(events),
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(rate),
+        "cpu_us_per_event": round(cpu / len(events) * 1e6, 1),
+        "peak_rss_mb": round(hwm / 2**20, 1),
+        "state": b4,
+    }
+    if spy is not None and profile_path.exists():
+        out["profile_top"] = top_costs(profile_path)
+    return out
+
+
+def _peak_rss(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def top_costs(path: Path, n: int = 5) -> list[dict[str, Any]]:
+    """From a py-spy raw profile: the functions with the most samples on top of the stack (self time), and the
+    frames of ours (ccxlic_*) with the most samples anywhere on the stack (inclusive)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        k = int(samples)
+        total += k
+        frames = stack.split(";")
+        own[_frame(frames[-1])] += k
+        for f in {_frame(f) for f in frames if "ccxlic" in f or "asyncpg" in f or "aiokafka" in f or "faust" in f}:
+            inclusive[f] += k
+    return [{"self": f, "share": round(c / total, 3)} for f, c in own.most_common(n)] + [
+        {"inclusive": f, "share": round(c / total, 3)} for f, c in inclusive.most_common(n)
+    ]
+
+
+def _frame(frame: str) -> str:
+    # "function (path/to/file.py:123)" -> "function (file.py)"
+    name, _, where = frame.partition(" (")
+    return f"{name} ({Path(where.split(':')[0]).name})" if where else name
+
+
+# ---------------------------------------------------------------- B4
+
+
+async def b4_db(conn: asyncpg.Connection, schema: str) -> dict[str, Any]:
+    sessions = await count(conn, schema, "sessions")
+    live = int(await conn.fetchval(f'select count(*) from "{schema}".sessions where signed_in'))
+    size = int(await conn.fetchval(f"select pg_total_relation_size('\"{schema}\".sessions')"))
+    reports = await count(conn, schema, "reports")
+    rsize = int(await conn.fetchval(f"select pg_total_relation_size('\"{schema}\".reports')"))
+    return {
+        "sessions_rows": sessions,
+        "live_sessions": live,
+        "pg_bytes_per_session": round(size / max(1, sessions)),
+        "reports": reports,
+        "pg_bytes_per_report": round(rsize / max(1, reports)),
+    }
+
+
+def b4_memory(agents: int = 400, instances: int = 20) -> dict[str, Any]:
+    """Bytes of process memory per live session: the consumption computer's in-memory state, built by its rules."""
+    rules = Rules()
+    events = [
+        AgentSignedIn(
+            id=f"m{i}-{a}",
+            source="urn:bench",
+            time=T0 + timedelta(seconds=a),
+            subject=f"m{i}",
+            data=AgentSignedInData(agent_id=f"agent-{a:04d}", capabilities=CAPS[a % len(CAPS)]),
+        )  # type: ignore[arg-type]
+        for i in range(instances)
+        for a in range(agents)
+    ]
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    states = {f"m{i}": InstanceState(f"m{i}") for i in range(instances)}
+    for e in events:
+        states[e.subject] = apply(states[e.subject], e, rules).state
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    del events
+    return {"sessions": agents * instances, "memory_bytes_per_session": round(grown / (agents * instances))}
+
+
+# ---------------------------------------------------------------- B2
+
+
+async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]:
+    """Open loop: `rate` events/s of background sign-ins/outs plus probes; each probe is one sign-in into an
+    instance with no seats (registered, 0/0): over-consumption -> compliance.changed -> alert.raised."""
+    ports = {s: free_port() for s in ("consumption", "compliance", "alerting")}
+    base = f"{run.prefix.rstrip('.').replace('.', '_')}"
+    for s, port in ports.items():
+        start_service(run, s, f"{base}_{s}", f"{run.prefix}b2-{s}", port, CCXLIC_BATCH_SIZE="100")
+    for port in ports.values():
+        await ready(port)
+    setup: list[Event] = []
+    for k in range(probes):
+        inst = f"lat-{k:04d}"
+        setup.append(
+            EntitlementsSet(
+                id=f"b2-ent-{k}",
+                source="urn:bench",
+                time=T0,
+                subject=inst,
+                data=EntitlementsSetData(standard_seats=0, premium_seats=0, ivr_ports=0),
+            )
+        )
+        setup.append(
+            InstanceRegistered(
+                id=f"b2-reg-{k}",
+                source="urn:bench",
+                time=T0,
+                subject=inst,
+                data=InstanceRegisteredData(virtual_account="bench"),
+            )
+        )
+    await produce(setup, run.prefix, label="B2 setup")
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            async with http.get(f"http://127.0.0.1:{ports['compliance']}/v1/instances") as r:
+                if len((await r.json())["instances"]) >= probes:
+                    break
+            await asyncio.sleep(0.2)
+    # where the time goes: when each probe's effect reaches each output topic
+    hops: dict[str, dict[str, float]] = {
+        "licensing.consumption": {},
+        "licensing.compliance": {},
+        "licensing.alerts": {},
+    }
+    raised = hops["licensing.alerts"]
+    alerts = AIOKafkaConsumer(
+        *(run.topic(t) for t in hops), bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="latest"
+    )
+    await alerts.start()
+    await alerts.seek_to_end()
+
+    async def watch() -> None:
+        while True:
+            batches = await alerts.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for tp, records in batches.items():
+                seen = hops[tp.topic.removeprefix(run.prefix)]
+                for rec in records:
+                    e = decode_message(rec.value, tuple(rec.headers or ()))
+                    if not e.subject.startswith("lat-") or e.subject in seen:
+                        continue
+                    if tp.topic.endswith("licensing.alerts") and not isinstance(e, AlertRaised):
+                        continue
+                    if tp.topic.endswith("licensing.compliance") and getattr(e.data, "over_stage", None) is None:
+                        continue
+                    if tp.topic.endswith("licensing.consumption") and getattr(e.data, "standard", 0) == 0:
+                        continue
+                    seen[e.subject] = now
+
+    watcher = asyncio.create_task(watch())
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks=1, linger_ms=0)
+    await producer.start()
+    sent: dict[str, float] = {}
+    rnd = random.Random(7)
+    total = int(rate * seconds)
+    probe_every = max(1, total // probes)
+    started = time.perf_counter()
+    sim = T0 + timedelta(hours=1)
+    try:
+        for n in range(total):
+            due = started + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sim += timedelta(milliseconds=1)
+            if n % probe_every == 0 and len(sent) < probes:
+                inst = f"lat-{len(sent):04d}"
+                e: Event = AgentSignedIn(
+                    id=f"b2-p-{n}",
+                    source="urn:bench",
+                    time=sim,
+                    subject=inst,
+                    data=AgentSignedInData(agent_id="probe", capabilities=("inbound_voice",)),
+                )
+                fut = await producer.send(
+                    run.topic("ccx.agent-activity"), encode(e), key=inst.encode(), headers=HEADERS
+                )
+                await fut
+                sent[inst] = time.perf_counter()
+                continue
+            if n % rate == 0:
+                e = ClockTicked(id=f"b2-t-{n}", source="urn:bench", time=sim, subject="*")
+            else:
+                inst = f"bg-{rnd.randrange(50):02d}"
+                agent = f"a{rnd.randrange(200)}"
+                if rnd.random() < 0.5:
+                    e = AgentSignedIn(
+                        id=f"b2-{n}",
+                        source="urn:bench",
+                        time=sim,
+                        subject=inst,
+                        data=AgentSignedInData(agent_id=agent, capabilities=("inbound_voice",)),
+                    )
+                else:
+                    e = AgentSignedOut(
+                        id=f"b2-{n}",
+                        source="urn:bench",
+                        time=sim,
+                        subject=inst,
+                        data=AgentSignedOutData(agent_id=agent),
+                    )
+            await producer.send(topic_name(topic_for(e.type), run.prefix), encode(e), key=key_for(e), headers=HEADERS)
+        achieved = total / (time.perf_counter() - started)
+        deadline = time.perf_counter() + 60
+        while len(raised) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110 - polling a dict
+            await asyncio.sleep(0.1)
+    finally:
+        await producer.stop()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await alerts.stop()
+    lat = [(raised[i] - sent[i]) * 1000 for i in sent if i in raised]
+    hop_ms = {}
+    previous = sent
+    for topic, seen in hops.items():
+        d = [(seen[i] - previous[i]) * 1000 for i in sent if i in seen and i in previous]
+        hop_ms[f"to_{topic.split('.')[-1]}_p50_ms"] = round(percentile(d, 0.5), 1) if d else None
+        previous = seen
+    base = await raw_round_trip(run, rate, seconds, probes)
+    out = {
+        "offered_events_per_s": rate,
+        "achieved_events_per_s": round(achieved),
+        "probes": len(sent),
+        "alerts_seen": len(lat),
+        "p50_ms": round(percentile(lat, 0.5), 1) if lat else None,
+        "p99_ms": round(percentile(lat, 0.99), 1) if lat else None,
+        "p999_ms": round(percentile(lat, 0.999), 1) if lat else None,
+        "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
+        "hops": hop_ms,
+        "baseline": base,
+    }
+    log(f"B2: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms over {len(lat)} probes; raw p99 {base['p99_ms']} ms")
+    return out
+
+
+async def raw_round_trip(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]:
+    """The baseline: produce -> consume of raw records at the same rate, one consumer, same broker."""
+    topic = run.topic("bench.rtt")
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    with contextlib.suppress(Exception):
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    await admin.close()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    await consumer.seek_to_end()
+    got: dict[int, float] = {}
+
+    async def watch() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batches.values():
+                for rec in records:
+                    got[int(rec.key)] = now
+
+    watcher = asyncio.create_task(watch())
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks=1, linger_ms=0)
+    await producer.start()
+    sent: dict[int, float] = {}
+    total = int(rate * seconds)
+    started = time.perf_counter()
+    try:
+        for n in range(total):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            fut = await producer.send(topic, b"x" * 300, key=str(n).encode())
+            if n % max(1, total // probes) == 0:
+                await fut
+                sent[n] = time.perf_counter()
+        await asyncio.sleep(2)
+    finally:
+        await producer.stop()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await consumer.stop()
+    lat = [(got[n] - sent[n]) * 1000 for n in sent if n in got]
+    return {
+        "p50_ms": round(percentile(lat, 0.5), 1),
+        "p99_ms": round(percentile(lat, 0.99), 1),
+        "p999_ms": round(percentile(lat, 0.999), 1),
+        "samples": len(lat),
+    }
+
+
+# ---------------------------------------------------------------- B3
+
+
+def b3_scenario(quick: bool) -> Scenario:
+    instances = 2 if quick else 50
+    days = 1 if quick else 30
+    insts = []
+    for i in range(instances):
+        registered = i % 2 == 0
+        insts.append(
+            Instance(
+                id=f"b3-{i:02d}",
+                registered=registered,
+                entitlements=Entitlements(standard=12, premium=4, ivr_ports=8) if registered else None,
+                agents=Agents(standard=12, premium=5, supervisors=1),
+                ivr_peak_ports=8,
+                roster_every_minutes=120,
+            )
+        )
+    return Scenario(
+        name="b3", duration=timedelta(days=days), tick_every=timedelta(minutes=30), seed=5, instances=tuple(insts)
+    )
+
+
+async def quiescent(
+    conn: asyncpg.Connection, schemas: list[str], floor: int, still: float = 3.0, timeout: float = 3600
+) -> tuple[float, float]:
+    """Wait until the first schema has `floor` processed inputs and no schema changed for `still` seconds; return
+    (when the first input was in PostgreSQL, when the last change was), as perf_counter times."""
+    started = time.perf_counter()
+    first: float | None = None
+    last: list[int] = []
+    stable_since = time.perf_counter()
+    last_log = time.monotonic()
+    while time.perf_counter() - started < timeout:
+        now = [await count(conn, s) for s in schemas]
+        if first is None and now[0] > 0:
+            first = time.perf_counter()
+        if now != last:
+            last, stable_since = now, time.perf_counter()
+        if now[0] >= floor and time.perf_counter() - stable_since >= still:
+            return first or started, stable_since
+        if time.monotonic() - last_log > 15:
+            last_log = time.monotonic()
+            log(f"B3: processed {now} (consumption needs {floor:,})")
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"not quiescent after {timeout} s: {last}")
+
+
+async def results_of(conn: asyncpg.Connection, base: str) -> dict[str, Any]:
+    reports = await conn.fetch(
+        f"select distinct on (instance, interval_start) instance, interval_start, peak::text as peak"
+        f' from "{base}_consumption".reports order by instance, interval_start, revision desc'
+    )
+    views = await conn.fetch(f'select instance, view::text as view from "{base}_compliance".instances order by 1')
+    alerts = await conn.fetch(
+        f'select instance, alert, state, raised_at from "{base}_alerting".alerts order by 1, 2, 4'
+    )
+    return {
+        "reports": [(r["instance"], r["interval_start"].isoformat(), json.loads(r["peak"])) for r in reports],
+        "compliance": [(r["instance"], json.loads(r["view"])) for r in views],
+        "alerts": [(r["instance"], r["alert"], r["state"], r["raised_at"].isoformat()) for r in alerts],
+    }
+
+
+async def b3(run: Run, quick: bool) -> dict[str, Any]:
+    sc = b3_scenario(quick)
+    events = generate(sc, T0)
+    consumption_inputs = sum(
+        1
+        for e in events
+        if topic_for(e.type).name
+        in ("ccx.agent-activity", "ccx.port-usage", "licensing.entitlements", "licensing.lifecycle", "licensing.clock")
+    )
+    log(f"B3: {len(events):,} simulator events ({len(sc.instances)} instances x {sc.duration.days} days)")
+    conn = await asyncpg.connect(DSN)
+    out: dict[str, Any] = {"events": len(events)}
+    try:
+        phases: dict[str, Any] = {}
+        for phase in ("live", "replay"):
+            base = f"{run.prefix.rstrip('.').replace('.', '_')}_{phase}"
+            ports = {s: free_port() for s in ("consumption", "compliance", "alerting")}
+            procs = [
+                start_service(run, s, f"{base}_{s}", f"{run.prefix}b3-{phase}-{s}", p, CCXLIC_BATCH_SIZE="1000")
+                for s, p in ports.items()
+            ]
+            for p in ports.values():
+                await ready(p)
+            started = time.perf_counter()
+            if phase == "live":
+                await produce(events, run.prefix, label="B3 live")  # the services consume while this runs
+            first, last = await quiescent(conn, [f"{base}_{s}" for s in ports], consumption_inputs)
+            elapsed = max(1e-6, last - (first if phase == "replay" else started))
+            phases[phase] = {
+                "seconds": round(elapsed, 2),
+                "events_per_s": round(consumption_inputs / elapsed),
+                "results": await results_of(conn, base),
+            }
+            for p in procs:
+                stop(p)
+            log(f"B3 {phase}: {consumption_inputs:,} inputs in {elapsed:.1f} s")
+        live, replay = phases["live"]["results"], phases["replay"]["results"]
+        out.update(
+            inputs=consumption_inputs,
+            live_seconds=phases["live"]["seconds"],
+            replay_seconds=phases["replay"]["seconds"],
+            replay_events_per_s=phases["replay"]["events_per_s"],
+            identical={k: live[k] == replay[k] for k in live},
+            counts={k: len(v) for k, v in replay.items()},
+        )
+        if not all(out["identical"].values()):
+            out["differences"] = {k: _first_difference(live[k], replay[k]) for k in live if live[k] != replay[k]}
+    finally:
+        await conn.close()
+    return out
+
+
+def _first_difference(a: list[Any], b: list[Any]) -> dict[str, Any]:
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            return {"live": x, "replay": y}
+    return {"live_count": len(a), "replay_count": len(b)}
+
+
+# ---------------------------------------------------------------- main
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    root = f"bench{uuid.uuid4().hex[:8]}."
+    run = Run(quick=quick, prefix=root)
+
+    async def scenario_topics(name: str) -> None:
+        """Each scenario has its own topics (a prefix), so no service reads another scenario's input."""
+        run.prefix = f"{root}{name}."
+        await ensure_topics(BOOTSTRAP, run.prefix, TOPICS)
+
+    only = set(args.only.split(",")) if args.only else {"B0", "B1", "B2", "B3", "B4"}
+    await wait_for_kafka(BOOTSTRAP, timeout=60)
+    size = 20_000 if quick else args.events
+    instances, agents = (20, 100) if quick else (100, 400)
+    res = run.results
+    res["config"] = {
+        "quick": quick,
+        "b1_events": size,
+        "b1_instances": instances,
+        "b1_agents": agents,
+        "cpus": os.cpu_count(),
+        "started": datetime.now(UTC).isoformat(),
+    }
+    try:
+        if only & {"B0", "B1", "B4"}:
+            await scenario_topics("b1")
+            log(f"B1: generating {size:,} events ({instances} instances x {agents} agents)")
+            events = b1_events(size, instances, agents)
+            await produce(events, run.prefix, label="B1")
+            res["B0"] = await b0(run, run.topic("ccx.agent-activity"), len(events))
+            if only & {"B1", "B4"}:
+                res["B1"] = await b1(run, events, args.profile)
+                res["B1"]["ratio_to_B0"] = round(res["B1"]["events_per_s"] / res["B0"]["messages_per_s"], 3)
+            del events
+        if "B4" in only:
+            res["B4"] = {**(res.get("B1", {}).get("state", {})), **b4_memory(agents=100 if quick else 400)}
+        if "B2" in only:
+            await scenario_topics("b2")
+            res["B2"] = await b2(run, rate=args.b2_rate, seconds=5 if quick else 30, probes=20 if quick else 300)
+        if "B3" in only:
+            await scenario_topics("b3")
+            res["B3"] = await b3(run, quick)
+            if "B0" in res:
+                res["B3"]["ratio_to_B0"] = round(res["B3"]["replay_events_per_s"] / res["B0"]["messages_per_s"], 3)
+    finally:
+        for p in run.procs:
+            stop(p)
+        conn = await asyncpg.connect(DSN)
+        for schema in set(run.schemas):
+            await conn.execute(f'drop schema if exists "{schema}" cascade')
+        await conn.close()
+    return res
+
+
+def table(res: dict[str, Any]) -> str:
+    rows = [("id", "figure", "value", "baseline / goal")]
+    b0 = res.get("B0")
+    if b0:
+        rows.append(("B0", "raw consume + json.loads", f"{b0['messages_per_s']:,} msg/s", ""))
+    b1 = res.get("B1")
+    if b1:
+        rows += [
+            (
+                "B1",
+                "consumption computer",
+                f"{b1['events_per_s']:,} events/s",
+                f"ratio {b1['ratio_to_B0']} (goal >= 0.5)",
+            ),
+            ("B1", "CPU per event", f"{b1['cpu_us_per_event']} us", ""),
+            ("B1", "peak RSS", f"{b1['peak_rss_mb']} MB", ""),
+        ]
+    b2 = res.get("B2")
+    if b2:
+        base = b2["baseline"]
+        rows += [
+            (
+                "B2",
+                f"event -> alert.raised at {b2['achieved_events_per_s']}/s",
+                f"p50 {b2['p50_ms']} / p99 {b2['p99_ms']} / p99.9 {b2['p999_ms']} ms",
+                f"raw p50 {base['p50_ms']} / p99 {base['p99_ms']} / p99.9 {base['p999_ms']} ms (goal p99 <= 100)",
+            ),
+        ]
+    b3 = res.get("B3")
+    if b3:
+        rows += [
+            (
+                "B3",
+                f"replay of {b3['inputs']:,} inputs, 3 services",
+                f"{b3['replay_events_per_s']:,} events/s",
+                f"ratio {b3.get('ratio_to_B0', '-')} (goal >= 0.5)",
+            ),
+            ("B3", "identical to the live run", ", ".join(f"{k}={v}" for k, v in b3["identical"].items()), ""),
+        ]
+    b4 = res.get("B4")
+    if b4:
+        rows += [
+            ("B4", "PostgreSQL per session", f"{b4.get('pg_bytes_per_session', '-')} B", "goal <= 300 B"),
+            ("B4", "process memory per session", f"{b4['memory_bytes_per_session']} B", ""),
+            ("B4", "PostgreSQL per interval report", f"{b4.get('pg_bytes_per_report', '-')} B", ""),
+        ]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    lines = [" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (CI)")
+    parser.add_argument("--events", type=int, default=1_000_000, help="B1 events (default 1,000,000)")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to write the figures")
+    parser.add_argument("--profile", action="store_true", help="profile B1 with py-spy and report the top costs")
+    parser.add_argument("--b2-rate", type=int, default=1000, help="B2 offered load, events/s (default 1000)")
+    parser.add_argument("--only", default="", help="comma-separated scenario ids, e.g. B1,B4")
+    ns = parser.parse_args()
+    if ns.events < 1000:
+        parser.error("--events must be at least 1000")
+    results = asyncio.run(main(ns))
+    Path(ns.json).write_text(json.dumps(results, indent=2, default=str))
+    print(table(results))
+    print(f"\nfigures: {ns.json}")

@@ -1,0 +1,35 @@
+"""`make bench` at smoke size: the benchmarks run and their results are correct. Never their speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ccxlic_testing.plugin import Stack
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).parents[2]
+
+
+def test_the_quick_benchmarks_run_and_are_correct(stack: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {"KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "DATABASE_URL": stack.database_url}
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
+        env={**__import__("os").environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "B1 | consumption computer" in r.stdout
+    res = json.loads(out.read_text())
+    assert res["B0"]["messages"] == res["B1"]["events"] == 20_000
+    assert res["B1"]["events_per_s"] > 0 and res["B1"]["cpu_us_per_event"] > 0
+    assert res["B2"]["alerts_seen"] == res["B2"]["probes"] == 20  # every crossing raised its alert
+    assert res["B3"]["identical"] == {"reports": True, "compliance": True, "alerts": True}
+    assert res["B3"]["counts"]["reports"] > 0 and res["B3"]["counts"]["compliance"] == 2
+    assert res["B4"]["pg_bytes_per_session"] > 0 and res["B4"]["memory_bytes_per_session"] > 0
