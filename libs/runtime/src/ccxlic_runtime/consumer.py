@@ -133,8 +133,10 @@ class RecordProcessor:
         while True:
             try:
                 async with self.db.transaction() as tx:
+                    # one round trip claims every event of the batch (a duplicate id within it counts once)
+                    fresh = await tx.claim_many([ev.id for _, ev in items if not isinstance(ev, ContractError)])
                     for item in items:
-                        await self._apply(tx, item)
+                        await self._apply(tx, item, fresh)
                 break
             except TRANSIENT_ERRORS as exc:
                 self.metrics.retries.labels(self.service).inc()
@@ -158,10 +160,16 @@ class RecordProcessor:
             self.metrics.processed.labels(self.service, d.topic, ev.type).inc()
         self.metrics.latency.labels(self.service).observe(elapsed / len(items))
 
-    async def _apply(self, tx: Transaction, item: Decoded) -> None:
+    async def _apply(self, tx: Transaction, item: Decoded, fresh: set[str] | None = None) -> None:
+        """Dead-letter a bad record, or run the handler on an event not seen before. `fresh` holds the ids the
+        batch already claimed (each is consumed once); without it the event is claimed here."""
         d, ev = item
         if isinstance(ev, ContractError):
             await self._dead_letter(tx, d, str(ev))
+        elif fresh is not None:
+            if ev.id in fresh:
+                fresh.discard(ev.id)
+                await self.handler(tx, ev, d)
         elif await tx.claim(ev.id):
             await self.handler(tx, ev, d)
 

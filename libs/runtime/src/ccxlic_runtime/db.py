@@ -134,6 +134,17 @@ class Transaction:
         )
         return row is True
 
+    async def claim_many(self, keys: Sequence[str]) -> set[str]:
+        """Claim many inputs in one round trip; return the keys not handled before."""
+        if not keys:
+            return set()
+        rows = await self.conn.fetch(
+            "insert into processed_events(event_key) select distinct unnest($1::text[])"
+            " on conflict do nothing returning event_key",
+            list(keys),
+        )
+        return {r["event_key"] for r in rows}
+
     async def emit(self, *events: Event) -> None:
         """Queue events for publication; they go out only if this transaction commits."""
         if not events:
