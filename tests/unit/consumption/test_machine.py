@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -217,3 +218,27 @@ def test_intervals_align_to_midnight_and_close_after_lateness() -> None:
     assert closable(T0, T0 + timedelta(hours=8, minutes=4), RULES) == []
     assert closable(T0, T0 + timedelta(hours=8, minutes=5), RULES) == [T0]
     assert len(closable(T0, T0 + timedelta(days=1), RULES)) == 2
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["in", "out", "tick"]), st.integers(0, 9), st.integers(0, 4 * 24 * 60)),
+        max_size=60,
+    )
+)
+def test_the_expiry_floor_shortcut_changes_nothing(script: list[tuple[str, int, int]]) -> None:
+    """`advance` skips the scan of every agent while nothing can expire; scanning every time gives the same."""
+    rules = Rules(max_session=timedelta(hours=24))
+    fast = slow = InstanceState("i")
+    for kind, agent, minute in script:
+        t = at(minute)
+        if kind == "in":
+            e = sign_in(f"a{agent}", t, "chat" if agent % 2 else "inbound_voice")
+        elif kind == "out":
+            e = sign_out(f"a{agent}", t)
+        else:
+            e = env(ClockTicked, t, {})
+        f = apply(fast, e, rules)
+        s = apply(replace(slow, expiry_floor=None), e, rules)
+        assert f.state == s.state and f.changed_agents == s.changed_agents
+        fast, slow = f.state, s.state

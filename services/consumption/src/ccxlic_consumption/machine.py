@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
@@ -97,6 +97,9 @@ class InstanceState:
     roster_last: Order | None = None
     ports: Ports = Ports()
     limits: Limits = Limits()
+    # A lower bound on when the next signed-in session can expire (its last event + max session); None: unknown.
+    # It lets `advance` skip the scan of every agent on each input. Derived, so not part of equality or storage.
+    expiry_floor: datetime | None = field(default=None, compare=False)
 
     def usage(self) -> Usage:
         standard = premium = 0
@@ -214,23 +217,43 @@ def apply(state: InstanceState, event: Event, rules: Rules) -> Step:
         case _:
             # Other types never reach this service (the topic registry routes them elsewhere).
             return Step(state)
-    advanced = advance(step.state, event.time, rules)
-    expired = frozenset(a for a in advanced.agents if advanced.agents[a] is not step.state.agents.get(a))
+    after = step.state
+    if after.expiry_floor is not None and step.changed_agents:
+        # a session (re)started: the floor can only move earlier
+        floor = after.expiry_floor
+        for agent_id in step.changed_agents:
+            a = after.agents.get(agent_id)
+            if a is not None and a.signed_in and a.last[0] + rules.max_session < floor:
+                floor = a.last[0] + rules.max_session
+        after = replace(after, expiry_floor=floor)
+    advanced, expired = _advance(after, event.time, rules)
     return replace(step, state=advanced, changed_agents=step.changed_agents | expired)
 
 
 def advance(state: InstanceState, now: datetime, rules: Rules) -> InstanceState:
     """Move the watermark to `now` (never back) and expire the sessions it passes."""
+    return _advance(state, now, rules)[0]
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _advance(state: InstanceState, now: datetime, rules: Rules) -> tuple[InstanceState, frozenset[str]]:
     watermark = now if state.watermark is None or now > state.watermark else state.watermark
+    if state.expiry_floor is not None and watermark < state.expiry_floor:
+        # nothing can expire yet: no need to look at every agent
+        return (state if watermark == state.watermark else replace(state, watermark=watermark)), frozenset()
     expired = {
         agent_id: replace(a, signed_in=False, cause="expired")
         for agent_id, a in state.agents.items()
         if a.signed_in and a.last[0] + rules.max_session <= watermark
     }
-    if not expired and watermark == state.watermark:
-        return state
     agents = {**state.agents, **expired} if expired else state.agents
-    return replace(state, watermark=watermark, agents=agents)
+    floor = min(
+        (a.last[0] + rules.max_session for a in agents.values() if a.signed_in),
+        default=_NEVER,
+    )
+    return replace(state, watermark=watermark, agents=agents, expiry_floor=floor), frozenset(expired)
 
 
 def _is_stale(state: InstanceState, agent_id: str, order: Order) -> bool:
