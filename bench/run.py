@@ -412,7 +412,7 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
     ports = {s: free_port() for s in ("consumption", "compliance", "alerting")}
     base = f"{run.prefix.rstrip('.').replace('.', '_')}"
     for s, port in ports.items():
-        start_service(run, s, f"{base}_{s}", f"{run.prefix}b2-{s}", port, CCXLIC_BATCH_SIZE="100")
+        start_service(run, s, f"{base}_{s}", f"{run.prefix}b2-{s}", port)
     for port in ports.values():
         await ready(port)
     setup: list[Event] = []
