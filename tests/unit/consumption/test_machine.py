@@ -18,6 +18,8 @@ from ccxlic_contract.events import (
     ClockTicked,
     EntitlementsSet,
     EntitlementsSetData,
+    InstanceRegistered,
+    InstanceRegisteredData,
     ReservationInstalled,
     ReservationInstalledData,
     RosterAgent,
@@ -242,3 +244,11 @@ def test_the_expiry_floor_shortcut_changes_nothing(script: list[tuple[str, int, 
         s = apply(replace(slow, expiry_floor=None), e, rules)
         assert f.state == s.state and f.changed_agents == s.changed_agents
         fast, slow = f.state, s.state
+
+
+def test_a_lifecycle_event_that_is_not_a_reservation_only_moves_time() -> None:
+    """The consumption computer reads the lifecycle topic for reservations; the other lifecycle events on it (seen
+    first for a new instance in a replay, say) must still give the instance a clock."""
+    registered = env(InstanceRegistered, at(5), InstanceRegisteredData(virtual_account="va"))
+    step = apply(InstanceState("i"), registered, RULES)
+    assert step.state.watermark == at(5) and step.state.agents == {} and step.fact is None

@@ -1,4 +1,5 @@
-"""Running a service process: JSON logs, the event loop, and graceful shutdown on SIGTERM / Ctrl-C."""
+"""Running a service process: the entry point, JSON logs, the event loop, graceful shutdown on SIGTERM / Ctrl-C,
+and the parts every service starts the same way (its database, and for aiokafka services the whole loop)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,22 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from importlib.resources.abc import Traversable
+from typing import Any, TypeVar
 
+from aiohttp import web
+from ccxlic_contract import TOPICS, Topic
+from prometheus_client import CollectorRegistry
+
+from ccxlic_runtime.consumer import ConsumerLoop, Handler, RecordProcessor
+from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
+from ccxlic_runtime.http import OpsServer, ops_app
+from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.logs import configure_logging
+from ccxlic_runtime.metrics import RuntimeMetrics
+from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +46,91 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], *, ser
         return 1
     log.info("stopped")
     return 0
+
+
+S = TypeVar("S", bound=RuntimeSettings)
+
+
+def main_for(settings_cls: type[S], run: Callable[[S, asyncio.Event], Awaitable[None]], *, service: str) -> int:
+    """A service's `python -m` entry point: settings from the environment (a bad one exits 2 naming the
+    variable), then `run(settings, stop)` until SIGTERM or Ctrl-C."""
+    try:
+        settings = load_settings(settings_cls)
+    except ConfigError as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        return 2
+    return run_until_signalled(lambda stop: run(settings, stop), service=service, log_level=settings.log_level)
+
+
+@asynccontextmanager
+async def service_database(settings: RuntimeSettings, schema: str, *migrations: Traversable) -> AsyncIterator[Database]:
+    """What every service does first: wait for Kafka, create the contract topics, open its pool on its schema and
+    apply its migrations. Yields its Database; closes the pool on the way out."""
+    await wait_for_kafka(settings.kafka_bootstrap_servers)
+    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS)
+    pool = await create_pool(settings.database_url, schema, max_size=settings.db_pool_size)
+    try:
+        await migrate(pool, schema, *migrations)
+        yield Database(pool, schema, settings.topic_prefix)
+    finally:
+        await pool.close()
+
+
+async def run_consumer_service(
+    *,
+    service: str,
+    settings: RuntimeSettings,
+    db: Database,
+    inputs: Sequence[Topic],
+    group_id: str,
+    handler: Handler,
+    registry: CollectorRegistry,
+    http_port: int,
+    routes: Callable[[web.Application], None],
+    stop: asyncio.Event,
+    tasks: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
+    ready: Callable[[int], None] | None = None,
+) -> None:
+    """An aiokafka service: the consumer loop (the runtime's error policy), the outbox relay, the HTTP server (ops
+    routes + the service's `routes`) and any extra `tasks`, until `stop` is set or one of them fails."""
+    processor = RecordProcessor(
+        service=service,
+        topics=TOPICS,
+        prefix=settings.topic_prefix,
+        db=db,
+        handler=handler,
+        metrics=RuntimeMetrics(registry),
+        stop=stop,
+    )
+    loop = ConsumerLoop(
+        processor,
+        bootstrap=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.topic_prefix}{group_id}",
+        topics=[topic_name(t, settings.topic_prefix) for t in inputs],
+        batch=settings.batch_size,
+    )
+
+    async def kafka_ready() -> bool:
+        return loop.ready.is_set()
+
+    app = ops_app(registry, {"database": db.ping, "kafka": kafka_ready})
+    routes(app)
+    server = OpsServer(app, settings.http_host, http_port)
+    async with EventProducer(settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=service) as producer:
+        await server.start()
+        running = {
+            asyncio.create_task(loop.run(stop)),
+            asyncio.create_task(relay_outbox(db, producer, stop)),
+            *(asyncio.create_task(t(stop)) for t in tasks),
+        }
+        log.info(f"{service} started", extra={"http_port": server.port})
+        if ready is not None:
+            ready(server.port)
+        try:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a crashed loop is an error of the service, not a quiet stop
+        finally:
+            stop.set()
+            await asyncio.gather(*running, return_exceptions=True)
+            await server.stop()

@@ -10,16 +10,14 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 
 from aiohttp import web
 from ccxlic_contract.events import INSTANCE_ID_PATTERN, AlertName
-from ccxlic_contract.topics import CLOCK, COMPLIANCE, CONSUMPTION, LIFECYCLE, TOPICS
-from ccxlic_runtime.consumer import ConsumerLoop, RecordProcessor
-from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
-from ccxlic_runtime.http import BadRequest, OpsServer, check_instance, int_param, json_response, ops_app, problem
-from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
-from ccxlic_runtime.metrics import RuntimeMetrics
+from ccxlic_contract.topics import CLOCK, COMPLIANCE, CONSUMPTION, LIFECYCLE
+from ccxlic_runtime.db import Database
+from ccxlic_runtime.http import BadRequest, check_instance, int_param, json_response, problem
+from ccxlic_runtime.service import run_consumer_service, service_database
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
@@ -65,12 +63,7 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
     channels = settings.channels()
     if not channels:
         log.warning("no notification channel configured: alerts are recorded and published, not delivered")
-    await wait_for_kafka(settings.kafka_bootstrap_servers)
-    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS)
-    pool = await create_pool(settings.database_url, settings.schema_name, max_size=settings.db_pool_size)
-    try:
-        await migrate(pool, settings.schema_name, MIGRATIONS)
-        db = Database(pool, settings.schema_name, settings.topic_prefix)
+    async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
         registry = CollectorRegistry()
         metrics = AlertingMetrics(registry)
         wakes = [asyncio.Event() for _ in channels]
@@ -80,27 +73,11 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
                 w.set()
 
         handler = AlertingHandler(rules, [c.name for c in channels], on_commit=metrics.observe, on_notice=wake_all)
-        async with pool.acquire() as conn:  # the gauges start from what is stored
+        async with db.pool.acquire() as conn:  # the gauges start from what is stored
             for instance in await handler.store.instance_ids(conn):
                 found = await handler.store.load(conn, instance)
                 if found is not None:
                     metrics.observe(None, found)
-        processor = RecordProcessor(
-            service=SERVICE,
-            topics=TOPICS,
-            prefix=settings.topic_prefix,
-            db=db,
-            handler=handler,
-            metrics=RuntimeMetrics(registry),
-            stop=stop,
-        )
-        loop = ConsumerLoop(
-            processor,
-            bootstrap=settings.kafka_bootstrap_servers,
-            group_id=f"{settings.topic_prefix}{settings.group_id}",
-            topics=[topic_name(t, settings.topic_prefix) for t in INPUTS],
-            batch=settings.batch_size,
-        )
         deliverers = [
             Deliverer(
                 db,
@@ -113,37 +90,20 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
             )
             for c, w in zip(channels, wakes, strict=True)
         ]
-
-        async def kafka_ready() -> bool:
-            return loop.ready.is_set()
-
-        server = OpsServer(
-            build_http(db, handler, registry, {"database": db.ping, "kafka": kafka_ready}),
-            settings.http_host,
-            settings.http_port,
+        await run_consumer_service(
+            service=SERVICE,
+            settings=settings,
+            db=db,
+            inputs=INPUTS,
+            group_id=settings.group_id,
+            handler=handler,
+            registry=registry,
+            http_port=settings.http_port,
+            routes=lambda app: add_routes(app, db, handler),
+            stop=stop,
+            tasks=[d.run for d in deliverers],
+            ready=ready,
         )
-        async with EventProducer(
-            settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=SERVICE
-        ) as producer:
-            await server.start()
-            tasks = {
-                asyncio.create_task(loop.run(stop)),
-                asyncio.create_task(relay_outbox(db, producer, stop)),
-                *(asyncio.create_task(d.run(stop)) for d in deliverers),
-            }
-            log.info("alerting started", extra={"http_port": server.port, "channels": [c.name for c in channels]})
-            if ready is not None:
-                ready(server.port)
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
-            finally:
-                stop.set()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await server.stop()
-    finally:
-        await pool.close()
 
 
 # ---------------------------------------------------------------- HTTP
@@ -183,10 +143,7 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def build_http(
-    db: Database, handler: AlertingHandler, registry: CollectorRegistry, checks: dict[str, Any]
-) -> web.Application:
-    app = ops_app(registry, checks)
+def add_routes(app: web.Application, db: Database, handler: AlertingHandler) -> None:
     store = handler.store
 
     async def list_alerts(request: web.Request) -> web.Response:
@@ -261,7 +218,6 @@ def build_http(
     app.router.add_post("/v1/silences", add_silence)
     app.router.add_get("/v1/silences", list_silences)
     app.router.add_delete("/v1/silences/{silence_id}", delete_silence)
-    return app
 
 
-__all__ = ["SERVICE", "AlertingMetrics", "SilenceRequest", "build_http", "run"]
+__all__ = ["SERVICE", "AlertingMetrics", "SilenceRequest", "add_routes", "run"]

@@ -26,12 +26,12 @@ import aiohttp
 import typer
 from ccxlic_contract import ContractError, Event, decode
 from ccxlic_contract.events import (
-    INSTANCE_ID_PATTERN,
     ClockTicked,
     EntitlementsSet,
     EntitlementsSetData,
 )
 from ccxlic_rules import Entitlement
+from ccxlic_runtime.http import BadRequest, check_instance
 from ccxlic_runtime.kafka import EventProducer, KafkaUnavailable, ensure_topics, wait_for_kafka
 from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
 from pydantic import Field
@@ -108,11 +108,10 @@ def _time(value: str | None, name: str = "--at") -> datetime:
 
 
 def _instance(value: str) -> str:
-    import re
-
-    if not re.match(INSTANCE_ID_PATTERN, value):
-        raise _fail(f"instance id {value!r} must be 1-64 characters from [A-Za-z0-9._:-]")
-    return value
+    try:
+        return check_instance(value)
+    except BadRequest as exc:
+        raise _fail(str(exc)) from None
 
 
 async def _producer(settings: CliSettings) -> EventProducer:

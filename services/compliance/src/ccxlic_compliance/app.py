@@ -14,12 +14,10 @@ from typing import Any, get_args
 
 from aiohttp import web
 from ccxlic_contract.events import Authorization, ComplianceChangedData, Registration
-from ccxlic_contract.topics import CLOCK, CONSUMPTION, ENTITLEMENTS, LIFECYCLE, TOPICS
-from ccxlic_runtime.consumer import ConsumerLoop, RecordProcessor
-from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
-from ccxlic_runtime.http import BadRequest, OpsServer, instance_param, int_param, json_response, ops_app, problem
-from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
-from ccxlic_runtime.metrics import RuntimeMetrics
+from ccxlic_contract.topics import CLOCK, CONSUMPTION, ENTITLEMENTS, LIFECYCLE
+from ccxlic_runtime.db import Database
+from ccxlic_runtime.http import BadRequest, instance_param, int_param, json_response, problem
+from ccxlic_runtime.service import run_consumer_service, service_database
 from prometheus_client import CollectorRegistry, Gauge
 
 from ccxlic_compliance.handler import ComplianceHandler
@@ -94,74 +92,31 @@ def seconds_to(view: ComplianceChangedData, now: datetime | None) -> dict[str, f
 async def run(settings: ComplianceSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
     """Run compliance until `stop` is set."""
     rules = settings.rules()
-    await wait_for_kafka(settings.kafka_bootstrap_servers)
-    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS)
-    pool = await create_pool(settings.database_url, settings.schema_name, max_size=settings.db_pool_size)
-    try:
-        await migrate(pool, settings.schema_name, MIGRATIONS)
-        db = Database(pool, settings.schema_name, settings.topic_prefix)
+    async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
         registry = CollectorRegistry()
         metrics = ComplianceMetrics(registry)
         handler = ComplianceHandler(rules, on_commit=metrics.observe)
-        async with pool.acquire() as conn:  # the gauges start from what is stored, not from zero
+        async with db.pool.acquire() as conn:  # the gauges start from what is stored, not from zero
             for instance in await handler.store.instance_ids(conn):
                 found = await handler.store.load(conn, instance)
                 if found is not None:
                     metrics.observe(found[0], rules)
-        processor = RecordProcessor(
+        await run_consumer_service(
             service=SERVICE,
-            topics=TOPICS,
-            prefix=settings.topic_prefix,
+            settings=settings,
             db=db,
+            inputs=INPUTS,
+            group_id=settings.group_id,
             handler=handler,
-            metrics=RuntimeMetrics(registry),
+            registry=registry,
+            http_port=settings.http_port,
+            routes=lambda app: add_routes(app, db, handler, rules),
             stop=stop,
-        )
-        loop = ConsumerLoop(
-            processor,
-            bootstrap=settings.kafka_bootstrap_servers,
-            group_id=f"{settings.topic_prefix}{settings.group_id}",
-            topics=[topic_name(t, settings.topic_prefix) for t in INPUTS],
-            batch=settings.batch_size,
+            ready=ready,
         )
 
-        async def kafka_ready() -> bool:
-            return loop.ready.is_set()
 
-        server = OpsServer(
-            build_http(db, handler, rules, registry, {"database": db.ping, "kafka": kafka_ready}),
-            settings.http_host,
-            settings.http_port,
-        )
-        async with EventProducer(
-            settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=SERVICE
-        ) as producer:
-            await server.start()
-            relay = asyncio.create_task(relay_outbox(db, producer, stop))
-            consume = asyncio.create_task(loop.run(stop))
-            log.info("compliance started", extra={"http_port": server.port})
-            if ready is not None:
-                ready(server.port)
-            try:
-                done, _ = await asyncio.wait({consume, relay}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()  # a crashed loop is an error of the service, not a quiet stop
-            finally:
-                stop.set()
-                await asyncio.gather(consume, relay, return_exceptions=True)
-                await server.stop()
-    finally:
-        await pool.close()
-
-
-def build_http(
-    db: Database,
-    handler: ComplianceHandler,
-    rules: Rules,
-    registry: CollectorRegistry,
-    checks: dict[str, Any],
-) -> web.Application:
-    app = ops_app(registry, checks)
+def add_routes(app: web.Application, db: Database, handler: ComplianceHandler, rules: Rules) -> None:
 
     async def instances(_: web.Request) -> web.Response:
         rows = await db.fetch("select instance, view from instances order by instance")
@@ -218,4 +173,3 @@ def build_http(
     app.router.add_get("/v1/instances", instances)
     app.router.add_get("/v1/instances/{instance}/compliance", compliance)
     app.router.add_get("/v1/instances/{instance}/compliance/history", history)
-    return app

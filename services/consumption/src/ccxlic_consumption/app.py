@@ -18,10 +18,11 @@ import faust
 from aiohttp import web
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, ENTITLEMENTS, LIFECYCLE, PORT_USAGE, TOPICS
 from ccxlic_runtime.consumer import Delivery, RecordProcessor
-from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
+from ccxlic_runtime.db import Database, relay_outbox
 from ccxlic_runtime.http import BadRequest, add_ops_routes, instance_param, json_response, problem, time_param
-from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.kafka import EventProducer, topic_name
 from ccxlic_runtime.metrics import RuntimeMetrics
+from ccxlic_runtime.service import service_database
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ccxlic_consumption.handler import ConsumptionHandler
@@ -81,12 +82,7 @@ async def run(
 ) -> None:
     """Run the consumption computer until `stop` is set."""
     rules = settings.rules()
-    await wait_for_kafka(settings.kafka_bootstrap_servers)
-    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS)
-    pool = await create_pool(settings.database_url, settings.schema_name, max_size=settings.db_pool_size)
-    try:
-        await migrate(pool, settings.schema_name, MIGRATIONS)
-        db = Database(pool, settings.schema_name, settings.topic_prefix)
+    async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
         registry = CollectorRegistry()
         runtime_metrics = RuntimeMetrics(registry)
         metrics = ConsumptionMetrics(registry)
@@ -116,8 +112,6 @@ async def run(
                 await app.stop()
                 stop.set()
                 await relay  # drains the outbox once more before returning
-    finally:
-        await pool.close()
 
 
 def build_app(

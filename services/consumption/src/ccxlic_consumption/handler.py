@@ -185,7 +185,7 @@ class ConsumptionHandler:
                 work.book = replace(work.book, next_close=to_close[-1] + self.rules.interval)
         published = self._published(state)
         seq = work.book.change_seq
-        if published != work.book.published:
+        if published != work.book.published and state.watermark is not None:
             seq += 1
             await tx.emit(
                 ConsumptionChanged(

@@ -28,7 +28,6 @@ from ccxlic_contract.events import (
     AgentRoster,
     AgentSignedIn,
     AgentSignedOut,
-    ClockTicked,
     EntitlementsSet,
     License,
     PortsSampled,
@@ -212,11 +211,9 @@ def apply(state: InstanceState, event: Event, rules: Rules) -> Step:
                 )
                 limits = replace(limits, reservation=reserved, reservation_last=order)
             step = Step(replace(state, limits=limits))
-        case ClockTicked():
-            step = Step(state)
         case _:
-            # Other types never reach this service (the topic registry routes them elsewhere).
-            return Step(state)
+            # A tick, or a lifecycle event other than a reservation (it shares the lifecycle topic): only time moves.
+            step = Step(state)
     after = step.state
     if after.expiry_floor is not None and step.changed_agents:
         # a session (re)started: the floor can only move earlier
