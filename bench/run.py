@@ -548,6 +548,7 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
     for topic, seen in hops.items():
         d = [(seen[i] - previous[i]) * 1000 for i in sent if i in seen and i in previous]
         hop_ms[f"to_{topic.split('.')[-1]}_p50_ms"] = round(percentile(d, 0.5), 1) if d else None
+        hop_ms[f"to_{topic.split('.')[-1]}_p99_ms"] = round(percentile(d, 0.99), 1) if d else None
         previous = seen
     base = await raw_round_trip(run, rate, seconds, probes)
     out = {
