@@ -484,8 +484,9 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
     await producer.start()
     sent: dict[str, float] = {}
     rnd = random.Random(7)
-    total = int(rate * seconds)
-    probe_every = max(1, total // probes)
+    warmup = 2 * rate  # two seconds of load before the first probe: no probe meets a cold consumer
+    total = int(rate * seconds) + warmup
+    probe_every = max(1, (total - warmup) // probes)
     started = time.perf_counter()
     sim = T0 + timedelta(hours=1)
     try:
@@ -495,7 +496,7 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
             if delay > 0:
                 await asyncio.sleep(delay)
             sim += timedelta(milliseconds=1)
-            if n % probe_every == 0 and len(sent) < probes:
+            if n >= warmup and (n - warmup) % probe_every == 0 and len(sent) < probes:
                 inst = f"lat-{len(sent):04d}"
                 e: Event = AgentSignedIn(
                     id=f"b2-p-{n}",
