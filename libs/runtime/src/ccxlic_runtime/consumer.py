@@ -269,10 +269,11 @@ class ConsumerLoop:
             max_poll_records=self.batch,
         )
         await consumer.start()
-        self.ready.set()
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.batch)
+                if consumer.assignment():  # ready once the group has given this member its partitions
+                    self.ready.set()
                 if not batches:
                     continue
                 offsets: dict[TopicPartition, int] = {}

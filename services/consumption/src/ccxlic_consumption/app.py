@@ -162,7 +162,14 @@ def build_app(
             async with lock, db.transaction() as tx:
                 await handler.touch(tx, instance)
 
-    ready_checks = {"database": db.ping, "kafka": lambda: asyncio.sleep(0, result=app.consumer is not None)}
+    async def kafka_ready() -> bool:
+        """Ready once the consumer group has given this worker its partitions."""
+        try:
+            return bool(app.consumer.assignment())
+        except Exception:  # not started yet
+            return False
+
+    ready_checks = {"database": db.ping, "kafka": kafka_ready}
 
     def _routes(web_server: Any) -> None:
         router = web_server.web_app.router
