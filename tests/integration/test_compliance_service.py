@@ -27,7 +27,7 @@ from ccxlic_contract.topics import COMPLIANCE, DEAD_LETTER, LIFECYCLE
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, wait_for_topic
+from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, until_ready, wait_for_topic
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -229,8 +229,8 @@ async def test_http_answers_bad_requests_clearly(service: int) -> None:
     assert status == 400 and "instance id" in body["error"]
     status, body = await _get(service, "/v1/instances/x/compliance/history?after=minus")
     assert status == 400 and "`after` must be an integer" in body["error"]
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{service}/readyz") as r:
-        assert r.status == 200
+    ready = await until_ready(f"http://127.0.0.1:{service}")
+    assert ready["checks"] == {"database": True, "kafka": True}
 
 
 async def test_kill_9_in_mid_stream_then_restart_gives_the_replayed_history(

@@ -35,7 +35,7 @@ from ccxlic_contract.events import (
 from ccxlic_contract.topics import CONSUMPTION
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.settings import load_settings
-from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, wait_for_topic
+from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, until_ready, wait_for_topic
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -229,8 +229,8 @@ async def test_http_answers_bad_requests_clearly(service: int) -> None:
             assert r.status == 400 and "RFC 3339" in (await r.json())["error"]
         async with http.get(f"http://127.0.0.1:{service}/metrics") as r:
             assert "ccxlic_events_processed_total" in await r.text()
-        async with http.get(f"http://127.0.0.1:{service}/readyz") as r:
-            assert r.status == 200
+    ready = await until_ready(f"http://127.0.0.1:{service}")
+    assert ready["checks"] == {"database": True, "kafka": True}
 
 
 async def test_kill_9_in_mid_stream_then_restart_gives_the_uninterrupted_result(

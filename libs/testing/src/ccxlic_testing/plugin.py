@@ -212,6 +212,25 @@ async def wait_for_topic(
     return got
 
 
+async def until_ready(base_url: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll `{base_url}/readyz` until it answers 200; return its body (raise with the last answer if it never does)."""
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while loop.time() < deadline:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{base_url}/readyz") as r:
+                last = await r.json()
+                if r.status == 200:
+                    return dict(last)
+        except aiohttp.ClientError as exc:
+            last = repr(exc)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{base_url}/readyz never answered 200; last: {last}")
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for a service started as a subprocess)."""
     import socket
@@ -229,4 +248,4 @@ async def drop_schema(database_url: str, schema: str) -> None:
         await conn.close()
 
 
-__all__ = ["ReadTopic", "Stack", "drop_schema", "free_port", "wait_for_topic"]
+__all__ = ["ReadTopic", "Stack", "drop_schema", "free_port", "until_ready", "wait_for_topic"]
