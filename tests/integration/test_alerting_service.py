@@ -26,7 +26,7 @@ from ccxlic_contract.topics import ALERTS
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, wait_for_topic
+from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, free_port, wait_for_topic
 from ccxlic_testing.sinks import Sinks
 
 pytestmark = pytest.mark.integration
@@ -62,27 +62,16 @@ def _settings(stack: Stack, prefix: str, schema: str, sinks: Sinks, syslog: str 
 async def service_factory(
     stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str]
 ) -> AsyncIterator[Callable[..., Any]]:
-    stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+    started: list[InProcess] = []
 
     async def start(sinks: Sinks, syslog: str = "udp") -> int:
-        stop = asyncio.Event()
-        port: list[int] = []
-        task = asyncio.create_task(
-            run(_settings(stack, topic_prefix, pg_schema, sinks, syslog), stop, ready=port.append)
-        )
-        stops.append((stop, task))
-        for _ in range(300):
-            if port or task.done():
-                break
-            await asyncio.sleep(0.1)
-        if task.done():
-            task.result()
-        return port[0]
+        service = InProcess(run, _settings(stack, topic_prefix, pg_schema, sinks, syslog))
+        started.append(service)
+        return await service.started()
 
     yield start
-    for stop, task in stops:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    for service in started:
+        await service.stopped()
     await drop_schema(stack.database_url, pg_schema)
 
 

@@ -27,7 +27,7 @@ from ccxlic_contract.topics import COMPLIANCE, DEAD_LETTER, LIFECYCLE
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, until_ready, wait_for_topic
+from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, free_port, until_ready, wait_for_topic
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -50,18 +50,9 @@ def settings(stack: Stack, topic_prefix: str, pg_schema: str) -> ComplianceSetti
 @pytest_asyncio.fixture
 async def service(settings: ComplianceSettings, contract_topics: dict[str, str]) -> AsyncIterator[int]:
     """Compliance running in this process; yields its HTTP port."""
-    stop = asyncio.Event()
-    port: list[int] = []
-    task = asyncio.create_task(run(settings, stop, ready=port.append))
-    for _ in range(300):
-        if port or task.done():
-            break
-        await asyncio.sleep(0.1)
-    if task.done():
-        task.result()
-    yield port[0]
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    service = InProcess(run, settings)
+    yield await service.started()
+    await service.stopped()
     await drop_schema(settings.database_url, settings.schema_name)
 
 

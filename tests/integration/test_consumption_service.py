@@ -35,7 +35,7 @@ from ccxlic_contract.events import (
 from ccxlic_contract.topics import CONSUMPTION
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.settings import load_settings
-from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, free_port, until_ready, wait_for_topic
+from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, free_port, until_ready, wait_for_topic
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -86,18 +86,9 @@ def settings(stack: Stack, topic_prefix: str, pg_schema: str) -> ConsumptionSett
 @pytest_asyncio.fixture
 async def service(settings: ConsumptionSettings, contract_topics: dict[str, str]) -> AsyncIterator[int]:
     """The consumption computer running in this process; yields its HTTP port."""
-    stop = asyncio.Event()
-    port: list[int] = []
-    task = asyncio.create_task(run(settings.model_copy(update={"http_port": free_port()}), stop, ready=port.append))
-    for _ in range(300):
-        if port or task.done():
-            break
-        await asyncio.sleep(0.1)
-    if task.done():
-        task.result()
-    yield port[0]
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    service = InProcess(run, settings.model_copy(update={"http_port": free_port()}))
+    yield await service.started()
+    await service.stopped()
     await _drop_schema(settings)
 
 

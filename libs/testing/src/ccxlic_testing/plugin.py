@@ -212,6 +212,37 @@ async def wait_for_topic(
     return got
 
 
+class InProcess:
+    """A service's `run(settings, stop, ready=...)` running as a task of the test's event loop."""
+
+    def __init__(self, run: Callable[..., Awaitable[None]], settings: Any) -> None:
+        self.stop = asyncio.Event()
+        self.serving = asyncio.Event()
+        self.port = 0
+
+        def ready(port: int) -> None:
+            self.port = port
+            self.serving.set()
+
+        self.task: asyncio.Future[None] = asyncio.ensure_future(run(settings, self.stop, ready=ready))
+
+    async def started(self, timeout: float = 30) -> int:
+        """Its HTTP port, once it serves (a service that fails to start raises its error here)."""
+        serving: asyncio.Future[Any] = asyncio.ensure_future(self.serving.wait())
+        waiting: set[asyncio.Future[Any]] = {self.task, serving}
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        serving.cancel()
+        if self.task.done():
+            self.task.result()
+        if not self.serving.is_set():
+            raise AssertionError(f"the service did not start within {timeout} s")
+        return self.port
+
+    async def stopped(self, timeout: float = 60) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, timeout)
+
+
 async def until_ready(base_url: str, timeout: float = 60) -> dict[str, Any]:
     """Poll `{base_url}/readyz` until it answers 200; return its body (raise with the last answer if it never does)."""
     import aiohttp
@@ -248,4 +279,4 @@ async def drop_schema(database_url: str, schema: str) -> None:
         await conn.close()
 
 
-__all__ = ["ReadTopic", "Stack", "drop_schema", "free_port", "until_ready", "wait_for_topic"]
+__all__ = ["InProcess", "ReadTopic", "Stack", "drop_schema", "free_port", "until_ready", "wait_for_topic"]
