@@ -329,35 +329,32 @@ def _ladder(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) 
         "OutOfCompliance": c.authorization == "out_of_compliance",
         "EnforcementMode": c.enforcement.active,
     }
-    if want["OutOfComplianceDetected"]:
-        raise_(
-            "OutOfComplianceDetected",
+    over = {"deficit": c.deficit.model_dump(), "over_since": _t(c.over_since)}
+    raising: dict[AlertName, tuple[str, dict[str, Any], datetime | None]] = {
+        "OutOfComplianceDetected": (
             f"System to enter OOC on {instance}: {deficit} since {_t(c.over_since)}",
-            {"deficit": c.deficit.model_dump(), "over_since": _t(c.over_since)},
+            over,
             c.deadlines.ooc_at,
-        )
-    if want["OutOfComplianceImminent"]:
-        raise_(
-            "OutOfComplianceImminent",
+        ),
+        "OutOfComplianceImminent": (
             f"System to enter OOC shortly on {instance}: {deficit} since {_t(c.over_since)}",
-            {"deficit": c.deficit.model_dump(), "over_since": _t(c.over_since)},
+            over,
             c.deadlines.ooc_at,
-        )
-    if want["OutOfCompliance"]:
-        raise_(
-            "OutOfCompliance",
+        ),
+        "OutOfCompliance": (
             f"{instance} is Out of Compliance since {_t(c.ooc_since)}; {deficit} now",
             {"deficit": c.deficit.model_dump(), "ooc_since": _t(c.ooc_since)},
             c.deadlines.enforcement_at,
-        )
-    if want["EnforcementMode"]:
-        reasons = ", ".join(c.enforcement.reasons)
-        raise_(
-            "EnforcementMode",
-            f"{instance} is in Enforcement since {_t(c.enforcement.since)} ({reasons})",
+        ),
+        "EnforcementMode": (
+            f"{instance} is in Enforcement since {_t(c.enforcement.since)} ({', '.join(c.enforcement.reasons)})",
             {"reasons": list(c.enforcement.reasons), "since": _t(c.enforcement.since)},
             None,
-        )
+        ),
+    }
+    for alert, (summary, details, deadline) in raising.items():
+        if want[alert]:
+            raise_(alert, summary, dict(details), deadline)
     for i, alert in enumerate(LADDER):
         if want[alert]:
             continue

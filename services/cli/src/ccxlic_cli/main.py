@@ -615,7 +615,3 @@ async def _ticker(settings: CliSettings, every: float, stop: asyncio.Event) -> N
                 await asyncio.wait_for(stop.wait(), timeout=every)
     finally:
         await producer.stop()
-
-
-def main() -> None:  # pragma: no cover - the console script calls `app`
-    app()

@@ -148,7 +148,7 @@ class State(BaseModel):
         ends = self.evaluation_ends_at(rules)
         enforcement_at = None
         if self.deployment == "production":
-            pending = [t for t, _reason, _ in _enforcement_deadlines(self, rules)]
+            pending = _enforcement_deadlines(self, rules)
             enforcement_at = min(pending) if pending else None
         return ComplianceChangedData(
             registration=self.registration,
@@ -201,22 +201,16 @@ class Step:
 Fire = Callable[[State, datetime, Rules], tuple[State, str]]
 
 
-def _enforcement_deadlines(s: State, rules: Rules) -> list[tuple[datetime, EnforcementReason, str]]:
-    """Enforcement deadlines still ahead, for the reasons not active yet."""
-    out: list[tuple[datetime, EnforcementReason, str]] = []
+def _enforcement_deadlines(s: State, rules: Rules) -> list[datetime]:
+    """When enforcement would start, for each reason not active yet."""
+    out: list[datetime] = []
     ends = s.evaluation_ends_at(rules)
     if ends is not None and "evaluation_expired" not in s.enforcement_reasons:
-        out.append((ends, "evaluation_expired", "evaluation"))
+        out.append(ends)
     if s.ooc_since is not None and "out_of_compliance_expired" not in s.enforcement_reasons:
-        out.append((s.ooc_since + rules.ooc_grace, "out_of_compliance_expired", "ooc grace"))
+        out.append(s.ooc_since + rules.ooc_grace)
     if s.registered() and s.last_communication is not None and "authorization_expired" not in s.enforcement_reasons:
-        out.append(
-            (
-                s.last_communication + rules.authorization_valid + rules.authorization_grace,
-                "authorization_expired",
-                "authorization grace",
-            )
-        )
+        out.append(s.last_communication + rules.authorization_valid + rules.authorization_grace)
     return out
 
 

@@ -34,6 +34,7 @@ from ccxlic_contract.events import (
     Witness,
     WitnessAgent,
 )
+from ccxlic_rules import headroom
 from ccxlic_runtime.consumer import Delivery
 from ccxlic_runtime.db import Transaction
 
@@ -233,7 +234,8 @@ class ConsumptionHandler:
 
     @staticmethod
     def _published(state: InstanceState) -> str:
-        used, room = state.usage(), state.headroom()
+        used = state.usage()
+        room = headroom(used, state.limits.effective)
         return ConsumptionChangedData(
             standard=used.standard,
             premium=used.premium,
