@@ -122,8 +122,11 @@ def build_app(
     registry: CollectorRegistry,
 ) -> faust.App:
     prefix = settings.topic_prefix
+    app_id = f"{prefix}{settings.group_id}"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
-        f"{prefix}{settings.group_id}",
+        app_id,
+        datadir=str(settings.data_dir / app_id),
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         store="memory://",
         autodiscover=False,

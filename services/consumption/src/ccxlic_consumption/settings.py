@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 from ccxlic_runtime.settings import RuntimeSettings
 from pydantic import Field
@@ -16,6 +18,10 @@ class ConsumptionSettings(RuntimeSettings):
     group_id: str = Field("ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_GROUP")
     lateness_seconds: int = Field(300, validation_alias="CCXLIC_LATENESS_SECONDS", ge=0)
     max_session_seconds: int = Field(24 * 3600, validation_alias="CCXLIC_MAX_SESSION_SECONDS", ge=60)
+    # faust insists on a data directory (our tables live in PostgreSQL, so it stays empty); keep it out of the cwd
+    data_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_DATA_DIR"
+    )
 
     def rules(self) -> Rules:
         return Rules(
