@@ -127,6 +127,10 @@ class Transaction:
         """Run `callback` once the transaction has committed (e.g. to update an in-memory cache); never on rollback."""
         self._after_commit.append(callback)
 
+    def _committed(self) -> None:
+        for callback in self._after_commit:
+            callback()
+
     async def claim(self, key: str) -> bool:
         """Record that the input `key` is handled. False when it was handled before: then do nothing."""
         row = await self.conn.fetchval(
@@ -172,8 +176,7 @@ class Database:
             async with conn.transaction():
                 yield tx
                 await tx._finish()
-        for callback in tx._after_commit:
-            callback()
+        tx._committed()
         if tx.emitted:
             self.outbox_ready.set()
 

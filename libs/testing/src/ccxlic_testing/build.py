@@ -10,6 +10,8 @@ from typing import Any
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
+    AgentRoster,
+    AgentRosterData,
     AgentSignedIn,
     AgentSignedInData,
     AgentSignedOut,
@@ -38,6 +40,8 @@ from ccxlic_contract.events import (
     IntervalClosedData,
     Peak,
     PeakWitness,
+    PortsSampled,
+    PortsSampledData,
     RegistrationRenewalFailed,
     RegistrationRenewed,
     ReportingFailed,
@@ -73,6 +77,18 @@ class Build:
 
     def sign_out(self, t: datetime, agent: str) -> Event:
         return self._event(AgentSignedOut, t, AgentSignedOutData(agent_id=agent))
+
+    def roster(self, t: datetime, *agents: tuple[str, tuple[str, ...]] | str) -> Event:
+        """The complete set signed in at t: agent ids, or (agent id, capabilities) pairs."""
+        listed = [
+            {"agent_id": a, "capabilities": ()} if isinstance(a, str) else {"agent_id": a[0], "capabilities": a[1]}
+            for a in agents
+        ]
+        return self._event(AgentRoster, t, AgentRosterData.model_validate({"agents": listed}))
+
+    def ports(self, t: datetime, ivr: int, outbound_ports: int = 0, outbound_seats: int = 0) -> Event:
+        data = PortsSampledData(inbound_ivr_ports=ivr, outbound_ports=outbound_ports, outbound_seats=outbound_seats)
+        return self._event(PortsSampled, t, data)
 
     def usage(self, t: datetime, standard: int, premium: int, ivr_ports: int = 0) -> Event:
         data = ConsumptionChangedData(

@@ -40,7 +40,7 @@ from ccxlic_runtime.db import Transaction
 
 from ccxlic_consumption.machine import Fact, InstanceState, Rules, apply, closable, interval_start
 from ccxlic_consumption.peaks import IntervalPeaks, PeakOf, sweep
-from ccxlic_consumption.store import Book, PgConsumptionStore
+from ccxlic_consumption.store import Book, ConsumptionStore, PgConsumptionStore
 
 SOURCE = "urn:ccxlic:consumption"
 IDS = uuid.UUID("0b8f2d1e-7a44-4c1e-9d0f-5e3a6c2b1f77")
@@ -69,12 +69,12 @@ class ConsumptionHandler:
     def __init__(
         self,
         rules: Rules,
-        store: PgConsumptionStore | None = None,
+        store: ConsumptionStore | None = None,
         on_commit: Listener | None = None,
         on_reject: RejectListener | None = None,
     ) -> None:
         self.rules = rules
-        self.store = store or PgConsumptionStore()
+        self.store: ConsumptionStore = store or PgConsumptionStore()
         self.cache: dict[str, tuple[InstanceState, Book]] = {}
         self.on_commit = on_commit
         self.on_reject = on_reject

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ccxlic_rules import Entitlement
 
@@ -96,6 +96,52 @@ def _ports(raw: str) -> Ports:
     if not v:
         return Ports()
     return Ports(v["ivr"], v["outbound_ports"], v["outbound_seats"], _order(v["last"]))
+
+
+class ConsumptionStore(Protocol):
+    """Where the consumption computer keeps its state, on the transaction's connection. One suite of adapter tests
+    runs against `PgConsumptionStore` and the in-memory fake, so the fake cannot drift from PostgreSQL."""
+
+    async def instance_ids(self, conn: Connection) -> list[str]:
+        """Every instance with saved state."""
+        ...
+
+    async def load(self, conn: Connection, instance: str) -> tuple[InstanceState, Book] | None:
+        """The instance's live state and bookkeeping as last saved, or None."""
+        ...
+
+    async def save(self, conn: Connection, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> None:
+        """Save the instance row and the sessions of `changed_agents` (the others are as saved before)."""
+        ...
+
+    async def add_facts(self, conn: Connection, instance: str, facts: Sequence[Fact]) -> None:
+        """Record accepted facts; a fact already recorded (same time and event id) is left as it is."""
+        ...
+
+    async def facts(self, conn: Connection, instance: str, since: datetime, until: datetime) -> list[Fact]:
+        """The facts with `since <= at < until`, in no particular order."""
+        ...
+
+    async def latest_report(self, conn: Connection, instance: str, start: datetime) -> tuple[int, str, str] | None:
+        """(revision, peak JSON, witness JSON) of the interval's latest report, or None."""
+        ...
+
+    async def add_report(
+        self,
+        conn: Connection,
+        instance: str,
+        result: IntervalPeaks,
+        revision: int,
+        peak: str,
+        witness: str,
+        at: datetime,
+    ) -> None:
+        """Store a report; (instance, interval start, revision) is unique."""
+        ...
+
+    async def reports(self, conn: Connection, instance: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Reports of intervals starting in [since, until), by start and revision, peak and witness as dicts."""
+        ...
 
 
 class PgConsumptionStore:
