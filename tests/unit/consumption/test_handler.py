@@ -20,9 +20,8 @@ from ccxlic_contract.events import (
     IntervalClosed,
     SignInRejected,
 )
-from ccxlic_runtime.consumer import Delivery
 from ccxlic_testing.build import Build
-from ccxlic_testing.fakes import FakeTransaction
+from ccxlic_testing.fakes import DELIVERY, FakeTransaction, handle_batch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +29,6 @@ from tests.unit.consumption.fakes import FakeConsumptionStore
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # the start of a reporting interval (8 h, aligned to 00:00)
 RULES = Rules()
-DELIVERY = Delivery("ccx.agent-activity", 0, 0, None, None, (), 0)
 
 
 def at(minutes: float) -> datetime:
@@ -51,14 +49,7 @@ class Harness:
         self.handler = ConsumptionHandler(RULES, self.store, on_reject=lambda i, lic: self.rejected.append((i, lic)))
 
     async def batch(self, *events: Event, commit: bool = True) -> list[Event]:
-        """Handle a batch in one transaction; with commit=False the COMMIT fails, as PostgreSQL's can."""
-        tx = FakeTransaction(self.claimed if commit else set(self.claimed))
-        for new in [e for e in events if await tx.claim(e.id)]:
-            await self.handler(tx, new, DELIVERY)
-        if commit:
-            return await tx.commit()
-        with self.store.rolled_back():
-            return await tx.fail_at_commit()
+        return await handle_batch(self.handler, events, self.claimed, self.store, commit=commit)
 
 
 def of(events: list[Event], cls: type) -> list:  # type: ignore[type-arg]

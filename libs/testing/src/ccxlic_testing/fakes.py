@@ -7,11 +7,16 @@ callbacks) is the runtime's own code, so a handler behaves as it does inside `Da
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from ccxlic_contract import Event
+from ccxlic_runtime.consumer import Delivery, Handler
 from ccxlic_runtime.db import Transaction
+
+DELIVERY = Delivery("a-topic", 0, 0, None, None, (), 0)
+"""Where a fed event "came from"; handlers read it only to dead-letter."""
 
 
 class FakeTransaction(Transaction):
@@ -46,3 +51,24 @@ class FakeTransaction(Transaction):
         before-commit work wrote is the fake store's part.)"""
         await self._finish()
         return self.events
+
+
+class RollbackStore(Protocol):
+    """A fake store that can undo what a failed commit wrote."""
+
+    def rolled_back(self) -> AbstractContextManager[None]: ...
+
+
+async def handle_batch(
+    handler: Handler, events: Iterable[Event], claimed: set[str], store: RollbackStore, *, commit: bool = True
+) -> list[Event]:
+    """Handle a batch in one fake transaction as the runtime's RecordProcessor does (each event id claimed once in
+    `claimed`, the dedup record); return what it emitted. With commit=False the COMMIT fails, as PostgreSQL's can:
+    the store and the dedup record are left as they were and no after-commit callback runs."""
+    tx = FakeTransaction(claimed if commit else set(claimed))
+    for event in [e for e in events if await tx.claim(e.id)]:
+        await handler(tx, event, DELIVERY)
+    if commit:
+        return await tx.commit()
+    with store.rolled_back():
+        return await tx.fail_at_commit()

@@ -13,7 +13,7 @@ from ccxlic_runtime.consumer import Delivery
 from ccxlic_runtime.db import Transaction
 
 from ccxlic_compliance.machine import Rules, State, Transition, step
-from ccxlic_compliance.store import PgComplianceStore
+from ccxlic_compliance.store import ComplianceStore, PgComplianceStore
 
 SOURCE = "urn:ccxlic:compliance"
 IDS = uuid.UUID("3f0c9b7e-2d41-4f5a-8e6b-1a7c9d2e4b60")
@@ -29,9 +29,9 @@ class _Work:
 
 
 class ComplianceHandler:
-    def __init__(self, rules: Rules, store: PgComplianceStore | None = None, on_commit: Listener | None = None) -> None:
+    def __init__(self, rules: Rules, store: ComplianceStore | None = None, on_commit: Listener | None = None) -> None:
         self.rules = rules
-        self.store = store or PgComplianceStore()
+        self.store: ComplianceStore = store or PgComplianceStore()
         self.cache: dict[str, tuple[State, int]] = {}
         self.on_commit = on_commit
 

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ccxlic_compliance.machine import State, Transition
 
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
+
+
+class ComplianceStore(Protocol):
+    """Where compliance keeps each instance's state and history, on the transaction's connection. One suite of
+    adapter tests runs against `PgComplianceStore` and the in-memory fake."""
+
+    async def load(self, conn: Connection, instance: str) -> tuple[State, int] | None:
+        """The state and the number of its last transition, or None."""
+        ...
+
+    async def instance_ids(self, conn: Connection) -> list[str]:
+        """Every instance with saved state, sorted."""
+        ...
+
+    async def save(self, conn: Connection, state: State, seq: int, transitions: Sequence[Transition]) -> None:
+        """Write the state and append its new transitions (numbered up to `seq`)."""
+        ...
+
+    async def current(self, conn: Connection, instance: str) -> dict[str, Any] | None:
+        """The last published view, its number and the instance's "now", or None."""
+        ...
+
+    async def history(self, conn: Connection, instance: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` transitions numbered after `after`, oldest first."""
+        ...
 
 
 class PgComplianceStore:
