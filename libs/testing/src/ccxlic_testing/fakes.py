@@ -66,9 +66,14 @@ async def handle_batch(
     `claimed`, the dedup record); return what it emitted. With commit=False the COMMIT fails, as PostgreSQL's can:
     the store and the dedup record are left as they were and no after-commit callback runs."""
     tx = FakeTransaction(claimed if commit else set(claimed))
-    for event in [e for e in events if await tx.claim(e.id)]:
-        await handler(tx, event, DELIVERY)
+
+    async def work() -> None:
+        for event in [e for e in events if await tx.claim(e.id)]:
+            await handler(tx, event, DELIVERY)
+
     if commit:
+        await work()
         return await tx.commit()
     with store.rolled_back():
+        await work()
         return await tx.fail_at_commit()

@@ -25,6 +25,7 @@ from ccxlic_alerting.delivery import Deliverer
 from ccxlic_alerting.handler import AlertingHandler
 from ccxlic_alerting.machine import Silence, State
 from ccxlic_alerting.settings import AlertingSettings
+from ccxlic_alerting.store import PgAlertingStore
 
 log = logging.getLogger(__name__)
 SERVICE = "alerting"
@@ -144,7 +145,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def add_routes(app: web.Application, db: Database, handler: AlertingHandler) -> None:
-    store = handler.store
+    store = PgAlertingStore()  # the API's queries (the handler sees the store only through its port)
 
     async def list_alerts(request: web.Request) -> web.Response:
         state = request.query.get("state")

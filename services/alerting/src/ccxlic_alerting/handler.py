@@ -22,7 +22,7 @@ from ccxlic_runtime.consumer import Delivery
 from ccxlic_runtime.db import Transaction
 
 from ccxlic_alerting.machine import CATALOGUE, Active, Held, Notice, Raised, Resolved, Rules, Silence, State, step
-from ccxlic_alerting.store import PgAlertingStore
+from ccxlic_alerting.store import AlertingStore, PgAlertingStore
 
 SOURCE = "urn:ccxlic:alerting"
 IDS = uuid.UUID("c4d2a0e8-5b3f-4e71-9a6c-7f1b3d5e9a20")
@@ -65,13 +65,13 @@ class AlertingHandler:
         self,
         rules: Rules,
         channels: Sequence[str],
-        store: PgAlertingStore | None = None,
+        store: AlertingStore | None = None,
         on_commit: Listener | None = None,
         on_notice: Callable[[], None] | None = None,
     ) -> None:
         self.rules = rules
         self.channels = list(channels)
-        self.store = store or PgAlertingStore()
+        self.store: AlertingStore = store or PgAlertingStore()
         self.cache: dict[str, State] = {}
         self.on_commit = on_commit
         self.on_notice = on_notice

@@ -5,12 +5,51 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ccxlic_alerting.machine import Active, Silence, State
 
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
+
+
+class AlertingStore(Protocol):
+    """What the handler writes and reads, on the transaction's connection. One suite of adapter tests runs against
+    `PgAlertingStore` and the in-memory fake."""
+
+    async def load(self, conn: Connection, instance: str) -> State | None:
+        """The rules' state for the instance, or None."""
+        ...
+
+    async def save(self, conn: Connection, state: State) -> None: ...
+
+    async def instance_ids(self, conn: Connection) -> list[str]:
+        """Every instance with saved state, sorted."""
+        ...
+
+    async def silences(self, conn: Connection) -> list[Silence]:
+        """The silences not deleted (whatever their times)."""
+        ...
+
+    async def raised(self, conn: Connection, instance: str, a: Active) -> None:
+        """Record a raised alert; one already recorded is left as it is."""
+        ...
+
+    async def resolved(self, conn: Connection, a: Active, at: datetime, reason: str) -> None: ...
+
+    async def notified(self, conn: Connection, a: Active) -> None:
+        """Count a notification; summary and deadline as the notification gave them."""
+        ...
+
+    async def history(self, conn: Connection, alert_id: str, at: datetime, kind: str, text: str, cause: str) -> None:
+        """Append to a recorded alert's history."""
+        ...
+
+    async def deliver(
+        self, conn: Connection, alert_id: str, kind: str, notification: dict[str, Any], channels: Sequence[str]
+    ) -> None:
+        """Queue the notification for every channel (delivery.py sends it after commit)."""
+        ...
 
 
 class PgAlertingStore:
