@@ -13,9 +13,10 @@ import pytest_asyncio
 from ccxlic_alerting.app import MIGRATIONS
 from ccxlic_alerting.machine import Active, Raised, Rules, Silence, State, replay
 from ccxlic_alerting.store import PgAlertingStore
-from ccxlic_runtime.db import Database, migrate
+from ccxlic_runtime.db import Database
 from ccxlic_testing.build import Build
 
+from tests.integration.conftest import open_store
 from tests.unit.alerting.fakes import FakeAlertingStore
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -23,18 +24,9 @@ M = timedelta(minutes=1)
 Store = PgAlertingStore | FakeAlertingStore
 
 
-@pytest.fixture(params=["memory", pytest.param("postgresql", marks=pytest.mark.integration)])
-def backend(request: pytest.FixtureRequest) -> Database | None:
-    return None if request.param == "memory" else request.getfixturevalue("db")
-
-
 @pytest_asyncio.fixture
 async def store(backend: Database | None) -> tuple[Store, Any]:
-    """A store and what it is called with: its connection (the pool serves the same calls), or None."""
-    if backend is None:
-        return FakeAlertingStore(), None
-    await migrate(backend.pool, backend.schema, MIGRATIONS)
-    return PgAlertingStore(), backend.pool
+    return await open_store(backend, FakeAlertingStore, PgAlertingStore, MIGRATIONS)
 
 
 async def queued(s: Store, conn: Any, alert_id: str) -> list[tuple[str, str, Any]]:

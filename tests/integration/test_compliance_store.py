@@ -12,27 +12,19 @@ import pytest_asyncio
 from ccxlic_compliance.app import MIGRATIONS
 from ccxlic_compliance.machine import Rules, State, replay
 from ccxlic_compliance.store import ComplianceStore, PgComplianceStore
-from ccxlic_runtime.db import Database, migrate
+from ccxlic_runtime.db import Database
 from ccxlic_testing.build import Build
 
+from tests.integration.conftest import open_store
 from tests.unit.compliance.fakes import FakeComplianceStore
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
 
 
-@pytest.fixture(params=["memory", pytest.param("postgresql", marks=pytest.mark.integration)])
-def backend(request: pytest.FixtureRequest) -> Database | None:
-    return None if request.param == "memory" else request.getfixturevalue("db")
-
-
 @pytest_asyncio.fixture
 async def store(backend: Database | None) -> tuple[ComplianceStore, Any]:
-    """A store and what it is called with: its connection (the pool serves the same calls), or None."""
-    if backend is None:
-        return FakeComplianceStore(), None
-    await migrate(backend.pool, backend.schema, MIGRATIONS)
-    return PgComplianceStore(), backend.pool
+    return await open_store(backend, FakeComplianceStore, PgComplianceStore, MIGRATIONS)
 
 
 def walk(instance: str = "cc-1") -> tuple[State, list[Any]]:

@@ -25,26 +25,18 @@ from ccxlic_consumption.machine import (
 from ccxlic_consumption.peaks import IntervalPeaks
 from ccxlic_consumption.store import Book, ConsumptionStore, PgConsumptionStore
 from ccxlic_rules import Entitlement
-from ccxlic_runtime.db import Database, migrate
+from ccxlic_runtime.db import Database
 
+from tests.integration.conftest import open_store
 from tests.unit.consumption.fakes import FakeConsumptionStore
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 
 
-@pytest.fixture(params=["memory", pytest.param("postgresql", marks=pytest.mark.integration)])
-def backend(request: pytest.FixtureRequest) -> Database | None:
-    return None if request.param == "memory" else request.getfixturevalue("db")
-
-
 @pytest_asyncio.fixture
 async def store(backend: Database | None) -> tuple[ConsumptionStore, Any]:
-    """A store and what it is called with: its connection (the pool serves the same calls), or None."""
-    if backend is None:
-        return FakeConsumptionStore(), None
-    await migrate(backend.pool, backend.schema, MIGRATIONS)
-    return PgConsumptionStore(), backend.pool
+    return await open_store(backend, FakeConsumptionStore, PgConsumptionStore, MIGRATIONS)
 
 
 def a_state(instance: str = "cc-1") -> InstanceState:

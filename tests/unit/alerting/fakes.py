@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from ccxlic_alerting.machine import Active, Silence, State
+from ccxlic_testing.fakes import InMemoryStore
 
 
-class FakeAlertingStore:
+class FakeAlertingStore(InMemoryStore):
     def __init__(self) -> None:
         # Like the tables (JSON columns hold JSON, so what does not survive JSON does not survive here either).
         self.instances: dict[str, str] = {}
@@ -21,15 +21,6 @@ class FakeAlertingStore:
         self.history_rows: list[dict[str, Any]] = []
         self.silence_rows: dict[str, Silence] = {}
         self.deliveries: list[dict[str, Any]] = []
-
-    @contextmanager
-    def rolled_back(self) -> Iterator[None]:
-        """Whatever is written inside is undone, as a transaction that fails to commit is."""
-        saved = copy.deepcopy(vars(self))
-        try:
-            yield
-        finally:
-            vars(self).update(saved)
 
     def _recorded(self, alert_id: str) -> None:
         if alert_id not in self.alerts:

@@ -9,10 +9,9 @@ from datetime import timedelta
 
 from ccxlic_alerting.handler import AlertingHandler
 from ccxlic_alerting.machine import Notice, Raised, Resolved, Rules, Silence, replay
-from ccxlic_contract.codec import Event
 from ccxlic_contract.events import AlertRaised, AlertResolved
 from ccxlic_testing.build import Build
-from ccxlic_testing.fakes import handle_batch
+from ccxlic_testing.fakes import HandlerHarness
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,23 +24,15 @@ RULES = Rules()
 CHANNELS = ("email", "syslog", "webhook")
 
 
-class Harness:
-    """A handler on a fake store, fed batch by batch; `restart()` keeps only the store and the dedup record."""
-
+class Harness(HandlerHarness):
     def __init__(self) -> None:
-        self.store = FakeAlertingStore()
-        self.claimed: set[str] = set()
         self.wakes = 0
-        self.restart()
-
-    def restart(self) -> None:
-        self.handler = AlertingHandler(RULES, CHANNELS, self.store, on_notice=self.wake)
+        store = FakeAlertingStore()
+        super().__init__(store, lambda: AlertingHandler(RULES, CHANNELS, store, on_notice=self.wake))
+        self.store: FakeAlertingStore = store
 
     def wake(self) -> None:
         self.wakes += 1
-
-    async def batch(self, *events: Event, commit: bool = True) -> list[Event]:
-        return await handle_batch(self.handler, events, self.claimed, self.store, commit=commit)
 
 
 async def test_an_alert_is_recorded_queued_for_every_channel_and_published_once() -> None:
@@ -95,23 +86,14 @@ async def test_ticks_reach_only_instances_heard_of_and_every_instance_after_a_re
 
 @settings(max_examples=100, deadline=None)
 @given(INPUTS, st.integers(1, 6), st.lists(st.integers(0, 40), max_size=3))
-def test_any_batching_and_any_restarts_give_exactly_the_pure_replay(
-    script: list[tuple[str, int]], size: int, restarts: list[int]
+def test_any_batching_and_any_crashes_give_exactly_the_pure_replay(
+    script: list[tuple[str, int]], size: int, crashes: list[int]
 ) -> None:
     events = _events(script)
     _, actions = replay("i", events, RULES)
 
-    async def run() -> tuple[list[Event], Harness]:
-        h, out = Harness(), []
-        for n, start in enumerate(range(0, len(events), size)):
-            batch = events[start : start + size]
-            if n in restarts:
-                await h.batch(*batch, commit=False)  # the process dies in the commit, restarts, gets it again
-                h.restart()
-            out += await h.batch(*batch)
-        return out, h
-
-    published, h = asyncio.run(run())
+    h = Harness()
+    published = asyncio.run(h.feed(events, size, crashes))
     assert [(type(e).__name__, e.data.alert_id, e.time) for e in published] == [  # type: ignore[attr-defined]
         (
             "AlertRaised" if isinstance(a, Raised) else "AlertResolved",

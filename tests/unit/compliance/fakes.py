@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from ccxlic_compliance.machine import State, Transition
+from ccxlic_testing.fakes import InMemoryStore
 
 
-class FakeComplianceStore:
+class FakeComplianceStore(InMemoryStore):
     def __init__(self) -> None:
         # Like the tables: the state as JSON (so what does not survive JSON does not survive here either), the
         # last published view and its number; and the history.
         self.instances: dict[str, dict[str, Any]] = {}
         self.transitions: dict[tuple[str, int], dict[str, Any]] = {}
-
-    @contextmanager
-    def rolled_back(self) -> Iterator[None]:
-        """Whatever is written inside is undone, as a transaction that fails to commit is."""
-        saved = copy.deepcopy(vars(self))
-        try:
-            yield
-        finally:
-            vars(self).update(saved)
 
     async def load(self, conn: Any, instance: str) -> tuple[State, int] | None:
         row = self.instances.get(instance)

@@ -11,9 +11,8 @@ from datetime import timedelta
 from ccxlic_compliance.handler import IDS, ComplianceHandler
 from ccxlic_compliance.machine import Rules, State, replay
 from ccxlic_contract.codec import Event
-from ccxlic_contract.events import ComplianceChanged
 from ccxlic_testing.build import Build
-from ccxlic_testing.fakes import handle_batch
+from ccxlic_testing.fakes import HandlerHarness
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,23 +22,14 @@ from tests.unit.compliance.test_machine import RULES, T0, _script, scenario, tic
 M = timedelta(minutes=1)
 
 
-class Harness:
-    """A handler on a fake store, fed batch by batch; `restart()` keeps only the store and the dedup record."""
-
+class Harness(HandlerHarness):
     def __init__(self, rules: Rules = RULES) -> None:
-        self.rules = rules
-        self.store = FakeComplianceStore()
-        self.claimed: set[str] = set()
         self.committed: list[State] = []
-        self.restart()
-
-    def restart(self) -> None:
-        self.handler = ComplianceHandler(self.rules, self.store, on_commit=lambda s, _: self.committed.append(s))
-
-    async def batch(self, *events: Event, commit: bool = True) -> list[ComplianceChanged]:
-        out = await handle_batch(self.handler, events, self.claimed, self.store, commit=commit)
-        assert all(isinstance(e, ComplianceChanged) for e in out)
-        return out  # type: ignore[return-value]
+        store = FakeComplianceStore()
+        super().__init__(
+            store, lambda: ComplianceHandler(rules, store, on_commit=lambda s, _: self.committed.append(s))
+        )
+        self.store: FakeComplianceStore = store
 
 
 def numbered(instance: str, *seqs: int) -> list[str]:
@@ -90,23 +80,13 @@ async def test_a_tick_reaches_only_instances_heard_of() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(scenario, tick_times, st.integers(1, 6), st.lists(st.integers(0, 40), max_size=3))
-def test_any_batching_and_any_restarts_publish_exactly_the_pure_replay(
-    steps: list[tuple[str, int, int]], ticks: list[int], size: int, restarts: list[int]
+def test_any_batching_and_any_crashes_publish_exactly_the_pure_replay(
+    steps: list[tuple[str, int, int]], ticks: list[int], size: int, crashes: list[int]
 ) -> None:
     b, events = _script(steps)
     events += [b.tick(T0 + m * M) for m in sorted(ticks)]
     _, expected = replay("i", events, RULES)
 
-    async def run() -> list[ComplianceChanged]:
-        h, out = Harness(), []
-        for n, start in enumerate(range(0, len(events), size)):
-            batch = events[start : start + size]
-            if n in restarts:
-                await h.batch(*batch, commit=False)  # the process dies in the commit, restarts, gets it again
-                h.restart()
-            out += await h.batch(*batch)
-        return out
-
-    published = asyncio.run(run())
+    published = asyncio.run(Harness().feed(events, size, crashes))
     assert [(e.time, e.data) for e in published] == [(t.at, t.view) for t in expected]
     assert [e.id for e in published] == numbered("i", *range(1, len(expected) + 1))

@@ -3,10 +3,8 @@ against `PgConsumptionStore`, so what the handler tests learn from it holds for 
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -14,24 +12,16 @@ from typing import Any
 from ccxlic_consumption.machine import Agent, Fact, InstanceState
 from ccxlic_consumption.peaks import IntervalPeaks
 from ccxlic_consumption.store import Book
+from ccxlic_testing.fakes import InMemoryStore
 
 
-class FakeConsumptionStore:
+class FakeConsumptionStore(InMemoryStore):
     def __init__(self) -> None:
         # Like the tables: the instance row without its agents, the sessions, the facts and the reports.
         self.instances: dict[str, tuple[InstanceState, Book]] = {}
         self.sessions: dict[str, dict[str, Agent]] = {}
         self.fact_rows: dict[tuple[str, datetime, str], Fact] = {}
         self.report_rows: dict[tuple[str, datetime, int], dict[str, Any]] = {}
-
-    @contextmanager
-    def rolled_back(self) -> Iterator[None]:
-        """Whatever is written inside is undone, as a transaction that fails to commit is."""
-        saved = copy.deepcopy(vars(self))
-        try:
-            yield
-        finally:
-            vars(self).update(saved)
 
     async def instance_ids(self, conn: Any) -> list[str]:
         return list(self.instances)

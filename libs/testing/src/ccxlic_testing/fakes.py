@@ -7,8 +7,9 @@ callbacks) is the runtime's own code, so a handler behaves as it does inside `Da
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+import copy
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from ccxlic_contract import Event
@@ -59,6 +60,19 @@ class RollbackStore(Protocol):
     def rolled_back(self) -> AbstractContextManager[None]: ...
 
 
+class InMemoryStore:
+    """Base of the in-memory stores: keep the tables as attributes, and `rolled_back()` undoes what is written
+    inside it, as a transaction that fails to commit does."""
+
+    @contextmanager
+    def rolled_back(self) -> Iterator[None]:
+        saved = copy.deepcopy(vars(self))
+        try:
+            yield
+        finally:
+            vars(self).update(saved)
+
+
 async def handle_batch(
     handler: Handler, events: Iterable[Event], claimed: set[str], store: RollbackStore, *, commit: bool = True
 ) -> list[Event]:
@@ -77,3 +91,33 @@ async def handle_batch(
     with store.rolled_back():
         await work()
         return await tx.fail_at_commit()
+
+
+class HandlerHarness:
+    """A service's handler on a fake store, fed batch by batch. `restart()` keeps only the store and the dedup
+    record, as a killed process does."""
+
+    def __init__(self, store: RollbackStore, make_handler: Callable[[], Handler]) -> None:
+        self.store = store
+        self.claimed: set[str] = set()
+        self._make_handler = make_handler
+        self.restart()
+
+    def restart(self) -> None:
+        self.handler = self._make_handler()
+
+    async def batch(self, *events: Event, commit: bool = True) -> list[Event]:
+        return await handle_batch(self.handler, events, self.claimed, self.store, commit=commit)
+
+    async def feed(self, events: Sequence[Event], size: int, crashes: Iterable[int] = ()) -> list[Event]:
+        """Feed `events` in batches of `size`; at each batch number in `crashes`, the commit fails, the process
+        restarts and the batch is delivered again. Return everything published."""
+        out: list[Event] = []
+        crash_at = set(crashes)
+        for n, start in enumerate(range(0, len(events), size)):
+            batch = events[start : start + size]
+            if n in crash_at:
+                await self.batch(*batch, commit=False)
+                self.restart()
+            out += await self.batch(*batch)
+        return out
