@@ -13,7 +13,7 @@ import pytest_asyncio
 from ccxlic_alerting.app import MIGRATIONS
 from ccxlic_alerting.machine import Active, Raised, Rules, Silence, State, replay
 from ccxlic_alerting.store import PgAlertingStore
-from ccxlic_runtime.db import Database
+from ccxlic_runtime.db import ConcurrentUpdate, Database
 from ccxlic_testing.build import Build
 
 from tests.integration.conftest import open_store
@@ -71,9 +71,14 @@ async def test_the_rules_state_round_trips(store: tuple[Store, Any]) -> None:
     s, conn = store
     state, _ = raised_alert()
     assert state.active and state.compliance is not None
-    await s.save(conn, state)
-    await s.save(conn, State(instance="cc-0"))
-    assert await s.load(conn, "cc-1") == state
+    assert await s.save(conn, state, 0) == 1
+    await s.save(conn, State(instance="cc-0"), 0)
+    assert await s.save(conn, state, 1) == 2
+    assert await s.load(conn, "cc-1") == (state, 2)
+    with pytest.raises(ConcurrentUpdate):
+        await s.save(conn, state, 1)  # read before the last save: another worker's write is never overwritten
+    with pytest.raises(ConcurrentUpdate):
+        await s.save(conn, State(instance="cc-0"), 0)
     assert await s.instance_ids(conn) == ["cc-0", "cc-1"]
 
 

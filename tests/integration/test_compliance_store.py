@@ -6,13 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from ccxlic_compliance.app import MIGRATIONS
 from ccxlic_compliance.machine import Rules, State, replay
 from ccxlic_compliance.store import ComplianceStore, PgComplianceStore
-from ccxlic_runtime.db import Database
+from ccxlic_runtime.db import ConcurrentUpdate, Database
 from ccxlic_testing.build import Build
 
 from tests.integration.conftest import open_store
@@ -46,10 +45,10 @@ async def test_state_history_and_current_round_trip(store: tuple[ComplianceStore
     s, conn = store
     state, history = walk()
     assert len(history) >= 4
-    await s.save(conn, state, 2, history[:2])
-    await s.save(conn, state, len(history), history[2:])
-    await s.save(conn, State(instance="cc-0", now=T0), 0, [])  # an instance with no transition yet
-    assert await s.load(conn, "cc-1") == (state, len(history))
+    assert await s.save(conn, state, 2, history[:2], 0) == 1
+    assert await s.save(conn, state, len(history), history[2:], 1) == 2
+    await s.save(conn, State(instance="cc-0", now=T0), 0, [], 0)  # an instance with no transition yet
+    assert await s.load(conn, "cc-1") == (state, len(history), 2)
     assert await s.instance_ids(conn) == ["cc-0", "cc-1"]
     rows = await s.history(conn, "cc-1", 0, 100)
     assert [r["seq"] for r in rows] == list(range(1, len(history) + 1))
@@ -65,9 +64,9 @@ async def test_state_history_and_current_round_trip(store: tuple[ComplianceStore
 async def test_a_save_without_transitions_keeps_the_last_view(store: tuple[ComplianceStore, Any]) -> None:
     s, conn = store
     state, history = walk()
-    await s.save(conn, state, len(history), history)
+    await s.save(conn, state, len(history), history, 0)
     later = state.model_copy(update={"now": T0 + 60 * M})
-    await s.save(conn, later, len(history), [])
+    await s.save(conn, later, len(history), [], 1)
     current = await s.current(conn, "cc-1")
     assert current is not None and current["view"] == history[-1].view.model_dump(mode="json")
     assert current["as_of"] == "2026-03-02T11:00:00Z"
@@ -76,14 +75,19 @@ async def test_a_save_without_transitions_keeps_the_last_view(store: tuple[Compl
 async def test_history_pages(store: tuple[ComplianceStore, Any]) -> None:
     s, conn = store
     state, history = walk()
-    await s.save(conn, state, len(history), history)
+    await s.save(conn, state, len(history), history, 0)
     assert [r["seq"] for r in await s.history(conn, "cc-1", 1, 2)] == [2, 3]
     assert await s.history(conn, "cc-1", len(history), 10) == []
 
 
-async def test_a_transition_is_recorded_once(store: tuple[ComplianceStore, Any]) -> None:
+async def test_a_save_over_a_version_another_worker_replaced_is_refused(store: tuple[ComplianceStore, Any]) -> None:
     s, conn = store
     state, history = walk()
-    await s.save(conn, state, 1, history[:1])
-    with pytest.raises((KeyError, asyncpg.UniqueViolationError)):
-        await s.save(conn, state, 1, history[:1])
+    await s.save(conn, state, 1, history[:1], 0)
+    with pytest.raises(ConcurrentUpdate):
+        await s.save(conn, state, 1, history[:1], 0)  # another worker stored the instance first
+    await s.save(conn, state, 2, history[1:2], 1)
+    with pytest.raises(ConcurrentUpdate):
+        await s.save(conn, state, 2, history[1:2], 1)  # read before that save: refused before any history is added
+    assert [r["seq"] for r in await s.history(conn, "cc-1", 0, 10)] == [1, 2]
+    assert await s.load(conn, "cc-1") == (state, 2, 2)

@@ -25,7 +25,7 @@ from ccxlic_consumption.machine import (
 from ccxlic_consumption.peaks import IntervalPeaks
 from ccxlic_consumption.store import Book, ConsumptionStore, PgConsumptionStore
 from ccxlic_rules import Entitlement
-from ccxlic_runtime.db import Database
+from ccxlic_runtime.db import ConcurrentUpdate, Database
 
 from tests.integration.conftest import open_store
 from tests.unit.consumption.fakes import FakeConsumptionStore
@@ -70,15 +70,15 @@ async def test_an_unknown_instance_loads_as_none(store: tuple[ConsumptionStore, 
 async def test_state_and_book_round_trip(store: tuple[ConsumptionStore, Any]) -> None:
     s, conn = store
     state, book = a_state(), Book(next_close=T0, change_seq=3, published='{"standard": 1}')
-    await s.save(conn, state, book, state.agents)
-    await s.save(conn, a_state("cc-2"), Book(), ())
+    assert await s.save(conn, state, book, state.agents) == 1
+    assert await s.save(conn, a_state("cc-2"), Book(), ()) == 1
     loaded = await s.load(conn, "cc-1")
     assert loaded is not None
     assert loaded[0] == state and loaded[0].expiry_floor is None  # derived, never stored
-    assert loaded[1].next_close == T0 and loaded[1].change_seq == 3
+    assert (loaded[1].next_close, loaded[1].change_seq, loaded[1].version) == (T0, 3, 1)
     assert json.loads(loaded[1].published or "") == {"standard": 1}
     assert sorted(await s.instance_ids(conn)) == ["cc-1", "cc-2"]
-    assert (await s.load(conn, "cc-2")) == (InstanceState("cc-2", **_no_agents(a_state("cc-2"))), Book())
+    assert (await s.load(conn, "cc-2")) == (InstanceState("cc-2", **_no_agents(a_state("cc-2"))), Book(version=1))
 
 
 def _no_agents(state: InstanceState) -> dict[str, Any]:
@@ -97,7 +97,7 @@ async def test_only_the_changed_agents_sessions_are_written(store: tuple[Consump
     moved = {**state.agents}
     moved["a1"] = Agent(False, "standard", "inbound_voice only", (T0 + 3 * H, "e6"), "signed_out")
     moved["a2"] = Agent(False, "premium", "supervisor", (T0 + 3 * H, "e7"), "signed_out")
-    await s.save(conn, InstanceState("cc-1", agents=moved), Book(), ["a1"])
+    await s.save(conn, InstanceState("cc-1", agents=moved), Book(version=1), ["a1"])
     loaded = await s.load(conn, "cc-1")
     assert loaded is not None
     assert loaded[0].agents["a1"] == moved["a1"]
@@ -148,3 +148,16 @@ async def test_reports_keep_every_revision(store: tuple[ConsumptionStore, Any]) 
     assert await s.reports(conn, "cc-1", T0 + H, T0 + 8 * H) == []  # by interval start, [since, until)
     with pytest.raises((KeyError, asyncpg.UniqueViolationError)):
         await s.add_report(conn, "cc-1", first, 2, "{}", "{}", T0)
+
+
+async def test_a_save_over_a_version_another_worker_replaced_is_refused(store: tuple[ConsumptionStore, Any]) -> None:
+    s, conn = store
+    state = a_state()
+    assert await s.save(conn, state, Book(), state.agents) == 1
+    with pytest.raises(ConcurrentUpdate):
+        await s.save(conn, state, Book(), ())  # another worker stored the instance first
+    assert await s.save(conn, state, Book(change_seq=1, version=1), ()) == 2
+    with pytest.raises(ConcurrentUpdate):
+        await s.save(conn, state, Book(change_seq=9, version=1), ())  # read before that save
+    loaded = await s.load(conn, "cc-1")
+    assert loaded is not None and (loaded[1].change_seq, loaded[1].version) == (1, 2)

@@ -10,13 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from ccxlic_alerting.machine import Active, Silence, State
+from ccxlic_runtime.db import ConcurrentUpdate
 from ccxlic_testing.fakes import InMemoryStore
 
 
 class FakeAlertingStore(InMemoryStore):
     def __init__(self) -> None:
         # Like the tables (JSON columns hold JSON, so what does not survive JSON does not survive here either).
-        self.instances: dict[str, str] = {}
+        self.instances: dict[str, tuple[str, int]] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
         self.history_rows: list[dict[str, Any]] = []
         self.silence_rows: dict[str, Silence] = {}
@@ -26,12 +27,15 @@ class FakeAlertingStore(InMemoryStore):
         if alert_id not in self.alerts:
             raise KeyError(f"alert {alert_id} is not recorded")  # the foreign key in PostgreSQL
 
-    async def load(self, conn: Any, instance: str) -> State | None:
-        raw = self.instances.get(instance)
-        return None if raw is None else State.model_validate_json(raw)
+    async def load(self, conn: Any, instance: str) -> tuple[State, int] | None:
+        row = self.instances.get(instance)
+        return None if row is None else (State.model_validate_json(row[0]), row[1])
 
-    async def save(self, conn: Any, state: State) -> None:
-        self.instances[state.instance] = state.model_dump_json()
+    async def save(self, conn: Any, state: State, version: int) -> int:
+        if self.instances.get(state.instance, ("", 0))[1] != version:
+            raise ConcurrentUpdate("alerting.instances", state.instance)
+        self.instances[state.instance] = (state.model_dump_json(), version + 1)
+        return version + 1
 
     async def instance_ids(self, conn: Any) -> list[str]:
         return sorted(self.instances)

@@ -84,6 +84,21 @@ async def test_ticks_reach_only_instances_heard_of_and_every_instance_after_a_re
     assert sorted({d["notification"]["instance"] for d in repeats}) == ["cc-east", "cc-west"]
 
 
+async def test_two_workers_of_a_group_never_overwrite_each_other() -> None:
+    """Worker a has cc-1 cached; worker b changes it. a's next save is refused and retried on b's state, so the
+    alert b raised is resolved once, not raised again."""
+    store, claimed = FakeAlertingStore(), set[str]()
+    a, b = (HandlerHarness(store, lambda: AlertingHandler(RULES, CHANNELS, store), claimed) for _ in "ab")
+    e = Build("cc-1")
+    await a.process(e.compliance(T0))
+    [raised] = await b.process(e.failure("authorization", T0 + M))
+    [resolved] = await a.process(e.authorization_renewed(T0 + 2 * M))
+    assert isinstance(resolved, AlertResolved) and resolved.data.alert_id == raised.data.alert_id
+    assert a.retries == 1
+    loaded = await store.load(None, "cc-1")
+    assert loaded is not None and loaded[0].active == {}
+
+
 @settings(max_examples=100, deadline=None)
 @given(INPUTS, st.integers(1, 6), st.lists(st.integers(0, 40), max_size=3))
 def test_any_batching_and_any_crashes_give_exactly_the_pure_replay(

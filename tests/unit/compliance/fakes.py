@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ccxlic_compliance.machine import State, Transition
+from ccxlic_runtime.db import ConcurrentUpdate
 from ccxlic_testing.fakes import InMemoryStore
 
 
@@ -19,14 +20,16 @@ class FakeComplianceStore(InMemoryStore):
         self.instances: dict[str, dict[str, Any]] = {}
         self.transitions: dict[tuple[str, int], dict[str, Any]] = {}
 
-    async def load(self, conn: Any, instance: str) -> tuple[State, int] | None:
+    async def load(self, conn: Any, instance: str) -> tuple[State, int, int] | None:
         row = self.instances.get(instance)
-        return None if row is None else (State.model_validate_json(row["state"]), row["seq"])
+        return None if row is None else (State.model_validate_json(row["state"]), row["seq"], row["version"])
 
     async def instance_ids(self, conn: Any) -> list[str]:
         return sorted(self.instances)
 
-    async def save(self, conn: Any, state: State, seq: int, transitions: Sequence[Transition]) -> None:
+    async def save(self, conn: Any, state: State, seq: int, transitions: Sequence[Transition], version: int) -> int:
+        if self.instances.get(state.instance, {"version": 0})["version"] != version:
+            raise ConcurrentUpdate("compliance.instances", state.instance)
         first = seq - len(transitions) + 1
         for i, t in enumerate(transitions):
             key = (state.instance, first + i)
@@ -41,7 +44,13 @@ class FakeComplianceStore(InMemoryStore):
             }
         old = self.instances.get(state.instance, {"view": {}})
         view = json.loads(transitions[-1].view.model_dump_json()) if transitions else old["view"]
-        self.instances[state.instance] = {"state": state.model_dump_json(), "view": view, "seq": seq}
+        self.instances[state.instance] = {
+            "state": state.model_dump_json(),
+            "view": view,
+            "seq": seq,
+            "version": version + 1,
+        }
+        return version + 1
 
     async def current(self, conn: Any, instance: str) -> dict[str, Any] | None:
         row = self.instances.get(instance)

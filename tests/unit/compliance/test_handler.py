@@ -78,6 +78,25 @@ async def test_a_tick_reaches_only_instances_heard_of() -> None:
     assert await h.store.instance_ids(None) == ["cc-east", "cc-west"]
 
 
+async def test_two_workers_of_a_group_never_overwrite_each_other() -> None:
+    """Worker a has cc-1 cached; worker b, which owns the clock partition, handles a `*` tick for it. a's next save
+    is refused and retried on b's state: one history, numbered without gaps, equal to the replay in that order."""
+    store, claimed = FakeComplianceStore(), set[str]()
+    a, b = (HandlerHarness(store, lambda: ComplianceHandler(RULES, store), claimed) for _ in "ab")
+    e = Build("cc-1")
+    inputs = over_consumption(e)
+    await a.process(*inputs)
+    tick, recovered = e.tick(T0 + 40 * M, every_instance=True), e.usage(T0 + 41 * M, 10, 0)
+    await b.process(tick)
+    await a.process(recovered)
+    assert a.retries == 1
+    _, expected = replay("cc-1", [*inputs, tick, recovered], RULES)
+    history = await store.history(None, "cc-1", 0, 100)
+    assert [(r["seq"], r["at"], r["cause"]["id"]) for r in history] == [
+        (n, t.at, t.cause_id) for n, t in enumerate(expected, 1)
+    ]
+
+
 @settings(max_examples=100, deadline=None)
 @given(scenario, tick_times, st.integers(1, 6), st.lists(st.integers(0, 40), max_size=3))
 def test_any_batching_and_any_crashes_publish_exactly_the_pure_replay(

@@ -12,6 +12,7 @@ from typing import Any
 from ccxlic_consumption.machine import Agent, Fact, InstanceState
 from ccxlic_consumption.peaks import IntervalPeaks
 from ccxlic_consumption.store import Book
+from ccxlic_runtime.db import ConcurrentUpdate
 from ccxlic_testing.fakes import InMemoryStore
 
 
@@ -33,11 +34,16 @@ class FakeConsumptionStore(InMemoryStore):
         state, book = found
         return replace(state, agents=dict(self.sessions.get(instance, {})), expiry_floor=None), book  # not stored
 
-    async def save(self, conn: Any, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> None:
-        self.instances[state.instance] = (replace(state, agents={}), book)
+    async def save(self, conn: Any, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> int:
+        stored = self.instances.get(state.instance)
+        if (stored[1].version if stored else 0) != book.version:
+            raise ConcurrentUpdate("consumption.instances", state.instance)
+        version = book.version + 1
+        self.instances[state.instance] = (replace(state, agents={}), replace(book, version=version))
         sessions = self.sessions.setdefault(state.instance, {})
         for agent_id in changed_agents:
             sessions[agent_id] = state.agents[agent_id]
+        return version
 
     async def add_facts(self, conn: Any, instance: str, facts: Sequence[Fact]) -> None:
         for f in facts:

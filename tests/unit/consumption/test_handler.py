@@ -154,6 +154,24 @@ async def test_a_failure_is_published_for_its_instance_and_never_for_every_insta
     assert failed.data.reason == "state is corrupt"
 
 
+async def test_two_workers_of_a_group_never_overwrite_each_other() -> None:
+    """Worker a has cc-1 cached; worker b changes it (it got the partition in a rebalance, or it owns the clock
+    partition and handles a `*` tick). a's next save is refused and its batch retried on what b wrote."""
+    store, claimed = FakeConsumptionStore(), set[str]()
+    a, b = (HandlerHarness(store, lambda: ConsumptionHandler(RULES, store), claimed) for _ in "ab")
+    e = Build("cc-1")
+    await a.process(e.sign_in(at(1), "a1"))
+    await b.process(e.sign_in(at(2), "a2", "chat"))
+    [changed] = of(await a.process(e.sign_in(at(3), "a3")), ConsumptionChanged)
+    assert (changed.data.standard, changed.data.premium, a.retries) == (2, 1, 1)
+    [closed] = of(await b.process(e.tick(at(9 * 60), every_instance=True)), IntervalClosed)
+    assert closed.data.peak.agents == 3
+    [changed] = of(await a.process(e.sign_out(at(9 * 60 + 1), "a1")), ConsumptionChanged)
+    assert (changed.data.standard, a.retries) == (1, 2)
+    state, _ = await store.load(None, "cc-1")  # type: ignore[misc]
+    assert {x for x, s in state.agents.items() if s.signed_in} == {"a2", "a3"}
+
+
 # ---------------------------------------------------------------- a restart anywhere changes nothing
 
 AGENTS = ("a1", "a2", "a3", "a4")

@@ -33,7 +33,7 @@ from aiokafka.errors import KafkaError
 from ccxlic_contract import ContractError, Event, Topic, decode_message, topic_for
 from ccxlic_contract.events import INSTANCE_ID_PATTERN, DeadLetterData, DeadLettered
 
-from ccxlic_runtime.db import Database, Transaction
+from ccxlic_runtime.db import ConcurrentUpdate, Database, Transaction
 from ccxlic_runtime.kafka import topic_name
 from ccxlic_runtime.metrics import RuntimeMetrics
 
@@ -49,6 +49,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
+    ConcurrentUpdate,
 )
 _INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 

@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 RUNTIME_MIGRATIONS = resources.files("ccxlic_runtime") / "migrations"
 
 
+class ConcurrentUpdate(RuntimeError):
+    """Another worker changed an instance's row since this one read it (a `*` tick handled by the worker that owns
+    the clock partition, or a partition that moved in a rebalance). Transient: the runtime retries the batch, and
+    the handler, which dropped its cached copy, reads the row afresh."""
+
+    def __init__(self, table: str, key: str) -> None:
+        super().__init__(f"{table} row {key!r} was changed by another worker; retrying on fresh state")
+
+
 class DatabaseError(RuntimeError):
     """The database could not be reached or migrated."""
 

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from ccxlic_contract import Event
-from ccxlic_runtime.consumer import Delivery, Handler
+from ccxlic_runtime.consumer import TRANSIENT_ERRORS, Delivery, Handler
 from ccxlic_runtime.db import Transaction
 
 DELIVERY = Delivery("a-topic", 0, 0, None, None, (), 0)
@@ -47,67 +47,83 @@ class FakeTransaction(Transaction):
         self._committed()
         return self.events
 
-    async def fail_at_commit(self) -> list[Event]:
-        """Run the before-commit work, then fail as a COMMIT can: no after-commit callback runs. (Undoing what the
-        before-commit work wrote is the fake store's part.)"""
-        await self._finish()
-        return self.events
-
 
 class RollbackStore(Protocol):
-    """A fake store that can undo what a failed commit wrote."""
+    """A fake store that can undo what a failed transaction wrote."""
 
-    def rolled_back(self) -> AbstractContextManager[None]: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
 
 
 class InMemoryStore:
-    """Base of the in-memory stores: keep the tables as attributes, and `rolled_back()` undoes what is written
-    inside it, as a transaction that fails to commit does."""
+    """Base of the in-memory stores: keep the tables as attributes; what is written inside `transaction()` is
+    undone when it raises, as PostgreSQL undoes a transaction that fails (in a statement or at COMMIT)."""
 
     @contextmanager
-    def rolled_back(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[None]:
         saved = copy.deepcopy(vars(self))
         try:
             yield
-        finally:
+        except BaseException:
             vars(self).update(saved)
+            raise
+
+
+class CommitFailed(Exception):
+    """The fake COMMIT failed (handle_batch with commit=False)."""
 
 
 async def handle_batch(
     handler: Handler, events: Iterable[Event], claimed: set[str], store: RollbackStore, *, commit: bool = True
 ) -> list[Event]:
     """Handle a batch in one fake transaction as the runtime's RecordProcessor does (each event id claimed once in
-    `claimed`, the dedup record); return what it emitted. With commit=False the COMMIT fails, as PostgreSQL's can:
-    the store and the dedup record are left as they were and no after-commit callback runs."""
-    tx = FakeTransaction(claimed if commit else set(claimed))
-
-    async def work() -> None:
-        for event in [e for e in events if await tx.claim(e.id)]:
-            await handler(tx, event, DELIVERY)
-
-    if commit:
-        await work()
-        return await tx.commit()
-    with store.rolled_back():
-        await work()
-        return await tx.fail_at_commit()
+    `claimed`, the dedup record); return what it emitted. When the handler raises, or with commit=False (the COMMIT
+    fails, as PostgreSQL's can), the store and the dedup record are left as they were and no after-commit callback
+    runs; commit=False returns what would have been emitted."""
+    tx = FakeTransaction(set(claimed))
+    try:
+        with store.transaction():
+            for event in [e for e in events if await tx.claim(e.id)]:
+                await handler(tx, event, DELIVERY)
+            await tx._finish()
+            if not commit:
+                raise CommitFailed()
+    except CommitFailed:
+        return tx.events
+    claimed |= tx.claimed
+    tx._committed()
+    return tx.events
 
 
 class HandlerHarness:
     """A service's handler on a fake store, fed batch by batch. `restart()` keeps only the store and the dedup
-    record, as a killed process does."""
+    record, as a killed process does. Two harnesses on one store and one `claimed` set are two workers of a group."""
 
-    def __init__(self, store: RollbackStore, make_handler: Callable[[], Handler]) -> None:
+    def __init__(
+        self, store: RollbackStore, make_handler: Callable[[], Handler], claimed: set[str] | None = None
+    ) -> None:
         self.store = store
-        self.claimed: set[str] = set()
+        self.claimed: set[str] = claimed if claimed is not None else set()
         self._make_handler = make_handler
+        self.retries = 0
         self.restart()
 
     def restart(self) -> None:
         self.handler = self._make_handler()
 
     async def batch(self, *events: Event, commit: bool = True) -> list[Event]:
+        """One attempt; a transient error is raised (see `process`)."""
         return await handle_batch(self.handler, events, self.claimed, self.store, commit=commit)
+
+    async def process(self, *events: Event, attempts: int = 3) -> list[Event]:
+        """As the runtime does: a transient error (e.g. ConcurrentUpdate) retries the whole batch."""
+        for attempt in range(attempts):
+            try:
+                return await self.batch(*events)
+            except TRANSIENT_ERRORS:
+                if attempt == attempts - 1:
+                    raise
+                self.retries += 1
+        raise AssertionError("unreachable")
 
     async def feed(self, events: Sequence[Event], size: int, crashes: Iterable[int] = ()) -> list[Event]:
         """Feed `events` in batches of `size`; at each batch number in `crashes`, the commit fails, the process

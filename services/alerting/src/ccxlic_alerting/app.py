@@ -78,7 +78,7 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
             for instance in await handler.store.instance_ids(conn):
                 found = await handler.store.load(conn, instance)
                 if found is not None:
-                    metrics.observe(None, found)
+                    metrics.observe(None, found[0])
         deliverers = [
             Deliverer(
                 db,

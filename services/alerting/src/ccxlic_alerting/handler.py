@@ -19,7 +19,7 @@ from ccxlic_contract.events import (
     ClockTicked,
 )
 from ccxlic_runtime.consumer import Delivery
-from ccxlic_runtime.db import Transaction
+from ccxlic_runtime.db import ConcurrentUpdate, Transaction
 
 from ccxlic_alerting.machine import CATALOGUE, Active, Held, Notice, Raised, Resolved, Rules, Silence, State, step
 from ccxlic_alerting.store import AlertingStore, PgAlertingStore
@@ -34,6 +34,7 @@ Listener = Callable[[State | None, State], None]
 class _Work:
     before: State | None
     state: State
+    version: int  # of the stored row (0: not stored yet)
 
 
 def _iso(value: Any) -> Any:
@@ -72,7 +73,7 @@ class AlertingHandler:
         self.rules = rules
         self.channels = list(channels)
         self.store: AlertingStore = store or PgAlertingStore()
-        self.cache: dict[str, State] = {}
+        self.cache: dict[str, tuple[State, int]] = {}
         self.on_commit = on_commit
         self.on_notice = on_notice
 
@@ -98,7 +99,7 @@ class AlertingHandler:
             found = self.cache.get(instance) or await self.store.load(tx.conn, instance)
             if found is None and isinstance(event, ClockTicked):
                 return  # a tick for an instance nothing has been heard of
-            work = _Work(found, found or State(instance=instance))
+            work = _Work(found[0], found[0], found[1]) if found else _Work(None, State(instance=instance), 0)
             tx.scratch[key] = work
             bound = work
 
@@ -157,11 +158,15 @@ class AlertingHandler:
         )
 
     async def _flush(self, tx: Transaction, work: _Work) -> None:
-        await self.store.save(tx.conn, work.state)
         before, after = work.before, work.state
+        try:
+            version = await self.store.save(tx.conn, after, work.version)
+        except ConcurrentUpdate:
+            self.cache.pop(after.instance, None)  # the retry reads what the other worker wrote
+            raise
 
         def commit() -> None:
-            self.cache[after.instance] = after
+            self.cache[after.instance] = (after, version)
             if self.on_commit is not None:
                 self.on_commit(before, after)
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ccxlic_runtime.db import ConcurrentUpdate
+
 from ccxlic_alerting.machine import Active, Silence, State
 
 if TYPE_CHECKING:
@@ -17,11 +19,14 @@ class AlertingStore(Protocol):
     """What the handler writes and reads, on the transaction's connection. One suite of adapter tests runs against
     `PgAlertingStore` and the in-memory fake."""
 
-    async def load(self, conn: Connection, instance: str) -> State | None:
-        """The rules' state for the instance, or None."""
+    async def load(self, conn: Connection, instance: str) -> tuple[State, int] | None:
+        """The rules' state for the instance and the row's version, or None."""
         ...
 
-    async def save(self, conn: Connection, state: State) -> None: ...
+    async def save(self, conn: Connection, state: State, version: int) -> int:
+        """Write the state over the row's `version` (0: a new instance); return the new version. Raise
+        ConcurrentUpdate when the row is no longer at `version`."""
+        ...
 
     async def instance_ids(self, conn: Connection) -> list[str]:
         """Every instance with saved state, sorted."""
@@ -53,17 +58,29 @@ class AlertingStore(Protocol):
 
 
 class PgAlertingStore:
-    async def load(self, conn: Connection, instance: str) -> State | None:
-        raw = await conn.fetchval("select state from instances where instance = $1", instance)
-        return None if raw is None else State.model_validate_json(raw)
+    async def load(self, conn: Connection, instance: str) -> tuple[State, int] | None:
+        row = await conn.fetchrow("select state, version from instances where instance = $1", instance)
+        return None if row is None else (State.model_validate_json(row["state"]), int(row["version"]))
 
-    async def save(self, conn: Connection, state: State) -> None:
-        await conn.execute(
-            "insert into instances(instance, state) values ($1, $2)"
-            " on conflict (instance) do update set state = excluded.state",
-            state.instance,
-            state.model_dump_json(),
-        )
+    async def save(self, conn: Connection, state: State, version: int) -> int:
+        if version == 0:
+            new = await conn.fetchval(
+                "insert into instances(instance, state, version) values ($1, $2, 1)"
+                " on conflict (instance) do nothing returning version",
+                state.instance,
+                state.model_dump_json(),
+            )
+        else:
+            new = await conn.fetchval(
+                "update instances set state = $2, version = version + 1 where instance = $1 and version = $3"
+                " returning version",
+                state.instance,
+                state.model_dump_json(),
+                version,
+            )
+        if new is None:
+            raise ConcurrentUpdate("alerting.instances", state.instance)
+        return int(new)
 
     async def instance_ids(self, conn: Connection) -> list[str]:
         return [r["instance"] for r in await conn.fetch("select instance from instances order by instance")]

@@ -139,10 +139,10 @@ def add_routes(app: web.Application, db: Database, handler: ComplianceHandler, r
         except BadRequest as exc:
             return problem(400, str(exc))
         async with db.pool.acquire() as conn:
-            found = handler.cache.get(instance) or await handler.store.load(conn, instance)
+            found = await handler.store.load(conn, instance)  # not the cache: another worker may own it
         if found is None:
             return problem(404, f"no compliance state known for instance {instance!r}")
-        state, seq = found
+        state, seq, _ = found
         view = state.view(rules)
         return json_response(
             {

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import ALL_INSTANCES, ClockTicked, ComplianceChanged
 from ccxlic_runtime.consumer import Delivery
-from ccxlic_runtime.db import Transaction
+from ccxlic_runtime.db import ConcurrentUpdate, Transaction
 
 from ccxlic_compliance.machine import Rules, State, Transition, step
 from ccxlic_compliance.store import ComplianceStore, PgComplianceStore
@@ -25,6 +25,7 @@ Listener = Callable[[State, Rules], None]
 class _Work:
     state: State
     seq: int
+    version: int  # of the stored row (0: not stored yet)
     new: list[Transition] = field(default_factory=list)
 
 
@@ -32,7 +33,7 @@ class ComplianceHandler:
     def __init__(self, rules: Rules, store: ComplianceStore | None = None, on_commit: Listener | None = None) -> None:
         self.rules = rules
         self.store: ComplianceStore = store or PgComplianceStore()
-        self.cache: dict[str, tuple[State, int]] = {}
+        self.cache: dict[str, tuple[State, int, int]] = {}
         self.on_commit = on_commit
 
     async def __call__(self, tx: Transaction, event: Event, d: Delivery) -> None:
@@ -54,8 +55,8 @@ class ComplianceHandler:
             if found is None:
                 if isinstance(event, ClockTicked):
                     return  # a tick for an instance nothing has been heard of
-                found = (State(instance=instance), 0)
-            work = _Work(found[0], found[1])
+                found = (State(instance=instance), 0, 0)
+            work = _Work(*found)
             tx.scratch[key] = work
             bound = work
 
@@ -70,7 +71,11 @@ class ComplianceHandler:
 
     async def _flush(self, tx: Transaction, work: _Work) -> None:
         state = work.state
-        await self.store.save(tx.conn, state, work.seq, work.new)
+        try:
+            version = await self.store.save(tx.conn, state, work.seq, work.new, work.version)
+        except ConcurrentUpdate:
+            self.cache.pop(state.instance, None)  # the retry reads what the other worker wrote
+            raise
         first = work.seq - len(work.new) + 1
         await tx.emit(
             *(
@@ -84,7 +89,7 @@ class ComplianceHandler:
                 for i, t in enumerate(work.new)
             )
         )
-        final = (state, work.seq)
+        final = (state, work.seq, version)
 
         def commit() -> None:
             self.cache[state.instance] = final

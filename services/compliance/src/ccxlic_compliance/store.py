@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ccxlic_runtime.db import ConcurrentUpdate
+
 from ccxlic_compliance.machine import State, Transition
 
 if TYPE_CHECKING:
@@ -16,16 +18,19 @@ class ComplianceStore(Protocol):
     """Where compliance keeps each instance's state and history, on the transaction's connection. One suite of
     adapter tests runs against `PgComplianceStore` and the in-memory fake."""
 
-    async def load(self, conn: Connection, instance: str) -> tuple[State, int] | None:
-        """The state and the number of its last transition, or None."""
+    async def load(self, conn: Connection, instance: str) -> tuple[State, int, int] | None:
+        """The state, the number of its last transition and the row's version, or None."""
         ...
 
     async def instance_ids(self, conn: Connection) -> list[str]:
         """Every instance with saved state, sorted."""
         ...
 
-    async def save(self, conn: Connection, state: State, seq: int, transitions: Sequence[Transition]) -> None:
-        """Write the state and append its new transitions (numbered up to `seq`)."""
+    async def save(
+        self, conn: Connection, state: State, seq: int, transitions: Sequence[Transition], version: int
+    ) -> int:
+        """Write the state over the row's `version` (0: a new instance) and append its new transitions (numbered up
+        to `seq`); return the new version. Raise ConcurrentUpdate when the row is no longer at `version`."""
         ...
 
     async def current(self, conn: Connection, instance: str) -> dict[str, Any] | None:
@@ -38,17 +43,41 @@ class ComplianceStore(Protocol):
 
 
 class PgComplianceStore:
-    async def load(self, conn: Connection, instance: str) -> tuple[State, int] | None:
-        row = await conn.fetchrow("select state, seq from instances where instance = $1", instance)
+    async def load(self, conn: Connection, instance: str) -> tuple[State, int, int] | None:
+        row = await conn.fetchrow("select state, seq, version from instances where instance = $1", instance)
         if row is None:
             return None
-        return State.model_validate_json(row["state"]), int(row["seq"])
+        return State.model_validate_json(row["state"]), int(row["seq"]), int(row["version"])
 
     async def instance_ids(self, conn: Connection) -> list[str]:
         return [r["instance"] for r in await conn.fetch("select instance from instances order by instance")]
 
-    async def save(self, conn: Connection, state: State, seq: int, transitions: Sequence[Transition]) -> None:
-        """Write the state and append its new transitions (numbered after `seq`)."""
+    async def save(
+        self, conn: Connection, state: State, seq: int, transitions: Sequence[Transition], version: int
+    ) -> int:
+        view = transitions[-1].view.model_dump_json() if transitions else None
+        if version == 0:
+            new = await conn.fetchval(
+                "insert into instances(instance, state, view, seq, version)"
+                " values ($1, $2, coalesce($3::jsonb, '{}'::jsonb), $4, 1) on conflict (instance) do nothing"
+                " returning version",
+                state.instance,
+                state.model_dump_json(),
+                view,
+                seq,
+            )
+        else:
+            new = await conn.fetchval(
+                "update instances set state = $2, view = coalesce($3::jsonb, view), seq = $4, updated_at = now(),"
+                " version = version + 1 where instance = $1 and version = $5 returning version",
+                state.instance,
+                state.model_dump_json(),
+                view,
+                seq,
+                version,
+            )
+        if new is None:  # checked before the history is appended, so a lost race is a retry, not a duplicate key
+            raise ConcurrentUpdate("compliance.instances", state.instance)
         first = seq - len(transitions) + 1
         if transitions:
             await conn.executemany(
@@ -59,16 +88,7 @@ class PgComplianceStore:
                     for i, t in enumerate(transitions)
                 ],
             )
-        view = transitions[-1].view.model_dump_json() if transitions else None
-        await conn.execute(
-            "insert into instances(instance, state, view, seq) values ($1, $2, coalesce($3::jsonb, '{}'::jsonb), $4)"
-            " on conflict (instance) do update set state = excluded.state,"
-            " view = coalesce($3::jsonb, instances.view), seq = excluded.seq, updated_at = now()",
-            state.instance,
-            state.model_dump_json(),
-            view,
-            seq,
-        )
+        return int(new)
 
     async def current(self, conn: Connection, instance: str) -> dict[str, Any] | None:
         row = await conn.fetchrow("select view, seq, state from instances where instance = $1", instance)

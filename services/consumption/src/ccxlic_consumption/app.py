@@ -188,7 +188,7 @@ def build_app(
         except BadRequest as exc:
             return problem(400, str(exc))
         async with db.pool.acquire() as conn:
-            found = handler.cache.get(instance) or await handler.store.load(conn, instance)
+            found = await handler.store.load(conn, instance)  # not the cache: another worker may own it
         if found is None:
             return problem(404, f"no usage known for instance {instance!r}")
         return json_response(usage_body(found[0]))

@@ -36,7 +36,7 @@ from ccxlic_contract.events import (
 )
 from ccxlic_rules import headroom
 from ccxlic_runtime.consumer import Delivery
-from ccxlic_runtime.db import Transaction
+from ccxlic_runtime.db import ConcurrentUpdate, Transaction
 
 from ccxlic_consumption.machine import Fact, InstanceState, Rules, apply, closable, interval_start
 from ccxlic_consumption.peaks import IntervalPeaks, PeakOf, sweep
@@ -198,7 +198,12 @@ class ConsumptionHandler:
                 )
             )
         work.book = replace(work.book, change_seq=seq, published=published)
-        await self.store.save(tx.conn, state, work.book, work.changed_agents)
+        try:
+            version = await self.store.save(tx.conn, state, work.book, work.changed_agents)
+        except ConcurrentUpdate:
+            self.cache.pop(instance, None)  # the retry reads what the other worker wrote
+            raise
+        work.book = replace(work.book, version=version)
         final = (state, work.book)
 
         def commit() -> None:

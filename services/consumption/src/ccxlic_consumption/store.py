@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ccxlic_rules import Entitlement
+from ccxlic_runtime.db import ConcurrentUpdate
 
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
@@ -35,6 +36,7 @@ class Book:
     next_close: datetime | None = None
     change_seq: int = 0
     published: str | None = None  # JSON of the last published consumption data
+    version: int = 0  # of the stored row this was read from (0: not stored yet); guards against other workers
 
 
 def _order(value: Any) -> Order | None:
@@ -110,8 +112,9 @@ class ConsumptionStore(Protocol):
         """The instance's live state and bookkeeping as last saved, or None."""
         ...
 
-    async def save(self, conn: Connection, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> None:
-        """Save the instance row and the sessions of `changed_agents` (the others are as saved before)."""
+    async def save(self, conn: Connection, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> int:
+        """Save the instance row and the sessions of `changed_agents` (the others are as saved before); return the
+        row's new version. Raise ConcurrentUpdate when the row is no longer at `book.version`."""
         ...
 
     async def add_facts(self, conn: Connection, instance: str, facts: Sequence[Fact]) -> None:
@@ -167,17 +170,11 @@ class PgConsumptionStore:
             ports=_ports(row["ports"]),
             limits=_limits(row["limits"]),
         )
-        book = Book(row["next_close"], row["change_seq"], row["published"])
+        book = Book(row["next_close"], row["change_seq"], row["published"], row["version"])
         return state, book
 
-    async def save(self, conn: Connection, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> None:
-        await conn.execute(
-            """
-            insert into instances (instance, watermark, roster_at, roster_id, ports, limits, next_close, change_seq, published)
-            values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-            on conflict (instance) do update set watermark = $2, roster_at = $3, roster_id = $4, ports = $5,
-                limits = $6, next_close = $7, change_seq = $8, published = $9
-            """,
+    async def save(self, conn: Connection, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> int:
+        values = (
             state.instance,
             state.watermark,
             state.roster_last[0] if state.roster_last else None,
@@ -188,6 +185,27 @@ class PgConsumptionStore:
             book.change_seq,
             book.published,
         )
+        if book.version == 0:
+            version = await conn.fetchval(
+                """
+                insert into instances (instance, watermark, roster_at, roster_id, ports, limits, next_close, change_seq,
+                    published, version)
+                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) on conflict (instance) do nothing returning version
+                """,
+                *values,
+            )
+        else:
+            version = await conn.fetchval(
+                """
+                update instances set watermark = $2, roster_at = $3, roster_id = $4, ports = $5, limits = $6,
+                    next_close = $7, change_seq = $8, published = $9, version = version + 1
+                where instance = $1 and version = $10 returning version
+                """,
+                *values,
+                book.version,
+            )
+        if version is None:
+            raise ConcurrentUpdate("consumption.instances", state.instance)
         rows = []
         for agent_id in changed_agents:
             a = state.agents[agent_id]
@@ -202,6 +220,7 @@ class PgConsumptionStore:
                 """,
                 rows,
             )
+        return int(version)
 
     async def add_facts(self, conn: Connection, instance: str, facts: Sequence[Fact]) -> None:
         rows: list[tuple[Any, ...]] = []
