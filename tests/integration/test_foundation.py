@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
@@ -159,6 +160,7 @@ async def test_handler_poison_is_dead_lettered_and_later_input_still_handled(
     read_topic: ReadTopic,
 ) -> None:
     await db.pool.execute("create table seen(event_id text primary key, offs bigint)")
+    started = time.time()
     for n in range(1, 4):
         await producer.publish(_sign_out(instance_id, n))
     stop = asyncio.Event()
@@ -178,6 +180,9 @@ async def test_handler_poison_is_dead_lettered_and_later_input_still_handled(
         f"{instance_id}-1",
         f"{instance_id}-3",
     ]
+    # how far behind the service is: the broker's timestamp of the newest record handled
+    newest = loop.processor.metrics.consumed_timestamp.labels("test", contract_topics[AGENT_ACTIVITY.name])
+    assert started - 5 < newest._value.get() <= time.time()
 
 
 async def test_outbox_publishes_only_what_committed(

@@ -155,10 +155,14 @@ class RecordProcessor:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
         elapsed = time.perf_counter() - started
+        newest: dict[str, int] = {}
         for d, ev in items:
+            newest[d.topic] = max(newest.get(d.topic, 0), d.timestamp_ms)
             if isinstance(ev, ContractError):
                 continue
             self.metrics.processed.labels(self.service, d.topic, ev.type).inc()
+        for topic, ms in newest.items():
+            self.metrics.consumed_timestamp.labels(self.service, topic).set(ms / 1000)
         self.metrics.latency.labels(self.service).observe(elapsed / len(items))
 
     async def _apply(self, tx: Transaction, item: Decoded, fresh: set[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class RuntimeMetrics:
@@ -28,5 +28,11 @@ class RuntimeMetrics:
             "Time to handle one input event, its database transaction included",
             ["service"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.consumed_timestamp = Gauge(
+            "ccxlic_consumed_record_timestamp_seconds",
+            "Kafka timestamp of the newest input record handled: time() minus this is how far the service is behind",
+            ["service", "topic"],
             registry=registry,
         )
