@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +20,7 @@ from ccxlic_contract.events import AgentSignedOut, AgentSignedOutData, DeadLette
 from ccxlic_contract.examples import golden_examples
 from ccxlic_contract.topics import AGENT_ACTIVITY, DEAD_LETTER
 from ccxlic_runtime.consumer import ConsumerLoop, Delivery, PermanentError, RecordProcessor
-from ccxlic_runtime.db import Database, Transaction, migrate, relay_outbox
+from ccxlic_runtime.db import Database, Transaction, migrate, prune_processed, relay_outbox
 from ccxlic_runtime.http import OpsServer, ops_app
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.metrics import RuntimeMetrics
@@ -202,6 +203,16 @@ async def test_outbox_publishes_only_what_committed(
     await relay_outbox(db, producer, stop)
     got = await read_topic(contract_topics[AGENT_ACTIVITY.name], 2, timeout=4)
     assert [e.id for e in got] == [f"{instance_id}-2"]
+
+
+async def test_old_dedup_records_are_pruned_a_chunk_at_a_time(db: Database) -> None:
+    await db.pool.executemany(
+        "insert into processed_events(event_key, processed_at) values ($1, now() - $2::interval)",
+        [(f"old-{n}", timedelta(days=31)) for n in range(5)] + [(f"new-{n}", timedelta(days=29)) for n in range(3)],
+    )
+    assert await prune_processed(db, timedelta(days=30), chunk=2) == 5
+    left = await db.fetch("select event_key from processed_events order by event_key")
+    assert [r["event_key"] for r in left] == ["new-0", "new-1", "new-2"]
 
 
 async def test_migrations_apply_once(db: Database) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 from ccxlic_runtime.logs import JsonFormatter
@@ -33,6 +34,15 @@ def test_bad_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DATABASE_URL", "postgresql://x/y")
     monkeypatch.setenv("CCXLIC_LOG_LEVEL", "loud")
     with pytest.raises(ConfigError, match="CCXLIC_LOG_LEVEL"):
+        load_settings(RuntimeSettings)
+
+
+def test_dedup_retention_is_off_by_default_and_takes_a_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not load_settings(RuntimeSettings).dedup_retention
+    monkeypatch.setenv("CCXLIC_DEDUP_RETENTION", "P30D")
+    assert load_settings(RuntimeSettings).dedup_retention == timedelta(days=30)
+    monkeypatch.setenv("CCXLIC_DEDUP_RETENTION", "-5")
+    with pytest.raises(ConfigError, match=r"CCXLIC_DEDUP_RETENTION='-5': must not be negative"):
         load_settings(RuntimeSettings)
 
 

@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -228,3 +229,20 @@ async def publish_outbox_once(db: Database, producer: EventProducer, *, batch: i
     async with db.pool.acquire() as conn:
         await conn.execute("delete from outbox where seq = any($1::bigint[])", [r["seq"] for r in rows])
     return len(rows)
+
+
+async def prune_processed(db: Database, older_than: timedelta, *, chunk: int = 10000) -> int:
+    """Delete dedup records handled longer ago than `older_than`, a chunk at a time (short transactions, no long
+    lock); return how many went."""
+    deleted = 0
+    while True:
+        status = await db.pool.execute(
+            "delete from processed_events where event_key in (select event_key from processed_events"
+            " where processed_at < now() - $1::interval limit $2)",
+            older_than,
+            chunk,
+        )
+        n = int(status.split()[-1])
+        deleted += n
+        if n < chunk:
+            return deleted

@@ -4,20 +4,23 @@ and the parts every service starts the same way (its database, and for aiokafka 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib.resources.abc import Traversable
 from typing import Any, TypeVar
 
+import asyncpg
 from aiohttp import web
 from ccxlic_contract import TOPICS, Topic
 from prometheus_client import CollectorRegistry
 
 from ccxlic_runtime.consumer import ConsumerLoop, Handler, RecordProcessor
-from ccxlic_runtime.db import Database, create_pool, migrate, relay_outbox
+from ccxlic_runtime.db import Database, create_pool, migrate, prune_processed, relay_outbox
 from ccxlic_runtime.http import OpsServer, ops_app
 from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.logs import configure_logging
@@ -69,11 +72,30 @@ async def service_database(settings: RuntimeSettings, schema: str, *migrations: 
     await wait_for_kafka(settings.kafka_bootstrap_servers)
     await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS)
     pool = await create_pool(settings.database_url, schema, max_size=settings.db_pool_size)
+    pruner: asyncio.Task[None] | None = None
     try:
         await migrate(pool, schema, *migrations)
-        yield Database(pool, schema, settings.topic_prefix)
+        db = Database(pool, schema, settings.topic_prefix)
+        if settings.dedup_retention:
+            pruner = asyncio.create_task(_prune_hourly(db, settings.dedup_retention))
+        yield db
     finally:
+        if pruner is not None:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
         await pool.close()
+
+
+async def _prune_hourly(db: Database, retention: timedelta) -> None:
+    """CCXLIC_DEDUP_RETENTION: delete old dedup records now and then every hour."""
+    while True:
+        try:
+            deleted = await prune_processed(db, retention)
+            log.info("pruned dedup records", extra={"deleted": deleted, "older_than_s": retention.total_seconds()})
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("pruning dedup records failed; trying again in an hour", extra={"error": repr(exc)})
+        await asyncio.sleep(3600)
 
 
 async def run_consumer_service(

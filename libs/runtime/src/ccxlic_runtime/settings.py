@@ -14,7 +14,7 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/ccxlic"
 
 
 def _seconds_or_iso(value: object) -> object:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
     return value
 
@@ -42,6 +42,16 @@ class RuntimeSettings(BaseSettings):
     # interval's peak, and both must agree on where intervals begin.
     interval_seconds: int = Field(8 * 3600, validation_alias="CCXLIC_INTERVAL_SECONDS", ge=60)
     batch_size: int = Field(500, validation_alias="CCXLIC_BATCH_SIZE", ge=1, le=10000)
+    # Dedup records older than this are deleted (0: kept for ever). Safe only when no input older than this can be
+    # delivered again: the input topics' retention, and Kafka's offsets.retention for a group that was stopped.
+    dedup_retention: Duration = Field(timedelta(0), validation_alias="CCXLIC_DEDUP_RETENTION")
+
+    @field_validator("dedup_retention")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative (0 keeps dedup records for ever)")
+        return value
 
     @field_validator("interval_seconds")
     @classmethod
