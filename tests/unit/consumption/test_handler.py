@@ -9,8 +9,10 @@ did not commit.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from ccxlic_consumption.handler import ConsumptionHandler
 from ccxlic_consumption.machine import Rules
 from ccxlic_contract.codec import Event
@@ -20,6 +22,7 @@ from ccxlic_contract.events import (
     IntervalClosed,
     SignInRejected,
 )
+from ccxlic_runtime.db import ConcurrentUpdate
 from ccxlic_testing.build import Build
 from ccxlic_testing.fakes import DELIVERY, FakeTransaction, HandlerHarness
 from hypothesis import given, settings
@@ -170,6 +173,27 @@ async def test_two_workers_of_a_group_never_overwrite_each_other() -> None:
     assert (changed.data.standard, a.retries) == (1, 2)
     state, _ = await store.load(None, "cc-1")  # type: ignore[misc]
     assert {x for x, s in state.agents.items() if s.signed_in} == {"a2", "a3"}
+
+
+async def test_the_close_timer_of_a_worker_that_lost_an_instance_changes_nothing() -> None:
+    """Worker a still has cc-1 cached, due for closing, after b took its partition over and closed the interval.
+    a's timer (one transaction per due instance, as app.py runs it) has its save refused and forgets cc-1."""
+    store, claimed = FakeConsumptionStore(), set[str]()
+    a, b = (HandlerHarness(store, lambda: ConsumptionHandler(RULES, store), claimed) for _ in "ab")
+    e = Build("cc-1")
+    await a.process(e.sign_in(at(1), "a1"), e.sign_in(at(2), "a2"))
+    [closed] = of(await b.process(e.sign_out(at(9 * 60), "a2")), IntervalClosed)
+    handler = a.handler
+    assert isinstance(handler, ConsumptionHandler)
+    state, book = handler.cache["cc-1"]
+    handler.cache["cc-1"] = (replace(state, watermark=at(9 * 60)), book)  # what a would hold had it seen 17:00
+    assert handler.due() == ["cc-1"]
+    tx = FakeTransaction(set(claimed))
+    with pytest.raises(ConcurrentUpdate), store.transaction():
+        await handler.touch(tx, "cc-1")
+        await tx.commit()
+    assert handler.due() == [] and tx.events == []
+    assert [r["revision"] for r in await store.reports(None, "cc-1", T0, at(8 * 60))] == [closed.data.revision]
 
 
 # ---------------------------------------------------------------- a restart anywhere changes nothing

@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from aiohttp import web
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, ENTITLEMENTS, LIFECYCLE, PORT_USAGE, TOPICS
-from ccxlic_runtime.consumer import Delivery, RecordProcessor
+from ccxlic_runtime.consumer import TRANSIENT_ERRORS, Delivery, RecordProcessor
 from ccxlic_runtime.db import Database, relay_outbox
 from ccxlic_runtime.http import BadRequest, add_ops_routes, instance_param, json_response, problem, time_param
 from ccxlic_runtime.kafka import EventProducer, topic_name
@@ -162,8 +162,11 @@ def build_app(
         input that moves the watermark closes them in its own transaction; this catches e.g. a shorter
         CCXLIC_LATENESS_SECONDS after a restart)."""
         for instance in handler.due():
-            async with lock, db.transaction() as tx:
-                await handler.touch(tx, instance)
+            try:
+                async with lock, db.transaction() as tx:
+                    await handler.touch(tx, instance)
+            except TRANSIENT_ERRORS as exc:  # e.g. another worker owns the instance now: it closes them itself
+                log.info("closing intervals deferred", extra={"instance": instance, "error": repr(exc)})
 
     async def kafka_ready() -> bool:
         """Ready once the consumer group has given this worker its partitions."""
