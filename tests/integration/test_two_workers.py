@@ -5,17 +5,24 @@ rebalance) has its save refused (ConcurrentUpdate), and the runtime retries the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
+import aiohttp
 import pytest
-from ccxlic_compliance.app import MIGRATIONS
+from ccxlic_compliance.app import MIGRATIONS, run
 from ccxlic_compliance.handler import ComplianceHandler
 from ccxlic_compliance.machine import Rules, replay
+from ccxlic_compliance.settings import ComplianceSettings
 from ccxlic_contract import Event, encode
 from ccxlic_contract.topics import TOPICS, topic_for
 from ccxlic_runtime.consumer import Delivery, RecordProcessor
 from ccxlic_runtime.db import Database, migrate
+from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.metrics import RuntimeMetrics
+from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.build import Build
+from ccxlic_testing.plugin import InProcess, Stack, drop_schema, until_ready
 from prometheus_client import CollectorRegistry
 
 from tests.unit.compliance.test_handler import T0, M, over_consumption
@@ -58,3 +65,83 @@ async def test_a_stale_worker_retries_on_what_the_other_one_wrote(db: Database, 
     ]
     published = await db.fetch("select count(*) as n from outbox")
     assert published[0]["n"] == len(expected)  # every transition published once, none twice
+
+
+# ---------------------------------------------------------------- two compliance processes' worth, on the broker
+
+
+@pytest.fixture
+def compliance_settings(stack: Stack, topic_prefix: str, pg_schema: str) -> ComplianceSettings:
+    return load_settings(
+        ComplianceSettings,
+        kafka_bootstrap_servers=stack.bootstrap,
+        database_url=stack.database_url,
+        topic_prefix=topic_prefix,
+        schema_name=pg_schema,
+        http_port=0,
+    )
+
+
+async def _state(port: int, instance: str) -> Any:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/v1/instances/{instance}/compliance") as r,
+    ):
+        return await r.json() if r.status == 200 else None
+
+
+async def _until(port: int, instances: list[str], check: Callable[[Any], bool], what: str) -> None:
+    for _ in range(300):
+        states = [await _state(port, i) for i in instances]
+        if all(s is not None and check(s) for s in states):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not every instance reached {what}: {states}")
+
+
+async def test_two_workers_in_one_group_keep_one_exact_history_per_instance(
+    compliance_settings: ComplianceSettings,
+    contract_topics: dict[str, str],
+    producer: EventProducer,
+    instance_id: str,
+) -> None:
+    """Two workers share the partitions; the one holding the clock partition handles a `*` tick for every instance,
+    including the other's, which then finds its cached copies stale. Every instance still ends with exactly the
+    history of its inputs replayed in order, and either worker's HTTP view answers for every instance."""
+    a, b = InProcess(run, compliance_settings), InProcess(run, compliance_settings)
+    try:
+        ports = [await a.started(), await b.started()]
+        for port in ports:
+            await until_ready(f"http://127.0.0.1:{port}")
+        builds = [Build(f"{instance_id}-{n}") for n in range(6)]  # spread over the 3 partitions
+        inputs: dict[str, list[Event]] = {x.instance: [] for x in builds}
+
+        async def each(make: Callable[[Build], Event], check: Callable[[Any], bool], what: str) -> None:
+            for x in builds:
+                event = make(x)
+                inputs[x.instance].append(event)
+                await producer.publish(event)
+            await _until(ports[0], [x.instance for x in builds], check, what)
+
+        await each(lambda x: x.entitle(T0, 10, 0, 0), lambda s: True, "entitled")
+        await each(lambda x: x.register(T0 + M), lambda s: s["authorization"] == "authorized", "registered")
+        await each(lambda x: x.usage(T0 + 2 * M, 11, 0), lambda s: s["over_stage"] == "detected", "over")
+        tick = builds[0].tick(T0 + 50 * M, every_instance=True)
+        for x in builds:
+            inputs[x.instance].append(tick)
+        await producer.publish(tick)
+        await _until(ports[1], [x.instance for x in builds], lambda s: s["authorization"] == "out_of_compliance", "OOC")
+        await each(lambda x: x.usage(T0 + 60 * M, 10, 0), lambda s: s["deficit"]["standard"] == 0, "recovered")
+        for x in builds:
+            _, expected = replay(x.instance, inputs[x.instance], Rules())
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{ports[1]}/v1/instances/{x.instance}/compliance/history"
+                async with http.get(url) as r:
+                    history = (await r.json())["transitions"]
+            assert [(h["seq"], h["cause"]["id"], h["state"]["authorization"]) for h in history] == [
+                (n, t.cause_id, t.view.authorization) for n, t in enumerate(expected, 1)
+            ], x.instance
+    finally:
+        await a.stopped()
+        await b.stopped()
+        await drop_schema(compliance_settings.database_url, compliance_settings.schema_name)
