@@ -24,9 +24,8 @@ from ccxlic_contract import Event
 from ccxlic_contract.events import AlertRaised, AlertResolved
 from ccxlic_contract.topics import ALERTS
 from ccxlic_runtime.kafka import EventProducer
-from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, free_port, wait_for_topic
+from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, free_port, service_settings, wait_for_topic
 from ccxlic_testing.sinks import Sinks
 
 pytestmark = pytest.mark.integration
@@ -40,13 +39,11 @@ D = timedelta(days=1)
 
 def _settings(stack: Stack, prefix: str, schema: str, sinks: Sinks, syslog: str = "udp") -> AlertingSettings:
     port = sinks.udp_port if syslog == "udp" else sinks.tcp_port
-    return load_settings(
+    return service_settings(
         AlertingSettings,
-        kafka_bootstrap_servers=stack.bootstrap,
-        database_url=stack.database_url,
-        topic_prefix=prefix,
-        schema_name=schema,
-        http_port=0,
+        stack,
+        prefix,
+        schema,
         syslog_url=f"{syslog}://127.0.0.1:{port}",
         smtp_host="127.0.0.1",
         smtp_port=sinks.smtp_port,

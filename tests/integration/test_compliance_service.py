@@ -25,9 +25,17 @@ from ccxlic_contract import Event
 from ccxlic_contract.events import ComplianceChanged, DeadLettered
 from ccxlic_contract.topics import COMPLIANCE, DEAD_LETTER, LIFECYCLE
 from ccxlic_runtime.kafka import EventProducer
-from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, free_port, until_ready, wait_for_topic
+from ccxlic_testing.plugin import (
+    InProcess,
+    ReadTopic,
+    Stack,
+    drop_schema,
+    free_port,
+    service_settings,
+    until_ready,
+    wait_for_topic,
+)
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -37,14 +45,7 @@ M = timedelta(minutes=1)
 
 @pytest.fixture
 def settings(stack: Stack, topic_prefix: str, pg_schema: str) -> ComplianceSettings:
-    return load_settings(
-        ComplianceSettings,
-        kafka_bootstrap_servers=stack.bootstrap,
-        database_url=stack.database_url,
-        topic_prefix=topic_prefix,
-        schema_name=pg_schema,
-        http_port=0,
-    )
+    return service_settings(ComplianceSettings, stack, topic_prefix, pg_schema)
 
 
 @pytest_asyncio.fixture

@@ -34,8 +34,16 @@ from ccxlic_contract.events import (
 )
 from ccxlic_contract.topics import CONSUMPTION
 from ccxlic_runtime.kafka import EventProducer
-from ccxlic_runtime.settings import load_settings
-from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, free_port, until_ready, wait_for_topic
+from ccxlic_testing.plugin import (
+    InProcess,
+    ReadTopic,
+    Stack,
+    drop_schema,
+    free_port,
+    service_settings,
+    until_ready,
+    wait_for_topic,
+)
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -73,14 +81,7 @@ class Inputs:
 
 @pytest.fixture
 def settings(stack: Stack, topic_prefix: str, pg_schema: str) -> ConsumptionSettings:
-    return load_settings(
-        ConsumptionSettings,
-        kafka_bootstrap_servers=stack.bootstrap,
-        database_url=stack.database_url,
-        topic_prefix=topic_prefix,
-        schema_name=pg_schema,
-        http_port=0,
-    )
+    return service_settings(ConsumptionSettings, stack, topic_prefix, pg_schema)
 
 
 @pytest_asyncio.fixture

@@ -20,9 +20,8 @@ from ccxlic_runtime.consumer import Delivery, RecordProcessor
 from ccxlic_runtime.db import Database, migrate
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.metrics import RuntimeMetrics
-from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import InProcess, Stack, drop_schema, until_ready
+from ccxlic_testing.plugin import InProcess, Stack, drop_schema, service_settings, until_ready
 from prometheus_client import CollectorRegistry
 
 from tests.unit.compliance.test_handler import T0, M, over_consumption
@@ -72,14 +71,7 @@ async def test_a_stale_worker_retries_on_what_the_other_one_wrote(db: Database, 
 
 @pytest.fixture
 def compliance_settings(stack: Stack, topic_prefix: str, pg_schema: str) -> ComplianceSettings:
-    return load_settings(
-        ComplianceSettings,
-        kafka_bootstrap_servers=stack.bootstrap,
-        database_url=stack.database_url,
-        topic_prefix=topic_prefix,
-        schema_name=pg_schema,
-        http_port=0,
-    )
+    return service_settings(ComplianceSettings, stack, topic_prefix, pg_schema)
 
 
 async def _state(port: int, instance: str) -> Any:

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from ccxlic_contract import TOPICS, decode_message
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.settings import RuntimeSettings, load_settings
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,22 @@ async def wait_for_topic(
         if until(got):
             return got
     return got
+
+
+S = TypeVar("S", bound=RuntimeSettings)
+
+
+def service_settings(cls: type[S], stack: Stack, topic_prefix: str, pg_schema: str, **overrides: Any) -> S:
+    """A service's settings for a test: the test's stack, topic prefix and schema, HTTP on a free port."""
+    return load_settings(
+        cls,
+        kafka_bootstrap_servers=stack.bootstrap,
+        database_url=stack.database_url,
+        topic_prefix=topic_prefix,
+        schema_name=pg_schema,
+        http_port=0,
+        **overrides,
+    )
 
 
 class InProcess:
