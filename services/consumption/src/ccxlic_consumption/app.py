@@ -23,6 +23,7 @@ from ccxlic_runtime.http import BadRequest, add_ops_routes, instance_param, json
 from ccxlic_runtime.kafka import EventProducer, topic_name
 from ccxlic_runtime.metrics import RuntimeMetrics
 from ccxlic_runtime.service import service_database
+from ccxlic_runtime.settings import ConfigError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ccxlic_consumption.handler import ConsumptionHandler
@@ -114,6 +115,19 @@ async def run(
                 await relay  # drains the outbox once more before returning
 
 
+def data_dir(settings: ConsumptionSettings, app_id: str) -> str:
+    """faust's data directory for the app, created (faust would create only its last level)."""
+    path = settings.data_dir / app_id
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"CCXLIC_CONSUMPTION_DATA_DIR={str(settings.data_dir)!r}: cannot create {exc.filename}: {exc.strerror};"
+            " point it at a directory this user can write"
+        ) from None
+    return str(path)
+
+
 def build_app(
     settings: ConsumptionSettings,
     db: Database,
@@ -123,10 +137,9 @@ def build_app(
 ) -> faust.App:
     prefix = settings.topic_prefix
     app_id = f"{prefix}{settings.group_id}"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         app_id,
-        datadir=str(settings.data_dir / app_id),
+        datadir=data_dir(settings, app_id),
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         store="memory://",
         autodiscover=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -18,9 +19,11 @@ class ConsumptionSettings(RuntimeSettings):
     group_id: str = Field("ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_GROUP")
     lateness_seconds: int = Field(300, validation_alias="CCXLIC_LATENESS_SECONDS", ge=0)
     max_session_seconds: int = Field(24 * 3600, validation_alias="CCXLIC_MAX_SESSION_SECONDS", ge=60)
-    # faust insists on a data directory (our tables live in PostgreSQL, so it stays empty); keep it out of the cwd
+    # faust insists on a data directory (our tables live in PostgreSQL, so it stays empty); keep it out of the cwd,
+    # and one per user, so two users of a machine do not trip over each other's
     data_dir: Path = Field(
-        Path(tempfile.gettempdir()) / "ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_DATA_DIR"
+        Path(tempfile.gettempdir()) / f"ccxlic-consumption-{os.getuid()}",
+        validation_alias="CCXLIC_CONSUMPTION_DATA_DIR",
     )
 
     def rules(self) -> Rules:
