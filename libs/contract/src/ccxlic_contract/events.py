@@ -11,37 +11,85 @@ Rules of the contract (it is public; see README "The event contract"):
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeInt,
+    StrictBool,
+    StrictInt,
     StringConstraints,
     field_validator,
+    model_validator,
 )
+
+# ---------------------------------------------------------------- limits (README "Errors and limits")
+
+MAX_MESSAGE_BYTES = 1_000_000
+"""A Kafka record's value larger than this is refused before it is parsed (the broker's default limit is ~1 MB)."""
+MAX_COUNT = 1_000_000
+"""Seats, ports and other counts are integers from 0 to this."""
+MAX_LIST = 10_000
+"""Rosters and witnesses list at most this many agents."""
+MAX_EXTENSIONS = 20
+EXTENSION_NAME_PATTERN = r"^[a-z0-9]{1,20}$"
+MAX_EXTENSION_CHARS = 2048
+MAX_TEXT = 2000
+"""Reasons, summaries and other free text."""
+MIN_YEAR, MAX_YEAR = 1970, 2999
 
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 ALL_INSTANCES = "*"
+TIME_PATTERN = (
+    r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""RFC 3339 with an offset, years 1970-2999, at most 9 fractional digits, no leap second."""
+_TIME = re.compile(TIME_PATTERN)
+MEDIA_TYPE_PATTERN = r"^application/json( *;[ -~]{0,200})?$"
+"""`datacontenttype`: JSON, with or without parameters (`application/json; charset=utf-8`)."""
 
 
-def _to_utc(value: datetime) -> datetime:
+def _rfc3339(value: object) -> object:
+    """Parse an RFC 3339 string ourselves (pydantic's parser also takes numbers, a space for T, no seconds...).
+    The year range is that of the time as written (its offset may carry it an hour into 3000 in UTC)."""
+    if isinstance(value, str):
+        if _TIME.match(value) is None:
+            raise ValueError(
+                "must be an RFC 3339 time with an offset (Z or +hh:mm) and seconds, years 1970-2999, "
+                "e.g. 2026-03-02T08:00:00Z"
+            )
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date on the calendar") from None
+    if not isinstance(value, datetime):
+        raise ValueError("must be an RFC 3339 time string, e.g. 2026-03-02T08:00:00Z")
+    if value.tzinfo is None:
+        raise ValueError("must be an RFC 3339 time with an offset (Z or +hh:mm), e.g. 2026-03-02T08:00:00Z")
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError("is out of range (years 1970-2999)")
     return value.astimezone(UTC)
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339), Field(json_schema_extra={"pattern": TIME_PATTERN})]
 """An RFC 3339 time with an offset, normalised to UTC. A time without an offset is an error."""
 
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
+"""A count of seats or ports: an integer (never `true`, `"3"` or `2.0`) from 0 to MAX_COUNT."""
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
 InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
 """A product instance id: 1-64 characters from [A-Za-z0-9._:-]."""
 
 InstanceOrAll = Annotated[str, StringConstraints(pattern=r"^(\*|[A-Za-z0-9._:-]{1,64})$")]
 AgentId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+Reason = Text
 
 Capability = Literal[
     "inbound_voice",
@@ -83,7 +131,7 @@ Severity = Literal["critical", "major", "warning"]
 class Data(BaseModel):
     """Base of every `data` payload: frozen, and strict about unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class Empty(Data):
@@ -99,8 +147,8 @@ class FailureReason(Data):
 
 class AgentSignedInData(Data):
     agent_id: AgentId
-    capabilities: tuple[Capability, ...] = ()
-    supervisor: bool = False
+    capabilities: Annotated[tuple[Capability, ...], Field(max_length=6, json_schema_extra={"uniqueItems": True})] = ()
+    supervisor: StrictBool = False
 
     @field_validator("capabilities")
     @classmethod
@@ -119,21 +167,16 @@ class RosterAgent(AgentSignedInData):
 
 
 class AgentRosterData(Data):
-    agents: tuple[RosterAgent, ...]
+    """Every agent signed in on the platform at `time`. An agent listed twice counts once, as its last entry says
+    (JSON Schema cannot say "unique by agent_id", and the codec accepts exactly what the schema does)."""
 
-    @field_validator("agents")
-    @classmethod
-    def _unique_agents(cls, value: tuple[RosterAgent, ...]) -> tuple[RosterAgent, ...]:
-        ids = [a.agent_id for a in value]
-        if len(set(ids)) != len(ids):
-            raise ValueError("agents must list each agent_id once")
-        return value
+    agents: Annotated[tuple[RosterAgent, ...], Field(max_length=MAX_LIST)]
 
 
 class PortsSampledData(Data):
-    inbound_ivr_ports: NonNegativeInt
-    outbound_ports: NonNegativeInt = 0
-    outbound_seats: NonNegativeInt = 0
+    inbound_ivr_ports: Count
+    outbound_ports: Count = 0
+    outbound_seats: Count = 0
 
 
 # ---------------------------------------------------------------- licensing control
@@ -141,10 +184,10 @@ class PortsSampledData(Data):
 
 class EntitlementsSetData(Data):
     license_type: Literal["flex"] = "flex"
-    standard_seats: NonNegativeInt
-    premium_seats: NonNegativeInt
-    ivr_ports: NonNegativeInt
-    overage_allowed: bool = True
+    standard_seats: Count
+    premium_seats: Count
+    ivr_ports: Count
+    overage_allowed: StrictBool = True
     deployment: Deployment = "production"
 
 
@@ -153,9 +196,9 @@ class InstanceRegisteredData(Data):
 
 
 class ReservationInstalledData(Data):
-    standard_seats: NonNegativeInt
-    premium_seats: NonNegativeInt
-    ivr_ports: NonNegativeInt
+    standard_seats: Count
+    premium_seats: Count
+    ivr_ports: Count
 
 
 # ---------------------------------------------------------------- outputs of our services
@@ -164,40 +207,40 @@ class ReservationInstalledData(Data):
 class Headroom(Data):
     """Seats or ports still free. `null` means unlimited (evaluation: no entitlements set yet)."""
 
-    standard: NonNegativeInt | None
-    premium: NonNegativeInt | None
-    ivr_ports: NonNegativeInt | None
+    standard: Count | None
+    premium: Count | None
+    ivr_ports: Count | None
 
 
 class ConsumptionChangedData(Data):
-    standard: NonNegativeInt
-    premium: NonNegativeInt
-    ivr_ports: NonNegativeInt
-    outbound_ports: NonNegativeInt
-    outbound_seats: NonNegativeInt
+    standard: Count
+    premium: Count
+    ivr_ports: Count
+    outbound_ports: Count
+    outbound_seats: Count
     headroom: Headroom
 
 
 class Peak(Data):
-    standard: NonNegativeInt
-    premium: NonNegativeInt
-    agents: NonNegativeInt
-    ivr_ports: NonNegativeInt
-    outbound_ports: NonNegativeInt
-    outbound_seats: NonNegativeInt
+    standard: Count
+    premium: Count
+    agents: Count
+    ivr_ports: Count
+    outbound_ports: Count
+    outbound_seats: Count
 
 
 class WitnessAgent(Data):
     agent_id: AgentId
     license: License
-    why: str
+    why: Annotated[str, StringConstraints(max_length=200)]
 
 
 class PeakWitness(Data):
     """When a peak was first reached (null when it is 0) and, for seats, who was signed in at that instant."""
 
     at: UtcDatetime | None
-    agents: tuple[WitnessAgent, ...] = ()
+    agents: Annotated[tuple[WitnessAgent, ...], Field(max_length=MAX_LIST)] = ()
 
 
 class Witness(Data):
@@ -212,7 +255,7 @@ class Witness(Data):
 class IntervalClosedData(Data):
     interval_start: UtcDatetime
     interval_end: UtcDatetime
-    revision: Annotated[int, Field(ge=1)]
+    revision: Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)]
     peak: Peak
     witness: Witness
 
@@ -224,15 +267,15 @@ class SignInRejectedData(Data):
 
 
 class Enforcement(Data):
-    active: bool
-    reasons: tuple[EnforcementReason, ...] = ()
+    active: StrictBool
+    reasons: Annotated[tuple[EnforcementReason, ...], Field(max_length=3)] = ()
     since: UtcDatetime | None = None
 
 
 class Deficit(Data):
-    standard: NonNegativeInt
-    premium: NonNegativeInt
-    ivr_ports: NonNegativeInt
+    standard: Count
+    premium: Count
+    ivr_ports: Count
 
 
 class Deadlines(Data):
@@ -254,12 +297,24 @@ class ComplianceChangedData(Data):
     deadlines: Deadlines
 
 
+DetailKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+DetailValue = (
+    Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+    | StrictInt
+    | StrictBool
+    | None
+    | Annotated[tuple[Annotated[str, StringConstraints(max_length=64)], ...], Field(max_length=16)]
+    | Annotated[dict[DetailKey, Count], Field(max_length=16)]
+)
+"""An alert detail: text, a number, a flag, a list of names, or counts by name."""
+
+
 class AlertRaisedData(Data):
     alert_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     alert: AlertName
     severity: Severity
-    summary: str
-    details: dict[str, Any] = Field(default_factory=dict)
+    summary: Text
+    details: Annotated[dict[DetailKey, DetailValue], Field(max_length=32)] = Field(default_factory=dict)
 
 
 class AlertResolvedData(Data):
@@ -267,29 +322,81 @@ class AlertResolvedData(Data):
     alert: AlertName
 
 
+MAX_DEAD_LETTER_PAYLOAD = 65536
+"""A dead letter carries at most this many bytes of the refused record (a prefix; its size and SHA-256 say which)."""
+
+
+class DeadLetterHeader(Data):
+    name: Annotated[str, StringConstraints(max_length=256)]
+    value_base64: Annotated[str, StringConstraints(max_length=1368)] | None  # 1 KiB of the value at most
+
+
 class DeadLetterData(Data):
-    topic: str
-    partition: NonNegativeInt
-    offset: NonNegativeInt
-    key: str | None
-    error: str
-    payload_base64: str
+    topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
+    partition: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
+    offset: Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+    key: Annotated[str, StringConstraints(max_length=1024)] | None
+    error: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    payload_base64: Annotated[str, StringConstraints(max_length=(MAX_DEAD_LETTER_PAYLOAD + 2) // 3 * 4)]
+    payload_size: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
+    """The size of the original value in bytes (null: no value)."""
+    payload_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """SHA-256 of the whole original value, hex: find the original by topic, partition and offset."""
+    payload_truncated: StrictBool = False
+    headers: Annotated[tuple[DeadLetterHeader, ...], Field(max_length=64)] = ()
 
 
 # ---------------------------------------------------------------- the envelope
 
 
-class CloudEvent(BaseModel):
-    """The CloudEvents 1.0 envelope every type shares. Extension attributes are accepted and kept."""
+ExtensionValue = (
+    Annotated[str, StringConstraints(max_length=MAX_EXTENSION_CHARS)]
+    | Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
+    | StrictBool
+)
+"""A CloudEvents extension attribute: a string, a 32-bit integer or a boolean."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+
+def _envelope_schema(schema: dict[str, Any]) -> None:
+    """What the model enforces beyond its fields: extension names and count, and `type` (which tells the types
+    apart, so the schema requires it although a model built in Python fills it in)."""
+    schema["propertyNames"] = {"pattern": EXTENSION_NAME_PATTERN}
+    schema["maxProperties"] = 8 + MAX_EXTENSIONS
+    schema["required"] = sorted({*schema.get("required", ()), "type"})
+
+
+class CloudEvent(BaseModel):
+    """The CloudEvents 1.0 envelope every type shares. Extension attributes are accepted and kept: at most
+    MAX_EXTENSIONS, named by 1-20 lowercase letters or digits."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="allow",
+        strict=True,
+        json_schema_extra=_envelope_schema,
+    )
+    __pydantic_extra__: dict[str, ExtensionValue] = Field(init=False)
 
     specversion: Literal["1.0"] = "1.0"
     id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     source: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     time: UtcDatetime
     subject: InstanceId
-    datacontenttype: Literal["application/json"] = "application/json"
+    datacontenttype: Annotated[str, StringConstraints(pattern=MEDIA_TYPE_PATTERN)] = "application/json"
+
+    @model_validator(mode="after")
+    def _extensions(self) -> CloudEvent:
+        extra = self.__pydantic_extra__
+        if extra:
+            if len(extra) > MAX_EXTENSIONS:
+                raise ValueError(f"at most {MAX_EXTENSIONS} extension attributes; got {len(extra)}")
+            for name in extra:
+                if _EXTENSION_NAME.match(name) is None:
+                    raise ValueError(f"extension attribute name {name[:40]!r} must be 1-20 lowercase letters or digits")
+        return self
+
+
+_EXTENSION_NAME = re.compile(EXTENSION_NAME_PATTERN)
 
 
 class AgentSignedIn(CloudEvent):

@@ -84,7 +84,7 @@ class Build:
             {"agent_id": a, "capabilities": ()} if isinstance(a, str) else {"agent_id": a[0], "capabilities": a[1]}
             for a in agents
         ]
-        return self._event(AgentRoster, t, AgentRosterData.model_validate({"agents": listed}))
+        return self._event(AgentRoster, t, AgentRosterData.model_validate({"agents": tuple(listed)}))
 
     def ports(self, t: datetime, ivr: int, outbound_ports: int = 0, outbound_seats: int = 0) -> Event:
         data = PortsSampledData(inbound_ivr_ports=ivr, outbound_ports=outbound_ports, outbound_seats=outbound_seats)

@@ -31,6 +31,7 @@ from ccxlic_contract.events import (
     ComplianceChangedData,
     ConsumptionChanged,
     ConsumptionFailed,
+    DetailValue,
     RegistrationRenewalFailed,
     RegistrationRenewed,
     ReportingFailed,
@@ -181,7 +182,7 @@ class Active(BaseModel):
     severity: Severity
     raised_at: datetime
     summary: str
-    details: dict[str, Any] = {}
+    details: dict[str, DetailValue] = {}
     deadline: datetime | None = None
     notified_at: datetime | None = None  # the last notification; None while held back
     stage: int = 0  # EvaluationExpiring: how many warning thresholds have passed
@@ -252,7 +253,7 @@ def step(state: State, event: Event, rules: Rules, silences: Sequence[Silence] =
     resolved: list[Resolved] = []
 
     def raise_(
-        alert: AlertName, summary: str, details: dict[str, Any], deadline: datetime | None, stage: int = 0
+        alert: AlertName, summary: str, details: dict[str, DetailValue], deadline: datetime | None, stage: int = 0
     ) -> None:
         if alert in active:
             return
@@ -348,7 +349,7 @@ def _ladder(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) 
         ),
         "EnforcementMode": (
             f"{instance} is in Enforcement since {_t(c.enforcement.since)} ({', '.join(c.enforcement.reasons)})",
-            {"reasons": list(c.enforcement.reasons), "since": _t(c.enforcement.since)},
+            {"reasons": tuple(c.enforcement.reasons), "since": _t(c.enforcement.since)},
             None,
         ),
     }
