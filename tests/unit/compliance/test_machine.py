@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from ccxlic_compliance.machine import Rules, State, Transition, replay, step
+from ccxlic_compliance.machine import Counts, Rules, State, Transition, replay, step
 from ccxlic_contract.codec import Event
 from ccxlic_testing.build import Build
 from hypothesis import given, settings
@@ -305,6 +305,22 @@ CASES = [
         lambda b: [b.entitle(T0, 1, 1, deployment="non_production"), b.usage(T0, 1, 0), b.tick(T0 + 365 * D)],
         {"authorization": "evaluation_expired", "enforcement.active": False, "deadlines.enforcement_at": None},
     ),
+    Case(
+        "non-production out of compliance past the 90-day grace stays out of compliance, never enforced",
+        lambda b: [
+            b.entitle(T0, 10, 10, deployment="non_production"),
+            b.register(T0),
+            b.usage(T0 + M, 0, 11),
+            b.tick(T0 + 200 * D),
+        ],
+        {"authorization": "out_of_compliance", "enforcement.active": False, "deadlines.enforcement_at": None},
+        rules=LONG_AUTH,
+    ),
+    Case(
+        "non-production without communication for 180 days: authorization expired, never enforced",
+        lambda b: [b.entitle(T0, 10, 10, deployment="non_production"), b.register(T0), b.tick(T0 + 400 * D)],
+        {"authorization": "authorization_expired", "enforcement.active": False},
+    ),
     # time and order
     Case(
         "a late over-consumption fires the ladder it missed, stamped at its deadlines",
@@ -374,6 +390,7 @@ def test_state_round_trips_through_json() -> None:
 KINDS = (
     "usage",
     "entitle",
+    "entitle_lab",
     "register",
     "deregister",
     "renew_auth",
@@ -390,6 +407,7 @@ def _event(b: Build, kind: str, t: datetime, n: int) -> Event:
     return {
         "usage": lambda: b.usage(t, n % 13, n % 7, n % 3),
         "entitle": lambda: b.entitle(t, 8 + n % 4, 4 + n % 3, 2),
+        "entitle_lab": lambda: b.entitle(t, 8 + n % 4, 4 + n % 3, 2, deployment="non_production"),
         "register": lambda: b.register(t),
         "deregister": lambda: b.deregister(t),
         "renew_auth": lambda: b.authorization_renewed(t),
@@ -473,3 +491,53 @@ def test_invariants_hold_after_every_input(steps: list[tuple[str, int, int]], ti
         if v.authorization in ("evaluation", "no_licenses_in_use", "evaluation_expired"):
             assert v.deficit.standard == v.deficit.premium == v.deficit.ivr_ports == 0
         assert s.evaluation_used <= RULES.evaluation
+
+
+# ---------------------------------------------------------------- termination, from any state
+
+_times = st.integers(0, 60 * 24 * 900).map(lambda m: T0 + m * M)
+_counts = st.builds(Counts, standard=st.integers(0, 15), premium=st.integers(0, 15), ivr_ports=st.integers(0, 5))
+any_state = st.builds(
+    State,
+    instance=st.just("i"),
+    now=st.none() | _times,
+    deployment=st.sampled_from(["production", "non_production"]),
+    entitled=st.none() | _counts,
+    reserved=st.none() | _counts,
+    usage=_counts,
+    interval_start=st.none() | _times,
+    interval_peak=_counts,
+    registration=st.sampled_from(["unregistered", "registered", "registration_expired", "reserved"]),
+    ever_used=st.booleans(),
+    evaluation_used=st.integers(0, 120).map(lambda d: d * D),
+    evaluation_since=st.none() | _times,
+    evaluation_expired=st.booleans(),
+    last_communication=st.none() | _times,
+    registration_valid_until=st.none() | _times,
+    authorization_expired=st.booleans(),
+    over_since=st.none() | _times,
+    over_stage=st.none() | st.sampled_from(["detected", "imminent"]),
+    ooc_since=st.none() | _times,
+    enforcement_reasons=st.lists(
+        st.sampled_from(["evaluation_expired", "out_of_compliance_expired", "authorization_expired"]), unique=True
+    ).map(lambda r: tuple(sorted(r))),
+    enforcement_since=st.none() | _times,
+)
+
+
+@settings(max_examples=int(__import__("os").environ.get("CCXLIC_FUZZ_EXAMPLES", "300")), deadline=None)
+@given(
+    any_state,
+    st.lists(
+        st.tuples(st.sampled_from((*KINDS, "tick")), st.integers(0, 60 * 24 * 1200), st.integers(0, 100)),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_every_step_returns_from_any_state(state: State, inputs: list[tuple[str, int, int]]) -> None:
+    """Whatever the state (every deadline combination, non-production, a reservation, expired anything) and input,
+    `step` settles its deadlines within MAX_FIRES firings instead of looping."""
+    b = Build("i")
+    for kind, minute, n in inputs:
+        event = b.tick(T0 + minute * M) if kind == "tick" else _event(b, kind, T0 + minute * M, n)
+        state = step(state, event, RULES).state

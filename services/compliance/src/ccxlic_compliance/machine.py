@@ -224,12 +224,15 @@ def _deadlines(s: State, rules: Rules) -> list[tuple[datetime, int, Fire]]:
         if s.over_stage == "detected":
             out.append((s.over_since + rules.ooc_warning, 1, _ooc_imminent))
         out.append((s.over_since + rules.ooc_tolerance, 2, _ooc_starts))
-    if s.ooc_since is not None and "out_of_compliance_expired" not in s.enforcement_reasons:
+    # A grace that ends in enforcement is pending only where enforcement can happen (production): a deadline that
+    # fires without changing anything would stay due for ever.
+    production = s.deployment == "production"
+    if production and s.ooc_since is not None and "out_of_compliance_expired" not in s.enforcement_reasons:
         out.append((s.ooc_since + rules.ooc_grace, 3, _ooc_grace_ends))
     if s.registered() and s.last_communication is not None:
         if not s.authorization_expired:
             out.append((s.last_communication + rules.authorization_valid, 4, _authorization_expires))
-        elif "authorization_expired" not in s.enforcement_reasons:
+        elif production and "authorization_expired" not in s.enforcement_reasons:
             out.append(
                 (
                     s.last_communication + rules.authorization_valid + rules.authorization_grace,
@@ -317,8 +320,17 @@ def step(state: State, event: Event, rules: Rules) -> Step:
     return Step(s, tuple(out))
 
 
+MAX_FIRES = 16
+"""Deadlines one input can fire: each kind at most twice (a handful exist). More means a deadline that does not
+go away when it fires, a bug that would otherwise hold the service in a loop."""
+
+
+class DeadlinesDidNotSettle(RuntimeError):
+    """A deadline kept firing (see MAX_FIRES). The input is dead-lettered; the service goes on."""
+
+
 def _advance(s: State, until: datetime, event: Event, rules: Rules, out: list[Transition]) -> State:
-    while True:
+    for _ in range(MAX_FIRES):
         due = sorted((d for d in _deadlines(s, rules) if d[0] <= until), key=lambda d: (d[0], d[1]))
         if not due:
             return s
@@ -328,6 +340,7 @@ def _advance(s: State, until: datetime, event: Event, rules: Rules, out: list[Tr
         after = s.view(rules)
         if after != before:
             out.append(Transition(at, event.id, event.type, evidence, after))
+    raise DeadlinesDidNotSettle(f"{s.instance}: deadlines still due after {MAX_FIRES} fired, at {event.type} {event.id}")
 
 
 def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, str]:
