@@ -1,17 +1,16 @@
-"""An in-memory `ConsumptionStore`. tests/integration/test_consumption_store.py runs one suite against it and
-against `PgConsumptionStore`, so what the handler tests learn from it holds for PostgreSQL too."""
+"""An in-memory consumption store (the runtime's `Store` port). tests/integration/test_consumption_store.py runs one
+suite against it and against `PgConsumptionStore`, so what the handler tests learn from it holds for PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ccxlic_consumption.machine import Agent, Fact, InstanceState
-from ccxlic_consumption.peaks import IntervalPeaks
-from ccxlic_consumption.store import Book
+from ccxlic_consumption.decider import Consumption, Output, Recorded, Reported, Stored, Window
+from ccxlic_consumption.machine import Agent, Fact
+from ccxlic_contract.events import IntervalClosedData, Peak, Witness
 from ccxlic_runtime.db import ConcurrentUpdate
 from ccxlic_testing.fakes import InMemoryStore
 
@@ -19,61 +18,59 @@ from ccxlic_testing.fakes import InMemoryStore
 class FakeConsumptionStore(InMemoryStore):
     def __init__(self) -> None:
         # Like the tables: the instance row without its agents, the sessions, the facts and the reports.
-        self.instances: dict[str, tuple[InstanceState, Book]] = {}
+        self.rows: dict[
+            str, tuple[Consumption, int, int]
+        ] = {}  # instance -> (state without agents, version, partition)
         self.sessions: dict[str, dict[str, Agent]] = {}
         self.fact_rows: dict[tuple[str, datetime, str], Fact] = {}
-        self.report_rows: dict[tuple[str, datetime, int], dict[str, Any]] = {}
+        self.report_rows: dict[tuple[str, datetime, int], tuple[IntervalClosedData, datetime]] = {}
 
-    async def instance_ids(self, conn: Any) -> list[str]:
-        return list(self.instances)
-
-    async def load(self, conn: Any, instance: str) -> tuple[InstanceState, Book] | None:
-        found = self.instances.get(instance)
+    async def load(self, uow: Any, instance: str) -> tuple[Consumption, int] | None:
+        found = self.rows.get(instance)
         if found is None:
             return None
-        state, book = found
-        return replace(state, agents=dict(self.sessions.get(instance, {})), expiry_floor=None), book  # not stored
+        state, version, _ = found
+        live = replace(state.live, agents=dict(self.sessions.get(instance, {})), expiry_floor=None)  # not stored
+        return replace(state, live=live), version
 
-    async def save(self, conn: Any, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> int:
-        stored = self.instances.get(state.instance)
-        if (stored[1].version if stored else 0) != book.version:
-            raise ConcurrentUpdate("consumption.instances", state.instance)
-        version = book.version + 1
-        self.instances[state.instance] = (replace(state, agents={}), replace(book, version=version))
-        sessions = self.sessions.setdefault(state.instance, {})
-        for agent_id in changed_agents:
-            sessions[agent_id] = state.agents[agent_id]
-        return version
+    async def save(
+        self, uow: Any, instance: str, partition: int, before: Consumption | None, after: Consumption, version: int
+    ) -> int:
+        if (self.rows[instance][1] if instance in self.rows else 0) != version:
+            raise ConcurrentUpdate("consumption.instances", instance)
+        self.rows[instance] = (replace(after, live=replace(after.live, agents={})), version + 1, partition)
+        sessions = self.sessions.setdefault(instance, {})
+        old = before.live.agents if before is not None else {}
+        for agent_id, a in after.live.agents.items():
+            if old.get(agent_id) is not a:
+                sessions[agent_id] = a
+        return version + 1
 
-    async def add_facts(self, conn: Any, instance: str, facts: Sequence[Fact]) -> None:
-        for f in facts:
-            self.fact_rows.setdefault((instance, f.at, f.event_id), f)
+    async def write(self, uow: Any, instance: str, outputs: Sequence[Output]) -> None:
+        for o in outputs:
+            if isinstance(o, Recorded):
+                self.fact_rows.setdefault((instance, o.fact.at, o.fact.event_id), o.fact)
+            elif isinstance(o, Reported):
+                key = (instance, o.data.interval_start, o.data.revision)
+                if key in self.report_rows:
+                    raise KeyError(f"report {key} exists")  # the primary key in PostgreSQL
+                self.report_rows[key] = (o.data, o.at)
 
-    async def facts(self, conn: Any, instance: str, since: datetime, until: datetime) -> list[Fact]:
-        return [f for (i, at, _), f in self.fact_rows.items() if i == instance and since <= at < until]
+    async def read(self, uow: Any, instance: str, need: object) -> Stored:
+        assert isinstance(need, Window)
+        facts = tuple(f for (i, at, _), f in self.fact_rows.items() if i == instance and need.since <= at < need.until)
+        latest: dict[datetime, tuple[int, Peak, Witness]] = {}
+        for (i, start, revision), (data, _) in self.report_rows.items():
+            if i == instance and start in need.revise and revision > latest.get(start, (0,))[0]:
+                latest[start] = (revision, data.peak, data.witness)
+        return Stored(need, facts, latest)
 
-    async def latest_report(self, conn: Any, instance: str, start: datetime) -> tuple[int, str, str] | None:
-        revisions = [r for (i, s, r) in self.report_rows if i == instance and s == start]
-        if not revisions:
-            return None
-        row = self.report_rows[(instance, start, max(revisions))]
-        return row["revision"], json.dumps(row["peak"]), json.dumps(row["witness"])
+    async def instances(self, uow: Any, partition: int) -> list[str]:
+        return [i for i, (_, _, p) in self.rows.items() if p == partition]
 
-    async def add_report(
-        self, conn: Any, instance: str, result: IntervalPeaks, revision: int, peak: str, witness: str, at: datetime
-    ) -> None:
-        key = (instance, result.start, revision)
-        if key in self.report_rows:
-            raise KeyError(f"report {key} exists")  # the primary key in PostgreSQL
-        self.report_rows[key] = {
-            "interval_start": result.start,
-            "interval_end": result.end,
-            "revision": revision,
-            "peak": json.loads(peak),
-            "witness": json.loads(witness),
-            "closed_at": at,
-        }
+    async def env(self, uow: Any) -> None:
+        return None
 
-    async def reports(self, conn: Any, instance: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-        keys = sorted(k for k in self.report_rows if k[0] == instance and since <= k[1] < until)
-        return [dict(self.report_rows[k]) for k in keys]
+    def reports(self, instance: str) -> list[IntervalClosedData]:
+        """Every report of the instance, by interval start and revision (what views.intervals lists)."""
+        return [self.report_rows[k][0] for k in sorted(k for k in self.report_rows if k[0] == instance)]

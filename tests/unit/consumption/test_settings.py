@@ -1,31 +1,25 @@
-"""The consumption computer's own settings: faust's data directory."""
+"""The consumption computer's own settings: the event-time skew check."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-from ccxlic_consumption.app import data_dir
 from ccxlic_consumption.settings import ConsumptionSettings
 from ccxlic_runtime.settings import ConfigError, load_settings
 
 
-def test_the_data_directory_is_per_user_under_the_temp_dir_and_created(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv("CCXLIC_CONSUMPTION_DATA_DIR", raising=False)
-    assert (
-        load_settings(ConsumptionSettings).data_dir == Path(tempfile.gettempdir()) / f"ccxlic-consumption-{os.getuid()}"
-    )
-    monkeypatch.setenv("CCXLIC_CONSUMPTION_DATA_DIR", str(tmp_path / "a" / "b"))
-    made = data_dir(load_settings(ConsumptionSettings), "app-1")
-    assert Path(made) == tmp_path / "a" / "b" / "app-1" and Path(made).is_dir()
+def test_the_skew_check_defaults_to_a_day_and_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CCXLIC_MAX_EVENT_SKEW", raising=False)
+    assert load_settings(ConsumptionSettings).max_event_skew == timedelta(days=1)
+    monkeypatch.setenv("CCXLIC_MAX_EVENT_SKEW", "off")
+    assert load_settings(ConsumptionSettings).max_event_skew is None
+    monkeypatch.setenv("CCXLIC_MAX_EVENT_SKEW", "PT2H")
+    assert load_settings(ConsumptionSettings).max_event_skew == timedelta(hours=2)
 
 
-def test_a_data_directory_that_cannot_be_made_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / "a-file").write_text("")
-    monkeypatch.setenv("CCXLIC_CONSUMPTION_DATA_DIR", str(tmp_path / "a-file" / "below"))
-    with pytest.raises(ConfigError, match=r"CCXLIC_CONSUMPTION_DATA_DIR=.*a-file/below.*cannot create"):
-        data_dir(load_settings(ConsumptionSettings), "app-1")
+@pytest.mark.parametrize("value", ["-1d", "soon"])
+def test_a_bad_skew_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CCXLIC_MAX_EVENT_SKEW", value)
+    with pytest.raises(ConfigError, match="CCXLIC_MAX_EVENT_SKEW"):
+        load_settings(ConsumptionSettings)

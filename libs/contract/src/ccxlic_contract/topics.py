@@ -1,4 +1,10 @@
-"""The topic registry: every topic of the contract, its key rule and the types it may carry."""
+"""The topic registry: every topic of the contract, its key rule and the types it may carry.
+
+Each type has one topic it is published to (`topic_for`). The chain's topics also carry, unchanged and in the order
+handled, inputs the next service needs (`forwards`): the consumption computer forwards entitlements, lifecycle
+events and each instance's clock ticks on `licensing.consumption`; compliance forwards the failures alerting
+raises alerts for, their recoveries and the ticks on `licensing.compliance`.
+"""
 
 from __future__ import annotations
 
@@ -47,9 +53,10 @@ class Topic:
     publisher: str
     compacted: bool = False
     partitions: int = 3
+    forwards: frozenset[str] = frozenset()
 
     def allows(self, event_type: str) -> bool:
-        return event_type in self.types
+        return event_type in self.types or event_type in self.forwards
 
 
 def _types(*classes: type[CloudEvent]) -> frozenset[str]:
@@ -80,14 +87,33 @@ LIFECYCLE = Topic(
     "subject",
     "smart agent / admin",
 )
-CLOCK = Topic("licensing.clock", _types(ClockTicked), "subject", "ticker", partitions=1)
+CLOCK = Topic("licensing.clock", _types(ClockTicked), "subject", "ticker")
 CONSUMPTION = Topic(
     "licensing.consumption",
     _types(ConsumptionChanged, IntervalClosed, SignInRejected, ConsumptionFailed),
     "subject",
     "consumption computer",
+    forwards=ENTITLEMENTS.types | LIFECYCLE.types | CLOCK.types,
 )
-COMPLIANCE = Topic("licensing.compliance", _types(ComplianceChanged), "subject", "compliance")
+COMPLIANCE = Topic(
+    "licensing.compliance",
+    _types(ComplianceChanged),
+    "subject",
+    "compliance",
+    forwards=_types(
+        AuthorizationRenewalFailed,
+        AuthorizationRenewed,
+        RegistrationRenewalFailed,
+        RegistrationRenewed,
+        ReportingFailed,
+        ReportingSucceeded,
+        SmartAgentInitFailed,
+        SmartAgentInitialized,
+        ConsumptionFailed,
+        ConsumptionChanged,
+        ClockTicked,
+    ),
+)
 ALERTS = Topic("licensing.alerts", _types(AlertRaised, AlertResolved), "subject", "alerting")
 DEAD_LETTER = Topic("licensing.dead-letter", _types(DeadLettered), "subject", "any service", partitions=1)
 

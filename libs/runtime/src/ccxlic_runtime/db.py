@@ -13,9 +13,10 @@ published leaves the rows to publish after restart (consumers dedupe by event id
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from importlib import resources
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from ccxlic_contract import Event, encode, key_for, topic_for
+from ccxlic_contract import Event, Topic, encode, key_for, topic_for
+from ccxlic_contract.events import MAX_MESSAGE_BYTES
 
 from ccxlic_runtime.kafka import EventProducer, topic_name
 
@@ -112,34 +114,12 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable) -> lis
 
 
 class Transaction:
-    """One unit of work: the dedup record, the state and the outgoing events, committed together."""
+    """One unit of work: the dedup records, the state and the outgoing events, committed together."""
 
     def __init__(self, conn: Connection, producer_prefix: str) -> None:
         self.conn = conn
         self._prefix = producer_prefix
         self.emitted = 0
-        self.scratch: dict[Any, Any] = {}
-        """Working state of this transaction: later inputs of a batch see what earlier ones changed."""
-        self._after_commit: list[Callable[[], None]] = []
-        self._before_commit: dict[Any, Callable[[Transaction], Awaitable[None]]] = {}
-
-    def before_commit(self, key: Any, callback: Callable[[Transaction], Awaitable[None]]) -> None:
-        """Run `await callback(tx)` once, just before commit (one per key): batch-level work such as flushing the
-        state that several inputs of a batch changed."""
-        self._before_commit.setdefault(key, callback)
-
-    async def _finish(self) -> None:
-        while self._before_commit:
-            key = next(iter(self._before_commit))
-            await self._before_commit.pop(key)(self)
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run `callback` once the transaction has committed (e.g. to update an in-memory cache); never on rollback."""
-        self._after_commit.append(callback)
-
-    def _committed(self) -> None:
-        for callback in self._after_commit:
-            callback()
 
     async def claim(self, key: str) -> bool:
         """Record that the input `key` is handled. False when it was handled before: then do nothing."""
@@ -159,15 +139,26 @@ class Transaction:
         )
         return {r["event_key"] for r in rows}
 
-    async def emit(self, *events: Event) -> None:
-        """Queue events for publication; they go out only if this transaction commits."""
+    async def emit(self, *events: Event, topic: Topic | None = None) -> None:
+        """Queue events for publication, in order, on `topic` (default: the topic of each event's type); they go out
+        only if this transaction commits. An event larger than the broker takes is refused here, not at the relay,
+        where it would block every event after it."""
         if not events:
             return
-        await self.conn.executemany(
-            "insert into outbox(topic, key, value) values ($1, $2, $3)",
-            [(topic_name(topic_for(e.type), self._prefix), key_for(e), encode(e)) for e in events],
-        )
+        rows = []
+        for e in events:
+            destination = topic or topic_for(e.type)
+            if not destination.allows(e.type):
+                raise ValueError(f"{e.type} does not belong on {destination.name}")
+            value = encode(e)
+            if len(value) > MAX_MESSAGE_BYTES:
+                raise ValueError(f"{e.type} {e.id} is {len(value):,} bytes, more than {MAX_MESSAGE_BYTES:,}")
+            rows.append((topic_name(destination, self._prefix), key_for(e), value))
+        await self._queue(rows)
         self.emitted += len(events)
+
+    async def _queue(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+        await self.conn.executemany("insert into outbox(topic, key, value) values ($1, $2, $3)", rows)
 
 
 class Database:
@@ -185,8 +176,6 @@ class Database:
             tx = Transaction(conn, self.topic_prefix)
             async with conn.transaction():
                 yield tx
-                await tx._finish()
-        tx._committed()
         if tx.emitted:
             self.outbox_ready.set()
 
@@ -202,33 +191,81 @@ class Database:
             return False
 
 
-async def relay_outbox(db: Database, producer: EventProducer, stop: asyncio.Event, *, batch: int = 1000) -> None:
-    """Publish committed outbox rows in order, then delete them; runs until `stop` is set, then drains once more."""
-    while True:
-        published = await publish_outbox_once(db, producer, batch=batch)
-        if published:
-            continue
-        if stop.is_set():
-            return
-        db.outbox_ready.clear()
-        waiter = asyncio.ensure_future(db.outbox_ready.wait())
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        stopper.cancel()
+class Relay:
+    """Publishes committed outbox rows in order, then deletes them, until stopped (then it drains once more).
+
+    One relay publishes for a schema at a time (a PostgreSQL advisory lock): two workers of a service share its
+    outbox, and two relays would each publish rows the other had not deleted yet. A failure (the broker or the
+    database away) is retried with backoff, never fatal; `failing_since` tells /readyz, and the metrics count it.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        producer: EventProducer,
+        *,
+        on_failure: Callable[[], None] | None = None,
+        on_published: Callable[[int], None] | None = None,
+        batch: int = 1000,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.producer = producer
+        self.batch = batch
+        self.max_backoff = max_backoff
+        self.on_failure = on_failure
+        self.on_published = on_published
+        self.failing_since: float | None = None
+        self.failure = ""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                published = await self.once()
+            except Exception as exc:  # a blip of the broker or the database: keep the rows, try again
+                if self.failing_since is None:
+                    self.failing_since = asyncio.get_running_loop().time()
+                self.failure = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if self.on_failure is not None:
+                    self.on_failure()
+                log.warning("outbox relay failed; retrying", extra={"error": repr(exc), "retry_in_s": backoff})
+                if stop.is_set():
+                    log.error("stopping with outbox rows not published; they go out after the restart")
+                    return
+                await _sleep_or_stop(backoff, stop)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            self.failing_since, backoff = None, 0.1
+            if published:
+                continue
+            if stop.is_set():
+                return
+            self.db.outbox_ready.clear()
+            waiter = asyncio.ensure_future(self.db.outbox_ready.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+
+    async def once(self) -> int:
+        """Publish up to `batch` rows while holding the schema's relay lock; return how many went out."""
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("select pg_try_advisory_xact_lock(hashtext($1))", f"outbox:{self.db.schema}"):
+                return 0  # another worker's relay publishes this schema's outbox now
+            rows = await conn.fetch("select seq, topic, key, value from outbox order by seq limit $1", self.batch)
+            if not rows:
+                return 0
+            await self.producer.send_records([(r["topic"], r["key"], r["value"]) for r in rows])
+            await conn.execute("delete from outbox where seq = any($1::bigint[])", [r["seq"] for r in rows])
+        if self.on_published is not None:
+            self.on_published(len(rows))
+        return len(rows)
 
 
-async def publish_outbox_once(db: Database, producer: EventProducer, *, batch: int = 1000) -> int:
-    """Publish up to `batch` rows; return how many went out."""
-    rows: Sequence[asyncpg.Record] = await db.fetch(
-        "select seq, topic, key, value from outbox order by seq limit $1", batch
-    )
-    if not rows:
-        return 0
-    await producer.send_records([(r["topic"], r["key"], r["value"]) for r in rows])
-    async with db.pool.acquire() as conn:
-        await conn.execute("delete from outbox where seq = any($1::bigint[])", [r["seq"] for r in rows])
-    return len(rows)
+async def _sleep_or_stop(seconds: float, stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def prune_processed(db: Database, older_than: timedelta, *, chunk: int = 10000) -> int:

@@ -1,8 +1,8 @@
 """The ops HTTP server every service runs: `/metrics`, `/healthz`, `/readyz`, plus the service's own routes.
 
 - `/healthz` answers 200 while the process runs its event loop.
-- `/readyz` answers 200 when every readiness check passes (Kafka consumer joined, database answering), else 503
-  with the failing checks named.
+- `/readyz` answers 200 when every readiness check passes (Kafka consumer joined and making progress, the outbox
+  relay publishing, the database answering), else 503 with the failing checks named and why.
 - `/metrics` is the Prometheus text format of the injected registry.
 """
 
@@ -21,7 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 log = logging.getLogger(__name__)
 
-ReadinessCheck = Callable[[], Awaitable[bool]]
+ReadinessCheck = Callable[[], Awaitable[bool | str]]
+"""True when ready; False, or a string that says why, when not."""
 
 
 def _json_default(value: Any) -> Any:
@@ -104,14 +105,21 @@ def add_ops_routes(
         return json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        results = {}
+        results: dict[str, bool] = {}
+        problems: dict[str, str] = {}
         for name, check in checks.items():
             try:
-                results[name] = await check()
-            except Exception:
-                results[name] = False
+                answer = await check()
+            except Exception as exc:
+                answer = f"check failed: {exc!r}"
+            results[name] = answer is True
+            if answer is not True:
+                problems[name] = answer if isinstance(answer, str) else "not ready"
         ok = all(results.values())
-        return json_response({"ready": ok, "checks": results}, status=200 if ok else 503)
+        body: dict[str, Any] = {"ready": ok, "checks": results}
+        if problems:
+            body["problems"] = problems
+        return json_response(body, status=200 if ok else 503)
 
     router.add_get("/metrics", metrics)
     router.add_get("/healthz", healthz)

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from ccxlic_contract import STRUCTURED_CONTENT_TYPE, TOPICS, Event, Topic, encode, key_for, topic_for
+from ccxlic_contract.events import ALL_INSTANCES, ClockTicked
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,14 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
     )
 
 
-async def ensure_topics(bootstrap: str, prefix: str = "", topics: Iterable[Topic] = TOPICS) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, prefix: str = "", topics: Iterable[Topic] = TOPICS, *, partitions: int | None = None
+) -> list[str]:
     """Create the contract topics that do not exist yet, with their partitions and configs. Returns those created.
 
-    faust does not create the source topics its agents read, so every service calls this before it starts.
+    Every topic keyed by instance gets `partitions` partitions (default: the contract's), so the inputs are
+    co-partitioned. Records are stamped by the broker (`LogAppendTime`): the record timestamp is when the record
+    reached the broker, whatever the publisher's clock says (the consumption computer compares event times with it).
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     await admin.start()
@@ -63,9 +68,12 @@ async def ensure_topics(bootstrap: str, prefix: str = "", topics: Iterable[Topic
         new = [
             NewTopic(
                 name=topic_name(t, prefix),
-                num_partitions=t.partitions,
+                num_partitions=t.partitions if partitions is None or t.partitions == 1 else partitions,
                 replication_factor=1,
-                topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
+                topic_configs={
+                    "message.timestamp.type": "LogAppendTime",
+                    **({"cleanup.policy": "compact"} if t.compacted else {}),
+                },
             )
             for t in wanted
         ]
@@ -76,6 +84,27 @@ async def ensure_topics(bootstrap: str, prefix: str = "", topics: Iterable[Topic
         return created
     finally:
         await admin.close()
+
+
+class NotCoPartitioned(RuntimeError):
+    """A service's input topics have different partition counts, so one instance's inputs would be split."""
+
+
+async def check_co_partitioned(bootstrap: str, names: Sequence[str]) -> dict[str, int]:
+    """The partition count of each topic; raise NotCoPartitioned when they differ."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+    finally:
+        await admin.close()
+    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    if len(set(counts.values())) > 1:
+        raise NotCoPartitioned(
+            "the input topics must have the same number of partitions (co-partitioned, keyed by instance), "
+            f"but they have {counts}; recreate them alike (CCXLIC_PARTITIONS) or add partitions to match"
+        )
+    return counts
 
 
 class EventProducer:
@@ -111,19 +140,29 @@ class EventProducer:
 
     async def publish(self, event: Event) -> None:
         """Send one event to its topic and wait for the broker's acknowledgement."""
-        await self._producer.send_and_wait(
-            self.destination(event), encode(event), key=key_for(event), headers=CONTENT_TYPE_HEADERS
-        )
+        await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[Event]) -> None:
-        """Send events in order and wait until all are acknowledged."""
-        await self.send_records([(self.destination(e), key_for(e), encode(e)) for e in events])
+        """Send events in order and wait until all are acknowledged. A tick for every instance (`*`) goes to every
+        partition of the clock topic, so that every worker, which reads some of them, sees it."""
+        records: list[tuple[str, bytes | None, bytes, int | None]] = []
+        for e in events:
+            topic = self.destination(e)
+            if isinstance(e, ClockTicked) and e.subject == ALL_INSTANCES:
+                partitions = sorted(await self._producer.partitions_for(topic))
+                records += [(topic, key_for(e), encode(e), p) for p in partitions]
+            else:
+                records.append((topic, key_for(e), encode(e), None))
+        await self._send(records)
 
     async def send_records(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         """Send already-encoded (topic, key, value) records in order and wait for all acknowledgements."""
+        await self._send([(t, k, v, None) for t, k, v in records])
+
+    async def _send(self, records: Sequence[tuple[str, bytes | None, bytes, int | None]]) -> None:
         futures = [
-            await self._producer.send(topic, value, key=key, headers=CONTENT_TYPE_HEADERS)
-            for topic, key, value in records
+            await self._producer.send(topic, value, key=key, partition=partition, headers=CONTENT_TYPE_HEADERS)
+            for topic, key, value, partition in records
         ]
         if futures:
             await asyncio.gather(*futures)

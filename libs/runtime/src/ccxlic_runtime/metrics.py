@@ -30,6 +30,15 @@ class RuntimeMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         )
+        self.relay_failures = Counter(
+            "ccxlic_outbox_relay_failures_total",
+            "Outbox relay attempts that failed (the broker or the database away) and will be retried",
+            ["service"],
+            registry=registry,
+        )
+        self.published = Counter(
+            "ccxlic_outbox_published_total", "Events the outbox relay published", ["service"], registry=registry
+        )
         self.consumed_timestamp = Gauge(
             "ccxlic_consumed_record_timestamp_seconds",
             "Kafka timestamp of the newest input record handled: time() minus this is how far the service is behind",

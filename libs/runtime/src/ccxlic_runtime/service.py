@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -19,12 +20,14 @@ from aiohttp import web
 from ccxlic_contract import TOPICS, Topic
 from prometheus_client import CollectorRegistry
 
-from ccxlic_runtime.consumer import ConsumerLoop, Handler, RecordProcessor
-from ccxlic_runtime.db import Database, create_pool, migrate, prune_processed, relay_outbox
+from ccxlic_runtime.db import Database, Relay, create_pool, migrate, prune_processed
 from ccxlic_runtime.http import OpsServer, ops_app
-from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.instances import Instances
+from ccxlic_runtime.kafka import EventProducer, check_co_partitioned, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.logs import configure_logging
+from ccxlic_runtime.loop import ConsumerLoop
 from ccxlic_runtime.metrics import RuntimeMetrics
+from ccxlic_runtime.policy import RecordProcessor
 from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,7 @@ async def service_database(settings: RuntimeSettings, schema: str, *migrations: 
     """What every service does first: wait for Kafka, create the contract topics, open its pool on its schema and
     apply its migrations. Yields its Database; closes the pool on the way out."""
     await wait_for_kafka(settings.kafka_bootstrap_servers)
-    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS)
+    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS, partitions=settings.partitions)
     pool = await create_pool(settings.database_url, schema, max_size=settings.db_pool_size)
     pruner: asyncio.Task[None] | None = None
     try:
@@ -98,31 +101,41 @@ async def _prune_hourly(db: Database, retention: timedelta) -> None:
         await asyncio.sleep(3600)
 
 
-async def run_consumer_service(
+async def run_service(
     *,
     service: str,
     settings: RuntimeSettings,
     db: Database,
     inputs: Sequence[Topic],
     group_id: str,
-    handler: Handler,
+    app: Instances[Any, Any, Any],
     registry: CollectorRegistry,
     http_port: int,
     routes: Callable[[web.Application], None],
     stop: asyncio.Event,
     tasks: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
     ready: Callable[[int], None] | None = None,
+    max_skew: timedelta | None = None,
 ) -> None:
-    """An aiokafka service: the consumer loop (the runtime's error policy), the outbox relay, the HTTP server (ops
-    routes + the service's `routes`) and any extra `tasks`, until `stop` is set or one of them fails."""
+    """A service: the consumer loop (event-time merge + the error policy) feeding `app`, the outbox relay, the HTTP
+    server (ops routes + the service's `routes`) and any extra `tasks`, until `stop` is set or one of them fails."""
+    await check_co_partitioned(settings.kafka_bootstrap_servers, [topic_name(t, settings.topic_prefix) for t in inputs])
+    metrics = RuntimeMetrics(registry)
+    loop: ConsumerLoop | None = None
+
+    def partitions(topic: str) -> int | None:
+        return loop.partitions(topic) if loop is not None else None
+
     processor = RecordProcessor(
         service=service,
-        topics=TOPICS,
+        inputs=inputs,
         prefix=settings.topic_prefix,
         db=db,
-        handler=handler,
-        metrics=RuntimeMetrics(registry),
+        app=app,
+        metrics=metrics,
         stop=stop,
+        partitions=partitions,
+        max_skew=max_skew,
     )
     loop = ConsumerLoop(
         processor,
@@ -130,19 +143,45 @@ async def run_consumer_service(
         group_id=f"{settings.topic_prefix}{group_id}",
         topics=[topic_name(t, settings.topic_prefix) for t in inputs],
         batch=settings.batch_size,
+        max_idle=settings.max_idle.total_seconds(),
+        on_assign=app.forget,
+        batch_delay=settings.test_batch_delay.total_seconds(),
     )
-
-    async def kafka_ready() -> bool:
-        return loop.ready.is_set()
-
-    app = ops_app(registry, {"database": db.ping, "kafka": kafka_ready})
-    routes(app)
-    server = OpsServer(app, settings.http_host, http_port)
     async with EventProducer(settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=service) as producer:
+        relay = Relay(
+            db,
+            producer,
+            on_failure=metrics.relay_failures.labels(service).inc,
+            on_published=metrics.published.labels(service).inc,
+        )
+        consuming = loop
+
+        async def kafka_ready() -> bool:
+            return consuming.ready.is_set()
+
+        async def consumer_progressing() -> bool | str:
+            if processor.retrying_since is not None:
+                return f"retrying a batch since {time.monotonic() - processor.retrying_since:.0f} s: {processor.retrying_reason}"
+            return consuming.stalled() or True
+
+        async def relay_publishing() -> bool | str:
+            if relay.failing_since is not None:
+                return f"failing: {relay.failure}"
+            return True
+
+        checks = {
+            "database": db.ping,
+            "kafka": kafka_ready,
+            "consumer": consumer_progressing,
+            "relay": relay_publishing,
+        }
+        app_http = ops_app(registry, checks)
+        routes(app_http)
+        server = OpsServer(app_http, settings.http_host, http_port)
         await server.start()
         running = {
             asyncio.create_task(loop.run(stop)),
-            asyncio.create_task(relay_outbox(db, producer, stop)),
+            asyncio.create_task(relay.run(stop)),
             *(asyncio.create_task(t(stop)) for t in tasks),
         }
         log.info(f"{service} started", extra={"http_port": server.port})

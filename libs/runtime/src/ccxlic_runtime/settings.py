@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
@@ -13,14 +14,21 @@ DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/ccxlic"
 
 
+_SHORT = re.compile(r"^(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
 def _seconds_or_iso(value: object) -> object:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        short = _SHORT.match(value.strip())
+        if short:
+            return timedelta(seconds=float(short.group(1)) * _UNIT[short.group(2)])
     return value
 
 
 Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
-"""A duration from the environment: seconds (`2700`) or ISO 8601 (`PT45M`, `P90D`)."""
+"""A duration from the environment: seconds (`2700`), a number with a unit (`100ms`, `45m`, `1d`) or ISO 8601
+(`PT45M`, `P90D`)."""
 
 
 class ConfigError(ValueError):
@@ -45,12 +53,20 @@ class RuntimeSettings(BaseSettings):
     # Dedup records older than this are deleted (0: kept for ever). Safe only when no input older than this can be
     # delivered again: the input topics' retention, and Kafka's offsets.retention for a group that was stopped.
     dedup_retention: Duration = Field(timedelta(0), validation_alias="CCXLIC_DEDUP_RETENTION")
+    # Partitions of each topic keyed by instance, when this service creates it: the inputs are co-partitioned, and
+    # as many workers of a service as partitions can share the work.
+    partitions: int = Field(3, validation_alias="CCXLIC_PARTITIONS", ge=1, le=1000)
+    # How long the merge waits for an input partition that is caught up but empty, for records being published at
+    # this moment (one behind its high watermark is waited for however long it takes).
+    max_idle: Duration = Field(timedelta(milliseconds=100), validation_alias="CCXLIC_MAX_IDLE")
+    # Tests only: sleep this long before each batch (a slow consumer on demand).
+    test_batch_delay: Duration = Field(timedelta(0), validation_alias="CCXLIC_TEST_BATCH_DELAY")
 
-    @field_validator("dedup_retention")
+    @field_validator("dedup_retention", "max_idle", "test_batch_delay")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
-            raise ValueError("must not be negative (0 keeps dedup records for ever)")
+            raise ValueError("must not be negative")
         return value
 
     @field_validator("interval_seconds")

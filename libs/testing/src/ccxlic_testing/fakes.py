@@ -1,57 +1,35 @@
-"""Fakes of the runtime's ports, for handler tests that run without PostgreSQL or Kafka.
+"""Fakes of the runtime's ports, for handler tests that run without PostgreSQL or Kafka, under the runtime's own
+RecordProcessor and Instances (nothing of the unit of work is re-implemented here).
 
-`FakeTransaction` is the runtime's `Transaction` with the two statements that touch PostgreSQL replaced: claims
-go to a set and emitted events to a list. Everything else (scratch, the before-commit flushes, the after-commit
-callbacks) is the runtime's own code, so a handler behaves as it does inside `Database.transaction`.
+- `FakeDatabase` is the runtime's `Database` in memory: each transaction claims ids in a set, queues events in a
+  list and, when it raises or its COMMIT fails, leaves the store, the claims and the outbox as they were (the store
+  is an `InMemoryStore`, whose tables roll back like PostgreSQL's).
+- `Worker` is one process of a service: the real `RecordProcessor` around the service's `Instances`, over a
+  `FakeDatabase`. Feed it events (encoded and decoded as on the wire); `restart()` keeps only the database, as a
+  killed process does; two workers on one database are two workers of a group.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
-from ccxlic_contract import Event
-from ccxlic_runtime.consumer import TRANSIENT_ERRORS, Delivery, Handler
+from ccxlic_contract import Event, Topic, encode, key_for, topic_for
+from ccxlic_contract.codec import STRUCTURED_CONTENT_TYPE
 from ccxlic_runtime.db import Transaction
-
-DELIVERY = Delivery("a-topic", 0, 0, None, None, (), 0)
-"""Where a fed event "came from"; handlers read it only to dead-letter."""
-
-
-class FakeTransaction(Transaction):
-    """One unit of work in memory. `await tx.commit()` runs the flushes and callbacks a real commit runs."""
-
-    def __init__(self, claimed: set[str] | None = None) -> None:
-        conn: Any = None  # the fake stores ignore the connection
-        super().__init__(conn, "")
-        self.claimed = claimed if claimed is not None else set()
-        self.events: list[Event] = []
-
-    async def claim(self, key: str) -> bool:
-        return key in await self.claim_many([key])
-
-    async def claim_many(self, keys: Sequence[str]) -> set[str]:
-        new = set(keys) - self.claimed
-        self.claimed |= new
-        return new
-
-    async def emit(self, *events: Event) -> None:
-        self.events.extend(events)
-        self.emitted += len(events)
-
-    async def commit(self) -> list[Event]:
-        """Finish as `Database.transaction` does; return what was emitted."""
-        await self._finish()
-        self._committed()
-        return self.events
+from ccxlic_runtime.instances import Instances
+from ccxlic_runtime.metrics import RuntimeMetrics
+from ccxlic_runtime.policy import Delivery, RecordProcessor
+from prometheus_client import CollectorRegistry
 
 
 class RollbackStore(Protocol):
     """A fake store that can undo what a failed transaction wrote."""
 
-    def transaction(self) -> AbstractContextManager[None]: ...
+    def transaction(self) -> contextmanager[None]: ...  # type: ignore[valid-type]
 
 
 class InMemoryStore:
@@ -68,70 +46,144 @@ class InMemoryStore:
             raise
 
 
-class CommitFailed(Exception):
-    """The fake COMMIT failed (handle_batch with commit=False)."""
+class FakeTransaction(Transaction):
+    """One unit of work in memory: the runtime's Transaction with its two statements replaced."""
+
+    def __init__(self, claimed: set[str]) -> None:
+        conn: Any = None  # the fake stores ignore the connection
+        super().__init__(conn, "")
+        self.claimed = claimed
+        self.events: list[tuple[str, Event]] = []
+
+    async def claim(self, key: str) -> bool:
+        return key in await self.claim_many([key])
+
+    async def claim_many(self, keys: Sequence[str]) -> set[str]:
+        new = set(keys) - self.claimed
+        self.claimed |= new
+        return new
+
+    async def _queue(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+        raise AssertionError("unreachable: emit is replaced")
+
+    async def emit(self, *events: Event, topic: Topic | None = None) -> None:
+        for e in events:
+            destination = topic or topic_for(e.type)
+            assert destination.allows(e.type), f"{e.type} does not belong on {destination.name}"
+            self.events.append((destination.name, e))
+        self.emitted += len(events)
 
 
-async def handle_batch(
-    handler: Handler, events: Iterable[Event], claimed: set[str], store: RollbackStore, *, commit: bool = True
-) -> list[Event]:
-    """Handle a batch in one fake transaction as the runtime's RecordProcessor does (each event id claimed once in
-    `claimed`, the dedup record); return what it emitted. When the handler raises, or with commit=False (the COMMIT
-    fails, as PostgreSQL's can), the store and the dedup record are left as they were and no after-commit callback
-    runs; commit=False returns what would have been emitted."""
-    tx = FakeTransaction(set(claimed))
-    try:
-        with store.transaction():
-            for event in [e for e in events if await tx.claim(e.id)]:
-                await handler(tx, event, DELIVERY)
-            await tx._finish()
-            if not commit:
-                raise CommitFailed()
-    except CommitFailed:
-        return tx.events
-    claimed |= tx.claimed
-    tx._committed()
-    return tx.events
+class CommitFailed(ConnectionResetError):
+    """The fake COMMIT failed (a transient error, as a lost connection at COMMIT is)."""
 
 
-class HandlerHarness:
-    """A service's handler on a fake store, fed batch by batch. `restart()` keeps only the store and the dedup
-    record, as a killed process does. Two harnesses on one store and one `claimed` set are two workers of a group."""
+class Crash(BaseException):
+    """The process died at COMMIT: nothing in the runtime catches it."""
+
+
+class FakeDatabase:
+    """The runtime's Database in memory. `fail_at` = transaction numbers whose COMMIT fails (the runtime retries);
+    `crash_at` = those at which the process dies (the caller restarts the worker and delivers again)."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self.store = store
+        self.claimed: set[str] = set()
+        self.outbox: list[tuple[str, Event]] = []
+        self.transactions = 0
+        self.fail_at: set[int] = set()
+        self.crash_at: set[int] = set()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        self.transactions += 1
+        n = self.transactions
+        tx = FakeTransaction(set(self.claimed))
+        with self.store.transaction():
+            yield tx
+            if n in self.crash_at:
+                raise Crash()
+            if n in self.fail_at:
+                raise CommitFailed("COMMIT failed (fake)")
+        self.claimed = tx.claimed
+        self.outbox.extend(tx.events)
+
+    def published(self, since: int = 0) -> list[Event]:
+        return [e for _, e in self.outbox[since:]]
+
+
+def delivery(event: Event, topic: Topic | None = None, offset: int = 0, partition: int = 0) -> Delivery:
+    """An event as a record on its topic (or on `topic`, for an input forwarded onto a service's stream)."""
+    destination = topic or topic_for(event.type)
+    headers: tuple[tuple[str, bytes | None], ...] = (("content-type", STRUCTURED_CONTENT_TYPE.encode()),)
+    return Delivery(destination.name, partition, offset, key_for(event), encode(event), headers, None)
+
+
+class Worker:
+    """One process of a service: the runtime's RecordProcessor around `make_app()`, over a FakeDatabase."""
 
     def __init__(
-        self, store: RollbackStore, make_handler: Callable[[], Handler], claimed: set[str] | None = None
+        self,
+        db: FakeDatabase,
+        make_app: Callable[[], Instances[Any, Any, Any]],
+        inputs: Sequence[Topic],
+        *,
+        service: str = "test",
     ) -> None:
-        self.store = store
-        self.claimed: set[str] = claimed if claimed is not None else set()
-        self._make_handler = make_handler
-        self.retries = 0
+        self.db = db
+        self.inputs = list(inputs)
+        self.service = service
+        self._make_app = make_app
+        self.offset = 0
         self.restart()
 
     def restart(self) -> None:
-        self.handler = self._make_handler()
+        """A new process: only the database survives."""
+        self.app = self._make_app()
+        self.registry = CollectorRegistry()
+        self.metrics = RuntimeMetrics(self.registry)
+        self.processor = RecordProcessor(
+            service=self.service,
+            inputs=self.inputs,
+            prefix="",
+            db=self.db,
+            app=self.app,
+            metrics=self.metrics,
+            stop=asyncio.Event(),
+            max_backoff=0.0,
+        )
 
-    async def batch(self, *events: Event, commit: bool = True) -> list[Event]:
-        """One attempt; a transient error is raised (see `process`)."""
-        return await handle_batch(self.handler, events, self.claimed, self.store, commit=commit)
+    def records(self, events: Iterable[Event]) -> list[Delivery]:
+        """Events as records: on their own topic when the service reads it, else on its (one) input stream."""
+        names = {t.name for t in self.inputs}
+        out = []
+        for e in events:
+            self.offset += 1
+            topic = topic_for(e.type) if topic_for(e.type).name in names else self.inputs[0]
+            out.append(delivery(e, topic, self.offset))
+        return out
 
-    async def process(self, *events: Event, attempts: int = 3) -> list[Event]:
-        """As the runtime does: a transient error (e.g. ConcurrentUpdate) retries the whole batch."""
-        for _ in range(attempts - 1):
-            try:
-                return await self.batch(*events)
-            except TRANSIENT_ERRORS:
-                self.retries += 1
-        return await self.batch(*events)  # the last attempt raises what it meets
+    async def batch(self, *events: Event) -> list[Event]:
+        """Handle the events as one batch; return what it published."""
+        return await self.deliver(self.records(events))
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Event]:
+        before = len(self.db.outbox)
+        await self.processor.process_batch([(d, self.processor.decode(d)) for d in deliveries])
+        return self.db.published(before)
 
     async def feed(self, events: Sequence[Event], size: int, crashes: Iterable[int] = ()) -> list[Event]:
-        """Feed `events` in batches of `size`; at each batch number in `crashes`, the commit fails, the process
-        restarts and the batch is delivered again. Return everything published."""
-        out: list[Event] = []
+        """Feed `events` in batches of `size`; at each batch number in `crashes` the process dies at COMMIT, is
+        restarted and the batch is delivered again (the offsets were not committed). Return what was published."""
+        before = len(self.db.outbox)
         crash_at = set(crashes)
         for n, start in enumerate(range(0, len(events), size)):
-            batch = events[start : start + size]
+            records = self.records(events[start : start + size])
             if n in crash_at:
-                await self.batch(*batch, commit=False)
-                self.restart()
-            out += await self.batch(*batch)
-        return out
+                self.db.crash_at.add(self.db.transactions + 1)
+                try:
+                    await self.deliver(records)
+                except Crash:
+                    self.restart()
+            await self.deliver(records)
+        return self.db.published(before)

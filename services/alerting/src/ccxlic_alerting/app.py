@@ -1,5 +1,10 @@
-"""Alerting as a service: the runtime's aiokafka consumer loop, the outbox relay, one delivery loop per channel and
-the HTTP API (alerts, silences). Thin: the rules are in machine.py, rendering in channels.py."""
+"""Alerting's composition root: its adapters, built once, the runtime that runs them, one delivery loop per channel
+and the HTTP API (alerts, silences).
+
+It reads one ordered stream per instance, `licensing.compliance` (transitions, and the failures and time compliance
+forwards), and publishes `licensing.alert.*` on `licensing.alerts`. The rules are pure (machine.py, decider.py);
+rendering is channels.py; sending is delivery.py.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,32 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated
 
 from aiohttp import web
 from ccxlic_contract.events import INSTANCE_ID_PATTERN, AlertName
-from ccxlic_contract.topics import CLOCK, COMPLIANCE, CONSUMPTION, LIFECYCLE
+from ccxlic_contract.topics import ALERTS, COMPLIANCE
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, check_instance, int_param, json_response, problem
-from ccxlic_runtime.service import run_consumer_service, service_database
+from ccxlic_runtime.instances import Instances, Store
+from ccxlic_runtime.service import run_service, service_database
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from ccxlic_alerting import views
+from ccxlic_alerting.decider import AlertingDecider, Output
 from ccxlic_alerting.delivery import Deliverer
-from ccxlic_alerting.handler import AlertingHandler
-from ccxlic_alerting.machine import Silence, State
+from ccxlic_alerting.handler import publish
+from ccxlic_alerting.machine import Notice, Silence, State
 from ccxlic_alerting.settings import AlertingSettings
 from ccxlic_alerting.store import PgAlertingStore
 
 log = logging.getLogger(__name__)
 SERVICE = "alerting"
-INPUTS = (COMPLIANCE, LIFECYCLE, CONSUMPTION, CLOCK)
+INPUTS = (COMPLIANCE,)
 MIGRATIONS = resources.files("ccxlic_alerting") / "migrations"
 
 
@@ -58,27 +66,38 @@ class AlertingMetrics:
         self.notifications.labels(channel, outcome).inc()
 
 
+def build(
+    settings: AlertingSettings,
+    metrics: AlertingMetrics,
+    wake: Callable[[], None],
+    store: Store[State, Output, list[Silence]],
+) -> Instances[State, Output, list[Silence]]:
+    """The decider, the store and the mapping to wire events, put together (tests pass an in-memory store)."""
+
+    def committed(instance: str, before: State | None, after: State, outputs: Sequence[Output]) -> None:
+        metrics.observe(before, after)
+        if any(isinstance(o.action, Notice) for o in outputs):
+            wake()
+
+    return Instances(AlertingDecider(settings.rules()), store, publish, ALERTS, on_commit=committed)
+
+
 async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
     """Run alerting until `stop` is set."""
-    rules = settings.rules()
     channels = settings.channels()
     if not channels:
         log.warning("no notification channel configured: alerts are recorded and published, not delivered")
     async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
         registry = CollectorRegistry()
         metrics = AlertingMetrics(registry)
+        for state in await views.states(db):  # the gauges start from what is stored
+            metrics.observe(None, state)
         wakes = [asyncio.Event() for _ in channels]
 
         def wake_all() -> None:
             for w in wakes:
                 w.set()
 
-        handler = AlertingHandler(rules, [c.name for c in channels], on_commit=metrics.observe, on_notice=wake_all)
-        async with db.pool.acquire() as conn:  # the gauges start from what is stored
-            for instance in await handler.store.instance_ids(conn):
-                found = await handler.store.load(conn, instance)
-                if found is not None:
-                    metrics.observe(None, found[0])
         deliverers = [
             Deliverer(
                 db,
@@ -86,21 +105,22 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
                 max_attempts=settings.delivery_max_attempts,
                 backoff=settings.delivery_backoff_seconds,
                 max_backoff=settings.delivery_max_backoff_seconds,
+                lease=2 * settings.delivery_timeout_seconds + 5,
                 wake=w,
                 on_outcome=metrics.outcome,
             )
             for c, w in zip(channels, wakes, strict=True)
         ]
-        await run_consumer_service(
+        await run_service(
             service=SERVICE,
             settings=settings,
             db=db,
             inputs=INPUTS,
             group_id=settings.group_id,
-            handler=handler,
+            app=build(settings, metrics, wake_all, PgAlertingStore([c.name for c in channels])),
             registry=registry,
             http_port=settings.http_port,
-            routes=lambda app: add_routes(app, db, handler),
+            routes=lambda app: add_routes(app, db),
             stop=stop,
             tasks=[d.run for d in deliverers],
             ready=ready,
@@ -144,9 +164,7 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def add_routes(app: web.Application, db: Database, handler: AlertingHandler) -> None:
-    store = PgAlertingStore()  # the API's queries (the handler sees the store only through its port)
-
+def add_routes(app: web.Application, db: Database) -> None:
     async def list_alerts(request: web.Request) -> web.Response:
         state = request.query.get("state")
         instance = request.query.get("instance")
@@ -158,13 +176,11 @@ def add_routes(app: web.Application, db: Database, handler: AlertingHandler) -> 
             limit = int_param(request, "limit", 500, 1, 10000)
         except BadRequest as exc:
             return problem(400, str(exc))
-        async with db.pool.acquire() as conn:
-            return json_response({"alerts": await store.alerts(conn, state, instance, limit)})
+        return json_response({"alerts": await views.alerts(db, state, instance, limit)})
 
     async def get_alert(request: web.Request) -> web.Response:
         alert_id = request.match_info["alert_id"]
-        async with db.pool.acquire() as conn:
-            body = await store.alert(conn, alert_id)
+        body = await views.alert(db, alert_id)
         if body is None:
             return problem(404, f"no alert with id {alert_id!r}")
         return json_response(body)
@@ -184,10 +200,8 @@ def add_routes(app: web.Application, db: Database, handler: AlertingHandler) -> 
             author=req.author,
             comment=req.comment,
         )
-        async with db.pool.acquire() as conn:
-            if await conn.fetchval("select true from silences where id = $1", silence.id):
-                return problem(409, f"a silence with id {silence.id!r} exists")
-            await store.add_silence(conn, silence)
+        if not await views.add_silence(db, silence):
+            return problem(409, f"a silence with id {silence.id!r} exists")
         log.info("silence added", extra={"silence": silence.id, "author": silence.author})
         return json_response(
             {
@@ -203,15 +217,11 @@ def add_routes(app: web.Application, db: Database, handler: AlertingHandler) -> 
         )
 
     async def list_silences(_: web.Request) -> web.Response:
-        async with db.pool.acquire() as conn:
-            return json_response({"silences": await store.list_silences(conn)})
+        return json_response({"silences": await views.list_silences(db)})
 
     async def delete_silence(request: web.Request) -> web.Response:
-        silence_id = request.match_info["silence_id"]
-        async with db.pool.acquire() as conn:
-            deleted = await store.delete_silence(conn, silence_id)
-        if not deleted:
-            return problem(404, f"no silence with id {silence_id!r}")
+        if not await views.delete_silence(db, request.match_info["silence_id"]):
+            return problem(404, f"no silence with id {request.match_info['silence_id']!r}")
         return web.Response(status=204)
 
     app.router.add_get("/v1/alerts", list_alerts)

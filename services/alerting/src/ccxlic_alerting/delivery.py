@@ -2,6 +2,9 @@
 
 Deliveries are rows written in the same transaction as the alert that caused them; each loop sends the rows due
 for its channel, records the outcome, and retries a failure with exponential backoff up to a bound of attempts.
+Several workers of alerting share the table: a loop first takes a lease on the rows it sends (their next attempt
+moves `lease` seconds ahead, rows another loop holds are skipped), so a notification is sent once; if the worker
+dies mid-send, the lease runs out and another sends it (at least once).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 
+import asyncpg
 from ccxlic_runtime.db import Database
 
 from ccxlic_alerting.channels import Channel, DeliveryError
@@ -29,6 +33,7 @@ class Deliverer:
         max_attempts: int,
         backoff: float,
         max_backoff: float,
+        lease: float,
         wake: asyncio.Event,
         on_outcome: Outcome | None = None,
     ) -> None:
@@ -37,6 +42,7 @@ class Deliverer:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.lease = lease
         self.wake = wake
         self.on_outcome = on_outcome
 
@@ -44,7 +50,12 @@ class Deliverer:
         while not stop.is_set():
             try:
                 sent = await self.once()
-            except (TimeoutError, OSError) as exc:  # the database is away: try again shortly
+            except (
+                TimeoutError,
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+            ) as exc:  # the database is away
                 log.warning("delivery loop waiting for the database", extra={"error": repr(exc)})
                 sent = 0
             if sent:
@@ -58,12 +69,14 @@ class Deliverer:
     async def once(self, limit: int = 50) -> int:
         """Send what is due for this channel; return how many rows were attempted."""
         rows = await self.db.fetch(
-            "select id, notification, attempts from deliveries where channel = $1 and status = 'pending'"
-            " and next_attempt_at <= now() order by id limit $2",
+            "update deliveries set next_attempt_at = now() + make_interval(secs => $3) where id in ("
+            " select id from deliveries where channel = $1 and status = 'pending' and next_attempt_at <= now()"
+            " order by id limit $2 for update skip locked) returning id, notification, attempts",
             self.channel.name,
             limit,
+            self.lease,
         )
-        for row in rows:
+        for row in sorted(rows, key=lambda r: int(r["id"])):
             await self._attempt(int(row["id"]), json.loads(row["notification"]), int(row["attempts"]) + 1)
         return len(rows)
 

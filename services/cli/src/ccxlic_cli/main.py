@@ -491,7 +491,8 @@ def run(
         asyncio.run(wait_for_kafka(settings.kafka_bootstrap_servers, timeout=30))
     except KafkaUnavailable as exc:
         raise _fail(str(exc), 1) from None
-    procs, files = _spawn(names, logs)
+    # A simulation runs ahead of the wall clock: the consumption computer must not refuse its future events.
+    procs, files = _spawn(names, logs, {"CCXLIC_MAX_EVENT_SKEW": "off"} if sc is not None else {})
     try:
         code = asyncio.run(_run(settings, procs, not no_ticker, tick_every, sc, speed, show_status))
     finally:
@@ -500,7 +501,9 @@ def run(
     raise typer.Exit(code)
 
 
-def _spawn(names: Sequence[str], logs: Path | None) -> tuple[dict[str, subprocess.Popen[bytes]], list[Any]]:
+def _spawn(
+    names: Sequence[str], logs: Path | None, env: dict[str, str]
+) -> tuple[dict[str, subprocess.Popen[bytes]], list[Any]]:
     """Start each service as its own process (its own session: Ctrl-C reaches ccxlic, which stops them in order)."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
     files: list[Any] = []
@@ -510,7 +513,9 @@ def _spawn(names: Sequence[str], logs: Path | None) -> tuple[dict[str, subproces
             logs.mkdir(parents=True, exist_ok=True)
             out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed when the run ends
             files.append(out)
-        procs[name] = subprocess.Popen([sys.executable, "-m", f"ccxlic_{name}"], stderr=out, start_new_session=True)
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", f"ccxlic_{name}"], stderr=out, start_new_session=True, env={**os.environ, **env}
+        )
         port = os.environ.get(PORT_VARS[name], str(DEFAULT_PORTS[name]))
         where = f", log {logs / (name + '.log')}" if logs else ""
         err.print(

@@ -1,6 +1,9 @@
-"""Compliance as a service: the runtime's aiokafka consumer loop, the outbox relay and the HTTP API. Thin: the
-rules are in machine.py, and the I/O policy (dedup, dead letters, retries, one transaction per batch, offsets
-committed after it) is the runtime's."""
+"""Compliance's composition root: its adapters, built once, and the runtime that runs them.
+
+It reads one ordered stream per instance, `licensing.consumption` (usage, interval reports, and the entitlements,
+lifecycle events and time the consumption computer forwards), and publishes on `licensing.compliance` its
+transitions and what alerting needs. The rules are pure (machine.py, decider.py); the I/O policy is the runtime's.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +11,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from importlib import resources
 from typing import Any, get_args
 
 from aiohttp import web
-from ccxlic_contract.events import Authorization, ComplianceChangedData, Registration
-from ccxlic_contract.topics import CLOCK, CONSUMPTION, ENTITLEMENTS, LIFECYCLE
+from ccxlic_contract.events import Authorization, Registration
+from ccxlic_contract.topics import COMPLIANCE, CONSUMPTION
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, instance_param, int_param, json_response, problem
-from ccxlic_runtime.service import run_consumer_service, service_database
+from ccxlic_runtime.instances import Instances, Store
+from ccxlic_runtime.service import run_service, service_database
 from prometheus_client import CollectorRegistry, Gauge
 
-from ccxlic_compliance.handler import ComplianceHandler
+from ccxlic_compliance import views
+from ccxlic_compliance.decider import Compliance, ComplianceDecider, Output
+from ccxlic_compliance.handler import publish
 from ccxlic_compliance.machine import Rules, State
 from ccxlic_compliance.settings import ComplianceSettings
+from ccxlic_compliance.store import PgComplianceStore
 
 log = logging.getLogger(__name__)
 SERVICE = "compliance"
-INPUTS = (CONSUMPTION, ENTITLEMENTS, LIFECYCLE, CLOCK)
+INPUTS = (CONSUMPTION,)
 MIGRATIONS = resources.files("ccxlic_compliance") / "migrations"
-DEADLINES = ("evaluation_ends_at", "ooc_at", "enforcement_at", "authorization_expires_at", "registration_expires_at")
 
 
 class ComplianceMetrics:
@@ -73,7 +78,7 @@ class ComplianceMetrics:
         self.enforcement.labels(i).set(1 if view.enforcement.active else 0)
         for lic in ("standard", "premium", "ivr_ports"):
             self.deficit.labels(i, lic).set(getattr(view.deficit, lic))
-        for name, seconds in seconds_to(view, state.now).items():
+        for name, seconds in views.seconds_to(view, state.now).items():
             if seconds is None:
                 with contextlib.suppress(KeyError):
                     self.deadline.remove(i, name)
@@ -81,12 +86,18 @@ class ComplianceMetrics:
                 self.deadline.labels(i, name).set(seconds)
 
 
-def seconds_to(view: ComplianceChangedData, now: datetime | None) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for name in DEADLINES:
-        at: datetime | None = getattr(view.deadlines, name)
-        out[name] = None if at is None or now is None else (at - now).total_seconds()
-    return out
+def build(
+    settings: ComplianceSettings, metrics: ComplianceMetrics, store: Store[Compliance, Output, None]
+) -> Instances[Compliance, Output, None]:
+    """The decider, the store and the mapping to wire events, put together (tests pass an in-memory store)."""
+    rules = settings.rules()
+    return Instances(
+        ComplianceDecider(rules),
+        store,
+        publish,
+        COMPLIANCE,
+        on_commit=lambda instance, before, after, outputs: metrics.observe(after.state, rules),
+    )
 
 
 async def run(settings: ComplianceSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
@@ -95,64 +106,37 @@ async def run(settings: ComplianceSettings, stop: asyncio.Event, *, ready: Calla
     async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
         registry = CollectorRegistry()
         metrics = ComplianceMetrics(registry)
-        handler = ComplianceHandler(rules, on_commit=metrics.observe)
-        async with db.pool.acquire() as conn:  # the gauges start from what is stored, not from zero
-            for instance in await handler.store.instance_ids(conn):
-                found = await handler.store.load(conn, instance)
-                if found is not None:
-                    metrics.observe(found[0], rules)
-        await run_consumer_service(
+        for state in await views.states(db):  # the gauges start from what is stored, not from zero
+            metrics.observe(state, rules)
+        app = build(settings, metrics, PgComplianceStore(rules))
+        await run_service(
             service=SERVICE,
             settings=settings,
             db=db,
             inputs=INPUTS,
             group_id=settings.group_id,
-            handler=handler,
+            app=app,
             registry=registry,
             http_port=settings.http_port,
-            routes=lambda app: add_routes(app, db, handler, rules),
+            routes=lambda http: add_routes(http, db, rules),
             stop=stop,
             ready=ready,
         )
 
 
-def add_routes(app: web.Application, db: Database, handler: ComplianceHandler, rules: Rules) -> None:
-
+def add_routes(app: web.Application, db: Database, rules: Rules) -> None:
     async def instances(_: web.Request) -> web.Response:
-        rows = await db.fetch("select instance, view from instances order by instance")
-        out = []
-        for r in rows:
-            view = ComplianceChangedData.model_validate_json(r["view"])
-            out.append(
-                {
-                    "instance": r["instance"],
-                    "registration": view.registration,
-                    "authorization": view.authorization,
-                    "enforcement": view.enforcement.active,
-                }
-            )
-        return json_response({"instances": out})
+        return json_response({"instances": await views.instances(db)})
 
     async def compliance(request: web.Request) -> web.Response:
         try:
             instance = instance_param(request)
         except BadRequest as exc:
             return problem(400, str(exc))
-        async with db.pool.acquire() as conn:
-            found = await handler.store.load(conn, instance)  # not the cache: another worker may own it
-        if found is None:
+        body = await views.compliance(db, rules, instance)
+        if body is None:
             return problem(404, f"no compliance state known for instance {instance!r}")
-        state, seq, _ = found
-        view = state.view(rules)
-        return json_response(
-            {
-                "instance": instance,
-                "as_of": state.now,
-                "transitions": seq,
-                **view.model_dump(mode="json"),
-                "seconds_to": seconds_to(view, state.now),
-            }
-        )
+        return json_response(body)
 
     async def history(request: web.Request) -> web.Response:
         try:
@@ -161,10 +145,9 @@ def add_routes(app: web.Application, db: Database, handler: ComplianceHandler, r
             limit = int_param(request, "limit", 1000, 1, 10000)
         except BadRequest as exc:
             return problem(400, str(exc))
-        async with db.pool.acquire() as conn:
-            if await handler.store.load(conn, instance) is None:
-                return problem(404, f"no compliance state known for instance {instance!r}")
-            items = await handler.store.history(conn, instance, after, limit)
+        items = await views.history(db, instance, after, limit)
+        if items is None:
+            return problem(404, f"no compliance state known for instance {instance!r}")
         body: dict[str, Any] = {"instance": instance, "transitions": items}
         if len(items) == limit:
             body["next"] = f"?after={items[-1]['seq']}&limit={limit}"

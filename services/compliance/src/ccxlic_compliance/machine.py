@@ -112,6 +112,7 @@ class State(BaseModel):
     ooc_since: datetime | None = None
     enforcement_reasons: tuple[EnforcementReason, ...] = ()
     enforcement_since: datetime | None = None
+    computation_failed: bool = False  # a licensing.consumption.failed came and no consumption.changed since
 
     # ------------------------------------------------------------ derived
 
@@ -340,7 +341,9 @@ def _advance(s: State, until: datetime, event: Event, rules: Rules, out: list[Tr
         after = s.view(rules)
         if after != before:
             out.append(Transition(at, event.id, event.type, evidence, after))
-    raise DeadlinesDidNotSettle(f"{s.instance}: deadlines still due after {MAX_FIRES} fired, at {event.type} {event.id}")
+    raise DeadlinesDidNotSettle(
+        f"{s.instance}: deadlines still due after {MAX_FIRES} fired, at {event.type} {event.id}"
+    )
 
 
 def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, str]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import timedelta
-from pathlib import Path
+from typing import Annotated
 
-from ccxlic_runtime.settings import RuntimeSettings
-from pydantic import Field
+from ccxlic_runtime.settings import Duration, RuntimeSettings
+from pydantic import BeforeValidator, Field, field_validator
 
 from ccxlic_consumption.machine import Rules
+
+
+def _off(value: object) -> object:
+    return None if isinstance(value, str) and value.strip().lower() in ("off", "none", "") else value
 
 
 class ConsumptionSettings(RuntimeSettings):
@@ -19,12 +21,19 @@ class ConsumptionSettings(RuntimeSettings):
     group_id: str = Field("ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_GROUP")
     lateness_seconds: int = Field(300, validation_alias="CCXLIC_LATENESS_SECONDS", ge=0)
     max_session_seconds: int = Field(24 * 3600, validation_alias="CCXLIC_MAX_SESSION_SECONDS", ge=60)
-    # faust insists on a data directory (our tables live in PostgreSQL, so it stays empty); keep it out of the cwd,
-    # and one per user, so two users of a machine do not trip over each other's
-    data_dir: Path = Field(
-        Path(tempfile.gettempdir()) / f"ccxlic-consumption-{os.getuid()}",
-        validation_alias="CCXLIC_CONSUMPTION_DATA_DIR",
+    # An input whose event time is further ahead than this of the record's timestamp (the broker's clock) is
+    # dead-lettered: one event from a wrong clock must not move an instance's time (and its deadlines) years ahead.
+    # `off` for simulated time, which runs ahead of the wall clock.
+    max_event_skew: Annotated[Duration | None, BeforeValidator(_off)] = Field(
+        timedelta(days=1), validation_alias="CCXLIC_MAX_EVENT_SKEW"
     )
+
+    @field_validator("max_event_skew")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be positive, or `off`")
+        return value
 
     def rules(self) -> Rules:
         return Rules(

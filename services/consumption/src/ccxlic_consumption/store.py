@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from ccxlic_contract.events import ConsumptionChangedData, Peak, Witness
 from ccxlic_rules import Entitlement
-from ccxlic_runtime.db import ConcurrentUpdate
+from ccxlic_runtime.db import ConcurrentUpdate, Transaction
 
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
 
+from ccxlic_consumption.decider import Consumption, Output, Recorded, Reported, Stored, Window
 from ccxlic_consumption.machine import (
     Agent,
     Fact,
@@ -26,17 +27,6 @@ from ccxlic_consumption.machine import (
     SignInFact,
     SignOutFact,
 )
-from ccxlic_consumption.peaks import IntervalPeaks
-
-
-@dataclass(frozen=True, slots=True)
-class Book:
-    """The shell's bookkeeping next to an instance's live state."""
-
-    next_close: datetime | None = None
-    change_seq: int = 0
-    published: str | None = None  # JSON of the last published consumption data
-    version: int = 0  # of the stored row this was read from (0: not stored yet); guards against other workers
 
 
 def _order(value: Any) -> Order | None:
@@ -100,118 +90,67 @@ def _ports(raw: str) -> Ports:
     return Ports(v["ivr"], v["outbound_ports"], v["outbound_seats"], _order(v["last"]))
 
 
-class ConsumptionStore(Protocol):
-    """Where the consumption computer keeps its state, on the transaction's connection. One suite of adapter tests
-    runs against `PgConsumptionStore` and the in-memory fake, so the fake cannot drift from PostgreSQL."""
-
-    async def instance_ids(self, conn: Connection) -> list[str]:
-        """Every instance with saved state."""
-        ...
-
-    async def load(self, conn: Connection, instance: str) -> tuple[InstanceState, Book] | None:
-        """The instance's live state and bookkeeping as last saved, or None."""
-        ...
-
-    async def save(self, conn: Connection, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> int:
-        """Save the instance row and the sessions of `changed_agents` (the others are as saved before); return the
-        row's new version. Raise ConcurrentUpdate when the row is no longer at `book.version`."""
-        ...
-
-    async def add_facts(self, conn: Connection, instance: str, facts: Sequence[Fact]) -> None:
-        """Record accepted facts; a fact already recorded (same time and event id) is left as it is."""
-        ...
-
-    async def facts(self, conn: Connection, instance: str, since: datetime, until: datetime) -> list[Fact]:
-        """The facts with `since <= at < until`, in no particular order."""
-        ...
-
-    async def latest_report(self, conn: Connection, instance: str, start: datetime) -> tuple[int, str, str] | None:
-        """(revision, peak JSON, witness JSON) of the interval's latest report, or None."""
-        ...
-
-    async def add_report(
-        self,
-        conn: Connection,
-        instance: str,
-        result: IntervalPeaks,
-        revision: int,
-        peak: str,
-        witness: str,
-        at: datetime,
-    ) -> None:
-        """Store a report; (instance, interval start, revision) is unique."""
-        ...
-
-    async def reports(self, conn: Connection, instance: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-        """Reports of intervals starting in [since, until), by start and revision, peak and witness as dicts."""
-        ...
-
-
 class PgConsumptionStore:
-    """Reads and writes the consumption schema on the transaction's connection."""
+    """The consumption computer's tables, through the unit of work (the runtime's `Store` port)."""
 
-    async def instance_ids(self, conn: Connection) -> list[str]:
-        return [r["instance"] for r in await conn.fetch("select instance from instances")]
+    async def load(self, uow: Transaction, instance: str) -> tuple[Consumption, int] | None:
+        return await load_consumption(uow.conn, instance)
 
-    async def load(self, conn: Connection, instance: str) -> tuple[InstanceState, Book] | None:
-        row = await conn.fetchrow("select * from instances where instance = $1", instance)
-        if row is None:
-            return None
-        agents = {
-            r["agent_id"]: Agent(r["signed_in"], r["license"], r["why"], (r["last_at"], r["last_id"]), r["cause"])
-            for r in await conn.fetch("select * from sessions where instance = $1", instance)
-        }
-        roster_last = (row["roster_at"], row["roster_id"]) if row["roster_at"] is not None else None
-        state = InstanceState(
-            instance=instance,
-            watermark=row["watermark"],
-            agents=agents,
-            roster_last=roster_last,
-            ports=_ports(row["ports"]),
-            limits=_limits(row["limits"]),
-        )
-        book = Book(row["next_close"], row["change_seq"], row["published"], row["version"])
-        return state, book
-
-    async def save(self, conn: Connection, state: InstanceState, book: Book, changed_agents: Iterable[str]) -> int:
+    async def save(
+        self,
+        uow: Transaction,
+        instance: str,
+        partition: int,
+        before: Consumption | None,
+        after: Consumption,
+        version: int,
+    ) -> int:
+        live = after.live
         values = (
-            state.instance,
-            state.watermark,
-            state.roster_last[0] if state.roster_last else None,
-            state.roster_last[1] if state.roster_last else None,
-            _ports_json(state.ports),
-            limits_json(state.limits),
-            book.next_close,
-            book.change_seq,
-            book.published,
+            instance,
+            live.watermark,
+            live.roster_last[0] if live.roster_last else None,
+            live.roster_last[1] if live.roster_last else None,
+            _ports_json(live.ports),
+            limits_json(live.limits),
+            after.next_close,
+            after.change_seq,
+            None if after.published is None else after.published.model_dump_json(),
+            partition,
+            after.last_fact_at,
         )
-        if book.version == 0:
-            version = await conn.fetchval(
+        if version == 0:
+            new = await uow.conn.fetchval(
                 """
                 insert into instances (instance, watermark, roster_at, roster_id, ports, limits, next_close, change_seq,
-                    published, version)
-                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) on conflict (instance) do nothing returning version
+                    published, partition, last_fact_at, version)
+                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1) on conflict (instance) do nothing
+                returning version
                 """,
                 *values,
             )
         else:
-            version = await conn.fetchval(
+            new = await uow.conn.fetchval(
                 """
                 update instances set watermark = $2, roster_at = $3, roster_id = $4, ports = $5, limits = $6,
-                    next_close = $7, change_seq = $8, published = $9, version = version + 1
-                where instance = $1 and version = $10 returning version
+                    next_close = $7, change_seq = $8, published = $9, partition = $10, last_fact_at = $11,
+                    version = version + 1
+                where instance = $1 and version = $12 returning version
                 """,
                 *values,
-                book.version,
+                version,
             )
-        if version is None:
-            raise ConcurrentUpdate("consumption.instances", state.instance)
-        rows = []
-        for agent_id in changed_agents:
-            a = state.agents[agent_id]
-            rows.append((state.instance, agent_id, a.signed_in, a.license, a.why, a.last[0], a.last[1], a.cause))
+        if new is None:
+            raise ConcurrentUpdate("consumption.instances", instance)
+        # the sessions that changed: apply() builds a new Agent for an agent it changes and keeps the others
+        old = before.live.agents if before is not None else {}
+        rows = [
+            (instance, agent_id, a.signed_in, a.license, a.why, a.last[0], a.last[1], a.cause)
+            for agent_id, a in live.agents.items()
+            if old.get(agent_id) is not a
+        ]
         if rows:
-            await conn.executemany(
+            await uow.conn.executemany(
                 """
                 insert into sessions (instance, agent_id, signed_in, license, why, last_at, last_id, cause)
                 values ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -220,99 +159,123 @@ class PgConsumptionStore:
                 """,
                 rows,
             )
-        return int(version)
+        return int(new)
 
-    async def add_facts(self, conn: Connection, instance: str, facts: Sequence[Fact]) -> None:
-        rows: list[tuple[Any, ...]] = []
-        for f in facts:
-            b = f.body
-            if isinstance(b, SignInFact):
-                rows.append((instance, f.at, f.event_id, "i", b.agent_id, b.license, b.why, None))
-            elif isinstance(b, SignOutFact):
-                rows.append((instance, f.at, f.event_id, "o", b.agent_id, None, None, None))
-            elif isinstance(b, RosterFact):
-                body = json.dumps([[a.agent_id, a.license, a.why] for a in b.agents])
-                rows.append((instance, f.at, f.event_id, "r", None, None, None, body))
-            else:
-                body = json.dumps([b.ivr, b.outbound_ports, b.outbound_seats])
-                rows.append((instance, f.at, f.event_id, "p", None, None, None, body))
-        await conn.executemany(
-            "insert into facts (instance, at, event_id, kind, agent_id, license, why, body)"
-            " values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing",
-            rows,
-        )
+    async def write(self, uow: Transaction, instance: str, outputs: Sequence[Output]) -> None:
+        facts = [o.fact for o in outputs if isinstance(o, Recorded)]
+        if facts:
+            await uow.conn.executemany(
+                "insert into facts (instance, at, event_id, kind, agent_id, license, why, body)"
+                " values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing",
+                [_fact_row(instance, f) for f in facts],
+            )
+        reports = [o for o in outputs if isinstance(o, Reported)]
+        if reports:
+            await uow.conn.executemany(
+                "insert into reports (instance, interval_start, revision, interval_end, peak, witness, closed_at)"
+                " values ($1, $2, $3, $4, $5, $6, $7)",
+                [
+                    (
+                        instance,
+                        r.data.interval_start,
+                        r.data.revision,
+                        r.data.interval_end,
+                        r.data.peak.model_dump_json(),
+                        r.data.witness.model_dump_json(),
+                        r.at,
+                    )
+                    for r in reports
+                ],
+            )
 
-    async def facts(self, conn: Connection, instance: str, since: datetime, until: datetime) -> list[Fact]:
-        out: list[Fact] = []
-        for r in await conn.fetch(
+    async def read(self, uow: Transaction, instance: str, need: object) -> Stored:
+        assert isinstance(need, Window)
+        rows = await uow.conn.fetch(
             "select at, event_id, kind, agent_id, license, why, body from facts"
             " where instance = $1 and at >= $2 and at < $3",
             instance,
-            since,
-            until,
-        ):
-            kind = r["kind"]
-            body: SignInFact | SignOutFact | RosterFact | PortsFact
-            if kind == "i":
-                body = SignInFact(r["agent_id"], r["license"], r["why"])
-            elif kind == "o":
-                body = SignOutFact(r["agent_id"])
-            elif kind == "r":
-                body = RosterFact(tuple(SignInFact(a, lic, why) for a, lic, why in json.loads(r["body"])))
-            else:
-                ivr, op, os_ = json.loads(r["body"])
-                body = PortsFact(ivr, op, os_)
-            out.append(Fact(r["at"], r["event_id"], body))
-        return out
-
-    async def latest_report(self, conn: Connection, instance: str, start: datetime) -> tuple[int, str, str] | None:
-        row = await conn.fetchrow(
-            "select revision, peak::text as peak, witness::text as witness from reports"
-            " where instance = $1 and interval_start = $2 order by revision desc limit 1",
-            instance,
-            start,
+            need.since,
+            need.until,
         )
-        return None if row is None else (row["revision"], row["peak"], row["witness"])
+        latest: dict[datetime, tuple[int, Peak, Witness]] = {}
+        if need.revise:
+            for r in await uow.conn.fetch(
+                "select distinct on (interval_start) interval_start, revision, peak::text as peak,"
+                " witness::text as witness from reports where instance = $1 and interval_start = any($2::timestamptz[])"
+                " order by interval_start, revision desc",
+                instance,
+                list(need.revise),
+            ):
+                latest[r["interval_start"]] = (
+                    r["revision"],
+                    Peak.model_validate_json(r["peak"]),
+                    Witness.model_validate_json(r["witness"]),
+                )
+        return Stored(need, tuple(_fact(r) for r in rows), latest)
 
-    async def add_report(
-        self,
-        conn: Connection,
-        instance: str,
-        result: IntervalPeaks,
-        revision: int,
-        peak: str,
-        witness: str,
-        at: datetime,
-    ) -> None:
-        await conn.execute(
-            "insert into reports (instance, interval_start, revision, interval_end, peak, witness, closed_at)"
-            " values ($1, $2, $3, $4, $5, $6, $7)",
-            instance,
-            result.start,
-            revision,
-            result.end,
-            peak,
-            witness,
-            at,
-        )
-
-    async def reports(self, conn: Connection, instance: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-        rows = await conn.fetch(
-            "select interval_start, interval_end, revision, peak::text as peak, witness::text as witness, closed_at"
-            " from reports where instance = $1 and interval_start >= $2 and interval_start < $3"
-            " order by interval_start, revision",
-            instance,
-            since,
-            until,
-        )
+    async def instances(self, uow: Transaction, partition: int) -> list[str]:
         return [
-            {
-                "interval_start": r["interval_start"],
-                "interval_end": r["interval_end"],
-                "revision": r["revision"],
-                "peak": json.loads(r["peak"]),
-                "witness": json.loads(r["witness"]),
-                "closed_at": r["closed_at"],
-            }
-            for r in rows
+            r["instance"]
+            for r in await uow.conn.fetch("select instance from instances where partition = $1", partition)
         ]
+
+    async def env(self, uow: Transaction) -> None:
+        return None
+
+
+async def load_consumption(conn: Connection, instance: str) -> tuple[Consumption, int] | None:
+    """An instance's state as saved, and its row's version (the store's load; the HTTP views read it too)."""
+    row = await conn.fetchrow("select * from instances where instance = $1", instance)
+    if row is None:
+        return None
+    agents = {
+        r["agent_id"]: Agent(r["signed_in"], r["license"], r["why"], (r["last_at"], r["last_id"]), r["cause"])
+        for r in await conn.fetch("select * from sessions where instance = $1", instance)
+    }
+    roster_last = (row["roster_at"], row["roster_id"]) if row["roster_at"] is not None else None
+    live = InstanceState(
+        instance=instance,
+        watermark=row["watermark"],
+        agents=agents,
+        roster_last=roster_last,
+        ports=_ports(row["ports"]),
+        limits=_limits(row["limits"]),
+    )
+    published = None if row["published"] is None else ConsumptionChangedData.model_validate_json(row["published"])
+    state = Consumption(live, row["next_close"], row["last_fact_at"], row["change_seq"], published)
+    return state, int(row["version"])
+
+
+def _fact_row(instance: str, f: Fact) -> tuple[Any, ...]:
+    b = f.body
+    if isinstance(b, SignInFact):
+        return (instance, f.at, f.event_id, "i", b.agent_id, b.license, b.why, None)
+    if isinstance(b, SignOutFact):
+        return (instance, f.at, f.event_id, "o", b.agent_id, None, None, None)
+    if isinstance(b, RosterFact):
+        return (
+            instance,
+            f.at,
+            f.event_id,
+            "r",
+            None,
+            None,
+            None,
+            json.dumps([[a.agent_id, a.license, a.why] for a in b.agents]),
+        )
+    return (instance, f.at, f.event_id, "p", None, None, None, json.dumps([b.ivr, b.outbound_ports, b.outbound_seats]))
+
+
+def _fact(r: Any) -> Fact:
+    kind = r["kind"]
+    body: SignInFact | SignOutFact | RosterFact | PortsFact
+    if kind == "i":
+        body = SignInFact(r["agent_id"], r["license"], r["why"])
+    elif kind == "o":
+        body = SignOutFact(r["agent_id"])
+    elif kind == "r":
+        body = RosterFact(tuple(SignInFact(a, lic, why) for a, lic, why in json.loads(r["body"])))
+    else:
+        ivr, op, os_ = json.loads(r["body"])
+        body = PortsFact(ivr, op, os_)
+    return Fact(r["at"], r["event_id"], body)

@@ -1,0 +1,393 @@
+"""One error policy for every service: what happens to each input record, whatever goes wrong.
+
+Records are handled in batches, each batch in one PostgreSQL transaction (the unit of work):
+- each record is decoded against the contract; a record that does not decode, whose type does not belong on its
+  topic, whose key is not its subject or that sits on another partition than its subject's, or whose event time is
+  further ahead of the record's timestamp than `max_skew`, goes to `licensing.dead-letter` with the reason, and the
+  batch goes on;
+- the event's id is claimed (the dedup record); an event seen before is skipped, so redelivery and duplicates
+  change nothing; otherwise the service's application handles it inside the same transaction, which also holds its
+  new state and its outgoing events (the outbox);
+- a transient failure (the database or the network away, another worker's newer state) is retried with backoff
+  for as long as it lasts: no valid input is skipped;
+- any other exception, from the codec or the application, rolls the batch back and replays it one record per
+  transaction to find the culprit: a `PermanentError` dead-letters that record at once, other exceptions after
+  `max_attempts`, so no single input can stop the service.
+The caller commits Kafka offsets only after `process_batch` returns: every record up to them was then committed to
+PostgreSQL, as handled or as a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import asyncpg
+from aiokafka.partitioner import murmur2
+from ccxlic_contract import ContractError, Event, Topic, decode_message, topic_for
+from ccxlic_contract.events import (
+    ALL_INSTANCES,
+    INSTANCE_ID_PATTERN,
+    MAX_DEAD_LETTER_PAYLOAD,
+    MAX_YEAR,
+    MIN_YEAR,
+    ClockTicked,
+    DeadLetterData,
+    DeadLettered,
+    DeadLetterHeader,
+)
+
+from ccxlic_runtime.db import ConcurrentUpdate, Transaction
+from ccxlic_runtime.kafka import topic_name
+from ccxlic_runtime.metrics import RuntimeMetrics
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_NAMESPACE = uuid.UUID("6d1f7a5e-3c0b-4d8e-9a51-0c2b7f1e9d40")
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.exceptions.OperatorInterventionError,  # e.g. "terminating connection due to administrator command"
+    asyncpg.exceptions.InsufficientResourcesError,
+    ConcurrentUpdate,
+)
+_INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
+
+
+class PermanentError(Exception):
+    """Raised by an application for an input that can never be processed. The record is dead-lettered at once."""
+
+
+class Stopping(Exception):
+    """The service is stopping while a record waits for a retry; the record is not committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a record came from: enough to dead-letter it and to commit past it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+    timestamp_ms: int | None
+
+
+Record = tuple[Delivery, Event | ContractError]
+"""A decoded record: its event, or why it was refused."""
+
+
+class Application(Protocol):
+    """What a service runs inside the unit of work (the runtime's `Instances` is one)."""
+
+    def begin(self, uow: Transaction) -> None:
+        """A unit of work starts."""
+        ...
+
+    async def handle(self, uow: Transaction, event: Event, delivery: Delivery) -> None:
+        """One input, not seen before."""
+        ...
+
+    async def finish(self, uow: Transaction) -> None:
+        """The last step before COMMIT: save what the inputs changed and queue the outgoing events."""
+        ...
+
+    def committed(self) -> None:
+        """The unit of work committed."""
+        ...
+
+    def abort(self) -> None:
+        """The unit of work rolled back: forget what it did."""
+        ...
+
+    async def failed(self, uow: Transaction, event: Event, reason: str) -> None:
+        """An input was dead-lettered because handling it failed: publish what downstream should know."""
+        ...
+
+
+class UnitsOfWork(Protocol):
+    """Where transactions come from: the runtime's `Database`, or a fake in tests."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+
+def partition_for(subject: str, partitions: int) -> int:
+    """The partition of a subject's records: Kafka's default partitioner (murmur2 of the key), which the Java
+    clients, aiokafka and our producers use. Co-partitioned topics keep one instance's records in one task."""
+    return int(murmur2(subject.encode()) & 0x7FFFFFFF) % partitions
+
+
+class RecordProcessor:
+    """The error policy, around one application."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        inputs: Sequence[Topic],
+        prefix: str,
+        db: UnitsOfWork,
+        app: Application,
+        metrics: RuntimeMetrics,
+        stop: asyncio.Event,
+        partitions: Callable[[str], int | None] | None = None,
+        max_skew: timedelta | None = None,
+        max_attempts: int = 3,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.service = service
+        self.by_name = {topic_name(t, prefix): t for t in inputs}
+        self.db = db
+        self.app = app
+        self.metrics = metrics
+        self.stop = stop
+        self.partitions = partitions
+        self.max_skew = max_skew
+        self.max_attempts = max_attempts
+        self.max_backoff = max_backoff
+        self.retrying_since: float | None = None
+        """Monotonic time since which a batch keeps failing transiently (None: it is not): /readyz says so."""
+        self.retrying_reason = ""
+
+    # ------------------------------------------------------------ decoding
+
+    def decode(self, d: Delivery) -> Event | ContractError:
+        """The record's event, or why it is refused. Never raises."""
+        try:
+            return self._decode(d)
+        except ContractError as exc:
+            return exc
+        except Exception as exc:  # the codec is total; this is the last line if it ever is not
+            log.exception("decoding raised", extra={"topic": d.topic, "offset": d.offset})
+            return ContractError(f"cannot decode the record: {type(exc).__name__}: {str(exc)[:200]}")
+
+    def _decode(self, d: Delivery) -> Event:
+        event = decode_message(d.value, d.headers)
+        topic = self.by_name.get(d.topic)
+        if topic is not None and not topic.allows(event.type):
+            raise ContractError(
+                f"type {event.type} does not belong on topic {topic.name}; publish it to {topic_for(event.type).name}"
+            )
+        if not (isinstance(event, ClockTicked) and event.subject == ALL_INSTANCES):
+            if d.key != event.subject.encode():
+                key = "no key" if d.key is None else f"key {d.key[:80].decode('utf-8', 'replace')!r}"
+                raise ContractError(
+                    f"{key}: the key must be the subject ({event.subject!r}), so one instance's events stay in order"
+                )
+            n = self.partitions(d.topic) if self.partitions is not None else None
+            if n and d.partition != partition_for(event.subject, n):
+                raise ContractError(
+                    f"partition {d.partition}: {event.subject!r} belongs on partition "
+                    f"{partition_for(event.subject, n)} of {n} (Kafka's default murmur2 partitioner on the key; "
+                    "librdkafka clients need partitioner=murmur2_random)"
+                )
+        if self.max_skew is not None:
+            stamped = _record_time(d)
+            if event.time - stamped > self.max_skew:
+                raise ContractError(
+                    f"time {_iso(event.time)} is {event.time - stamped} ahead of the record's timestamp "
+                    f"{_iso(stamped)}, more than CCXLIC_MAX_EVENT_SKEW ({self.max_skew}); is the publisher's clock "
+                    "right? (simulated time: set CCXLIC_MAX_EVENT_SKEW=off)"
+                )
+        return event
+
+    # ------------------------------------------------------------ the unit of work
+
+    async def process(self, d: Delivery) -> None:
+        await self.process_batch([(d, self.decode(d))])
+
+    async def process_batch(self, items: Sequence[Record]) -> None:
+        """Handle decoded records in one transaction; on a non-transient failure, one transaction per record."""
+        if not items:
+            return
+        started = time.perf_counter()
+        if not await self._attempt_batch(items):
+            log.warning("batch failed; replaying it one record at a time")
+            for item in items:
+                await self._one_by_one(item)
+        elapsed = time.perf_counter() - started
+        newest: dict[str, int] = {}
+        for d, ev in items:
+            if d.timestamp_ms is not None:
+                newest[d.topic] = max(newest.get(d.topic, 0), d.timestamp_ms)
+            if not isinstance(ev, ContractError):
+                self.metrics.processed.labels(self.service, d.topic, ev.type).inc()
+        for topic, ms in newest.items():
+            self.metrics.consumed_timestamp.labels(self.service, topic).set(ms / 1000)
+        self.metrics.latency.labels(self.service).observe(elapsed / len(items))
+
+    async def _attempt_batch(self, items: Sequence[Record]) -> bool:
+        """True once the batch committed; False when it failed for a reason other than a transient one."""
+        backoff = 0.1
+        while True:
+            try:
+                async with self._unit() as uow:
+                    # one round trip claims every event of the batch (a duplicate id within it counts once)
+                    fresh = await uow.claim_many([ev.id for _, ev in items if not isinstance(ev, ContractError)])
+                    for d, ev in items:
+                        if isinstance(ev, ContractError):
+                            await self._dead_letter(uow, d, str(ev))
+                        elif ev.id in fresh:
+                            fresh.discard(ev.id)
+                            await self.app.handle(uow, ev, d)
+                    await self.app.finish(uow)
+                self._committed()
+                return True
+            except TRANSIENT_ERRORS as exc:
+                await self._transient(exc, backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception as exc:
+                self.app.abort()
+                if len(items) > 1:
+                    log.warning("batch failed", extra={"error": repr(exc)})
+                    return False
+                await self._one_by_one(items[0], first_error=exc)
+                return True
+
+    async def _one_by_one(self, item: Record, first_error: Exception | None = None) -> None:
+        d, ev = item
+        attempts = 1 if first_error is not None else 0
+        error = first_error
+        backoff = 0.1
+        while True:
+            if error is not None and (isinstance(error, PermanentError) or attempts >= self.max_attempts):
+                assert not isinstance(ev, ContractError)
+                await self._give_up(d, ev, error, attempts)
+                return
+            try:
+                async with self._unit() as uow:
+                    if isinstance(ev, ContractError):
+                        await self._dead_letter(uow, d, str(ev))
+                    elif await uow.claim(ev.id):
+                        await self.app.handle(uow, ev, d)
+                    await self.app.finish(uow)
+                self._committed()
+                return
+            except TRANSIENT_ERRORS as exc:
+                await self._transient(exc, backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception as exc:
+                self.app.abort()
+                attempts += 1
+                error = exc
+                self.metrics.retries.labels(self.service).inc()
+                log.warning("handling failed", extra={"error": repr(exc), "attempt": attempts, "offset": d.offset})
+
+    async def _give_up(self, d: Delivery, ev: Event, error: Exception, attempts: int) -> None:
+        reason = (
+            f"{ev.type} {ev.id} rejected: {error}"
+            if isinstance(error, PermanentError)
+            else f"handling {ev.type} {ev.id} failed {attempts} times: {type(error).__name__}: {error}"
+        )
+        log.error("dead-lettering an input that cannot be handled", extra={"reason": reason})
+        backoff = 0.1
+        while True:
+            try:
+                async with self._unit() as uow:
+                    await self._dead_letter(uow, d, reason)
+                    await uow.claim(ev.id)  # a later duplicate of it is a duplicate, not a second failure
+                    await self.app.failed(uow, ev, reason)
+                    await self.app.finish(uow)
+                self._committed()
+                return
+            except TRANSIENT_ERRORS as exc:
+                await self._transient(exc, backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[Transaction]:
+        async with self.db.transaction() as uow:
+            self.app.begin(uow)
+            yield uow
+
+    def _committed(self) -> None:
+        self.retrying_since = None
+        try:
+            self.app.committed()
+        except Exception:  # the work is committed; a listener's bug must not make it run again
+            log.exception("after-commit work failed")
+
+    async def _transient(self, exc: BaseException, backoff: float) -> None:
+        self.app.abort()
+        self.metrics.retries.labels(self.service).inc()
+        if self.retrying_since is None:
+            self.retrying_since = time.monotonic()
+        self.retrying_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        log.warning("transient failure; retrying", extra={"error": repr(exc), "retry_in_s": backoff})
+        if self.stop.is_set():
+            raise Stopping() from None
+        await asyncio.sleep(backoff)
+
+    async def _dead_letter(self, uow: Transaction, d: Delivery, reason: str) -> None:
+        """Queue the record for the dead-letter topic, with the reason and (a bounded prefix of) the original bytes,
+        exactly once."""
+        if not await uow.claim(f"dlq:{self.service}:{d.topic}:{d.partition}:{d.offset}"):
+            return
+        await uow.emit(dead_letter(self.service, d, reason))
+        self.metrics.dead_lettered.labels(self.service, d.topic).inc()
+        log.warning("dead-lettered", extra={"topic": d.topic, "offset": d.offset, "reason": reason[:500]})
+
+
+def dead_letter(service: str, d: Delivery, reason: str) -> DeadLettered:
+    """A dead letter that always fits the broker: at most MAX_DEAD_LETTER_PAYLOAD bytes of the record, with the
+    size and SHA-256 of the whole of it (find the original by topic, partition and offset)."""
+    value = d.value
+    key_text = d.key.decode("utf-8", "replace") if d.key is not None else None
+    subject = key_text if key_text is not None and _INSTANCE_ID.match(key_text) else "unknown"
+    return DeadLettered(
+        id=str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{service}:{d.topic}:{d.partition}:{d.offset}")),
+        source=f"urn:ccxlic:{service}",
+        time=_record_time(d),
+        subject=subject,
+        data=DeadLetterData(
+            topic=d.topic[:249],
+            partition=d.partition,
+            offset=d.offset,
+            key=None if key_text is None else key_text[:1024],
+            error=(reason or "refused")[:4000],
+            payload_base64=base64.b64encode((value or b"")[:MAX_DEAD_LETTER_PAYLOAD]).decode(),
+            payload_size=None if value is None else len(value),
+            payload_sha256=None if value is None else hashlib.sha256(value).hexdigest(),
+            payload_truncated=value is not None and len(value) > MAX_DEAD_LETTER_PAYLOAD,
+            headers=tuple(
+                DeadLetterHeader(
+                    name=str(name)[:256], value_base64=None if v is None else base64.b64encode(v[:1024]).decode()
+                )
+                for name, v in list(d.headers)[:64]
+            ),
+        ),
+    )
+
+
+def _record_time(d: Delivery) -> datetime:
+    """The record's timestamp (the broker's append time on our topics), or now when it has none or is absurd."""
+    if d.timestamp_ms is not None and d.timestamp_ms >= 0:
+        try:
+            stamped = datetime.fromtimestamp(d.timestamp_ms / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            stamped = None
+        if stamped is not None and MIN_YEAR <= stamped.year <= MAX_YEAR - 1:
+            return stamped
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,91 @@
+"""Compliance's decider: one instance's stream from the consumption computer becomes its transitions and, in
+order, what alerting needs. Pure.
+
+Per input, `machine.step` gives the transitions (numbered per instance: the numbers make the published ids); then
+what alerting needs is forwarded unchanged: the lifecycle failures and their recoveries, `licensing.consumption.failed`
+and the first `licensing.consumption.changed` after it (which resolves it), and a clock tick that moves the
+instance's time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ccxlic_contract.codec import Event
+from ccxlic_contract.events import (
+    AuthorizationRenewalFailed,
+    AuthorizationRenewed,
+    ClockTicked,
+    ConsumptionChanged,
+    ConsumptionFailed,
+    RegistrationRenewalFailed,
+    RegistrationRenewed,
+    ReportingFailed,
+    ReportingSucceeded,
+    SmartAgentInitFailed,
+    SmartAgentInitialized,
+)
+from ccxlic_runtime.instances import Decision
+
+from ccxlic_compliance.machine import Rules, State, Transition, step
+
+FOR_ALERTING = (
+    AuthorizationRenewalFailed,
+    AuthorizationRenewed,
+    RegistrationRenewalFailed,
+    RegistrationRenewed,
+    ReportingFailed,
+    ReportingSucceeded,
+    SmartAgentInitFailed,
+    SmartAgentInitialized,
+    ConsumptionFailed,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Compliance:
+    """An instance: the machine's state and the number of its last transition."""
+
+    state: State
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transitioned:
+    seq: int
+    transition: Transition
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    event: Event
+
+
+Output = Transitioned | Forwarded
+
+
+class ComplianceDecider:
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def initial(self, instance: str) -> Compliance:
+        return Compliance(State(instance=instance))
+
+    def decide(self, current: Compliance, event: Event, env: None) -> Decision[Compliance, Output]:
+        before = current.state
+        result = step(before, event, self.rules)
+        outputs: list[Output] = [Transitioned(current.seq + n, t) for n, t in enumerate(result.transitions, 1)]
+        state = result.state
+        if isinstance(event, FOR_ALERTING):
+            outputs.append(Forwarded(event))
+            if isinstance(event, ConsumptionFailed):
+                state = state.model_copy(update={"computation_failed": True})
+        elif isinstance(event, ConsumptionChanged) and state.computation_failed:
+            outputs.append(Forwarded(event))
+            state = state.model_copy(update={"computation_failed": False})
+        elif isinstance(event, ClockTicked) and (before.now is None or event.time > before.now):
+            outputs.append(Forwarded(event))
+        return Decision(Compliance(state, current.seq + len(result.transitions)), tuple(outputs))
+
+    def resume(self, current: Compliance, answer: object) -> Decision[Compliance, Output]:
+        raise NotImplementedError("compliance never asks to read")

@@ -1,0 +1,251 @@
+"""The consumption computer's decider: one instance's inputs, in event-time order, become its outputs. Pure.
+
+Per input (machine.py gives the live state, the fact and any rejection):
+1. what downstream needs from the input itself is forwarded: `licensing.entitlements.set`, every lifecycle event,
+   and a clock tick that moves the instance's time (the chain's time travels in-band, after the usage before it);
+2. a License Control refusal is published;
+3. an accepted fact is recorded; if it is older than intervals already closed, those are swept again
+   (revisions);
+4. the reporting intervals that the watermark has passed by their end + lateness are closed (revision 1). An
+   interval with no fact in it or within `max_session` before it is *quiet*: no seat can be in use then, and it is
+   not reported, so a clock that jumps far ahead costs work for the intervals that had data only;
+5. `licensing.consumption.changed` follows when the live counts or headroom changed, stamped with the watermark.
+Closing and revising need the stored facts: the decision asks for them (`need`) and `resume` goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ccxlic_contract.codec import Event
+from ccxlic_contract.events import (
+    ClockTicked,
+    ConsumptionChangedData,
+    Headroom,
+    IntervalClosedData,
+    License,
+    Peak,
+    PeakWitness,
+    Witness,
+    WitnessAgent,
+)
+from ccxlic_contract.topics import LIFECYCLE
+from ccxlic_rules import headroom
+from ccxlic_runtime.instances import Decision
+
+from ccxlic_consumption.machine import Fact, InstanceState, Rules, apply, interval_start
+from ccxlic_consumption.peaks import IntervalPeaks, sweep
+
+# ---------------------------------------------------------------- state and outputs
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    """An instance: its live state, and where its reporting and publishing stand."""
+
+    live: InstanceState
+    next_close: datetime | None = None  # the start of the first interval not closed yet (None: no fact yet)
+    last_fact_at: datetime | None = None  # the latest time of an accepted fact
+    change_seq: int = 0  # how many licensing.consumption.changed were published
+    published: ConsumptionChangedData | None = None  # the last one's data
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A fact to store (it counts toward the peaks of the intervals it covers)."""
+
+    fact: Fact
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A sign-in License Control refused."""
+
+    cause_id: str
+    at: datetime
+    agent_id: str
+    license: License
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """An input downstream needs, passed on unchanged, in the order handled."""
+
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """An interval's report (revision 1 when it closes, + 1 when a late fact changed it)."""
+
+    data: IntervalClosedData
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """The live counts or headroom changed."""
+
+    seq: int
+    at: datetime
+    data: ConsumptionChangedData
+
+
+Output = Recorded | Rejected | Forwarded | Reported | Changed
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A read the decider needs: the facts that bear on intervals to sweep, and the latest reports of `revise`."""
+
+    since: datetime  # facts with since <= at < until
+    until: datetime
+    revise: tuple[datetime, ...]  # closed intervals a late fact changed
+    close_until: datetime | None  # close the intervals from next_close up to (not including) this start
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The answer to a Window."""
+
+    window: Window
+    facts: tuple[Fact, ...]
+    latest: dict[datetime, tuple[int, Peak, Witness]]  # interval start -> its latest report, of those in `revise`
+
+
+_FORWARDED = LIFECYCLE.types | {"licensing.entitlements.set"}
+
+
+# ---------------------------------------------------------------- the decider
+
+
+class ConsumptionDecider:
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def initial(self, instance: str) -> Consumption:
+        return Consumption(InstanceState(instance))
+
+    def decide(self, state: Consumption, event: Event, env: None) -> Decision[Consumption, Output]:
+        step = apply(state.live, event, self.rules)
+        outputs: list[Output] = []
+        moved = state.live.watermark is None or (
+            step.state.watermark is not None and step.state.watermark > state.live.watermark
+        )
+        if event.type in _FORWARDED or (isinstance(event, ClockTicked) and moved):
+            outputs.append(Forwarded(event))
+        if step.rejection is not None:
+            r = step.rejection
+            outputs.append(Rejected(event.id, event.time, r.agent_id, r.license, r.reason))
+        after = replace(state, live=step.state)
+        revise: tuple[datetime, ...] = ()
+        if step.fact is not None:
+            outputs.append(Recorded(step.fact))
+            after, revise = self._record(after, step.fact)
+        window = self._window(after, revise)
+        if window is not None:
+            return Decision(after, tuple(outputs), need=window)
+        after, changed = self._changed(after)
+        return Decision(after, (*outputs, *changed))
+
+    def resume(self, state: Consumption, answer: object) -> Decision[Consumption, Output]:
+        assert isinstance(answer, Stored)
+        window = answer.window
+        closing = self._closable(state, answer.facts, window.close_until)
+        now = state.live.watermark
+        assert now is not None
+        outputs: list[Output] = []
+        starts = sorted({*window.revise, *closing})
+        for result in sweep(answer.facts, starts, self.rules.interval, self.rules.max_session):
+            peak, witness = report(result)
+            latest = None if result.start in closing else answer.latest.get(result.start)
+            if latest is not None and (latest[1], latest[2]) == (peak, witness):
+                continue  # a late fact that did not change the report
+            revision = 1 if latest is None else latest[0] + 1
+            data = IntervalClosedData(
+                interval_start=result.start, interval_end=result.end, revision=revision, peak=peak, witness=witness
+            )
+            outputs.append(Reported(data, now))
+        if window.close_until is not None:
+            state = replace(state, next_close=window.close_until)
+        state, changed = self._changed(state)
+        return Decision(state, (*outputs, *changed))
+
+    # ------------------------------------------------------------ intervals
+
+    def _record(self, state: Consumption, fact: Fact) -> tuple[Consumption, tuple[datetime, ...]]:
+        """Note the fact's time; the closed intervals it changes (it changes usage in [at, at + max_session))."""
+        first = interval_start(fact.at, self.rules)
+        last = fact.at if state.last_fact_at is None or fact.at > state.last_fact_at else state.last_fact_at
+        if state.next_close is None:
+            return replace(state, next_close=first, last_fact_at=last), ()
+        revise = []
+        start = first
+        while start < fact.at + self.rules.max_session and start < state.next_close:
+            revise.append(start)
+            start += self.rules.interval
+        return replace(state, last_fact_at=last), tuple(revise)
+
+    def _window(self, state: Consumption, revise: tuple[datetime, ...]) -> Window | None:
+        """The read that closing and revising need now, or None when nothing is due."""
+        now = state.live.watermark
+        close_until = None
+        if state.next_close is not None and now is not None:
+            until = interval_start(now - self.rules.lateness, self.rules)
+            if until > state.next_close:
+                close_until = until
+        if not revise and close_until is None:
+            return None
+        first = min([*revise, *([state.next_close] if close_until is not None and state.next_close else [])])
+        last = max([*(s + self.rules.interval for s in revise), *([close_until] if close_until else [])])
+        return Window(first - self.rules.max_session, last, revise, close_until)
+
+    def _closable(self, state: Consumption, facts: tuple[Fact, ...], close_until: datetime | None) -> set[datetime]:
+        """The intervals in [next_close, close_until) that are not quiet: a fact lies in them or within max_session
+        before them. Found from the facts, so the work is bounded by the data, not by how far the clock moved."""
+        if close_until is None or state.next_close is None:
+            return set()
+        out: set[datetime] = set()
+        for f in facts:
+            start = max(interval_start(f.at, self.rules), state.next_close)
+            while start < f.at + self.rules.max_session and start < close_until:
+                out.add(start)
+                start += self.rules.interval
+        return out
+
+    # ------------------------------------------------------------ publishing
+
+    def _changed(self, state: Consumption) -> tuple[Consumption, tuple[Output, ...]]:
+        now = state.live.watermark
+        data = published(state.live)
+        if data == state.published or now is None:
+            return state, ()
+        seq = state.change_seq + 1
+        return replace(state, change_seq=seq, published=data), (Changed(seq, now, data),)
+
+
+def report(result: IntervalPeaks) -> tuple[Peak, Witness]:
+    """An interval's peaks as the contract reports them."""
+    witness = {
+        q: PeakWitness(
+            at=p.at, agents=tuple(WitnessAgent(agent_id=s.agent_id, license=s.license, why=s.why) for s in p.agents)
+        )
+        for q, p in result.peaks.items()
+    }
+    return Peak(**result.values()), Witness(**witness)
+
+
+def published(live: InstanceState) -> ConsumptionChangedData:
+    """What `licensing.consumption.changed` says of a live state."""
+    used = live.usage()
+    room = headroom(used, live.limits.effective)
+    return ConsumptionChangedData(
+        standard=used.standard,
+        premium=used.premium,
+        ivr_ports=live.ports.ivr,
+        outbound_ports=live.ports.outbound_ports,
+        outbound_seats=live.ports.outbound_seats,
+        headroom=Headroom(standard=room.standard, premium=room.premium, ivr_ports=room.ivr_ports),
+    )
