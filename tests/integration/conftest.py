@@ -7,7 +7,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 import pytest
-from ccxlic_runtime.db import Database, migrate
+from ccxlic_runtime.db import Database, Transaction, migrate
 
 
 @pytest.fixture(params=["memory", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -19,8 +19,9 @@ def backend(request: pytest.FixtureRequest) -> Database | None:
 async def open_store(
     backend: Database | None, fake: Callable[[], Any], real: Callable[[], Any], migrations: Traversable
 ) -> tuple[Any, Any]:
-    """The store under test and what its methods take as the connection (the pool serves the same calls)."""
+    """The store under test and the unit of work its methods take: on PostgreSQL one whose statements each commit
+    on their own (the pool serves the same calls as a connection), for the fake none."""
     if backend is None:
         return fake(), None
     await migrate(backend.pool, backend.schema, migrations)
-    return real(), backend.pool
+    return real(), Transaction(backend.pool, backend.topic_prefix)  # type: ignore[arg-type]

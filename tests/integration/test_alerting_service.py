@@ -22,10 +22,19 @@ from ccxlic_alerting.app import run
 from ccxlic_alerting.settings import AlertingSettings
 from ccxlic_contract import Event
 from ccxlic_contract.events import AlertRaised, AlertResolved
-from ccxlic_contract.topics import ALERTS
+from ccxlic_contract.topics import ALERTS, COMPLIANCE
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, free_port, service_settings, wait_for_topic
+from ccxlic_testing.plugin import (
+    InProcess,
+    ReadTopic,
+    Stack,
+    drop_schema,
+    free_port,
+    publish_on,
+    service_settings,
+    wait_for_topic,
+)
 from ccxlic_testing.sinks import Sinks
 
 pytestmark = pytest.mark.integration
@@ -155,7 +164,7 @@ async def test_every_alert_is_raised_and_resolved_and_delivered_to_every_channel
     sinks.start_smtp()
     port = await service_factory(sinks)
     events, _ = _catalogue_inputs(instance_id)
-    await producer.publish_many(events)
+    await publish_on(producer, contract_topics[COMPLIANCE.name], events)
     out = await wait_for_topic(
         read_topic, contract_topics[ALERTS.name], lambda o: len(_alert_events(o)) >= 2 * len(CATALOGUE), 60
     )
@@ -213,12 +222,20 @@ async def test_every_alert_is_raised_and_resolved_and_delivered_to_every_channel
 
 
 async def test_syslog_over_tcp(
-    service_factory: Callable[..., Any], sinks: Sinks, producer: EventProducer, instance_id: str
+    service_factory: Callable[..., Any],
+    sinks: Sinks,
+    producer: EventProducer,
+    instance_id: str,
+    contract_topics: dict[str, str],
 ) -> None:
     sinks.start_smtp()
     await service_factory(sinks, syslog="tcp")
     b = Build(instance_id)
-    await producer.publish_many([b.failure("agent_init", T0, "license service down"), b.agent_initialized(T0 + M)])
+    await publish_on(
+        producer,
+        contract_topics[COMPLIANCE.name],
+        [b.failure("agent_init", T0, "license service down"), b.agent_initialized(T0 + M)],
+    )
     await _until(lambda: len(sinks.tcp) >= 2, 30, "two syslog messages over TCP")
     assert "RAISED SmartAgentInitFailed" in sinks.tcp[0] and "license service down" in sinks.tcp[0]
     assert sinks.tcp[1].startswith(f"<{16 * 8 + 5}>1 ") and " RESOLVED " in sinks.tcp[1]  # local0.notice
@@ -236,9 +253,13 @@ async def test_a_duplicate_input_notifies_once(
     await service_factory(sinks)
     b = Build(instance_id)
     failed = b.failure("reporting", T0)
-    await producer.publish_many([failed, failed, b.failure("reporting", T0 + M)])  # same id twice, same condition
+    await publish_on(
+        producer, contract_topics[COMPLIANCE.name], [failed, failed, b.failure("reporting", T0 + M)]
+    )  # same id twice, same condition
     await _until(lambda: len(sinks.mailbox.messages) >= 1, 30, "an email")
-    await producer.publish(b.tick(T0 + 2 * M))  # a later input: anything still to come would be through by now
+    await publish_on(
+        producer, contract_topics[COMPLIANCE.name], [b.tick(T0 + 2 * M)]
+    )  # a later input: anything still to come would be through by now
     await asyncio.sleep(2)
     assert len(sinks.mailbox.messages) == 1 and len(sinks.udp) == 1 and len(sinks.webhook) == 1
     out = await read_topic(contract_topics[ALERTS.name], 10, timeout=2)
@@ -246,7 +267,11 @@ async def test_a_duplicate_input_notifies_once(
 
 
 async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(
-    service_factory: Callable[..., Any], sinks: Sinks, producer: EventProducer, instance_id: str
+    service_factory: Callable[..., Any],
+    sinks: Sinks,
+    producer: EventProducer,
+    instance_id: str,
+    contract_topics: dict[str, str],
 ) -> None:
     sinks.start_smtp()
     port = await service_factory(sinks)
@@ -276,7 +301,7 @@ async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(
         async with http.post(f"http://127.0.0.1:{port}/v1/silences", json={**silence, "alert": "Nope"}) as r:
             assert r.status == 400 and "alert" in (await r.json())["error"]
     b = Build(instance_id)
-    await producer.publish(b.failure("authorization", T0, "SSM unreachable"))
+    await publish_on(producer, contract_topics[COMPLIANCE.name], [b.failure("authorization", T0, "SSM unreachable")])
     alert: dict[str, Any] = {}
 
     async def recorded() -> bool:
@@ -293,7 +318,7 @@ async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(
     _, detail = await _get(port, f"/v1/alerts/{alert['alert_id']}")
     assert [h["kind"] for h in detail["history"]] == ["raised", "held"]
     assert f"silenced by {silence_id} (ops: SSM maintenance)" in detail["history"][1]["text"]
-    await producer.publish(b.authorization_renewed(T0 + M))
+    await publish_on(producer, contract_topics[COMPLIANCE.name], [b.authorization_renewed(T0 + M)])
     await _until(lambda: len(sinks.mailbox.messages) >= 1, 30, "the resolve email")
     assert sinks.subjects() == [f"[ccx-licensing RESOLVED] Renew Authorization failed on {instance_id}"]
     async with aiohttp.ClientSession() as http:
@@ -306,11 +331,17 @@ async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(
 
 
 async def test_an_smtp_server_that_is_down_then_up_gets_the_notification_after_a_retry(
-    service_factory: Callable[..., Any], sinks: Sinks, producer: EventProducer, instance_id: str
+    service_factory: Callable[..., Any],
+    sinks: Sinks,
+    producer: EventProducer,
+    instance_id: str,
+    contract_topics: dict[str, str],
 ) -> None:
     port = await service_factory(sinks)  # the SMTP server is not started yet
     b = Build(instance_id)
-    await producer.publish(b.failure("registration", T0, "ID certificate renewal failed"))
+    await publish_on(
+        producer, contract_topics[COMPLIANCE.name], [b.failure("registration", T0, "ID certificate renewal failed")]
+    )
     await _until(lambda: len(sinks.udp) >= 1 and len(sinks.webhook) >= 1, 30, "syslog and webhook, not blocked")
     deliveries: list[dict[str, Any]] = []
     for _ in range(100):
@@ -372,7 +403,7 @@ async def test_a_restart_in_mid_stream_notifies_nothing_twice(
     cmd = [sys.executable, "-m", "ccxlic_alerting"]
     worker = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     try:
-        await producer.publish_many(failures)
+        await publish_on(producer, contract_topics[COMPLIANCE.name], failures)
         await _until(lambda: len(sinks.mailbox.messages) >= 20, 60, "20 raise emails")
         conn = await asyncpg.connect(stack.database_url)
         try:
@@ -385,7 +416,7 @@ async def test_a_restart_in_mid_stream_notifies_nothing_twice(
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         # the broker redelivers what was not committed; publishers repeat themselves too
-        await producer.publish_many(failures[:10] + recoveries)
+        await publish_on(producer, contract_topics[COMPLIANCE.name], failures[:10] + recoveries)
         worker = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
         await _until(lambda: len(sinks.mailbox.messages) >= 40, 60, "20 resolve emails")
         await asyncio.sleep(2)

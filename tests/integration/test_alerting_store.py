@@ -1,5 +1,6 @@
 """One suite, two stores: `PgAlertingStore` on real PostgreSQL and the in-memory `FakeAlertingStore` the handler
-tests use. Whatever the fake does that PostgreSQL does not fails here, so the fake cannot drift."""
+tests use, both through the runtime's `Store` port. Whatever the fake does that PostgreSQL does not fails here, so
+the fake cannot drift. On PostgreSQL, what was recorded is read back through the read side (views.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from ccxlic_alerting import views
 from ccxlic_alerting.app import MIGRATIONS
-from ccxlic_alerting.machine import Active, Raised, Rules, Silence, State, replay
+from ccxlic_alerting.decider import Acted
+from ccxlic_alerting.machine import Active, Held, Notice, Raised, Resolved, Rules, Silence, State, replay
 from ccxlic_alerting.store import PgAlertingStore
 from ccxlic_runtime.db import ConcurrentUpdate, Database
 from ccxlic_testing.build import Build
@@ -21,34 +24,35 @@ from tests.unit.alerting.fakes import FakeAlertingStore
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
-Store = PgAlertingStore | FakeAlertingStore
+CHANNELS = ("email", "syslog")
 
 
 @pytest_asyncio.fixture
-async def store(backend: Database | None) -> tuple[Store, Any]:
-    return await open_store(backend, FakeAlertingStore, PgAlertingStore, MIGRATIONS)
+async def store(backend: Database | None) -> tuple[Any, Any, Database | None]:
+    s, uow = await open_store(
+        backend, lambda: FakeAlertingStore(CHANNELS), lambda: PgAlertingStore(CHANNELS), MIGRATIONS
+    )
+    return s, uow, backend
 
 
-async def queued(s: Store, conn: Any, alert_id: str) -> list[tuple[str, str, Any]]:
-    """(channel, kind, notification) of the deliveries queued for an alert, oldest first."""
-    if isinstance(s, FakeAlertingStore):
-        return [(d["channel"], d["kind"], d["notification"]) for d in s.deliveries if d["alert_id"] == alert_id]
-    rows = await conn.fetch(
+async def recorded(s: Any, db: Database | None, alert_id: str) -> dict[str, Any] | None:
+    """An alert as recorded: its row, its history (kind, cause) and its deliveries (channel, kind, notification)."""
+    if db is None:
+        row = s.alerts.get(alert_id)
+        if row is None:
+            return None
+        history = [(h["kind"], h["cause_id"]) for h in s.history_rows if h["alert_id"] == alert_id]
+        deliveries = [(d["channel"], d["kind"], d["notification"]) for d in s.deliveries if d["alert_id"] == alert_id]
+        return {**row, "history": history, "deliveries": deliveries}
+    body = await views.alert(db, alert_id)
+    if body is None:
+        return None
+    rows = await db.fetch(
         "select channel, kind, notification from deliveries where alert_id = $1 order by id", alert_id
     )
-    return [(r["channel"], r["kind"], json.loads(r["notification"])) for r in rows]
-
-
-def shown(alert: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The API's view of an alert without the wall-clock times PostgreSQL adds."""
-    if alert is None:
-        return None
-    return {
-        **alert,
-        "deliveries": [
-            {k: v for k, v in d.items() if k not in ("created_at", "finished_at")} for d in alert["deliveries"]
-        ],
-    }
+    body["history"] = [(h["kind"], h["cause_id"]) for h in body["history"]]
+    body["deliveries"] = [(r["channel"], r["kind"], json.loads(r["notification"])) for r in rows]
+    return body
 
 
 def raised_alert() -> tuple[State, Active]:
@@ -59,80 +63,85 @@ def raised_alert() -> tuple[State, Active]:
     return state, raised.alert
 
 
-async def test_nothing_is_known_at_first(store: tuple[Store, Any]) -> None:
-    s, conn = store
-    assert await s.load(conn, "cc-1") is None
-    assert await s.instance_ids(conn) == []
-    assert await s.silences(conn) == []
-    assert await s.alert(conn, "nope") is None
+async def test_nothing_is_known_at_first(store: tuple[Any, Any, Database | None]) -> None:
+    s, uow, db = store
+    assert await s.load(uow, "cc-1") is None
+    assert await s.env(uow) == []
+    assert await recorded(s, db, "nope") is None
 
 
-async def test_the_rules_state_round_trips(store: tuple[Store, Any]) -> None:
-    s, conn = store
+async def test_the_rules_state_round_trips(store: tuple[Any, Any, Database | None]) -> None:
+    s, uow, _ = store
     state, _ = raised_alert()
     assert state.active and state.compliance is not None
-    assert await s.save(conn, state, 0) == 1
-    await s.save(conn, State(instance="cc-0"), 0)
-    assert await s.save(conn, state, 1) == 2
-    assert await s.load(conn, "cc-1") == (state, 2)
+    assert await s.save(uow, "cc-1", 0, None, state, 0) == 1
+    await s.save(uow, "cc-0", 0, None, State(instance="cc-0"), 0)
+    assert await s.save(uow, "cc-1", 0, None, state, 1) == 2
+    assert await s.load(uow, "cc-1") == (state, 2)
     with pytest.raises(ConcurrentUpdate):
-        await s.save(conn, state, 1)  # read before the last save: another worker's write is never overwritten
+        await s.save(uow, "cc-1", 0, None, state, 1)  # read before the last save: never overwritten
     with pytest.raises(ConcurrentUpdate):
-        await s.save(conn, State(instance="cc-0"), 0)
-    assert await s.instance_ids(conn) == ["cc-0", "cc-1"]
+        await s.save(uow, "cc-0", 0, None, State(instance="cc-0"), 0)
 
 
-async def test_an_alert_is_raised_once_notified_counted_and_resolved(store: tuple[Store, Any]) -> None:
-    s, conn = store
+async def test_an_alert_is_raised_once_notified_counted_queued_and_resolved(
+    store: tuple[Any, Any, Database | None],
+) -> None:
+    s, uow, db = store
     _, a = raised_alert()
-    await s.raised(conn, "cc-1", a)
-    await s.raised(conn, "cc-1", a.model_copy(update={"summary": "again"}))  # recorded once: the first stays
-    await s.history(conn, a.alert_id, a.raised_at, "raised", a.summary, "in-1")
     notified = a.model_copy(update={"notified_at": T0 + 2 * M, "summary": "still failing"})
-    await s.notified(conn, notified)
-    await s.notified(conn, notified.model_copy(update={"notified_at": T0 + 3 * M}))
-    await s.history(conn, a.alert_id, T0 + 3 * M, "notified:repeat", "still failing", "in-2")
-    await s.resolved(conn, a, T0 + 4 * M, "authorization renewed")
-    body = shown(await s.alert(conn, a.alert_id))
+    await s.write(uow, "cc-1", [Acted(Raised(a), "in-1"), Acted(Notice("raised", notified, T0 + M, "RAISED"), "in-1")])
+    again = a.model_copy(update={"summary": "again"})
+    await s.write(uow, "cc-1", [Acted(Raised(again), "in-2")])  # recorded once: the first stays
+    await s.write(uow, "cc-1", [Acted(Held(a, T0 + 2 * M, "inhibited"), "in-3")])
+    await s.write(
+        uow,
+        "cc-1",
+        [
+            Acted(Resolved(a, T0 + 4 * M, "authorization renewed"), "in-4"),
+            Acted(Notice("resolved", a, T0 + 4 * M, "RESOLVED"), "in-4"),
+        ],
+    )
+    body = await recorded(s, db, a.alert_id)
     assert body is not None
     assert body["state"] == "resolved" and body["resolved_at"] == T0 + 4 * M
     assert body["resolve_reason"] == "authorization renewed"
-    assert (body["notifications"], body["notified_at"], body["summary"]) == (2, T0 + 3 * M, "still failing")
+    assert (body["notifications"], body["notified_at"], body["summary"]) == (1, T0 + 2 * M, "still failing")
     assert body["details"] == json.loads(json.dumps(a.details, default=str))
-    assert [(h["kind"], h["cause_id"]) for h in body["history"]] == [("raised", "in-1"), ("notified:repeat", "in-2")]
-    assert body["deliveries"] == []
-
-
-async def test_a_notification_is_queued_once_per_channel(store: tuple[Store, Any]) -> None:
-    s, conn = store
-    _, a = raised_alert()
-    await s.raised(conn, "cc-1", a)
-    note = {"kind": "raised", "alert_id": a.alert_id, "at": T0, "details": {"n": 1}}
-    await s.deliver(conn, a.alert_id, "raised", note, ["email", "syslog"])
-    expected = {"kind": "raised", "alert_id": a.alert_id, "at": str(T0), "details": {"n": 1}}
-    assert await queued(s, conn, a.alert_id) == [("email", "raised", expected), ("syslog", "raised", expected)]
-    body = shown(await s.alert(conn, a.alert_id))
-    assert body is not None
-    assert body["deliveries"] == [
-        {"channel": c, "kind": "raised", "status": "pending", "attempts": 0, "last_error": None}
-        for c in ("email", "syslog")
+    assert body["history"] == [
+        ("raised", "in-1"),
+        ("notified:raised", "in-1"),
+        ("raised", "in-2"),
+        ("held", "in-3"),
+        ("resolved", "in-4"),
+        ("notified:resolved", "in-4"),
     ]
+    assert [(c, k) for c, k, _ in body["deliveries"]] == [
+        ("email", "raised"),
+        ("syslog", "raised"),
+        ("email", "resolved"),
+        ("syslog", "resolved"),
+    ]
+    resolve_note = body["deliveries"][-1][2]
+    assert resolve_note["kind"] == "resolved" and resolve_note["reason"] == "authorization renewed"
 
 
-async def test_history_and_deliveries_need_a_recorded_alert(store: tuple[Store, Any]) -> None:
-    s, conn = store
+async def test_history_and_deliveries_need_a_recorded_alert(store: tuple[Any, Any, Database | None]) -> None:
+    s, uow, _ = store
+    _, a = raised_alert()
     with pytest.raises((KeyError, asyncpg.ForeignKeyViolationError)):
-        await s.history(conn, "nope", T0, "raised", "x", "in-1")
-    with pytest.raises((KeyError, asyncpg.ForeignKeyViolationError)):
-        await s.deliver(conn, "nope", "raised", {}, ["email"])
+        await s.write(uow, "cc-1", [Acted(Held(a, T0, "x"), "in-1")])
 
 
-async def test_deleted_silences_are_gone(store: tuple[Store, Any]) -> None:
-    s, conn = store
+async def test_silences_not_deleted_are_what_every_decision_reads(store: tuple[Any, Any, Database | None]) -> None:
+    s, uow, db = store
     keep = Silence("s-1", "cc-1", None, T0, T0 + M, "ops", "maintenance")
-    drop = Silence("s-2", None, "AuthorizationRenewalFailed", T0, T0 + M, "ops", "known")
-    await s.add_silence(conn, keep)
-    await s.add_silence(conn, drop)
-    assert await s.delete_silence(conn, "s-2") is True
-    assert await s.delete_silence(conn, "s-2") is False
-    assert await s.silences(conn) == [keep]
+    drop = Silence("s-2", None, "RenewAuthorizationFailed", T0, T0 + M, "ops", "known")
+    if db is None:
+        s.silence_rows = {keep.id: keep}
+    else:
+        assert await views.add_silence(db, keep) and await views.add_silence(db, drop)
+        assert not await views.add_silence(db, drop)  # the id is taken
+        assert await views.delete_silence(db, "s-2") is True
+        assert await views.delete_silence(db, "s-2") is False
+    assert await s.env(uow) == [keep]

@@ -1,8 +1,7 @@
-"""Compliance on real Kafka and PostgreSQL: inputs published on the contract topics, `licensing.compliance.changed`
-read back from the broker, history read over HTTP. Simulated time: ticks walk 200 days in seconds.
-
-Inputs travel on different topics (consumption, entitlements, lifecycle, clock), and Kafka orders only within a
-partition: each walk waits for an input's effect before it publishes the next input on another topic."""
+"""Compliance on real Kafka and PostgreSQL: its one input stream, `licensing.consumption`, published as the
+consumption computer forwards it (usage, entitlements, lifecycle events, the instance's ticks, in order),
+`licensing.compliance.changed` read back from the broker, history read over HTTP. Simulated time: ticks walk 200
+days in seconds."""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from ccxlic_compliance.machine import replay
 from ccxlic_compliance.settings import ComplianceSettings
 from ccxlic_contract import Event
 from ccxlic_contract.events import ComplianceChanged, DeadLettered
-from ccxlic_contract.topics import COMPLIANCE, DEAD_LETTER, LIFECYCLE
+from ccxlic_contract.topics import COMPLIANCE, CONSUMPTION, DEAD_LETTER
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_testing.build import Build
 from ccxlic_testing.plugin import (
@@ -32,6 +31,7 @@ from ccxlic_testing.plugin import (
     Stack,
     drop_schema,
     free_port,
+    publish_on,
     service_settings,
     until_ready,
     wait_for_topic,
@@ -62,14 +62,18 @@ class Walk:
 
     def __init__(self, producer: EventProducer, read_topic: ReadTopic, topics: dict[str, str], instance: str) -> None:
         self.producer, self.read_topic, self.topic = producer, read_topic, topics[COMPLIANCE.name]
+        self.inputs = topics[CONSUMPTION.name]
         self.instance = instance
         self.b = Build(instance)
 
     def changes(self, out: list[Event]) -> list[ComplianceChanged]:
         return [e for e in out if isinstance(e, ComplianceChanged) and e.subject == self.instance]
 
+    async def publish(self, *events: Event) -> None:
+        await publish_on(self.producer, self.inputs, events)
+
     async def then(self, event: Event, check: Callable[[Any], bool], timeout: float = 30) -> list[ComplianceChanged]:
-        await self.producer.publish(event)
+        await self.publish(event)
         out = await wait_for_topic(
             self.read_topic, self.topic, lambda o: bool(c := self.changes(o)) and check(c[-1].data), timeout
         )
@@ -101,8 +105,7 @@ async def test_evaluation_expiry_enforcement_then_registration(
     b = w.b
     await w.then(b.usage(T0, 3, 1), lambda v: v.authorization == "evaluation")
     await w.then(b.tick(T0 + 89 * D), lambda v: v.deadlines.evaluation_ends_at == T0 + 90 * D)
-    # a tick for every instance: the clock topic's "*" subject
-    changes = await w.then(b.tick(T0 + 90 * D, every_instance=True), lambda v: v.enforcement.active)
+    changes = await w.then(b.tick(T0 + 90 * D), lambda v: v.enforcement.active)
     last = changes[-1]
     assert last.data.authorization == "evaluation_expired"
     assert last.data.enforcement.reasons == ("evaluation_expired",) and last.data.enforcement.since == T0 + 90 * D
@@ -132,7 +135,7 @@ async def test_over_consumption_that_recovers_within_30_minutes(
     await w.then(b.entitle(T0, 10, 10), lambda v: True)
     await w.then(b.usage(T0 + 60 * M, 0, 11), lambda v: v.over_stage == "detected")
     await w.then(b.usage(T0 + 80 * M, 0, 10), lambda v: v.over_since is None)
-    await producer.publish(b.tick(T0 + 200 * M))
+    await w.publish(b.tick(T0 + 200 * M))
     body = await _seen(service, instance_id, T0 + 200 * M)
     assert (body["authorization"], body["over_stage"], body["ooc_since"]) == ("authorized", None, None)
     _, hist = await _get(service, f"/v1/instances/{instance_id}/compliance/history")
@@ -188,7 +191,7 @@ async def test_reservation(
     await w.then(b.usage(T0, 2, 2), lambda v: v.authorization == "evaluation")
     await w.then(b.reserve(T0 + D, 5, 1), lambda v: v.authorization == "reserved" and v.registration == "reserved")
     await w.then(b.usage(T0 + D + M, 3, 3), lambda v: v.deficit.premium == 2)
-    await producer.publish(b.tick(T0 + 500 * D))
+    await w.publish(b.tick(T0 + 500 * D))
     body = await _seen(service, instance_id, T0 + 500 * D)
     assert (body["authorization"], body["enforcement"]["active"], body["over_stage"]) == ("reserved", False, None)
     await w.then(b.reservation_returned(T0 + 501 * D), lambda v: v.registration == "unregistered")
@@ -201,8 +204,8 @@ async def test_a_duplicate_event_changes_nothing_and_bad_input_is_dead_lettered(
     b = w.b
     register = b.register(T0)
     await w.then(register, lambda v: v.authorization == "authorized")
-    await producer.send_records([(contract_topics[LIFECYCLE.name], instance_id.encode(), b"{not json")])
-    await producer.publish(register)  # the same id again
+    await producer.send_records([(contract_topics[CONSUMPTION.name], instance_id.encode(), b"{not json")])
+    await w.publish(register)  # the same id again
     await w.then(b.authorization_renewed(T0 + D), lambda v: v.deadlines.authorization_expires_at == T0 + 91 * D)
     _, hist = await _get(service, f"/v1/instances/{instance_id}/compliance/history")
     assert [t["cause"]["type"] for t in hist["transitions"]] == [
@@ -222,7 +225,7 @@ async def test_http_answers_bad_requests_clearly(service: int) -> None:
     status, body = await _get(service, "/v1/instances/x/compliance/history?after=minus")
     assert status == 400 and "`after` must be an integer" in body["error"]
     ready = await until_ready(f"http://127.0.0.1:{service}")
-    assert ready["checks"] == {"database": True, "kafka": True}
+    assert ready["checks"] == {"database": True, "kafka": True, "consumer": True, "relay": True}
 
 
 async def test_kill_9_in_mid_stream_then_restart_gives_the_replayed_history(
@@ -232,7 +235,7 @@ async def test_kill_9_in_mid_stream_then_restart_gives_the_replayed_history(
     contract_topics: dict[str, str],
     instance_id: str,
 ) -> None:
-    # One topic (lifecycle), one key: Kafka keeps this order, so the stored history must equal the pure replay.
+    # One stream, one key: Kafka keeps this order, so the stored history must equal the pure replay.
     b = Build(instance_id)
     events: list[Event] = [b.register(T0)]
     for k in range(1, 400):
@@ -260,11 +263,11 @@ async def test_kill_9_in_mid_stream_then_restart_gives_the_replayed_history(
     worker = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     port = int(env["CCXLIC_COMPLIANCE_HTTP_PORT"])
     try:
-        await producer.publish_many(events[:250])
+        await publish_on(producer, contract_topics[CONSUMPTION.name], events[:250])
         await asyncio.sleep(3)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
-        await producer.publish_many(events[250:])
+        await publish_on(producer, contract_topics[CONSUMPTION.name], events[250:])
         worker = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
         expected_state, expected = replay(instance_id, events, settings.rules())
         body: Any = None

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaProducer
-from ccxlic_contract import TOPICS, Event, decode
-from ccxlic_contract.events import AgentSignedOut, AgentSignedOutData, DeadLettered
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+from ccxlic_contract import TOPICS, Event, decode, encode
+from ccxlic_contract.events import AgentSignedOut, AgentSignedOutData, ClockTicked, DeadLettered
 from ccxlic_contract.examples import golden_examples
-from ccxlic_contract.topics import AGENT_ACTIVITY, DEAD_LETTER
-from ccxlic_runtime.consumer import ConsumerLoop, Delivery, PermanentError, RecordProcessor
-from ccxlic_runtime.db import Database, Transaction, migrate, prune_processed, relay_outbox
+from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, DEAD_LETTER
+from ccxlic_runtime.db import Database, Relay, Transaction, migrate, prune_processed
 from ccxlic_runtime.http import OpsServer, ops_app
 from ccxlic_runtime.kafka import EventProducer
+from ccxlic_runtime.loop import ConsumerLoop
 from ccxlic_runtime.metrics import RuntimeMetrics
+from ccxlic_runtime.policy import Delivery, PermanentError, RecordProcessor, partition_for
 from ccxlic_testing.plugin import ReadTopic, Stack
 from prometheus_client import CollectorRegistry
 
@@ -38,8 +42,11 @@ async def test_every_event_type_round_trips_through_the_broker(
     await producer.publish_many(list(examples.values()))
     received: dict[str, Event] = {}
     for topic in TOPICS:
-        expected = [e for e in examples.values() if topic.allows(e.type)]
+        expected = [e for e in examples.values() if topic.types & {e.type}]
+        if topic is CLOCK:
+            expected *= 3  # a tick for every instance goes to every partition
         records = await read_topic(contract_topics[topic.name], len(expected), raw=True)
+        assert len(records) == len(expected), topic.name
         for rec in records:
             assert rec.key == b"inst-1" or rec.key == b"*"
             assert dict(rec.headers)["content-type"].startswith(b"application/cloudevents+json")
@@ -49,27 +56,49 @@ async def test_every_event_type_round_trips_through_the_broker(
 
 
 class Recorder:
-    """A handler that records each event in PostgreSQL, in the transaction that holds its dedup record."""
+    """An application that records each event in PostgreSQL, in the transaction that holds its dedup record."""
 
-    def __init__(self, db: Database, fail_on: str | None = None) -> None:
-        self.db = db
+    def __init__(self, fail_on: str | None = None, block_on: str | None = None) -> None:
         self.fail_on = fail_on
+        self.block_on = block_on
+        self.blocked = asyncio.Event()
 
-    async def __call__(self, tx: Transaction, event: Event, d: Delivery) -> None:
+    def begin(self, uow: Transaction) -> None:
+        pass
+
+    async def handle(self, uow: Transaction, event: Event, d: Delivery) -> None:
         if event.id == self.fail_on:
             raise PermanentError("this input is poison")
-        await tx.conn.execute("insert into seen(event_id, offs) values ($1, $2)", event.id, d.offset)
+        if event.id == self.block_on:
+            self.blocked.set()
+            await asyncio.Event().wait()  # for ever: the test kills the loop here, mid-batch
+        await uow.conn.execute("insert into seen(event_id, offs) values ($1, $2)", event.id, d.offset)
+
+    async def finish(self, uow: Transaction) -> None:
+        pass
+
+    def committed(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    async def failed(self, uow: Transaction, event: Event, reason: str) -> None:
+        pass
+
+    def forget(self) -> None:
+        pass
 
 
 async def _make_loop(
-    stack: Stack, db: Database, prefix: str, group: str, stop: asyncio.Event, fail_on: str | None = None
+    stack: Stack, db: Database, prefix: str, group: str, stop: asyncio.Event, app: Recorder | None = None
 ) -> ConsumerLoop:
     processor = RecordProcessor(
         service="test",
-        topics=TOPICS,
+        inputs=[AGENT_ACTIVITY],
         prefix=prefix,
         db=db,
-        handler=Recorder(db, fail_on),
+        app=app or Recorder(),
         metrics=RuntimeMetrics(CollectorRegistry()),
         stop=stop,
     )
@@ -113,7 +142,7 @@ async def test_malformed_message_is_dead_lettered_and_the_loop_goes_on(
 
     stop = asyncio.Event()
     loop = await _make_loop(stack, db, topic_prefix, group_id, stop)
-    relay = asyncio.create_task(relay_outbox(db, producer, stop))
+    relay = asyncio.create_task(Relay(db, producer).run(stop))
     task = asyncio.create_task(loop.run(stop))
     try:
         dead = await read_topic(contract_topics[DEAD_LETTER.name], 3)
@@ -165,8 +194,8 @@ async def test_handler_poison_is_dead_lettered_and_later_input_still_handled(
     for n in range(1, 4):
         await producer.publish(_sign_out(instance_id, n))
     stop = asyncio.Event()
-    loop = await _make_loop(stack, db, topic_prefix, group_id, stop, fail_on=f"{instance_id}-2")
-    relay = asyncio.create_task(relay_outbox(db, producer, stop))
+    loop = await _make_loop(stack, db, topic_prefix, group_id, stop, Recorder(fail_on=f"{instance_id}-2"))
+    relay = asyncio.create_task(Relay(db, producer).run(stop))
     task = asyncio.create_task(loop.run(stop))
     dead = await read_topic(contract_topics[DEAD_LETTER.name], 1)
     for _ in range(100):
@@ -200,7 +229,7 @@ async def test_outbox_publishes_only_what_committed(
         assert not await tx.claim("input-1")
     stop = asyncio.Event()
     stop.set()  # drain once and return
-    await relay_outbox(db, producer, stop)
+    await Relay(db, producer).run(stop)
     got = await read_topic(contract_topics[AGENT_ACTIVITY.name], 2, timeout=4)
     assert [e.id for e in got] == [f"{instance_id}-2"]
 
@@ -238,7 +267,11 @@ async def test_ops_server_serves_metrics_health_and_readiness(db: Database) -> N
                 assert r.status == 200
             async with http.get(f"{base}/readyz") as r:
                 assert r.status == 503
-                assert await r.json() == {"ready": False, "checks": {"db": True, "kafka": False}}
+                assert await r.json() == {
+                    "ready": False,
+                    "checks": {"db": True, "kafka": False},
+                    "problems": {"kafka": "not ready"},
+                }
     finally:
         await server.stop()
 
@@ -263,3 +296,219 @@ def test_make_up_is_idempotent(stack: Stack) -> None:
     proc = subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), "up"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "already running" in proc.stdout
+
+
+# ---------------------------------------------------------------- the loop: order, keys, kills; the relay: blips
+
+
+async def _loop_over(
+    stack: Stack, db: Database, prefix: str, group: str, stop: asyncio.Event, app: Recorder, topics: list[Any]
+) -> ConsumerLoop:
+    loop: ConsumerLoop | None = None
+    processor = RecordProcessor(
+        service="test",
+        inputs=topics,
+        prefix=prefix,
+        db=db,
+        app=app,
+        metrics=RuntimeMetrics(CollectorRegistry()),
+        stop=stop,
+        partitions=lambda topic: loop.partitions(topic) if loop is not None else None,
+    )
+    loop = ConsumerLoop(
+        processor, bootstrap=stack.bootstrap, group_id=group, topics=[f"{prefix}{t.name}" for t in topics]
+    )
+    return loop
+
+
+async def _until(db: Database, n: int, timeout: float = 30) -> list[Any]:
+    for _ in range(int(timeout * 10)):
+        rows = await db.fetch("select event_id, offs from seen order by seq")
+        if len(rows) >= n:
+            return rows
+        await asyncio.sleep(0.1)
+    return await db.fetch("select event_id, offs from seen order by seq")
+
+
+async def test_inputs_on_two_topics_are_handled_in_event_time_order_whatever_the_log_order(
+    stack: Stack,
+    db: Database,
+    producer: EventProducer,
+    topic_prefix: str,
+    group_id: str,
+    instance_id: str,
+    contract_topics: dict[str, str],
+) -> None:
+    """Published on two topics, the clock's all before the activity's, before the service starts (a replay):
+    handled by event time, the tie (08:30) going to the topic listed first."""
+    await db.pool.execute("create table seen(seq bigserial, event_id text, offs bigint)")
+    t0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    ticks = [
+        ClockTicked(id=f"tick-{m}", source="urn:t", time=t0 + timedelta(minutes=m), subject=instance_id)
+        for m in (10, 30, 40)
+    ]
+    outs = [
+        AgentSignedOut(
+            id=f"out-{m}",
+            source="urn:t",
+            time=t0 + timedelta(minutes=m),
+            subject=instance_id,
+            data=AgentSignedOutData(agent_id="a"),
+        )
+        for m in (5, 15, 30)
+    ]
+    await producer.publish_many(ticks)  # the clock first, in the log
+    await producer.publish_many(outs)
+    stop = asyncio.Event()
+    loop = await _loop_over(stack, db, topic_prefix, group_id, stop, Recorder(), [AGENT_ACTIVITY, CLOCK])
+    task = asyncio.create_task(loop.run(stop))
+    rows = await _until(db, 6)
+    stop.set()
+    await task
+    assert [r["event_id"] for r in rows] == ["out-5", "tick-10", "out-15", "out-30", "tick-30", "tick-40"]
+
+
+async def test_a_record_whose_key_or_partition_is_not_its_subjects_is_dead_lettered_with_the_reason(
+    stack: Stack,
+    db: Database,
+    producer: EventProducer,
+    topic_prefix: str,
+    group_id: str,
+    instance_id: str,
+    contract_topics: dict[str, str],
+    read_topic: ReadTopic,
+) -> None:
+    await db.pool.execute("create table seen(seq bigserial, event_id text, offs bigint)")
+    activity = contract_topics[AGENT_ACTIVITY.name]
+    good = _sign_out(instance_id, 1)
+    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+    await raw.start()
+    right = partition_for(instance_id, 3)
+    await raw.send_and_wait(activity, encode(_sign_out(instance_id, 2)), key=b"someone-else", partition=right)
+    await raw.send_and_wait(
+        activity, encode(_sign_out(instance_id, 3)), key=instance_id.encode(), partition=(right + 1) % 3
+    )
+    await raw.stop()
+    await producer.publish(good)
+    stop = asyncio.Event()
+    loop = await _loop_over(stack, db, topic_prefix, group_id, stop, Recorder(), [AGENT_ACTIVITY])
+    relay = asyncio.create_task(Relay(db, producer).run(stop))
+    task = asyncio.create_task(loop.run(stop))
+    dead = await read_topic(contract_topics[DEAD_LETTER.name], 2)
+    rows = await _until(db, 1)
+    stop.set()
+    await asyncio.gather(task, relay)
+    assert [r["event_id"] for r in rows] == [good.id]
+    reasons = sorted(d.data.error for d in dead)
+    assert "key 'someone-else': the key must be the subject" in reasons[0]
+    assert f"partition {(right + 1) % 3}: {instance_id!r} belongs on partition {right} of 3" in reasons[1]
+
+
+async def test_a_loop_killed_mid_batch_has_committed_no_offset_past_what_it_handled(
+    stack: Stack,
+    db: Database,
+    producer: EventProducer,
+    topic_prefix: str,
+    group_id: str,
+    instance_id: str,
+    contract_topics: dict[str, str],
+) -> None:
+    """The application blocks on the 7th of 10 records; the loop is killed there (cancelled, as kill -9 stops a
+    process between two instructions). The group's committed offset is at most the first record not handled, and a
+    new worker handles every record exactly once."""
+    await db.pool.execute("create table seen(seq bigserial, event_id text unique, offs bigint)")
+    events = [_sign_out(instance_id, n) for n in range(10)]
+    await producer.publish_many(events[:3])
+    stop = asyncio.Event()
+    first = await _loop_over(stack, db, topic_prefix, group_id, stop, Recorder(block_on=events[6].id), [AGENT_ACTIVITY])
+    task = asyncio.create_task(first.run(stop))
+    await _until(db, 3)  # a first batch, committed
+    await producer.publish_many(events[3:])
+    app = first.processor.app
+    assert isinstance(app, Recorder)
+    await asyncio.wait_for(app.blocked.wait(), 30)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    handled = {r["offs"] for r in await db.fetch("select offs from seen")}
+    tp = TopicPartition(contract_topics[AGENT_ACTIVITY.name], partition_for(instance_id, 3))
+    probe = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=group_id, enable_auto_commit=False)
+    await probe.start()
+    try:
+        committed = await probe.committed(tp)
+    finally:
+        await probe.stop()
+    assert committed is not None and all(offset in handled for offset in range(committed))
+    assert 3 <= committed <= 6 and len(handled) < 10
+    stop2 = asyncio.Event()
+    second = await _loop_over(stack, db, topic_prefix, group_id, stop2, Recorder(), [AGENT_ACTIVITY])
+    task2 = asyncio.create_task(second.run(stop2))
+    rows = await _until(db, 10)
+    stop2.set()
+    await task2
+    assert sorted(r["event_id"] for r in rows) == sorted(e.id for e in events)
+
+
+class FlakyProducer:
+    """A producer whose broker is away for the first `failures` sends."""
+
+    def __init__(self, real: EventProducer, failures: int) -> None:
+        self.real = real
+        self.failures = failures
+
+    async def send_records(self, records: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError("the broker is away")
+        await self.real.send_records(records)
+
+
+async def test_the_relay_outlives_a_broker_and_a_database_blip_and_says_so(
+    db: Database, producer: EventProducer, contract_topics: dict[str, str], instance_id: str, read_topic: ReadTopic
+) -> None:
+    registry = CollectorRegistry()
+    metrics = RuntimeMetrics(registry)
+    flaky = FlakyProducer(producer, failures=3)
+    relay = Relay(db, flaky, on_failure=metrics.relay_failures.labels("test").inc, max_backoff=0.2)  # type: ignore[arg-type]
+    async with db.transaction() as tx:
+        await tx.emit(_sign_out(instance_id, 1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    for _ in range(50):
+        if relay.failing_since is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert relay.failing_since is not None and "the broker is away" in relay.failure  # /readyz says so
+    got = await read_topic(contract_topics[AGENT_ACTIVITY.name], 1)
+    assert [e.id for e in got] == [f"{instance_id}-1"]
+    for _ in range(50):  # published; the relay notes its success right after the rows are deleted
+        if relay.failing_since is None:
+            break
+        await asyncio.sleep(0.02)
+    assert relay.failing_since is None, relay.failure
+    assert registry.get_sample_value("ccxlic_outbox_relay_failures_total", {"service": "test"}) == 3
+    # PostgreSQL drops every connection of the schema's pool (a restart, an admin): the relay goes on
+    await db.pool.execute(
+        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1 and pid <> pg_backend_pid()",
+        f"ccxlic-{db.schema}",
+    )
+    async with db.transaction() as tx:
+        await tx.emit(_sign_out(instance_id, 2))
+    got = await read_topic(contract_topics[AGENT_ACTIVITY.name], 2)
+    assert [e.id for e in got] == [f"{instance_id}-1", f"{instance_id}-2"]
+    assert not task.done()
+    stop.set()
+    await task
+
+
+async def test_two_relays_on_one_outbox_publish_each_row_once_in_order(
+    db: Database, producer: EventProducer, contract_topics: dict[str, str], instance_id: str, read_topic: ReadTopic
+) -> None:
+    async with db.transaction() as tx:
+        await tx.emit(*(_sign_out(instance_id, n) for n in range(300)))
+    stop = asyncio.Event()
+    a, b = Relay(db, producer, batch=7), Relay(db, producer, batch=7)
+    stop.set()  # each drains what is there and returns
+    await asyncio.gather(a.run(stop), b.run(stop))
+    got = await read_topic(contract_topics[AGENT_ACTIVITY.name], 301, timeout=5)
+    assert [e.id for e in got] == [f"{instance_id}-{n}" for n in range(300)]

@@ -241,12 +241,14 @@ class RecordProcessor:
             try:
                 async with self._unit() as uow:
                     # one round trip claims every event of the batch (a duplicate id within it counts once)
-                    fresh = await uow.claim_many([ev.id for _, ev in items if not isinstance(ev, ContractError)])
+                    fresh = await uow.claim_many(
+                        [claim_key(ev, d) for d, ev in items if not isinstance(ev, ContractError)]
+                    )
                     for d, ev in items:
                         if isinstance(ev, ContractError):
                             await self._dead_letter(uow, d, str(ev))
-                        elif ev.id in fresh:
-                            fresh.discard(ev.id)
+                        elif claim_key(ev, d) in fresh:
+                            fresh.discard(claim_key(ev, d))
                             await self.app.handle(uow, ev, d)
                     await self.app.finish(uow)
                 self._committed()
@@ -276,7 +278,7 @@ class RecordProcessor:
                 async with self._unit() as uow:
                     if isinstance(ev, ContractError):
                         await self._dead_letter(uow, d, str(ev))
-                    elif await uow.claim(ev.id):
+                    elif await uow.claim(claim_key(ev, d)):
                         await self.app.handle(uow, ev, d)
                     await self.app.finish(uow)
                 self._committed()
@@ -303,7 +305,7 @@ class RecordProcessor:
             try:
                 async with self._unit() as uow:
                     await self._dead_letter(uow, d, reason)
-                    await uow.claim(ev.id)  # a later duplicate of it is a duplicate, not a second failure
+                    await uow.claim(claim_key(ev, d))  # a later duplicate of it is a duplicate, not a second failure
                     await self.app.failed(uow, ev, reason)
                     await self.app.finish(uow)
                 self._committed()
@@ -344,6 +346,14 @@ class RecordProcessor:
         await uow.emit(dead_letter(self.service, d, reason))
         self.metrics.dead_lettered.labels(self.service, d.topic).inc()
         log.warning("dead-lettered", extra={"topic": d.topic, "offset": d.offset, "reason": reason[:500]})
+
+
+def claim_key(event: Event, d: Delivery) -> str:
+    """The dedup record of an input: its id; a tick for every instance is one input per partition (it is sent to
+    every partition, and each copy ticks the instances of its own)."""
+    if isinstance(event, ClockTicked) and event.subject == ALL_INSTANCES:
+        return f"{event.id}@{d.partition}"
+    return event.id
 
 
 def dead_letter(service: str, d: Delivery, reason: str) -> DeadLettered:

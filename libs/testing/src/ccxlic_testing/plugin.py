@@ -17,7 +17,7 @@ import asyncio
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
-from ccxlic_contract import TOPICS, decode_message
+from ccxlic_contract import TOPICS, Event, decode_message, encode, key_for
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.settings import RuntimeSettings, load_settings
@@ -288,6 +288,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def publish_on(producer: EventProducer, topic: str, events: Sequence[Event]) -> None:
+    """Publish events on a given topic, in order (as the service upstream forwards them onto its stream)."""
+    await producer.send_records([(topic, key_for(e), encode(e)) for e in events])
+
+
 async def drop_schema(database_url: str, schema: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
@@ -296,4 +301,13 @@ async def drop_schema(database_url: str, schema: str) -> None:
         await conn.close()
 
 
-__all__ = ["InProcess", "ReadTopic", "Stack", "drop_schema", "free_port", "until_ready", "wait_for_topic"]
+__all__ = [
+    "InProcess",
+    "ReadTopic",
+    "Stack",
+    "drop_schema",
+    "free_port",
+    "publish_on",
+    "until_ready",
+    "wait_for_topic",
+]
