@@ -68,6 +68,7 @@ DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ccxli
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 CAPS = (("inbound_voice",), ("inbound_voice", "chat"), ("email",), ("outbound_predictive",), ("inbound_voice",))
 HEADERS = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
+PARTITIONS = 3  # of every topic keyed by instance (the runtime's default, CCXLIC_PARTITIONS)
 
 
 def log(message: str) -> None:
@@ -99,9 +100,7 @@ async def produce(events: list[Event], prefix: str, *, label: str) -> float:
     try:
         pending = []
         for i, e in enumerate(events):
-            pending.append(
-                await producer.send(topic_name(topic_for(e.type), prefix), encode(e), key=key_for(e), headers=HEADERS)
-            )
+            pending += await send(producer, prefix, e)
             if len(pending) >= 5000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -116,6 +115,16 @@ async def produce(events: list[Event], prefix: str, *, label: str) -> float:
     return rate
 
 
+async def send(producer: AIOKafkaProducer, prefix: str, e: Event) -> list[Any]:
+    """Send one event as the runtime's producer does (a tick for every instance goes to every partition of the clock
+    topic); return the send futures."""
+    topic = topic_name(topic_for(e.type), prefix)
+    partitions: list[int | None] = [None]
+    if isinstance(e, ClockTicked) and e.subject == "*":
+        partitions = sorted(await producer.partitions_for(topic))
+    return [await producer.send(topic, encode(e), key=key_for(e), partition=p, headers=HEADERS) for p in partitions]
+
+
 def start_service(run: Run, service: str, schema: str, group: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -126,6 +135,7 @@ def start_service(run: Run, service: str, schema: str, group: str, port: int, **
         f"CCXLIC_{service.upper()}_GROUP": group,
         f"CCXLIC_{service.upper()}_HTTP_PORT": str(port),
         "CCXLIC_LOG_LEVEL": "WARNING",
+        "CCXLIC_MAX_EVENT_SKEW": "off",  # simulated time
         **extra,
     }
     proc = subprocess.Popen([sys.executable, "-m", f"ccxlic_{service}"], env=env, stderr=subprocess.DEVNULL)
@@ -536,7 +546,7 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
                         subject=inst,
                         data=AgentSignedOutData(agent_id=agent),
                     )
-            await producer.send(topic_name(topic_for(e.type), run.prefix), encode(e), key=key_for(e), headers=HEADERS)
+            await send(producer, run.prefix, e)
         achieved = total / (time.perf_counter() - started)
         deadline = time.perf_counter() + 60
         while len(raised) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110 - polling a dict
@@ -675,37 +685,63 @@ async def quiescent(
 
 
 async def results_of(conn: asyncpg.Connection, base: str) -> dict[str, Any]:
+    """What the three services recorded, in an order that does not depend on how instances interleaved: every
+    interval report (every revision), every compliance transition, every alert history entry."""
     reports = await conn.fetch(
-        f"select distinct on (instance, interval_start) instance, interval_start, peak::text as peak"
-        f' from "{base}_consumption".reports order by instance, interval_start, revision desc'
+        f"select instance, interval_start, revision, peak::text as peak, witness::text as witness"
+        f' from "{base}_consumption".reports order by instance, interval_start, revision'
     )
-    views = await conn.fetch(f'select instance, view::text as view from "{base}_compliance".instances order by 1')
-    alerts = await conn.fetch(
-        f'select instance, alert, state, raised_at from "{base}_alerting".alerts order by 1, 2, 4'
+    transitions = await conn.fetch(
+        f"select instance, seq, at, cause_id, evidence, view::text as view"
+        f' from "{base}_compliance".transitions order by instance, seq'
+    )
+    history = await conn.fetch(
+        f"select a.instance, a.alert, h.alert_id, h.at, h.kind, h.text, h.cause_id,"
+        f" row_number() over (partition by a.instance order by h.seq) as n"
+        f' from "{base}_alerting".alert_history h join "{base}_alerting".alerts a using (alert_id) order by 1, n'
     )
     return {
-        "reports": [(r["instance"], r["interval_start"].isoformat(), json.loads(r["peak"])) for r in reports],
-        "compliance": [(r["instance"], json.loads(r["view"])) for r in views],
-        "alerts": [(r["instance"], r["alert"], r["state"], r["raised_at"].isoformat()) for r in alerts],
+        "reports": [
+            (
+                r["instance"],
+                r["interval_start"].isoformat(),
+                r["revision"],
+                json.loads(r["peak"]),
+                json.loads(r["witness"]),
+            )
+            for r in reports
+        ],
+        "compliance": [
+            (r["instance"], r["seq"], r["at"].isoformat(), r["cause_id"], r["evidence"], json.loads(r["view"]))
+            for r in transitions
+        ],
+        "alerts": [
+            (r["instance"], r["n"], r["alert"], r["alert_id"], r["at"].isoformat(), r["kind"], r["text"], r["cause_id"])
+            for r in history
+        ],
     }
 
 
 async def b3(run: Run, quick: bool, instances: int, days: int) -> dict[str, Any]:
     sc = b3_scenario(quick, instances, days)
     events = generate(sc, T0)
-    consumption_inputs = sum(
-        1
-        for e in events
-        if topic_for(e.type).name
-        in ("ccx.agent-activity", "ccx.port-usage", "licensing.entitlements", "licensing.lifecycle", "licensing.clock")
-    )
+    consumption_inputs = len(events)  # every simulator event is an input of the consumption computer
+    # what its dedup table counts: a tick for every instance is one input per partition of the clock topic
+    claimed = sum(PARTITIONS if isinstance(e, ClockTicked) and e.subject == "*" else 1 for e in events)
     log(f"B3: {len(events):,} simulator events ({len(sc.instances)} instances x {sc.duration.days} days)")
     conn = await asyncpg.connect(DSN)
     out: dict[str, Any] = {"events": len(events)}
     try:
         phases: dict[str, Any] = {}
+        live_prefix = run.prefix
         for phase in ("live", "replay"):
-            base = f"{run.prefix.rstrip('.').replace('.', '_')}_{phase}"
+            base = f"{live_prefix.rstrip('.').replace('.', '_')}_{phase}"
+            if phase == "replay":
+                # the live run's input log, copied as it is to topics of the replay's own (untimed), so that the
+                # replay's outputs are its own and can be compared with the live run's
+                run.prefix = f"{live_prefix}replay."
+                await ensure_topics(BOOTSTRAP, run.prefix, TOPICS)
+                await produce(events, run.prefix, label="B3 replay input")
             ports = {s: free_port() for s in ("consumption", "compliance", "alerting")}
             procs = [
                 start_service(run, s, f"{base}_{s}", f"{run.prefix}b3-{phase}-{s}", p, CCXLIC_BATCH_SIZE="1000")
@@ -716,7 +752,7 @@ async def b3(run: Run, quick: bool, instances: int, days: int) -> dict[str, Any]
             started = time.perf_counter()
             if phase == "live":
                 await produce(events, run.prefix, label="B3 live")  # the services consume while this runs
-            first, last = await quiescent(conn, [f"{base}_{s}" for s in ports], consumption_inputs)
+            first, last = await quiescent(conn, [f"{base}_{s}" for s in ports], claimed)
             elapsed = max(1e-6, last - (first if phase == "replay" else started))
             phases[phase] = {
                 "seconds": round(elapsed, 2),
