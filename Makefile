@@ -7,7 +7,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting test test-unit test-integration test-e2e bench bench-quick lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting test test-unit test-integration test-e2e fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test-integration: up ## tests against real Kafka and PostgreSQL
 test-e2e: up ## the services as separate processes on the real stack
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
+fuzz: deps ## the property and fuzz tests of the contract, the error policy and the state machines, long (FUZZ_EXAMPLES, default 20000)
+	CCXLIC_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest -p no:cacheprovider tests/unit/test_contract.py tests/unit/test_contract_differential.py tests/unit/test_policy.py tests/unit/compliance/test_machine.py tests/unit/alerting/test_machine.py -k "total or agree or describes or every_record or every_step" $(PYTEST_ARGS)
+
 bench: up ## the benchmarks (B0-B4, each next to its baseline) on the local stack; prints a table, writes bench/results.json
 	$(PY) bench/run.py --profile $(BENCH_ARGS)
 
@@ -68,12 +71,9 @@ format: ## ruff: fix what it can and format
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
-typecheck: ## mypy --strict on the libs and the domain code
+typecheck: ## mypy --strict on every source file: the libs, the services (their apps and the CLI too) and the bench
 	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
-	  services/consumption/src/ccxlic_consumption/{machine,peaks,store,handler,settings}.py \
-	  services/compliance/src/ccxlic_compliance/{machine,store,handler,settings}.py \
-	  services/alerting/src/ccxlic_alerting/{machine,channels,delivery,store,handler,settings}.py \
-	  services/cli/src/ccxlic_cli/{scenario,simulator,lifecycle,report}.py
+	  services/consumption/src services/compliance/src services/alerting/src services/cli/src bench/run.py
 
 schemas: ## regenerate docs/schemas from the contract models
 	$(PY) -m ccxlic_contract.schemas docs/schemas

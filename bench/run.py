@@ -53,6 +53,7 @@ from ccxlic_contract.events import (
     AgentSignedOut,
     AgentSignedOutData,
     AlertRaised,
+    Capability,
     ClockTicked,
     EntitlementsSet,
     EntitlementsSetData,
@@ -66,7 +67,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ccxlic")
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
-CAPS = (("inbound_voice",), ("inbound_voice", "chat"), ("email",), ("outbound_predictive",), ("inbound_voice",))
+CAPS: tuple[tuple[Capability, ...], ...] = (
+    ("inbound_voice",),
+    ("inbound_voice", "chat"),
+    ("email",),
+    ("outbound_predictive",),
+    ("inbound_voice",),
+)
 HEADERS = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
 PARTITIONS = 3  # of every topic keyed by instance (the runtime's default, CCXLIC_PARTITIONS)
 
@@ -192,7 +199,7 @@ def b1_events(total: int, instances: int, agents: int, seed: int = 42) -> list[E
     """Sign-ins, sign-outs and a roster every 500 events per instance; instances interleaved, time in order."""
     rnd = random.Random(seed)
     per = total // instances
-    signed: list[dict[str, tuple[str, ...]]] = [{} for _ in range(instances)]
+    signed: list[dict[str, tuple[Capability, ...]]] = [{} for _ in range(instances)]
     out: list[Event] = []
     n = 0
     for k in range(per):
@@ -202,10 +209,7 @@ def b1_events(total: int, instances: int, agents: int, seed: int = 42) -> list[E
             n += 1
             eid = f"b1-{n}"
             if k % 500 == 499:
-                roster = tuple(
-                    RosterAgent(agent_id=a, capabilities=c)
-                    for a, c in sorted(signed[i].items())  # type: ignore[arg-type]
-                )
+                roster = tuple(RosterAgent(agent_id=a, capabilities=c) for a, c in sorted(signed[i].items()))
                 out.append(
                     AgentRoster(id=eid, source="urn:bench", time=t, subject=inst, data=AgentRosterData(agents=roster))
                 )
@@ -229,7 +233,7 @@ def b1_events(total: int, instances: int, agents: int, seed: int = 42) -> list[E
                         subject=inst,
                         data=AgentSignedInData(agent_id=agent, capabilities=caps),
                     )
-                )  # type: ignore[arg-type]
+                )
     return out
 
 
@@ -406,7 +410,7 @@ def b4_memory(agents: int = 400, instances: int = 20) -> dict[str, Any]:
             time=T0 + timedelta(seconds=a),
             subject=f"m{i}",
             data=AgentSignedInData(agent_id=f"agent-{a:04d}", capabilities=CAPS[a % len(CAPS)]),
-        )  # type: ignore[arg-type]
+        )
         for i in range(instances)
         for a in range(agents)
     ]
@@ -565,8 +569,8 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
         hop_ms[f"to_{topic.split('.')[-1]}_p50_ms"] = round(percentile(d, 0.5), 1) if d else None
         hop_ms[f"to_{topic.split('.')[-1]}_p99_ms"] = round(percentile(d, 0.99), 1) if d else None
         previous = seen
-    base = await raw_round_trip(run, rate, seconds, probes)
-    out = {
+    baseline = await raw_round_trip(run, rate, seconds, probes)
+    figures: dict[str, Any] = {
         "offered_events_per_s": rate,
         "achieved_events_per_s": round(achieved),
         "probes": len(sent),
@@ -576,10 +580,12 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
         "p999_ms": round(percentile(lat, 0.999), 1) if lat else None,
         "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
         "hops": hop_ms,
-        "baseline": base,
+        "baseline": baseline,
     }
-    log(f"B2: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms over {len(lat)} probes; raw p99 {base['p99_ms']} ms")
-    return out
+    log(
+        f"B2: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms over {len(lat)} probes; raw p99 {baseline['p99_ms']} ms"
+    )
+    return figures
 
 
 async def raw_round_trip(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]:
@@ -760,8 +766,8 @@ async def b3(run: Run, quick: bool, instances: int, days: int) -> dict[str, Any]
                 "events_per_s": round(consumption_inputs / elapsed) if elapsed >= 1 else None,
                 "results": await results_of(conn, base),
             }
-            for p in procs:
-                stop(p)
+            for proc in procs:
+                stop(proc)
             log(f"B3 {phase}: {consumption_inputs:,} inputs in {elapsed:.1f} s")
         live, replay = phases["live"]["results"], phases["replay"]["results"]
         out.update(

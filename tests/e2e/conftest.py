@@ -7,29 +7,36 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest_asyncio
-from ccxlic_testing.plugin import Stack, drop_schema, free_port
+from ccxlic_testing.plugin import Spawned, Stack, drop_schema
 from ccxlic_testing.sinks import Sinks
 
 SERVICES = ("consumption", "compliance", "alerting")
 
 
 class Pipeline:
-    def __init__(self, env: dict[str, str], ports: dict[str, int], sinks: Sinks) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, sinks: Sinks) -> None:
         self.env = env
-        self.ports = ports
+        self.logs = logs
         self.sinks = sinks
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
+        self.spawned: dict[str, Spawned] = {}
 
-    def start(self, service: str) -> None:
-        self.procs[service] = subprocess.Popen(
-            [sys.executable, "-m", f"ccxlic_{service}"], env=self.env, stderr=subprocess.DEVNULL
-        )
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {s: p.proc for s, p in self.spawned.items() if p.proc is not None}
+
+    async def start(self, service: str) -> None:
+        """Start a service as its own process on HTTP port 0; learn the port it got."""
+        spawned = Spawned(service, self.env, self.logs / f"{service}.log")
+        spawned.start()
+        self.spawned[service] = spawned
+        self.ports[service] = await spawned.started()
 
     async def restart(self, service: str, *, kill: bool) -> None:
         """Stop a service (SIGKILL, or SIGTERM and a clean exit) and start it again, ready."""
@@ -37,7 +44,7 @@ class Pipeline:
         proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 30)
         assert kill or code == 0, f"{service} exited {code} on SIGTERM"
-        self.start(service)
+        await self.start(service)
         await self.until(service, "/readyz", lambda b: b["ready"], 90)
 
     async def get(self, service: str, path: str) -> tuple[int, Any]:
@@ -70,10 +77,9 @@ class Pipeline:
 
 @pytest_asyncio.fixture
 async def pipeline(
-    stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str], sinks: Sinks
+    stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str], sinks: Sinks, tmp_path: Path
 ) -> AsyncIterator[Pipeline]:
     sinks.start_smtp()
-    ports = {s: free_port() for s in SERVICES}
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
@@ -88,17 +94,15 @@ async def pipeline(
         # the walks keep agents signed in for simulated months with no event of theirs (a live platform would
         # send rosters); without this, their sessions would expire after 24 h of silence
         "CCXLIC_MAX_SESSION_SECONDS": str(365 * 86400),
-        "CCXLIC_CONSUMPTION_URL": f"http://127.0.0.1:{ports['consumption']}",
-        "CCXLIC_COMPLIANCE_URL": f"http://127.0.0.1:{ports['compliance']}",
-        "CCXLIC_ALERTING_URL": f"http://127.0.0.1:{ports['alerting']}",
     }
     for s in SERVICES:
         env[f"CCXLIC_{s.upper()}_SCHEMA"] = f"{pg_schema}_{s}"
-        env[f"CCXLIC_{s.upper()}_HTTP_PORT"] = str(ports[s])
-    p = Pipeline(env, ports, sinks)
-    for s in SERVICES:
-        p.start(s)
+    p = Pipeline(env, tmp_path, sinks)
     try:
+        for s in SERVICES:
+            await p.start(s)
+        for s in SERVICES:
+            env[f"CCXLIC_{s.upper()}_URL"] = f"http://127.0.0.1:{p.ports[s]}"  # for ccxlic run by a test
         for s in SERVICES:
             await p.until(s, "/readyz", lambda b: b["ready"], 90)
         yield p

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ccxlic_contract import decode
@@ -268,16 +269,23 @@ async def test_run_all_with_a_scenario_then_ctrl_c_stops_everything(
         text=True,
     )
     try:
-        snap: dict[str, object] = {}
+        snap: dict[str, Any] = {}
         for _ in range(120):
             await asyncio.sleep(1)
             r = await asyncio.to_thread(ccxlic, ["status", "--json"], env)
             if r.returncode == 0:
                 snap = json.loads(r.stdout)
                 inst = snap["instances"]
-                if inst and inst[0]["compliance"] and inst[0]["compliance"]["over_stage"]:  # type: ignore[index]
+                if inst and inst[0]["compliance"] and inst[0]["alerts"]:
                     break
-        assert snap and snap["instances"][0]["instance"] == "tiny-a", snap  # type: ignore[index]
+        # the scenario's 3 Premium agents against 1 Premium seat: the services ran it through, the ticker and the
+        # simulation fed them, and the over-consumption and its alert show
+        [tiny] = snap["instances"]
+        assert tiny["instance"] == "tiny-a" and tiny["usage"]["in_use"]["premium"] > 1, snap
+        assert tiny["compliance"]["registration"] == "registered", snap
+        assert tiny["compliance"]["over_stage"] or tiny["compliance"]["authorization"] == "out_of_compliance", snap
+        ladder = {"OutOfComplianceDetected", "OutOfComplianceImminent", "OutOfCompliance"}
+        assert ladder & {a["alert"] for a in tiny["alerts"]}, snap
         proc.send_signal(signal.SIGINT)
         _out, err = await asyncio.to_thread(proc.communicate, timeout=60)
     finally:

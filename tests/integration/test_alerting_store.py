@@ -4,6 +4,7 @@ the fake cannot drift. On PostgreSQL, what was recorded is read back through the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,9 +15,10 @@ import pytest_asyncio
 from ccxlic_alerting import views
 from ccxlic_alerting.app import MIGRATIONS
 from ccxlic_alerting.decider import Acted
+from ccxlic_alerting.delivery import Deliverer
 from ccxlic_alerting.machine import Active, Held, Notice, Raised, Resolved, Rules, Silence, State, replay
 from ccxlic_alerting.store import PgAlertingStore
-from ccxlic_runtime.db import ConcurrentUpdate, Database
+from ccxlic_runtime.db import ConcurrentUpdate, Database, Transaction, migrate
 from ccxlic_testing.build import Build
 
 from tests.integration.conftest import open_store
@@ -145,3 +147,39 @@ async def test_silences_not_deleted_are_what_every_decision_reads(store: tuple[A
         assert await views.delete_silence(db, "s-2") is True
         assert await views.delete_silence(db, "s-2") is False
     assert await s.env(uow) == [keep]
+
+
+class Counting:
+    """A channel that takes a while to send and counts what it sent."""
+
+    name = "email"
+
+    def __init__(self, sent: list[str]) -> None:
+        self.sent = sent
+
+    async def send(self, n: Any) -> None:
+        await asyncio.sleep(0.01)
+        self.sent.append(n["alert_id"])
+
+
+async def test_two_workers_delivery_loops_send_each_notification_once(db: Database) -> None:
+    """Two alerting workers share the deliveries table: each takes a lease on the rows it sends, so an email or a
+    webhook goes out once, not once per worker."""
+    await migrate(db.pool, db.schema, MIGRATIONS)
+    s = PgAlertingStore(["email"])
+    uow = Transaction(db.pool, "")  # type: ignore[arg-type]
+    for n in range(40):
+        _, a = raised_alert()
+        a = a.model_copy(update={"alert_id": f"al-{n}"})
+        await s.write(uow, "cc-1", [Acted(Raised(a), "in"), Acted(Notice("raised", a, T0, "RAISED"), "in")])
+    sent: list[str] = []
+    loops = [
+        Deliverer(db, Counting(sent), max_attempts=3, backoff=0.1, max_backoff=1, lease=30, wake=asyncio.Event())
+        for _ in range(2)
+    ]
+    while len(sent) < 40:
+        done = await asyncio.gather(*(loop.once(limit=7) for loop in loops))
+        assert sum(done) > 0
+    assert sorted(sent) == sorted(f"al-{n}" for n in range(40))  # every one once
+    rows = await db.fetch("select status, attempts from deliveries")
+    assert {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import pytest_asyncio
 from ccxlic_compliance.app import run
@@ -291,3 +292,37 @@ async def test_kill_9_in_mid_stream_then_restart_gives_the_replayed_history(
         for t in expected
     ]
     assert got == want
+
+
+async def test_readiness_says_when_the_relay_cannot_publish_and_the_service_outlives_it(
+    service: int,
+    settings: ComplianceSettings,
+    producer: EventProducer,
+    read_topic: ReadTopic,
+    contract_topics: dict[str, str],
+    instance_id: str,
+) -> None:
+    """The outbox goes away under the relay (a table renamed: it cannot read what to publish): /readyz answers 503
+    naming the relay and why, /metrics counts the failures; once it is back, the queued event goes out and the
+    service is ready again. It never stopped."""
+    w = Walk(producer, read_topic, contract_topics, instance_id)
+    await w.then(w.b.register(T0), lambda v: v.authorization == "authorized")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(f'alter table "{settings.schema_name}".outbox rename to outbox_away')
+        body: Any = None
+        for _ in range(100):
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{service}/readyz") as r:
+                body = await r.json()
+                if r.status == 503:
+                    break
+            await asyncio.sleep(0.1)
+        assert body["ready"] is False and body["checks"]["relay"] is False, body
+        assert "outbox" in body["problems"]["relay"], body
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{service}/metrics") as r:
+            assert 'ccxlic_outbox_relay_failures_total{service="compliance"}' in await r.text()
+        await conn.execute(f'alter table "{settings.schema_name}".outbox_away rename to outbox')
+    finally:
+        await conn.close()
+    await w.then(w.b.authorization_renewed(T0 + D), lambda v: v.deadlines.authorization_expires_at == T0 + 91 * D)
+    await until_ready(f"http://127.0.0.1:{service}")

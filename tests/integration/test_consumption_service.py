@@ -87,7 +87,7 @@ def settings(stack: Stack, topic_prefix: str, pg_schema: str) -> ConsumptionSett
 @pytest_asyncio.fixture
 async def service(settings: ConsumptionSettings, contract_topics: dict[str, str]) -> AsyncIterator[int]:
     """The consumption computer running in this process; yields its HTTP port."""
-    service = InProcess(run, settings.model_copy(update={"http_port": free_port()}))
+    service = InProcess(run, settings)
     yield await service.started()
     await service.stopped()
     await _drop_schema(settings)

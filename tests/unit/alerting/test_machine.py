@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ccxlic_alerting.machine import Action, Held, Notice, Raised, Resolved, Rules, Silence, State, replay, step
+from ccxlic_alerting.machine import (
+    CATALOGUE,
+    Action,
+    Active,
+    Held,
+    Notice,
+    Raised,
+    Resolved,
+    Rules,
+    Silence,
+    State,
+    replay,
+    step,
+)
 from ccxlic_contract.codec import Event
 from ccxlic_testing.build import Build
 from hypothesis import given, settings
@@ -376,3 +389,58 @@ def test_a_redelivered_input_changes_nothing_when_dedup_is_bypassed_for_conditio
         again = step(s, e, RULES)
         assert not any(isinstance(a, Raised | Resolved) for a in again.actions)
         assert again.state.active == s.active
+
+
+# ---------------------------------------------------------------- termination, from any state
+
+_ALERTS = sorted(CATALOGUE)
+_times = st.integers(0, 60 * 24 * 400).map(lambda m: T0 + timedelta(minutes=m))
+_active = st.builds(
+    Active,
+    alert_id=st.text("abc", min_size=1, max_size=4),
+    alert=st.sampled_from(_ALERTS),
+    severity=st.sampled_from(["critical", "major", "warning"]),
+    raised_at=_times,
+    summary=st.just("s"),
+    deadline=st.none() | _times,
+    notified_at=st.none() | _times,
+    stage=st.integers(0, 3),
+    notified_stage=st.integers(0, 3),
+)
+any_state = st.builds(
+    State,
+    instance=st.just("i"),
+    now=st.none() | _times,
+    active=st.lists(_active, max_size=6).map(lambda xs: {a.alert: a for a in xs}),
+)
+
+
+@settings(max_examples=int(__import__("os").environ.get("CCXLIC_FUZZ_EXAMPLES", "300")), deadline=None)
+@given(
+    any_state,
+    INPUTS,
+    st.lists(
+        st.builds(
+            Silence,
+            st.just("s"),
+            st.none() | st.just("i"),
+            st.none() | st.sampled_from(_ALERTS),
+            _times,
+            _times,
+            st.just("a"),
+            st.just("c"),
+        ),
+        max_size=2,
+    ),
+)
+def test_every_step_returns_from_any_state(
+    state: State, script: list[tuple[str, int]], silences: list[Silence]
+) -> None:
+    """Whatever alerts are active, held or due, and whatever comes, `step` returns, and never leaves an alert both
+    active and resolved in one step."""
+    for event in [*_events(script), Build("i").tick(T0 + timedelta(days=900))]:
+        result = step(state, event, Rules(), silences)
+        resolved = {a.alert.alert for a in result.actions if isinstance(a, Resolved)}
+        raised = {a.alert.alert for a in result.actions if isinstance(a, Raised)}
+        assert not (resolved & set(result.state.active) - raised)
+        state = result.state

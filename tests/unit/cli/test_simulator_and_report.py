@@ -107,5 +107,6 @@ def test_the_report_takes_the_latest_revision_and_says_what_to_buy() -> None:
     # 2 more Premium cover the 12; 08:00 then has 46 Standard against 40 and no spare Premium (6 more), 16:00 has 48
     # against 40 + 3 spare Premium (5 more): 6 Standard cover both
     assert report.to_buy(rows, ent) == {"standard": 6, "premium": 2, "ivr_ports": 5}
-    assert report.to_buy(rows, None) == {"standard": 0, "premium": 0, "ivr_ports": 0}
+    # nothing purchased yet: the peaks themselves (12 Premium; then 46 Standard at 08:00, where no Premium is spare)
+    assert report.to_buy(report.rows(reports, None), None) == {"standard": 46, "premium": 12, "ivr_ports": 25}
     assert report.as_csv(rows).splitlines()[0].startswith("interval_start,")

@@ -267,3 +267,23 @@ def test_any_batching_and_crashes_anywhere_publish_what_one_input_at_a_time_publ
     assert [(e.id, e.time, e.data) for e in got] == [(e.id, e.time, e.data) for e in reference]
     assert asyncio.run(many.store.load(None, "cc-1"))[0] == asyncio.run(one.store.load(None, "cc-1"))[0]  # type: ignore[index]
     assert many.store.report_rows == one.store.report_rows
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(step, min_size=1, max_size=20),
+    st.lists(st.tuples(st.integers(0, 19), st.integers(1, 80 * 365)), max_size=3),
+)
+def test_clock_jumps_of_any_size_cost_work_for_the_intervals_with_data_only(
+    script: list[tuple[str, str, tuple[str, ...], int]], jumps: list[tuple[int, int]]
+) -> None:
+    """Ticks that move the clock up to 80 years ahead, anywhere in the inputs: every input returns, and the reports
+    are bounded by the facts (each fact bears on at most 4 intervals of 8 h within its 24 h, when it closes them and
+    when it revises them), not by the 87,600 intervals in 80 years."""
+    events = script_events(script)
+    b = Build("cc-1", prefix="jump")
+    for position, days in sorted(jumps, reverse=True):
+        events.insert(min(position, len(events)), b.tick(at(0) + timedelta(days=days)))
+    published = asyncio.run(Service().feed(events, 4))
+    facts = sum(1 for e in events if not isinstance(e, EntitlementsSet | ClockTicked))
+    assert len(of(published, IntervalClosed)) <= 8 * facts

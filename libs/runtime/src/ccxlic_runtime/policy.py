@@ -266,19 +266,25 @@ class RecordProcessor:
 
     async def _one_by_one(self, item: Record, first_error: Exception | None = None) -> None:
         d, ev = item
+        if isinstance(ev, ContractError):
+            await self._refuse(d, str(ev), None)
+            return
         attempts = 1 if first_error is not None else 0
         error = first_error
         backoff = 0.1
         while True:
             if error is not None and (isinstance(error, PermanentError) or attempts >= self.max_attempts):
-                assert not isinstance(ev, ContractError)
-                await self._give_up(d, ev, error, attempts)
+                reason = (
+                    f"{ev.type} {ev.id} rejected: {error}"
+                    if isinstance(error, PermanentError)
+                    else f"handling {ev.type} {ev.id} failed {attempts} times: {type(error).__name__}: {error}"
+                )
+                log.error("dead-lettering an input that cannot be handled", extra={"reason": reason})
+                await self._refuse(d, reason, ev)
                 return
             try:
                 async with self._unit() as uow:
-                    if isinstance(ev, ContractError):
-                        await self._dead_letter(uow, d, str(ev))
-                    elif await uow.claim(claim_key(ev, d)):
+                    if await uow.claim(claim_key(ev, d)):
                         await self.app.handle(uow, ev, d)
                     await self.app.finish(uow)
                 self._committed()
@@ -293,24 +299,21 @@ class RecordProcessor:
                 self.metrics.retries.labels(self.service).inc()
                 log.warning("handling failed", extra={"error": repr(exc), "attempt": attempts, "offset": d.offset})
 
-    async def _give_up(self, d: Delivery, ev: Event, error: Exception, attempts: int) -> None:
-        reason = (
-            f"{ev.type} {ev.id} rejected: {error}"
-            if isinstance(error, PermanentError)
-            else f"handling {ev.type} {ev.id} failed {attempts} times: {type(error).__name__}: {error}"
-        )
-        log.error("dead-lettering an input that cannot be handled", extra={"reason": reason})
+    async def _refuse(self, d: Delivery, reason: str, ev: Event | None) -> None:
+        """Dead-letter a record, in a transaction of its own (with `failed` for an event the application could not
+        handle), retrying until it commits: the record is never passed over without its dead letter."""
         backoff = 0.1
         while True:
             try:
                 async with self._unit() as uow:
                     await self._dead_letter(uow, d, reason)
-                    await uow.claim(claim_key(ev, d))  # a later duplicate of it is a duplicate, not a second failure
-                    await self.app.failed(uow, ev, reason)
+                    if ev is not None:
+                        await uow.claim(claim_key(ev, d))  # a later duplicate is a duplicate, not a second failure
+                        await self.app.failed(uow, ev, reason)
                     await self.app.finish(uow)
                 self._committed()
                 return
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:  # even this failed (the database is away): keep the record, say so, retry
                 await self._transient(exc, backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 

@@ -14,8 +14,11 @@ Fixtures: `stack`, `topic_prefix` (+ `contract_topics`, created), `group_id`, `i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -280,12 +283,59 @@ async def until_ready(base_url: str, timeout: float = 60) -> dict[str, Any]:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for a service started as a subprocess)."""
+    """A TCP port free on 127.0.0.1 now, for a process that must be told its port before it starts (prefer port 0
+    and asking the process, as `InProcess` and `spawn` do). It is picked below the kernel's ephemeral range, so no
+    outgoing connection (a Kafka client's included) can take it before the process binds it."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low // 2), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+class Spawned:
+    """A service as its own process (`python -m ccxlic_<service>`), on HTTP port 0: it logs the port it got."""
+
+    def __init__(self, service: str, env: dict[str, str], log: Path) -> None:
+        self.service = service
+        self.env = {**env, f"CCXLIC_{service.upper()}_HTTP_PORT": "0"}
+        self.log = log
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", f"ccxlic_{self.service}"], env=self.env, stderr=out)
+        self._seen = self.log.stat().st_size if self.log.exists() else 0
+
+    async def started(self, timeout: float = 90) -> int:
+        """The HTTP port the process bound, read from its log (raise if it exits first)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            assert self.proc is not None
+            with self.log.open("rb") as f:
+                f.seek(self._seen)
+                for line in f.read().splitlines():
+                    with contextlib.suppress(ValueError):
+                        entry = json.loads(line)
+                        if entry.get("msg") == "http listening":
+                            self.port = int(entry["port"])
+                            return self.port
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.service} exited with {self.proc.returncode}; log: {self.log}")
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{self.service} did not serve HTTP within {timeout} s; log: {self.log}")
 
 
 async def publish_on(producer: EventProducer, topic: str, events: Sequence[Event]) -> None:
@@ -304,6 +354,7 @@ async def drop_schema(database_url: str, schema: str) -> None:
 __all__ = [
     "InProcess",
     "ReadTopic",
+    "Spawned",
     "Stack",
     "drop_schema",
     "free_port",

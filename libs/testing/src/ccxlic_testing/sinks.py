@@ -5,6 +5,7 @@ SMTP server up (tests of a server that is down start it late)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -14,8 +15,6 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 from aiosmtpd.controller import Controller
-
-from ccxlic_testing.plugin import free_port
 
 
 class _Mailbox:
@@ -38,13 +37,29 @@ class Sinks:
     tcp: list[str] = field(default_factory=list)
     webhook: list[dict[str, Any]] = field(default_factory=list)
     smtp: Controller | None = None
+    smtp_socket: socket.socket | None = None
 
     def start_smtp(self) -> None:
-        self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=self.smtp_port)
+        """Start the SMTP server on its port, held (bound, refusing connections) since the fixture began."""
+        assert self.smtp_socket is not None
+        self.smtp = _HeldController(self.mailbox, self.smtp_socket)
         self.smtp.start()
 
     def subjects(self) -> list[str]:
         return [str(m["Subject"]) for m in self.mailbox.messages]
+
+
+class _HeldController(Controller):
+    """aiosmtpd's controller on a socket bound beforehand: the port was the sink's from the start, so no other
+    connection could take it meanwhile (a port picked and bound later can be, by any outgoing connection)."""
+
+    def __init__(self, handler: Any, sock: socket.socket) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1])
+        self.held = sock
+
+    def _create_server(self) -> Any:
+        self.held.listen()
+        return self.loop.create_server(self._factory_invoker, sock=self.held, ssl=self.ssl_context)
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -58,7 +73,9 @@ class _Udp(asyncio.DatagramProtocol):
 @pytest_asyncio.fixture
 async def sinks() -> AsyncIterator[Sinks]:
     loop = asyncio.get_running_loop()
-    s = Sinks(free_port(), 0, 0, "", _Mailbox())
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))  # not listening yet: connections are refused, as with a server that is down
+    s = Sinks(held.getsockname()[1], 0, 0, "", _Mailbox(), smtp_socket=held)
     udp_transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(s.udp), local_addr=("127.0.0.1", 0))
     s.udp_port = udp_transport.get_extra_info("sockname")[1]
 
@@ -95,6 +112,7 @@ async def sinks() -> AsyncIterator[Sinks]:
     finally:
         if s.smtp is not None:
             s.smtp.stop()
+        held.close()
         udp_transport.close()
         tcp_server.close()
         await runner.cleanup()

@@ -65,9 +65,9 @@ def rows(reports: Sequence[Mapping[str, Any]], entitled: Entitlement | None) -> 
 
 def to_buy(table: Sequence[Row], entitled: Entitlement | None) -> dict[str, int]:
     """The fewest extra seats and ports that cover every interval's peaks: Premium first (it covers Standard
-    too), then Standard with the spare Premium counted."""
+    too), then Standard with the spare Premium counted. Nothing purchased yet (evaluation): all of it."""
     if entitled is None:
-        return {"standard": 0, "premium": 0, "ivr_ports": 0}
+        entitled = Entitlement(0, 0, 0)
     premium = max((max(0, r.premium - entitled.premium) for r in table), default=0)
     more = Entitlement(entitled.standard, entitled.premium + premium, entitled.ivr_ports)
     standard = max((deficit(Usage(r.standard, r.premium, r.ivr_ports), more).standard for r in table), default=0)
