@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,22 @@ VARIABLES = sorted(
 @pytest.mark.parametrize("variable", VARIABLES)
 def test_every_variable_is_in_the_configuration_table(variable: str) -> None:
     assert f"| `{variable}` |" in TABLE
+
+
+NOT_SETTINGS = {
+    # read by deploy/stack.sh, make or the tests, not by a service
+    "KAFKA_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "PG_PORT",
+    "PG_DATABASE",
+    "CCXLIC_STACK_DIR",
+    "CCXLIC_CACHE_DIR",
+    "CCXLIC_FUZZ_EXAMPLES",
+}
+
+
+def test_the_readme_names_no_variable_the_code_does_not_read() -> None:
+    """A variable dropped from the code (say, a data directory for a framework no longer used) goes from the docs."""
+    named = set(re.findall(r"`((?:CCXLIC|KAFKA|PG)_[A-Z0-9_]+|DATABASE_URL)", README))
+    named = {n for n in named if not n.endswith("_")}
+    assert sorted(named - set(VARIABLES) - NOT_SETTINGS) == []

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ccxlic_contract.events import EVENT_CLASSES, type_name
-from ccxlic_contract.topics import topic_for
+from ccxlic_contract.topics import TOPICS, topic_for
 
 SCHEMA_BASE = "https://ccx-licensing.example/schemas/"
 
@@ -30,7 +30,11 @@ def render() -> dict[str, str]:
         }
         schema["title"] = name
         files[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
-        index.append({"type": name, "topic": topic_for(name).name, "schema": f"{name}.json"})
+        entry: dict[str, object] = {"type": name, "topic": topic_for(name).name, "schema": f"{name}.json"}
+        forwarded = [t.name for t in TOPICS if name in t.forwards]
+        if forwarded:
+            entry["forwarded_on"] = forwarded
+        index.append(entry)
     files["index.json"] = json.dumps(index, indent=2) + "\n"
     return files
 

@@ -12,34 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ccxlic_contract.codec import Event
-from ccxlic_contract.events import (
-    AuthorizationRenewalFailed,
-    AuthorizationRenewed,
-    ClockTicked,
-    ConsumptionChanged,
-    ConsumptionFailed,
-    RegistrationRenewalFailed,
-    RegistrationRenewed,
-    ReportingFailed,
-    ReportingSucceeded,
-    SmartAgentInitFailed,
-    SmartAgentInitialized,
-)
+from ccxlic_contract.events import ClockTicked, ConsumptionChanged, ConsumptionFailed
+from ccxlic_contract.topics import COMPLIANCE
 from ccxlic_runtime.instances import Decision
 
 from ccxlic_compliance.machine import Rules, State, Transition, step
-
-FOR_ALERTING = (
-    AuthorizationRenewalFailed,
-    AuthorizationRenewed,
-    RegistrationRenewalFailed,
-    RegistrationRenewed,
-    ReportingFailed,
-    ReportingSucceeded,
-    SmartAgentInitFailed,
-    SmartAgentInitialized,
-    ConsumptionFailed,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +53,17 @@ class ComplianceDecider:
         result = step(before, event, self.rules)
         outputs: list[Output] = [Transitioned(current.seq + n, t) for n, t in enumerate(result.transitions, 1)]
         state = result.state
-        if isinstance(event, FOR_ALERTING):
+        if isinstance(event, ConsumptionChanged):
+            if state.computation_failed:  # the first usage after a failure: it resolves LicenseComputationFailed
+                outputs.append(Forwarded(event))
+                state = state.model_copy(update={"computation_failed": False})
+        elif isinstance(event, ClockTicked):
+            if before.now is None or event.time > before.now:
+                outputs.append(Forwarded(event))
+        elif event.type in COMPLIANCE.forwards:  # the failures alerting raises alerts for, and their recoveries
             outputs.append(Forwarded(event))
             if isinstance(event, ConsumptionFailed):
                 state = state.model_copy(update={"computation_failed": True})
-        elif isinstance(event, ConsumptionChanged) and state.computation_failed:
-            outputs.append(Forwarded(event))
-            state = state.model_copy(update={"computation_failed": False})
-        elif isinstance(event, ClockTicked) and (before.now is None or event.time > before.now):
-            outputs.append(Forwarded(event))
         return Decision(Compliance(state, current.seq + len(result.transitions)), tuple(outputs))
 
     def resume(self, current: Compliance, answer: object) -> Decision[Compliance, Output]:

@@ -30,7 +30,7 @@ from ccxlic_contract.events import (
     Witness,
     WitnessAgent,
 )
-from ccxlic_contract.topics import LIFECYCLE
+from ccxlic_contract.topics import CLOCK, CONSUMPTION
 from ccxlic_rules import headroom
 from ccxlic_runtime.instances import Decision
 
@@ -115,7 +115,7 @@ class Stored:
     latest: dict[datetime, tuple[int, Peak, Witness]]  # interval start -> its latest report, of those in `revise`
 
 
-_FORWARDED = LIFECYCLE.types | {"licensing.entitlements.set"}
+_FORWARDED = CONSUMPTION.forwards - CLOCK.types  # always; a tick only when it moves the instance's time
 
 
 # ---------------------------------------------------------------- the decider
