@@ -80,22 +80,26 @@ def inputs(script: list[tuple[str, int, int]]) -> list[Event]:
         builds["b"].register(T0),
     ]
     for kind, minute, n in sorted(script, key=lambda s: s[1]):
-        b = builds["a" if n % 2 else "b"]
-        t = T0 + minute * M
-        events.append(
-            {
-                "in": lambda: b.sign_in(t, f"p{n % 4}", *(("chat",) if n % 3 else ())),
-                "out": lambda: b.sign_out(t, f"p{n % 4}"),
-                "ports": lambda: b.ports(t, n % 5),
-                "entitle": lambda: b.entitle(t, n % 3, n % 2, overage_allowed=n % 4 != 0),
-                "register": lambda: b.register(t),
-                "renew_failed": lambda: b.failure("authorization", t),
-                "renewed": lambda: b.authorization_renewed(t),
-                "tick": lambda: b.tick(t),
-                "tick_all": lambda: b.tick(t, every_instance=True),
-            }[kind]()
-        )
+        events.append(_event(builds["a" if n % 2 else "b"], kind, T0 + minute * M, n))
     return events
+
+
+def _event(b: Build, kind: str, t: datetime, n: int) -> Event:
+    if kind == "in":
+        return b.sign_in(t, f"p{n % 4}", *(("chat",) if n % 3 else ()))
+    if kind == "out":
+        return b.sign_out(t, f"p{n % 4}")
+    if kind == "ports":
+        return b.ports(t, n % 5)
+    if kind == "entitle":
+        return b.entitle(t, n % 3, n % 2, overage_allowed=n % 4 != 0)
+    if kind == "register":
+        return b.register(t)
+    if kind == "renew_failed":
+        return b.failure("authorization", t)
+    if kind == "renewed":
+        return b.authorization_renewed(t)
+    return b.tick(t, every_instance=kind == "tick_all")
 
 
 def partitions(events: list[Event]) -> dict[str, list[Delivery]]:
