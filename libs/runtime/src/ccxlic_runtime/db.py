@@ -39,9 +39,9 @@ RUNTIME_MIGRATIONS = resources.files("ccxlic_runtime") / "migrations"
 
 
 class ConcurrentUpdate(RuntimeError):
-    """Another worker changed an instance's row since this one read it (a `*` tick handled by the worker that owns
-    the clock partition, or a partition that moved in a rebalance). Transient: the runtime retries the batch, and
-    the handler, which dropped its cached copy, reads the row afresh."""
+    """Another worker changed an instance's row since this one read it (its partition moved in a rebalance while
+    this worker still held the instance). Transient: the runtime retries the batch, and the processor, which dropped
+    its cached copy, reads the row afresh."""
 
     def __init__(self, table: str, key: str) -> None:
         super().__init__(f"{table} row {key!r} was changed by another worker; retrying on fresh state")

@@ -94,7 +94,7 @@ def ops_app(registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]) -
 def add_ops_routes(
     router: web.UrlDispatcher, registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]
 ) -> None:
-    """Add /metrics, /healthz and /readyz to an aiohttp router (ours, or faust's web server's)."""
+    """Add /metrics, /healthz and /readyz to an aiohttp router."""
 
     async def metrics(_: web.Request) -> web.Response:
         resp = web.Response(body=generate_latest(registry))

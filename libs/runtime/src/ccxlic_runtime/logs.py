@@ -39,7 +39,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiokafka logs a coordinator-not-available line per retry while the offsets topic is created, and faust/mode
-    # log every start and stop of every sub-service at INFO: harmless noise unless debugging.
-    for noisy in ("aiokafka", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # aiokafka logs a coordinator-not-available line per retry while the offsets topic is created: harmless noise
+    # unless debugging.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
