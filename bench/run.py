@@ -288,10 +288,11 @@ async def b1(run: Run, events: list[Event], profile: bool) -> dict[str, Any]:
             done = await count(conn, schema)
             if done and first_t is None:
                 first_t, cpu0 = time.perf_counter(), ps.cpu_times()
-                if profile and shutil.which("py-spy"):
+                spy_bin = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+                if profile and spy_bin:
                     spy = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
                         [
-                            "py-spy",
+                            spy_bin,
                             "record",
                             "--format",
                             "raw",

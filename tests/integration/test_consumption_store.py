@@ -82,18 +82,18 @@ async def test_state_round_trips_and_instances_are_found_by_partition(store: tup
     assert await s.instances(uow, 2) == ["cc-1"] and await s.instances(uow, 1) == []
 
 
-async def test_a_save_writes_the_sessions_that_changed_since_the_state_it_started_from(store: tuple[Any, Any]) -> None:
+async def test_a_save_writes_the_sessions_the_state_says_are_unsaved(store: tuple[Any, Any]) -> None:
     s, uow = store
     state = a_state()
-    await s.save(uow, "cc-1", 0, None, state, 0)
-    moved = {
-        **state.live.agents,
-        "a1": Agent(False, "standard", "inbound_voice only", (T0 + 3 * H, "e6"), "signed_out"),
-    }
-    later = replace(state, live=replace(state.live, agents=moved))
+    await s.save(uow, "cc-1", 0, None, state, 0)  # a new instance: every session
+    a1 = Agent(False, "standard", "inbound_voice only", (T0 + 3 * H, "e6"), "signed_out")
+    a2 = Agent(False, "premium", "supervisor", (T0 + 3 * H, "e7"), "signed_out")
+    moved = {**state.live.agents, "a1": a1, "a2": a2}
+    later = replace(state, live=replace(state.live, agents=moved, seats=None), unsaved=frozenset({"a1"}))
     assert await s.save(uow, "cc-1", 0, state, later, 1) == 2
     loaded = await s.load(uow, "cc-1")
-    assert loaded is not None and loaded[0].live.agents == moved
+    assert loaded is not None
+    assert loaded[0].live.agents == {**state.live.agents, "a1": a1}  # a2 was not said to be unsaved: as before
 
 
 async def test_facts_are_recorded_once_and_read_by_window(store: tuple[Any, Any]) -> None:

@@ -30,7 +30,8 @@ class FakeConsumptionStore(InMemoryStore):
         if found is None:
             return None
         state, version, _ = found
-        live = replace(state.live, agents=dict(self.sessions.get(instance, {})), expiry_floor=None)  # not stored
+        # derived fields are not stored: counted again from the sessions
+        live = replace(state.live, agents=dict(self.sessions.get(instance, {})), expiry_floor=None, seats=None)
         return replace(state, live=live), version
 
     async def save(
@@ -38,12 +39,11 @@ class FakeConsumptionStore(InMemoryStore):
     ) -> int:
         if (self.rows[instance][1] if instance in self.rows else 0) != version:
             raise ConcurrentUpdate("consumption.instances", instance)
-        self.rows[instance] = (replace(after, live=replace(after.live, agents={})), version + 1, partition)
+        stored = replace(after, live=replace(after.live, agents={}, seats=None), unsaved=frozenset())
+        self.rows[instance] = (stored, version + 1, partition)
         sessions = self.sessions.setdefault(instance, {})
-        old = before.live.agents if before is not None else {}
-        for agent_id, a in after.live.agents.items():
-            if old.get(agent_id) is not a:
-                sessions[agent_id] = a
+        for agent_id in after.live.agents if before is None else after.unsaved:
+            sessions[agent_id] = after.live.agents[agent_id]
         return version + 1
 
     async def write(self, uow: Any, instance: str, outputs: Sequence[Output]) -> None:

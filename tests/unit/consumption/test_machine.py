@@ -227,12 +227,13 @@ def test_intervals_align_to_midnight_and_close_after_lateness() -> None:
 
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["in", "out", "tick"]), st.integers(0, 9), st.integers(0, 4 * 24 * 60)),
+        st.tuples(st.sampled_from(["in", "out", "tick", "roster"]), st.integers(0, 9), st.integers(0, 4 * 24 * 60)),
         max_size=60,
     )
 )
-def test_the_expiry_floor_shortcut_changes_nothing(script: list[tuple[str, int, int]]) -> None:
-    """`advance` skips the scan of every agent while nothing can expire; scanning every time gives the same."""
+def test_the_derived_shortcuts_change_nothing(script: list[tuple[str, int, int]]) -> None:
+    """`advance` skips the scan of every agent while nothing can expire, and the seats in use are counted by what
+    each input changed: scanning and counting every time gives the same."""
     rules = Rules(max_session=timedelta(hours=24))
     fast = slow = InstanceState("i")
     for kind, agent, minute in script:
@@ -241,11 +242,16 @@ def test_the_expiry_floor_shortcut_changes_nothing(script: list[tuple[str, int, 
             e = sign_in(f"a{agent}", t, "chat" if agent % 2 else "inbound_voice")
         elif kind == "out":
             e = sign_out(f"a{agent}", t)
+        elif kind == "roster":
+            listed = tuple(RosterAgent(agent_id=f"a{n}", capabilities=("chat",) if n % 3 else ()) for n in range(agent))
+            e = env(AgentRoster, t, AgentRosterData(agents=listed))
         else:
             e = env(ClockTicked, t, {})
         f = apply(fast, e, rules)
-        s = apply(replace(slow, expiry_floor=None), e, rules)
+        s = apply(replace(slow, expiry_floor=None, seats=None), e, rules)
         assert f.state == s.state and f.changed_agents == s.changed_agents
+        # the seat counts kept up to date input by input are the count of the agents signed in
+        assert f.state.usage() == InstanceState("i", agents=f.state.agents).usage()
         fast, slow = f.state, s.state
 
 

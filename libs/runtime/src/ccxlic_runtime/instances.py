@@ -62,6 +62,10 @@ class Decider(Protocol[S, O_co, E_contra]):
         """Go on with what the store read for the decision's `need`."""
         ...
 
+    def saved(self, state: S) -> S:
+        """The state once the store has saved it (a decider that notes what is left to write forgets it here)."""
+        ...
+
 
 class Store(Protocol[S, O_contra, E_co]):
     """A service's tables, through the unit of work. One adapter suite runs on the PostgreSQL store and the fake."""
@@ -214,6 +218,7 @@ class Instances(Generic[S, O, E]):
         except ConcurrentUpdate:
             self.cache.pop(w.instance, None)  # the retry reads what the other worker saved
             raise
+        w.state = self.decider.saved(w.state)
         w.saved, w.locked = w.state, True
 
     async def _write(self, uow: Transaction, w: _Work[S, O]) -> None:

@@ -26,6 +26,7 @@ import logging
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -225,11 +226,14 @@ class RecordProcessor:
                 await self._one_by_one(item)
         elapsed = time.perf_counter() - started
         newest: dict[str, int] = {}
+        handled: Counter[tuple[str, str]] = Counter()
         for d, ev in items:
             if d.timestamp_ms is not None:
                 newest[d.topic] = max(newest.get(d.topic, 0), d.timestamp_ms)
             if not isinstance(ev, ContractError):
-                self.metrics.processed.labels(self.service, d.topic, ev.type).inc()
+                handled[(d.topic, ev.type)] += 1
+        for (topic, kind), n in handled.items():
+            self.metrics.processed.labels(self.service, topic, kind).inc(n)
         for topic, ms in newest.items():
             self.metrics.consumed_timestamp.labels(self.service, topic).set(ms / 1000)
         self.metrics.latency.labels(self.service).observe(elapsed / len(items))

@@ -34,5 +34,8 @@ class AlertingDecider:
         result = step(state, event, self.rules, silences)
         return Decision(result.state, tuple(Acted(a, event.id) for a in result.actions))
 
+    def saved(self, state: State) -> State:
+        return state
+
     def resume(self, state: State, answer: object) -> Decision[State, Output]:
         raise NotImplementedError("alerting never asks to read")

@@ -66,5 +66,8 @@ class ComplianceDecider:
                 state = state.model_copy(update={"computation_failed": True})
         return Decision(Compliance(state, current.seq + len(result.transitions)), tuple(outputs))
 
+    def saved(self, current: Compliance) -> Compliance:
+        return current
+
     def resume(self, current: Compliance, answer: object) -> Decision[Compliance, Output]:
         raise NotImplementedError("compliance never asks to read")

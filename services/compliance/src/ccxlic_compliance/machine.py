@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
@@ -144,40 +145,66 @@ class State(BaseModel):
             return "authorization_expired"
         return "out_of_compliance" if self.ooc_since is not None else "authorized"
 
-    def view(self, rules: Rules) -> ComplianceChangedData:
-        d = self.deficit()
-        ends = self.evaluation_ends_at(rules)
+    def key(self, rules: Rules) -> tuple[Any, ...]:
+        """What the published view is made of, as plain values: cheap to compare on every input (a transition is a
+        change of it); `view` builds the event's data from it only when it changed."""
+        limits = self.limits()
+        if self.evaluating() or limits is None:
+            d: tuple[int, int, int] = (0, 0, 0)
+        else:
+            a = deficit(self.usage.usage(), limits.entitlement())
+            d = (a.standard, a.premium, a.ivr_ports)
         enforcement_at = None
         if self.deployment == "production":
             pending = _enforcement_deadlines(self, rules)
             enforcement_at = min(pending) if pending else None
-        return ComplianceChangedData(
-            registration=self.registration,
-            authorization=self.authorization(),
-            enforcement=Enforcement(
-                active=bool(self.enforcement_reasons),
-                reasons=self.enforcement_reasons,
-                since=self.enforcement_since,
-            ),
-            deficit=Deficit(standard=d.standard, premium=d.premium, ivr_ports=d.ivr_ports),
-            over_since=self.over_since,
-            over_stage=self.over_stage,
-            ooc_since=self.ooc_since,
-            deadlines=Deadlines(
-                evaluation_ends_at=ends,
-                ooc_at=None if self.over_since is None else self.over_since + rules.ooc_tolerance,
-                enforcement_at=enforcement_at,
-                authorization_expires_at=self.last_communication + rules.authorization_valid
-                if self.registered() and self.last_communication is not None
-                else None,
-                registration_expires_at=self.registration_valid_until if self.registered() else None,
-            ),
+        registered = self.registered()
+        return (
+            self.registration,
+            self.authorization(),
+            self.enforcement_reasons,
+            self.enforcement_since,
+            d,
+            self.over_since,
+            self.over_stage,
+            self.ooc_since,
+            self.evaluation_ends_at(rules),
+            None if self.over_since is None else self.over_since + rules.ooc_tolerance,
+            enforcement_at,
+            self.last_communication + rules.authorization_valid
+            if registered and self.last_communication is not None
+            else None,
+            self.registration_valid_until if registered else None,
         )
+
+    def view(self, rules: Rules) -> ComplianceChangedData:
+        return _view(self.key(rules))
 
     def evaluation_ends_at(self, rules: Rules) -> datetime | None:
         if self.evaluation_since is None or self.evaluation_expired:
             return None
         return self.evaluation_since + max(timedelta(0), rules.evaluation - self.evaluation_used)
+
+
+def _view(key: tuple[Any, ...]) -> ComplianceChangedData:
+    registration, authorization, reasons, since, d, over_since, over_stage, ooc_since, *deadlines = key
+    ends, ooc_at, enforcement_at, authorization_expires_at, registration_expires_at = deadlines
+    return ComplianceChangedData(
+        registration=registration,
+        authorization=authorization,
+        enforcement=Enforcement(active=bool(reasons), reasons=reasons, since=since),
+        deficit=Deficit(standard=d[0], premium=d[1], ivr_ports=d[2]),
+        over_since=over_since,
+        over_stage=over_stage,
+        ooc_since=ooc_since,
+        deadlines=Deadlines(
+            evaluation_ends_at=ends,
+            ooc_at=ooc_at,
+            enforcement_at=enforcement_at,
+            authorization_expires_at=authorization_expires_at,
+            registration_expires_at=registration_expires_at,
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,12 +338,12 @@ def step(state: State, event: Event, rules: Rules) -> Step:
     now = t if state.now is None or t > state.now else state.now
     out: list[Transition] = []
     s = _advance(state, t, event, rules, out)
-    before = s.view(rules) if state.now is not None else None  # an instance's first input always makes history
+    before = s.key(rules) if state.now is not None else None  # an instance's first input always makes history
     s, evidence = _effect(s, event, t, rules)
     s = s.model_copy(update={"now": now})
-    after = s.view(rules)
+    after = s.key(rules)
     if after != before:  # a late input's effect is stamped when it is seen: history stays in time order
-        out.append(Transition(now, event.id, event.type, evidence, after))
+        out.append(Transition(now, event.id, event.type, evidence, _view(after)))
     s = _advance(s, now, event, rules, out)
     return Step(s, tuple(out))
 
@@ -336,11 +363,11 @@ def _advance(s: State, until: datetime, event: Event, rules: Rules, out: list[Tr
         if not due:
             return s
         at, _, fire = due[0]
-        before = s.view(rules)
+        before = s.key(rules)
         s, evidence = fire(s, at, rules)
-        after = s.view(rules)
+        after = s.key(rules)
         if after != before:
-            out.append(Transition(at, event.id, event.type, evidence, after))
+            out.append(Transition(at, event.id, event.type, evidence, _view(after)))
     raise DeadlinesDidNotSettle(
         f"{s.instance}: deadlines still due after {MAX_FIRES} fired, at {event.type} {event.id}"
     )

@@ -49,6 +49,7 @@ class Consumption:
     last_fact_at: datetime | None = None  # the latest time of an accepted fact
     change_seq: int = 0  # how many licensing.consumption.changed were published
     published: ConsumptionChangedData | None = None  # the last one's data
+    unsaved: frozenset[str] = frozenset()  # agents whose sessions changed since the state was last saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,8 @@ class ConsumptionDecider:
             r = step.rejection
             outputs.append(Rejected(event.id, event.time, r.agent_id, r.license, r.reason))
         after = replace(state, live=step.state)
+        if step.changed_agents:
+            after = replace(after, unsaved=after.unsaved | step.changed_agents)
         revise: tuple[datetime, ...] = ()
         if step.fact is not None:
             outputs.append(Recorded(step.fact))
@@ -149,6 +152,9 @@ class ConsumptionDecider:
             return Decision(after, tuple(outputs), need=window)
         after, changed = self._changed(after)
         return Decision(after, (*outputs, *changed))
+
+    def saved(self, state: Consumption) -> Consumption:
+        return replace(state, unsaved=frozenset()) if state.unsaved else state
 
     def resume(self, state: Consumption, answer: object) -> Decision[Consumption, Output]:
         assert isinstance(answer, Stored)
@@ -219,9 +225,10 @@ class ConsumptionDecider:
 
     def _changed(self, state: Consumption) -> tuple[Consumption, tuple[Output, ...]]:
         now = state.live.watermark
-        data = published(state.live)
-        if data == state.published or now is None:
+        counts = _counts(state.live)
+        if now is None or (state.published is not None and counts == _published_counts(state.published)):
             return state, ()
+        data = published(state.live)
         seq = state.change_seq + 1
         return replace(state, change_seq=seq, published=data), (Changed(seq, now, data),)
 
@@ -237,15 +244,39 @@ def report(result: IntervalPeaks) -> tuple[Peak, Witness]:
     return Peak(**result.values()), Witness(**witness)
 
 
-def published(live: InstanceState) -> ConsumptionChangedData:
-    """What `licensing.consumption.changed` says of a live state."""
+Counts = tuple[int, int, int, int, int, int | None, int | None, int | None]
+
+
+def _counts(live: InstanceState) -> Counts:
+    """What `licensing.consumption.changed` says of a live state, as a tuple (cheap to compare on every input)."""
     used = live.usage()
     room = headroom(used, live.limits.effective)
+    p = live.ports
+    return (
+        used.standard,
+        used.premium,
+        p.ivr,
+        p.outbound_ports,
+        p.outbound_seats,
+        room.standard,
+        room.premium,
+        room.ivr_ports,
+    )
+
+
+def _published_counts(d: ConsumptionChangedData) -> Counts:
+    h = d.headroom
+    return (d.standard, d.premium, d.ivr_ports, d.outbound_ports, d.outbound_seats, h.standard, h.premium, h.ivr_ports)
+
+
+def published(live: InstanceState) -> ConsumptionChangedData:
+    """What `licensing.consumption.changed` says of a live state."""
+    c = _counts(live)
     return ConsumptionChangedData(
-        standard=used.standard,
-        premium=used.premium,
-        ivr_ports=live.ports.ivr,
-        outbound_ports=live.ports.outbound_ports,
-        outbound_seats=live.ports.outbound_seats,
-        headroom=Headroom(standard=room.standard, premium=room.premium, ivr_ports=room.ivr_ports),
+        standard=c[0],
+        premium=c[1],
+        ivr_ports=c[2],
+        outbound_ports=c[3],
+        outbound_seats=c[4],
+        headroom=Headroom(standard=c[5], premium=c[6], ivr_ports=c[7]),
     )

@@ -19,9 +19,10 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
@@ -99,16 +100,17 @@ class InstanceState:
     # A lower bound on when the next signed-in session can expire (its last event + max session); None: unknown.
     # It lets `advance` skip the scan of every agent on each input. Derived, so not part of equality or storage.
     expiry_floor: datetime | None = field(default=None, compare=False)
+    # (Standard, Premium) seats in use: derived from `agents`, kept up to date by `_with_agents` so that each input
+    # costs what it changes, not a count over every agent. None (a state built from its agents) counts them once.
+    seats: tuple[int, int] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.seats is None:
+            object.__setattr__(self, "seats", _count(self.agents.values()))
 
     def usage(self) -> Usage:
-        standard = premium = 0
-        for a in self.agents.values():
-            if a.signed_in:
-                if a.license == "premium":
-                    premium += 1
-                else:
-                    standard += 1
-        return Usage(standard=standard, premium=premium, ivr_ports=self.ports.ivr)
+        assert self.seats is not None
+        return Usage(standard=self.seats[0], premium=self.seats[1], ivr_ports=self.ports.ivr)
 
     def headroom(self) -> Room:
         return headroom(self.usage(), self.limits.effective)
@@ -245,12 +247,32 @@ def _advance(state: InstanceState, now: datetime, rules: Rules) -> tuple[Instanc
         for agent_id, a in state.agents.items()
         if a.signed_in and a.last[0] + rules.max_session <= watermark
     }
-    agents = {**state.agents, **expired} if expired else state.agents
+    after = _with_agents(state, expired) if expired else state
     floor = min(
-        (a.last[0] + rules.max_session for a in agents.values() if a.signed_in),
+        (a.last[0] + rules.max_session for a in after.agents.values() if a.signed_in),
         default=_NEVER,
     )
-    return replace(state, watermark=watermark, agents=agents, expiry_floor=floor), frozenset(expired)
+    return replace(after, watermark=watermark, expiry_floor=floor), frozenset(expired)
+
+
+def _count(agents: Iterable[Agent]) -> tuple[int, int]:
+    standard = premium = 0
+    for a in agents:
+        if a.signed_in:
+            if a.license == "premium":
+                premium += 1
+            else:
+                standard += 1
+    return standard, premium
+
+
+def _with_agents(state: InstanceState, changes: Mapping[str, Agent], **more: Any) -> InstanceState:
+    """The state with `changes` to its agents (and any other fields), the seat counts moved by what changed."""
+    old = _count(a for agent_id in changes if (a := state.agents.get(agent_id)) is not None)
+    new = _count(changes.values())
+    assert state.seats is not None
+    seats = (state.seats[0] - old[0] + new[0], state.seats[1] - old[1] + new[1])
+    return replace(state, agents={**state.agents, **changes}, seats=seats, **more)
 
 
 def _is_stale(state: InstanceState, agent_id: str, order: Order) -> bool:
@@ -267,8 +289,7 @@ def _sign_in(state: InstanceState, event: AgentSignedIn, order: Order) -> Step:
     fact = Fact(event.time, event.id, SignInFact(d.agent_id, license, why))
     if _is_stale(state, d.agent_id, order):
         return Step(state, fact)
-    agents = {**state.agents, d.agent_id: Agent(True, license, why, order, "signed_in")}
-    candidate = replace(state, agents=agents)
+    candidate = _with_agents(state, {d.agent_id: Agent(True, license, why, order, "signed_in")})
     if state.limits.controlled:
         reason = _control(state, candidate, license)
         if reason is not None:
@@ -300,10 +321,10 @@ def _sign_out(state: InstanceState, agent_id: str, order: Order) -> Step:
     current = state.agents.get(agent_id)
     if current is None:
         # Not signed in: changes nothing, but remember the order so an older sign-in arriving later is stale.
-        agents = {**state.agents, agent_id: Agent(False, "standard", "", order, "signed_out")}
-        return Step(replace(state, agents=agents), fact, changed_agents=frozenset({agent_id}))
-    agents = {**state.agents, agent_id: replace(current, signed_in=False, last=order, cause="signed_out")}
-    return Step(replace(state, agents=agents), fact, changed_agents=frozenset({agent_id}))
+        after = _with_agents(state, {agent_id: Agent(False, "standard", "", order, "signed_out")})
+        return Step(after, fact, changed_agents=frozenset({agent_id}))
+    after = _with_agents(state, {agent_id: replace(current, signed_in=False, last=order, cause="signed_out")})
+    return Step(after, fact, changed_agents=frozenset({agent_id}))
 
 
 def _roster(state: InstanceState, event: AgentRoster, order: Order) -> Step:
@@ -312,21 +333,19 @@ def _roster(state: InstanceState, event: AgentRoster, order: Order) -> Step:
         license, why = classify(a.capabilities, a.supervisor)
         listed[a.agent_id] = SignInFact(a.agent_id, license, why)
     fact = Fact(event.time, event.id, RosterFact(tuple(listed.values())))
-    agents = dict(state.agents)
-    changed = set()
+    changes: dict[str, Agent] = {}
     for agent_id, current in state.agents.items():
         if current.last > order or agent_id in listed:
             continue
-        agents[agent_id] = replace(current, signed_in=False, last=order, cause="reconciled")
-        changed.add(agent_id)
+        changes[agent_id] = replace(current, signed_in=False, last=order, cause="reconciled")
     for agent_id, signed in listed.items():
         known = state.agents.get(agent_id)
         if known is not None and known.last > order:
             continue
-        agents[agent_id] = Agent(True, signed.license, signed.why, order, "roster")
-        changed.add(agent_id)
+        changes[agent_id] = Agent(True, signed.license, signed.why, order, "roster")
     roster_last = order if state.roster_last is None or order > state.roster_last else state.roster_last
-    return Step(replace(state, agents=agents, roster_last=roster_last), fact, changed_agents=frozenset(changed))
+    after = _with_agents(state, changes, roster_last=roster_last)
+    return Step(after, fact, changed_agents=frozenset(changes))
 
 
 def interval_start(t: datetime, rules: Rules) -> datetime:

@@ -142,12 +142,12 @@ class PgConsumptionStore:
             )
         if new is None:
             raise ConcurrentUpdate("consumption.instances", instance)
-        # the sessions that changed: apply() builds a new Agent for an agent it changes and keeps the others
-        old = before.live.agents if before is not None else {}
+        # the sessions that changed since the last save (all of them for an instance not saved before)
+        changed = live.agents.keys() if before is None else after.unsaved
         rows = [
             (instance, agent_id, a.signed_in, a.license, a.why, a.last[0], a.last[1], a.cause)
-            for agent_id, a in live.agents.items()
-            if old.get(agent_id) is not a
+            for agent_id in changed
+            if (a := live.agents[agent_id])
         ]
         if rows:
             await uow.conn.executemany(
