@@ -129,6 +129,18 @@ async def test_an_event_too_far_ahead_of_the_records_timestamp_is_dead_lettered_
     assert "CCXLIC_MAX_EVENT_SKEW" in dead(db)[1].data.error
 
 
+async def test_a_record_stamped_in_the_future_by_its_publisher_does_not_widen_the_skew_check() -> None:
+    app = Recording()
+    db = FakeDatabase(app)
+    p = processor(app, db, max_skew=timedelta(days=1))
+    future = datetime(2100, 1, 1, tzinfo=UTC)
+    event = Build("cc-1").sign_in(future, "a1")  # a CreateTime topic: the record carries the publisher's clock
+    record = replace(delivery(event, offset=0), timestamp_ms=int(future.timestamp() * 1000))
+    await p.process_batch([(record, p.decode(record))])
+    assert app.handled == []
+    assert "ahead of the record's timestamp" in dead(db)[0].data.error
+
+
 async def test_a_tick_for_every_instance_is_one_input_per_partition() -> None:
     app = Recording()
     db = FakeDatabase(app)
