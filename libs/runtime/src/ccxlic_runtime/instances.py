@@ -51,6 +51,14 @@ class Decision(Generic[S_co, O_co]):
     need: object | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """An output that is the input itself, passed on unchanged downstream (in the order handled): how a service
+    forwards the types its topic's registry entry names (`Topic.forwards`)."""
+
+    event: Event
+
+
 class Decider(Protocol[S, O_co, E_contra]):
     """A service's rules for one instance. Pure: no I/O, no clock, no randomness."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import ClockTicked, ConsumptionChanged, ConsumptionFailed
 from ccxlic_contract.topics import COMPLIANCE
-from ccxlic_runtime.instances import Decision
+from ccxlic_runtime.instances import Decision, Forwarded
 
 from ccxlic_compliance.machine import Rules, State, Transition, step
 
@@ -31,11 +31,6 @@ class Compliance:
 class Transitioned:
     seq: int
     transition: Transition
-
-
-@dataclass(frozen=True, slots=True)
-class Forwarded:
-    event: Event
 
 
 Output = Transitioned | Forwarded

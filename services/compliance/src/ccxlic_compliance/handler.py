@@ -9,8 +9,9 @@ from typing import assert_never
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import ComplianceChanged
+from ccxlic_runtime.instances import Forwarded
 
-from ccxlic_compliance.decider import Forwarded, Output, Transitioned
+from ccxlic_compliance.decider import Output, Transitioned
 
 SOURCE = "urn:ccxlic:compliance"
 IDS = uuid.UUID("3f0c9b7e-2d41-4f5a-8e6b-1a7c9d2e4b60")

@@ -32,7 +32,7 @@ from ccxlic_contract.events import (
 )
 from ccxlic_contract.topics import CLOCK, CONSUMPTION
 from ccxlic_rules import headroom
-from ccxlic_runtime.instances import Decision
+from ccxlic_runtime.instances import Decision, Forwarded
 
 from ccxlic_consumption.machine import Fact, InstanceState, Rules, apply, interval_start
 from ccxlic_consumption.peaks import IntervalPeaks, sweep
@@ -68,13 +68,6 @@ class Rejected:
     agent_id: str
     license: License
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Forwarded:
-    """An input downstream needs, passed on unchanged, in the order handled."""
-
-    event: Event
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,9 @@ from ccxlic_contract.events import (
     SignInRejected,
     SignInRejectedData,
 )
+from ccxlic_runtime.instances import Forwarded
 
-from ccxlic_consumption.decider import Changed, Forwarded, Output, Recorded, Rejected, Reported
+from ccxlic_consumption.decider import Changed, Output, Recorded, Rejected, Reported
 
 SOURCE = "urn:ccxlic:consumption"
 IDS = uuid.UUID("0b8f2d1e-7a44-4c1e-9d0f-5e3a6c2b1f77")
