@@ -397,8 +397,12 @@ async def b4_db(conn: asyncpg.Connection, schema: str) -> dict[str, Any]:
         "pg_bytes_per_session": round(size / max(1, sessions)),
         "pg_bytes_per_session_compacted": round(compact / max(1, sessions)),
         "reports": reports,
-        "pg_bytes_per_report": round(rsize / max(1, reports)),
+        "pg_bytes_per_report": round(rsize / reports) if reports else None,  # an empty table's size is no figure
     }
+
+
+def _per_report(value: int | None) -> str:
+    return "no interval closed in the run" if value is None else f"{value} B"
 
 
 def b4_memory(agents: int = 400, instances: int = 20) -> dict[str, Any]:
@@ -895,7 +899,7 @@ def table(res: dict[str, Any]) -> str:
             ("B4", "PostgreSQL per session", f"{b4.get('pg_bytes_per_session', '-')} B", "goal <= 300 B"),
             ("B4", "  the same, after VACUUM FULL", f"{b4.get('pg_bytes_per_session_compacted', '-')} B", ""),
             ("B4", "process memory per session", f"{b4['memory_bytes_per_session']} B", ""),
-            ("B4", "PostgreSQL per interval report", f"{b4.get('pg_bytes_per_report', '-')} B", ""),
+            ("B4", "PostgreSQL per interval report", _per_report(b4.get("pg_bytes_per_report")), ""),
         ]
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
     lines = [" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
