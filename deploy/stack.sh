@@ -2,14 +2,16 @@
 # The local stack: Apache Kafka 4.x (KRaft, one combined broker+controller, from Maven Central jars) and a private
 # PostgreSQL cluster from Debian's package, both on loopback. No Docker engine needed.
 #
-#   deploy/stack.sh up       start both (idempotent: what already runs is left alone)
-#   deploy/stack.sh down     stop both
-#   deploy/stack.sh status   say what runs
+#   deploy/stack.sh up [kafka|postgresql]     start both, or one (idempotent: what already runs is left alone)
+#   deploy/stack.sh down [kafka|postgresql]   stop both, or one
+#   deploy/stack.sh status                    say what runs
 #
 # Environment (defaults in brackets):
 #   KAFKA_PORT [9092]  KAFKA_CONTROLLER_PORT [9093]  PG_PORT [5432]  PG_DATABASE [ccxlic]
 #   CCXLIC_STACK_DIR [<repo>/.stack]   data, logs and pid files
 #   CCXLIC_CACHE_DIR [~/.cache/ccxlic] downloaded Kafka jars, shared by every checkout
+#   CCXLIC_PG_FALLBACK_DIR [/var/tmp/ccxlic-stack/pg] the PostgreSQL cluster when run as root from a directory the
+#                      postgres user cannot reach (a checkout in root's home): every such checkout shares it
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +27,7 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here
 KAFKA_LIBS=$CACHE_DIR/kafka-$KAFKA_VERSION/libs
 KAFKA_DIR=$STACK_DIR/kafka
 PG_DIR=$STACK_DIR/pg
+PG_FALLBACK_DIR=${CCXLIC_PG_FALLBACK_DIR:-/var/tmp/ccxlic-stack/pg}
 
 say() { printf 'stack: %s\n' "$*"; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -122,28 +125,35 @@ pg_bindir() {
 
 as_pg() {
   # initdb refuses to run as root, so the cluster belongs to the postgres user.
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From / : the postgres user may not be able to enter the working directory (pg_ctl says so on every call).
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+pg_choose_dir() {
+  # Where this checkout's cluster lives, decided the same way by up, down and status. As root, the cluster belongs
+  # to the postgres user, who must be able to reach its directory; a checkout under a private home (mode 700) does
+  # not allow that, so the cluster goes to the fallback directory instead.
+  [ "$(id -u)" = 0 ] || return 0
+  id postgres >/dev/null 2>&1 || die "there is no 'postgres' user; install Debian's package: apt-get install -y postgresql"
+  mkdir -p "$PG_DIR"
+  if ! runuser -u postgres -- test -x "$PG_DIR" 2>/dev/null; then
+    PG_DIR=$PG_FALLBACK_DIR
+    PG_FALLBACK=1
+  fi
 }
 
 pg_prepare_dir() {
+  [ "${PG_FALLBACK:-0}" = 1 ] && say "postgres cannot reach $STACK_DIR; keeping the cluster in $PG_DIR instead"
+  mkdir -p "$PG_DIR"; chmod 700 "$PG_DIR"
   if [ "$(id -u)" = 0 ]; then
-    id postgres >/dev/null 2>&1 || die "there is no 'postgres' user; install Debian's package: apt-get install -y postgresql"
-    mkdir -p "$PG_DIR"
-    # The postgres user must be able to reach the data directory; a checkout under a private home may not allow it.
-    if ! runuser -u postgres -- test -x "$PG_DIR" 2>/dev/null; then
-      PG_DIR=/var/tmp/ccxlic-stack/pg
-      say "postgres cannot reach $STACK_DIR; keeping the cluster in $PG_DIR instead"
-      mkdir -p "$PG_DIR"
-    fi
-    chown postgres: "$PG_DIR"; chmod 700 "$PG_DIR"
-  else
-    mkdir -p "$PG_DIR"; chmod 700 "$PG_DIR"
+    chown postgres: "$PG_DIR"
+    runuser -u postgres -- test -x "$PG_DIR" || die "the postgres user cannot reach $PG_DIR; set CCXLIC_PG_FALLBACK_DIR to a directory it can"
   fi
 }
 
 pg_up() {
   local bin; bin=$(pg_bindir) || die "PostgreSQL server binaries not found. Install Debian's package: apt-get update && apt-get install -y postgresql (or run: make deps)"
-  [ -f /var/tmp/ccxlic-stack/pg/PG_VERSION ] && [ ! -f "$PG_DIR/data/PG_VERSION" ] && PG_DIR=/var/tmp/ccxlic-stack/pg
+  pg_choose_dir
   if [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
     say "postgresql already running on 127.0.0.1:$PG_PORT"
   else
@@ -168,15 +178,13 @@ pg_up() {
 
 pg_down() {
   local bin; bin=$(pg_bindir) || { say "postgresql is not installed"; return 0; }
-  local d
-  for d in "$PG_DIR" /var/tmp/ccxlic-stack/pg; do
-    if [ -f "$d/data/postmaster.pid" ]; then
-      say "stopping postgresql ($d)"
-      as_pg "$bin/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null || true
-      return 0
-    fi
-  done
-  say "postgresql is not running"
+  pg_choose_dir
+  if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+    say "stopping postgresql ($PG_DIR)"
+    as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null || true
+  else
+    say "postgresql is not running"
+  fi
 }
 
 status() {
@@ -186,12 +194,23 @@ status() {
 
 case "${1:-}" in
   up)
-    kafka_up
-    pg_up
+    case "${2:-}" in
+      kafka) kafka_up ;;
+      postgresql) pg_up ;;
+      "") kafka_up; pg_up ;;
+      *) echo "usage: $0 up [kafka|postgresql]" >&2; exit 2 ;;
+    esac
     say "up: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/$PG_DATABASE"
     ;;
-  down) kafka_down; pg_down ;;
+  down)
+    case "${2:-}" in
+      kafka) kafka_down ;;
+      postgresql) pg_down ;;
+      "") kafka_down; pg_down ;;
+      *) echo "usage: $0 down [kafka|postgresql]" >&2; exit 2 ;;
+    esac
+    ;;
   status) status ;;
   fetch) kafka_fetch ;;
-  *) echo "usage: $0 up|down|status|fetch" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [kafka|postgresql] | status | fetch" >&2; exit 2 ;;
 esac

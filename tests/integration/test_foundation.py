@@ -7,8 +7,10 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +30,7 @@ from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.loop import ConsumerLoop
 from ccxlic_runtime.metrics import RuntimeMetrics
 from ccxlic_runtime.policy import Delivery, PermanentError, RecordProcessor, partition_for
-from ccxlic_testing.plugin import ReadTopic, Stack
+from ccxlic_testing.plugin import ReadTopic, Stack, free_port
 from prometheus_client import CollectorRegistry
 
 pytestmark = pytest.mark.integration
@@ -296,6 +298,41 @@ def test_make_up_is_idempotent(stack: Stack) -> None:
     proc = subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), "up"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "already running" in proc.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fallback is for root, whose clusters belong to the postgres user")
+def test_make_up_from_a_directory_postgres_cannot_reach_is_idempotent_too(tmp_path: Path, stack: Stack) -> None:
+    """A checkout in root's home: the postgres user cannot reach its `.stack`, so the cluster goes to the fallback
+    directory. A second `up` finds it running there (it once looked elsewhere, found the port taken and failed every
+    integration test of a clean clone in /root), and `down` stops it."""
+    private = tmp_path / "home"  # /tmp/pytest-of-root is 0700: the postgres user cannot traverse it
+    private.mkdir(mode=0o700)
+    fallback = Path(tempfile.mkdtemp(prefix="ccxlic-pg-test-", dir="/var/tmp"))
+    fallback.chmod(0o755)
+    env = {
+        **os.environ,
+        "CCXLIC_STACK_DIR": str(private / ".stack"),
+        "CCXLIC_PG_FALLBACK_DIR": str(fallback / "pg"),
+        "PG_PORT": str(free_port()),
+    }
+
+    def stack_sh(*args: str) -> subprocess.CompletedProcess[str]:
+        script = ["bash", str(REPO / "deploy" / "stack.sh"), *args]
+        return subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
+
+    try:
+        first = stack_sh("up", "postgresql")
+        assert first.returncode == 0, first.stderr
+        assert f"keeping the cluster in {fallback / 'pg'}" in first.stdout
+        second = stack_sh("up", "postgresql")
+        assert second.returncode == 0, second.stderr
+        assert "postgresql already running" in second.stdout
+        down = stack_sh("down", "postgresql")
+        assert f"stopping postgresql ({fallback / 'pg'})" in down.stdout
+        assert not (fallback / "pg" / "data" / "postmaster.pid").exists()
+    finally:
+        stack_sh("down", "postgresql")
+        shutil.rmtree(fallback, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the loop: order, keys, kills; the relay: blips
