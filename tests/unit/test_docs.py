@@ -12,7 +12,8 @@ from ccxlic_compliance.settings import ComplianceSettings
 from ccxlic_consumption.settings import ConsumptionSettings
 from ccxlic_runtime.settings import RuntimeSettings
 
-README = (Path(__file__).parents[2] / "README.md").read_text()
+ROOT = Path(__file__).parents[2]
+README = (ROOT / "README.md").read_text()
 TABLE = README.split("## Configuration (every variable)")[1].split("\n## ")[0]
 VARIABLES = sorted(
     {
@@ -36,8 +37,15 @@ NOT_SETTINGS = {
     "PG_DATABASE",
     "CCXLIC_STACK_DIR",
     "CCXLIC_CACHE_DIR",
+    "CCXLIC_PG_FALLBACK_DIR",
     "CCXLIC_FUZZ_EXAMPLES",
 }
+
+
+@pytest.mark.parametrize("variable", sorted(NOT_SETTINGS))
+def test_every_variable_outside_the_services_is_read_where_it_is_said_to_be(variable: str) -> None:
+    readers = [ROOT / "deploy" / "stack.sh", ROOT / "Makefile", *sorted((ROOT / "tests").rglob("*.py"))]
+    assert any(variable in path.read_text() for path in readers if path.name != "test_docs.py")
 
 
 def test_the_readme_names_no_variable_the_code_does_not_read() -> None:
