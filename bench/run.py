@@ -281,13 +281,17 @@ async def b1(run: Run, events: list[Event], profile: bool) -> dict[str, Any]:
     try:
         first_t: float | None = None
         cpu0 = None
+        others0: dict[str, float] = {}
+        rss: list[tuple[int, int]] = []  # (events handled, RSS) through the run
         done = 0
         last_report = time.monotonic()
         while done < len(events):
             await asyncio.sleep(0.25)
             done = await count(conn, schema)
+            with contextlib.suppress(psutil.Error):
+                rss.append((done, ps.memory_info().rss))
             if done and first_t is None:
-                first_t, cpu0 = time.perf_counter(), ps.cpu_times()
+                first_t, cpu0, others0 = time.perf_counter(), ps.cpu_times(), stack_cpu()
                 spy_bin = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
                 if profile and spy_bin:
                     spy = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
@@ -314,7 +318,9 @@ async def b1(run: Run, events: list[Event], profile: bool) -> dict[str, Any]:
                 log(f"B1: {done:,}/{len(events):,} in PostgreSQL")
         elapsed = time.perf_counter() - (first_t or time.perf_counter())
         cpu1 = ps.cpu_times()
+        others1 = stack_cpu()
         cpu = (cpu1.user + cpu1.system) - ((cpu0.user + cpu0.system) if cpu0 else 0)
+        live_sessions = await conn.fetchval(f'select count(*) from "{schema}".sessions where signed_in')
         hwm = _peak_rss(proc.pid)
         b4 = await b4_db(conn, schema)
     finally:
@@ -332,11 +338,44 @@ async def b1(run: Run, events: list[Event], profile: bool) -> dict[str, Any]:
         "events_per_s": round(rate),
         "cpu_us_per_event": round(cpu / len(events) * 1e6, 1),
         "peak_rss_mb": round(hwm / 2**20, 1),
+        "stack_cpu_us_per_event": {
+            k: round((others1.get(k, 0.0) - others0.get(k, 0.0)) / len(events) * 1e6, 1) for k in others1
+        },
+        "memory": memory_curve(rss, hwm, live_sessions),
         "state": b4,
     }
     if spy is not None and profile_path.exists():
         out["profile_top"] = top_costs(profile_path)
     return out
+
+
+def stack_cpu() -> dict[str, float]:
+    """CPU seconds used so far by the local stack's processes: PostgreSQL's (every backend) and the broker's."""
+    out = {"postgresql": 0.0, "kafka": 0.0}
+    for p in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        name, cmd, t = p.info["name"] or "", " ".join(p.info["cmdline"] or []), p.info["cpu_times"]
+        if t is None:
+            continue
+        if name.startswith("postgres"):
+            out["postgresql"] += t.user + t.system
+        elif name == "java" and "kafka" in cmd:
+            out["kafka"] += t.user + t.system
+    return out
+
+
+def memory_curve(rss: list[tuple[int, int]], hwm: int, live_sessions: int) -> dict[str, Any]:
+    """The consumption computer's RSS as the run went (at each quarter of the events), and its peak per 10,000
+    live sessions: flat means no growth with the count processed."""
+    total = rss[-1][0] if rss else 0
+    quarters = []
+    for q in (1, 2, 3, 4):
+        seen = [m for done, m in rss if done <= total * q / 4]
+        quarters.append(round(max(seen) / 2**20, 1) if seen else None)
+    return {
+        "rss_mb_by_quarter": quarters,
+        "live_sessions": live_sessions,
+        "peak_rss_mb_per_10k_sessions": round(hwm / 2**20 / (live_sessions / 10_000), 1) if live_sessions else None,
+    }
 
 
 def _peak_rss(pid: int) -> int:
@@ -866,10 +905,28 @@ def table(res: dict[str, Any]) -> str:
                 "B1",
                 "consumption computer",
                 f"{b1['events_per_s']:,} events/s",
-                f"ratio {b1['ratio_to_B0']} (goal >= 0.5)",
+                f"ratio {b1['ratio_to_B0']} (goal >= 0.25, stretch 0.5)",
             ),
             ("B1", "CPU per event", f"{b1['cpu_us_per_event']} us", ""),
             ("B1", "peak RSS", f"{b1['peak_rss_mb']} MB", ""),
+            (
+                "B1",
+                "  per 10,000 live sessions",
+                f"{b1['memory']['peak_rss_mb_per_10k_sessions']} MB ({b1['memory']['live_sessions']:,} live)",
+                "",
+            ),
+            (
+                "B1",
+                "  RSS at each quarter of the run",
+                " / ".join(f"{m} MB" for m in b1["memory"]["rss_mb_by_quarter"]),
+                "flat: no growth with the events",
+            ),
+            (
+                "B1",
+                "CPU per event elsewhere",
+                ", ".join(f"{k} {v} us" for k, v in b1["stack_cpu_us_per_event"].items()),
+                "the same two cores",
+            ),
         ]
     b2 = res.get("B2")
     if b2:
@@ -889,7 +946,7 @@ def table(res: dict[str, Any]) -> str:
                 "B3",
                 f"replay of {b3['inputs']:,} inputs, 3 services",
                 f"{b3['replay_events_per_s']:,} events/s" if b3["replay_events_per_s"] else "too short to time",
-                f"ratio {b3.get('ratio_to_B0', '-')} (goal >= 0.5)",
+                f"ratio {b3.get('ratio_to_B0', '-')} (goal >= 0.25)",
             ),
             ("B3", "identical to the live run", ", ".join(f"{k}={v}" for k, v in b3["identical"].items()), ""),
         ]

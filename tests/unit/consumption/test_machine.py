@@ -233,7 +233,8 @@ def test_intervals_align_to_midnight_and_close_after_lateness() -> None:
 )
 def test_the_derived_shortcuts_change_nothing(script: list[tuple[str, int, int]]) -> None:
     """`advance` skips the scan of every agent while nothing can expire, and the seats in use are counted by what
-    each input changed: scanning and counting every time gives the same."""
+    each input changed: scanning and counting every time gives the same. `apply` leaves its input alone (the rules
+    change a copy in place)."""
     rules = Rules(max_session=timedelta(hours=24))
     fast = slow = InstanceState("i")
     for kind, agent, minute in script:
@@ -247,8 +248,10 @@ def test_the_derived_shortcuts_change_nothing(script: list[tuple[str, int, int]]
             e = env(AgentRoster, t, AgentRosterData(agents=listed))
         else:
             e = env(ClockTicked, t, {})
+        kept = fast.copy()
         f = apply(fast, e, rules)
         s = apply(replace(slow, expiry_floor=None, seats=None), e, rules)
+        assert fast == kept and fast.seats == kept.seats, "apply changed its input"
         assert f.state == s.state and f.changed_agents == s.changed_agents
         # the seat counts kept up to date input by input are the count of the agents signed in
         assert f.state.usage() == InstanceState("i", agents=f.state.agents).usage()

@@ -4,7 +4,9 @@ A service supplies a `Decider` (pure: `initial`, `decide`, and `resume` when it 
 (its tables, through the unit of work) and `publish` (its outputs as wire events). The runtime does the rest, for
 every input of a batch, inside the policy's transaction (policy.py):
 1. the instance's state comes from the cache, or the store, or `initial` (a clock tick never creates an instance;
-   a tick for every instance, `*`, is handed to each instance of the partition it came on, as its own tick);
+   a tick for every instance, `*`, is handed to each instance of the partition it came on, as its own tick), as the
+   decider's working copy: a decider may change that in place within the unit of work (the consumption computer
+   does: copying its live state per input cost more than its rules); the committed state is never changed;
 2. `decide(state, event, env)` gives the next state and the outputs, in order; when it asks to read (`need`), the
    outputs so far are written (so the read sees them) and `resume(state, answer)` goes on;
 3. at the end of the batch each instance's state is saved over the version it was read at (another worker's newer
@@ -64,6 +66,11 @@ class Decider(Protocol[S, O_co, E_contra]):
 
     def initial(self, instance: str) -> S: ...
 
+    def working(self, state: S) -> S:
+        """The state a unit of work starts from: a copy that `decide` may change in place (a frozen state is its own
+        working copy). The cache and the store keep the committed state; a rolled-back unit of work drops its copy."""
+        ...
+
     def decide(self, state: S, event: Event, env: E_contra) -> Decision[S, O_co]: ...
 
     def resume(self, state: S, answer: object) -> Decision[S, O_co]:
@@ -86,8 +93,9 @@ class Store(Protocol[S, O_contra, E_co]):
         self, uow: Transaction, instance: str, partition: int, before: S | None, after: S, version: int
     ) -> int:
         """Save the state over the row's `version` (0: a new instance) and return the new version; raise
-        ConcurrentUpdate when the row is at another version. `before` is the state as loaded (to save only what
-        changed)."""
+        ConcurrentUpdate when the row is at another version. `before` is the state as loaded, or as saved earlier in
+        this unit of work (to save only what changed; a decider that changes its working copy in place notes what
+        changed itself, and `before` may then be that same object)."""
         ...
 
     async def write(self, uow: Transaction, instance: str, outputs: Sequence[O_contra]) -> None:
@@ -204,7 +212,7 @@ class Instances(Generic[S, O, E]):
                     return  # a tick for an instance nothing has been heard of
                 w = _Work(instance, partition, None, self.decider.initial(instance), 0)
             else:
-                w = _Work(instance, partition, found[0], found[0], found[1])
+                w = _Work(instance, partition, found[0], self.decider.working(found[0]), found[1])
             self._work[instance] = w
         if self._env is None:
             self._env = (await self.store.env(uow),)

@@ -117,6 +117,7 @@ class EventProducer:
             enable_idempotence=True,
             acks="all",
             linger_ms=linger_ms,
+            max_batch_size=256 * 1024,  # the relay sends up to 1,000 rows at once: fewer, larger produce requests
             client_id=client_id,
         )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import logging
 import re
@@ -130,6 +131,9 @@ class UnitsOfWork(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
 
+@functools.lru_cache(
+    maxsize=65536
+)  # aiokafka's murmur2 is pure Python; a worker sees the same instances again and again
 def partition_for(subject: str, partitions: int) -> int:
     """The partition of a subject's records: Kafka's default partitioner (murmur2 of the key), which the Java
     clients, aiokafka and our producers use. Co-partitioned topics keep one instance's records in one task."""

@@ -16,6 +16,7 @@ from importlib.resources.abc import Traversable
 from typing import Any, TypeVar
 
 import asyncpg
+import uvloop
 from aiohttp import web
 from ccxlic_contract import TOPICS, Topic
 from prometheus_client import CollectorRegistry
@@ -33,8 +34,11 @@ from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
 log = logging.getLogger(__name__)
 
 
-def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], *, service: str, log_level: str) -> int:
-    """Run `main(stop)` until it returns; SIGTERM or SIGINT sets `stop` so it can finish its work and close."""
+def run_until_signalled(
+    main: Callable[[asyncio.Event], Awaitable[None]], *, service: str, log_level: str, event_loop: str = "asyncio"
+) -> int:
+    """Run `main(stop)` until it returns, on `event_loop` ("uvloop" or "asyncio"); SIGTERM or SIGINT sets `stop`
+    so it can finish its work and close."""
     configure_logging(service, log_level)
 
     async def runner() -> None:
@@ -44,8 +48,10 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], *, ser
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else None
     try:
-        asyncio.run(runner())
+        with asyncio.Runner(loop_factory=factory) as runner_:
+            runner_.run(runner())
     except Exception as exc:
         log.exception("service stopped on an error")
         print(f"{service}: error: {exc}", file=sys.stderr)
@@ -65,7 +71,9 @@ def main_for(settings_cls: type[S], run: Callable[[S, asyncio.Event], Awaitable[
     except ConfigError as exc:
         print(f"{service}: {exc}", file=sys.stderr)
         return 2
-    return run_until_signalled(lambda stop: run(settings, stop), service=service, log_level=settings.log_level)
+    return run_until_signalled(
+        lambda stop: run(settings, stop), service=service, log_level=settings.log_level, event_loop=settings.event_loop
+    )
 
 
 @asynccontextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from ccxlic_contract.codec import describe
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
@@ -59,6 +59,8 @@ class RuntimeSettings(BaseSettings):
     # How long the merge waits for an input partition that is caught up but empty, for records being published at
     # this moment (one behind its high watermark is waited for however long it takes).
     max_idle: Duration = Field(timedelta(milliseconds=100), validation_alias="CCXLIC_MAX_IDLE")
+    # The asyncio event loop: uvloop (libuv; less CPU per record, bench/README) or Python's own.
+    event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", validation_alias="CCXLIC_EVENT_LOOP")
     # Tests only: sleep this long before each batch (a slow consumer on demand).
     test_batch_delay: Duration = Field(timedelta(0), validation_alias="CCXLIC_TEST_BATCH_DELAY")
 

@@ -30,6 +30,9 @@ class AlertingDecider:
     def initial(self, instance: str) -> State:
         return State(instance=instance)
 
+    def working(self, state: State) -> State:
+        return state  # frozen: its own working copy
+
     def decide(self, state: State, event: Event, silences: Sequence[Silence]) -> Decision[State, Output]:
         result = step(state, event, self.rules, silences)
         return Decision(result.state, tuple(Acted(a, event.id) for a in result.actions))

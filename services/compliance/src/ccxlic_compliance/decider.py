@@ -43,6 +43,9 @@ class ComplianceDecider:
     def initial(self, instance: str) -> Compliance:
         return Compliance(State(instance=instance))
 
+    def working(self, state: Compliance) -> Compliance:
+        return state  # frozen: its own working copy
+
     def decide(self, current: Compliance, event: Event, env: None) -> Decision[Compliance, Output]:
         before = current.state
         result = step(before, event, self.rules)

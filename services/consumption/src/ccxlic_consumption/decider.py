@@ -15,7 +15,7 @@ Closing and revising need the stored facts: the decision asks for them (`need`) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ccxlic_contract.codec import Event
@@ -34,22 +34,35 @@ from ccxlic_contract.topics import CLOCK, CONSUMPTION
 from ccxlic_rules import headroom
 from ccxlic_runtime.instances import Decision, Forwarded
 
-from ccxlic_consumption.machine import Fact, InstanceState, Rules, apply, interval_start
+from ccxlic_consumption.machine import Fact, InstanceState, Rules, interval_start, update
 from ccxlic_consumption.peaks import IntervalPeaks, sweep
 
 # ---------------------------------------------------------------- state and outputs
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Consumption:
-    """An instance: its live state, and where its reporting and publishing stand."""
+    """An instance: its live state, and where its reporting and publishing stand. Mutable, like its live state:
+    `decide` changes the copy that `working` gave the unit of work, in place (an input costs what it changes)."""
 
     live: InstanceState
     next_close: datetime | None = None  # the start of the first interval not closed yet (None: no fact yet)
     last_fact_at: datetime | None = None  # the latest time of an accepted fact
     change_seq: int = 0  # how many licensing.consumption.changed were published
     published: ConsumptionChangedData | None = None  # the last one's data
-    unsaved: frozenset[str] = frozenset()  # agents whose sessions changed since the state was last saved
+    unsaved: set[str] = field(default_factory=set)  # agents whose sessions changed since the state was last saved
+    counts: Counts | None = field(default=None, compare=False)  # `published` as a tuple (derived, cheap to compare)
+
+    def copy(self) -> Consumption:
+        return Consumption(
+            self.live.copy(),
+            self.next_close,
+            self.last_fact_at,
+            self.change_seq,
+            self.published,
+            set(self.unsaved),
+            self.counts,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,32 +135,37 @@ class ConsumptionDecider:
     def initial(self, instance: str) -> Consumption:
         return Consumption(InstanceState(instance))
 
+    def working(self, state: Consumption) -> Consumption:
+        return state.copy()
+
     def decide(self, state: Consumption, event: Event, env: None) -> Decision[Consumption, Output]:
-        step = apply(state.live, event, self.rules)
+        before = state.live.watermark
+        step = update(state.live, event, self.rules)
         outputs: list[Output] = []
-        moved = state.live.watermark is None or (
-            step.state.watermark is not None and step.state.watermark > state.live.watermark
-        )
-        if event.type in _FORWARDED or (isinstance(event, ClockTicked) and moved):
+        now = state.live.watermark
+        moved = before is None or (now is not None and now > before)
+        if event.type in _FORWARDED or (moved and isinstance(event, ClockTicked)):
             outputs.append(Forwarded(event))
         if step.rejection is not None:
             r = step.rejection
             outputs.append(Rejected(event.id, event.time, r.agent_id, r.license, r.reason))
-        after = replace(state, live=step.state)
         if step.changed_agents:
-            after = replace(after, unsaved=after.unsaved | step.changed_agents)
+            state.unsaved |= step.changed_agents
         revise: tuple[datetime, ...] = ()
         if step.fact is not None:
             outputs.append(Recorded(step.fact))
-            after, revise = self._record(after, step.fact)
-        window = self._window(after, revise)
+            revise = self._record(state, step.fact)
+        window = self._window(state, revise)
         if window is not None:
-            return Decision(after, tuple(outputs), need=window)
-        after, changed = self._changed(after)
-        return Decision(after, (*outputs, *changed))
+            return Decision(state, tuple(outputs), need=window)
+        changed = self._changed(state)
+        if changed is not None:
+            outputs.append(changed)
+        return Decision(state, tuple(outputs))
 
     def saved(self, state: Consumption) -> Consumption:
-        return replace(state, unsaved=frozenset()) if state.unsaved else state
+        state.unsaved = set()
+        return state
 
     def resume(self, state: Consumption, answer: object) -> Decision[Consumption, Output]:
         assert isinstance(answer, Stored)
@@ -168,24 +186,30 @@ class ConsumptionDecider:
             )
             outputs.append(Reported(data, now))
         if window.close_until is not None:
-            state = replace(state, next_close=window.close_until)
-        state, changed = self._changed(state)
-        return Decision(state, (*outputs, *changed))
+            state.next_close = window.close_until
+        changed = self._changed(state)
+        if changed is not None:
+            outputs.append(changed)
+        return Decision(state, tuple(outputs))
 
     # ------------------------------------------------------------ intervals
 
-    def _record(self, state: Consumption, fact: Fact) -> tuple[Consumption, tuple[datetime, ...]]:
+    def _record(self, state: Consumption, fact: Fact) -> tuple[datetime, ...]:
         """Note the fact's time; the closed intervals it changes (it changes usage in [at, at + max_session))."""
-        first = interval_start(fact.at, self.rules)
-        last = fact.at if state.last_fact_at is None or fact.at > state.last_fact_at else state.last_fact_at
+        if state.last_fact_at is None or fact.at > state.last_fact_at:
+            state.last_fact_at = fact.at
         if state.next_close is None:
-            return replace(state, next_close=first, last_fact_at=last), ()
+            state.next_close = interval_start(fact.at, self.rules)
+            return ()
+        if fact.at >= state.next_close:
+            return ()  # the usual case: the fact is in an interval not closed yet
+        first = interval_start(fact.at, self.rules)
         revise = []
         start = first
         while start < fact.at + self.rules.max_session and start < state.next_close:
             revise.append(start)
             start += self.rules.interval
-        return replace(state, last_fact_at=last), tuple(revise)
+        return tuple(revise)
 
     def _window(self, state: Consumption, revise: tuple[datetime, ...]) -> Window | None:
         """The read that closing and revising need now, or None when nothing is due."""
@@ -216,14 +240,18 @@ class ConsumptionDecider:
 
     # ------------------------------------------------------------ publishing
 
-    def _changed(self, state: Consumption) -> tuple[Consumption, tuple[Output, ...]]:
+    def _changed(self, state: Consumption) -> Changed | None:
+        """A `licensing.consumption.changed` when the counts or headroom changed since the last one (in place)."""
         now = state.live.watermark
         counts = _counts(state.live)
-        if now is None or (state.published is not None and counts == _published_counts(state.published)):
-            return state, ()
-        data = published(state.live)
-        seq = state.change_seq + 1
-        return replace(state, change_seq=seq, published=data), (Changed(seq, now, data),)
+        if state.published is not None and state.counts is None:
+            state.counts = _published_counts(state.published)
+        if now is None or (state.published is not None and counts == state.counts):
+            return None
+        data = _data(counts)
+        state.change_seq += 1
+        state.published, state.counts = data, counts
+        return Changed(state.change_seq, now, data)
 
 
 def report(result: IntervalPeaks) -> tuple[Peak, Witness]:
@@ -264,7 +292,10 @@ def _published_counts(d: ConsumptionChangedData) -> Counts:
 
 def published(live: InstanceState) -> ConsumptionChangedData:
     """What `licensing.consumption.changed` says of a live state."""
-    c = _counts(live)
+    return _data(_counts(live))
+
+
+def _data(c: Counts) -> ConsumptionChangedData:
     return ConsumptionChangedData(
         standard=c[0],
         premium=c[1],

@@ -1,4 +1,5 @@
-"""Live seats per product instance, and License Control. Pure: `apply(state, event, rules) -> Step`.
+"""Live seats per product instance, and License Control: `apply(state, event, rules) -> Step`, pure; `update` is the
+same rules changing a state in place, for the decider's private copy within one unit of work.
 
 Rules:
 - One seat per signed-in agent_id. A second sign-in of a signed-in agent updates the class; it never counts twice.
@@ -22,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
@@ -89,24 +89,40 @@ class Limits:
         return self.entitlement is not None and not self.overage_allowed and self.production
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InstanceState:
+    """An instance's live state. Mutable: `update` changes it in place, on a copy private to one unit of work
+    (`copy`), so an input costs what it changes, not a copy of every agent; `apply` is the pure form."""
+
     instance: str
     watermark: datetime | None = None
-    agents: Mapping[str, Agent] = field(default_factory=dict)
+    agents: dict[str, Agent] = field(default_factory=dict)
     roster_last: Order | None = None
     ports: Ports = Ports()
     limits: Limits = Limits()
     # A lower bound on when the next signed-in session can expire (its last event + max session); None: unknown.
     # It lets `advance` skip the scan of every agent on each input. Derived, so not part of equality or storage.
     expiry_floor: datetime | None = field(default=None, compare=False)
-    # (Standard, Premium) seats in use: derived from `agents`, kept up to date by `_with_agents` so that each input
+    # (Standard, Premium) seats in use: derived from `agents`, kept up to date by `_set_agents` so that each input
     # costs what it changes, not a count over every agent. None (a state built from its agents) counts them once.
     seats: tuple[int, int] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.seats is None:
-            object.__setattr__(self, "seats", _count(self.agents.values()))
+            self.seats = _count(self.agents.values())
+
+    def copy(self) -> InstanceState:
+        """A copy to change in place (the agents are frozen values: the dict is copied, not each agent)."""
+        return InstanceState(
+            self.instance,
+            self.watermark,
+            dict(self.agents),
+            self.roster_last,
+            self.ports,
+            self.limits,
+            self.expiry_floor,
+            self.seats,
+        )
 
     def usage(self) -> Usage:
         assert self.seats is not None
@@ -166,43 +182,52 @@ class Rejection:
     reason: str
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     state: InstanceState
     fact: Fact | None = None
     rejection: Rejection | None = None
-    changed_agents: frozenset[str] = frozenset()
+    changed_agents: frozenset[str] = _NONE
 
 
 def apply(state: InstanceState, event: Event, rules: Rules) -> Step:
-    """The next live state of an instance after one input, with the fact to record and any rejection."""
+    """The next live state of an instance after one input, with the fact to record and any rejection. Pure: `state`
+    is not changed."""
+    return update(state.copy(), event, rules)
+
+
+def update(state: InstanceState, event: Event, rules: Rules) -> Step:
+    """`apply`, changing `state` in place (the Step's state is `state`): for a copy that only this caller holds."""
     order: Order = (event.time, event.id)
+    fact: Fact | None = None
+    rejection: Rejection | None = None
+    changed: frozenset[str] = _NONE
     match event:
         case AgentSignedIn():
-            step = _sign_in(state, event, order)
+            fact, rejection, changed = _sign_in(state, event, order)
         case AgentSignedOut():
-            step = _sign_out(state, event.data.agent_id, order)
+            fact, changed = _sign_out(state, event.data.agent_id, order)
         case AgentRoster():
-            step = _roster(state, event, order)
+            fact, changed = _roster(state, event, order)
         case PortsSampled():
             d = event.data
             fact = Fact(event.time, event.id, PortsFact(d.inbound_ivr_ports, d.outbound_ports, d.outbound_seats))
-            ports = state.ports
-            if ports.last is None or order > ports.last:
-                ports = Ports(d.inbound_ivr_ports, d.outbound_ports, d.outbound_seats, order)
-            step = Step(replace(state, ports=ports), fact)
+            if state.ports.last is None or order > state.ports.last:
+                state.ports = Ports(d.inbound_ivr_ports, d.outbound_ports, d.outbound_seats, order)
         case EntitlementsSet():
             limits = state.limits
             if limits.entitlement_last is None or order > limits.entitlement_last:
                 d2 = event.data
-                limits = replace(
+                state.limits = replace(
                     limits,
                     entitlement=Entitlement(d2.standard_seats, d2.premium_seats, d2.ivr_ports),
                     overage_allowed=d2.overage_allowed,
                     production=d2.deployment == "production",
                     entitlement_last=order,
                 )
-            step = Step(replace(state, limits=limits))
         case ReservationInstalled() | ReservationReturned():
             limits = state.limits
             if limits.reservation_last is None or order > limits.reservation_last:
@@ -211,48 +236,51 @@ def apply(state: InstanceState, event: Event, rules: Rules) -> Step:
                     if isinstance(event, ReservationInstalled)
                     else None
                 )
-                limits = replace(limits, reservation=reserved, reservation_last=order)
-            step = Step(replace(state, limits=limits))
+                state.limits = replace(limits, reservation=reserved, reservation_last=order)
         case _:
             # A tick, or a lifecycle event other than a reservation (it shares the lifecycle topic): only time moves.
-            step = Step(state)
-    after = step.state
-    if after.expiry_floor is not None and step.changed_agents:
+            pass
+    if state.expiry_floor is not None and changed:
         # a session (re)started: the floor can only move earlier
-        floor = after.expiry_floor
-        for agent_id in step.changed_agents:
-            a = after.agents.get(agent_id)
+        floor = state.expiry_floor
+        for agent_id in changed:
+            a = state.agents.get(agent_id)
             if a is not None and a.signed_in and a.last[0] + rules.max_session < floor:
                 floor = a.last[0] + rules.max_session
-        after = replace(after, expiry_floor=floor)
-    advanced, expired = _advance(after, event.time, rules)
-    return replace(step, state=advanced, changed_agents=step.changed_agents | expired)
+        state.expiry_floor = floor
+    expired = _advance(state, event.time, rules)
+    return Step(state, fact, rejection, changed | expired if expired else changed)
 
 
 def advance(state: InstanceState, now: datetime, rules: Rules) -> InstanceState:
-    """Move the watermark to `now` (never back) and expire the sessions it passes."""
-    return _advance(state, now, rules)[0]
+    """Move the watermark to `now` (never back) and expire the sessions it passes. Pure."""
+    after = state.copy()
+    _advance(after, now, rules)
+    return after
 
 
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
-def _advance(state: InstanceState, now: datetime, rules: Rules) -> tuple[InstanceState, frozenset[str]]:
-    watermark = now if state.watermark is None or now > state.watermark else state.watermark
+def _advance(state: InstanceState, now: datetime, rules: Rules) -> frozenset[str]:
+    """In place: the watermark moves to `now` (never back); the sessions it passes expire. Returns who expired."""
+    if state.watermark is None or now > state.watermark:
+        state.watermark = now
+    watermark = state.watermark
     if state.expiry_floor is not None and watermark < state.expiry_floor:
-        # nothing can expire yet: no need to look at every agent
-        return (state if watermark == state.watermark else replace(state, watermark=watermark)), frozenset()
+        return _NONE  # nothing can expire yet: no need to look at every agent
     expired = {
         agent_id: replace(a, signed_in=False, cause="expired")
         for agent_id, a in state.agents.items()
         if a.signed_in and a.last[0] + rules.max_session <= watermark
     }
-    after = _with_agents(state, expired) if expired else state
-    floor = min(
-        (a.last[0] + rules.max_session for a in after.agents.values() if a.signed_in),
+    if expired:
+        _set_agents(state, expired)
+    state.expiry_floor = min(
+        (a.last[0] + rules.max_session for a in state.agents.values() if a.signed_in),
         default=_NEVER,
     )
-    return replace(after, watermark=watermark, expiry_floor=floor), frozenset(expired)
+    return frozenset(expired) if expired else _NONE
 
 
 def _count(agents: Iterable[Agent]) -> tuple[int, int]:
@@ -266,13 +294,17 @@ def _count(agents: Iterable[Agent]) -> tuple[int, int]:
     return standard, premium
 
 
-def _with_agents(state: InstanceState, changes: Mapping[str, Agent], **more: Any) -> InstanceState:
-    """The state with `changes` to its agents (and any other fields), the seat counts moved by what changed."""
+def _seats_with(state: InstanceState, changes: Mapping[str, Agent]) -> tuple[int, int]:
+    """The seats in use once `changes` are made to the agents (the counts move by what changes)."""
     old = _count(a for agent_id in changes if (a := state.agents.get(agent_id)) is not None)
     new = _count(changes.values())
     assert state.seats is not None
-    seats = (state.seats[0] - old[0] + new[0], state.seats[1] - old[1] + new[1])
-    return replace(state, agents={**state.agents, **changes}, seats=seats, **more)
+    return (state.seats[0] - old[0] + new[0], state.seats[1] - old[1] + new[1])
+
+
+def _set_agents(state: InstanceState, changes: Mapping[str, Agent]) -> None:
+    state.seats = _seats_with(state, changes)
+    state.agents.update(changes)
 
 
 def _is_stale(state: InstanceState, agent_id: str, order: Order) -> bool:
@@ -283,29 +315,32 @@ def _is_stale(state: InstanceState, agent_id: str, order: Order) -> bool:
     return latest is not None and order < latest
 
 
-def _sign_in(state: InstanceState, event: AgentSignedIn, order: Order) -> Step:
+def _sign_in(
+    state: InstanceState, event: AgentSignedIn, order: Order
+) -> tuple[Fact | None, Rejection | None, frozenset[str]]:
     d = event.data
     license, why = classify(d.capabilities, d.supervisor)
     fact = Fact(event.time, event.id, SignInFact(d.agent_id, license, why))
     if _is_stale(state, d.agent_id, order):
-        return Step(state, fact)
-    candidate = _with_agents(state, {d.agent_id: Agent(True, license, why, order, "signed_in")})
+        return fact, None, _NONE
+    change = {d.agent_id: Agent(True, license, why, order, "signed_in")}
     if state.limits.controlled:
-        reason = _control(state, candidate, license)
+        seats = _seats_with(state, change)
+        reason = _control(state, Usage(standard=seats[0], premium=seats[1], ivr_ports=state.ports.ivr), license)
         if reason is not None:
-            return Step(state, None, Rejection(d.agent_id, license, reason))
-    return Step(candidate, fact, changed_agents=frozenset({d.agent_id}))
+            return None, Rejection(d.agent_id, license, reason), _NONE
+    _set_agents(state, change)
+    return fact, None, frozenset(change)
 
 
-def _control(before: InstanceState, after: InstanceState, license: License) -> str | None:
-    """Why License Control refuses the change from `before` to `after`, or None when it allows it."""
-    old, new = before.deficit(), after.deficit()
+def _control(before: InstanceState, used: Usage, license: License) -> str | None:
+    """Why License Control refuses the change from `before` to the usage `used`, or None when it allows it."""
+    ent = before.limits.effective
+    old, new = before.deficit(), deficit(used, ent)
     if new.premium <= old.premium and new.standard <= old.standard:
         return None
-    used = after.usage()
-    ent = after.limits.effective
     assert ent is not None
-    mode = "reservation installed" if after.limits.reservation is not None else "overage not allowed"
+    mode = "reservation installed" if before.limits.reservation is not None else "overage not allowed"
     grown = "Premium" if new.premium > old.premium else "Standard"
     return (
         f"License Control ({mode}): a {license.capitalize()} sign-in would put {grown} over its entitlement "
@@ -314,20 +349,20 @@ def _control(before: InstanceState, after: InstanceState, license: License) -> s
     )
 
 
-def _sign_out(state: InstanceState, agent_id: str, order: Order) -> Step:
+def _sign_out(state: InstanceState, agent_id: str, order: Order) -> tuple[Fact, frozenset[str]]:
     fact = Fact(order[0], order[1], SignOutFact(agent_id))
     if _is_stale(state, agent_id, order):
-        return Step(state, fact)
+        return fact, _NONE
     current = state.agents.get(agent_id)
     if current is None:
         # Not signed in: changes nothing, but remember the order so an older sign-in arriving later is stale.
-        after = _with_agents(state, {agent_id: Agent(False, "standard", "", order, "signed_out")})
-        return Step(after, fact, changed_agents=frozenset({agent_id}))
-    after = _with_agents(state, {agent_id: replace(current, signed_in=False, last=order, cause="signed_out")})
-    return Step(after, fact, changed_agents=frozenset({agent_id}))
+        _set_agents(state, {agent_id: Agent(False, "standard", "", order, "signed_out")})
+    else:
+        _set_agents(state, {agent_id: replace(current, signed_in=False, last=order, cause="signed_out")})
+    return fact, frozenset((agent_id,))
 
 
-def _roster(state: InstanceState, event: AgentRoster, order: Order) -> Step:
+def _roster(state: InstanceState, event: AgentRoster, order: Order) -> tuple[Fact, frozenset[str]]:
     listed = {}
     for a in event.data.agents:
         license, why = classify(a.capabilities, a.supervisor)
@@ -343,9 +378,10 @@ def _roster(state: InstanceState, event: AgentRoster, order: Order) -> Step:
         if known is not None and known.last > order:
             continue
         changes[agent_id] = Agent(True, signed.license, signed.why, order, "roster")
-    roster_last = order if state.roster_last is None or order > state.roster_last else state.roster_last
-    after = _with_agents(state, changes, roster_last=roster_last)
-    return Step(after, fact, changed_agents=frozenset(changes))
+    if state.roster_last is None or order > state.roster_last:
+        state.roster_last = order
+    _set_agents(state, changes)
+    return fact, frozenset(changes)
 
 
 def interval_start(t: datetime, rules: Rules) -> datetime:
