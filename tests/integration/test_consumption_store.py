@@ -137,6 +137,7 @@ async def test_reports_keep_every_revision_and_the_latest_is_read_back(store: tu
     assert stored.latest[T0 + 8 * H][0] == 1 and T0 + 16 * H not in stored.latest
     with pytest.raises((KeyError, asyncpg.UniqueViolationError)):
         await s.write(uow, "cc-1", [report(T0, 2, 5)])
+        await uow.flush()  # PostgreSQL's store writes its queued rows at the flush, before COMMIT
 
 
 async def test_a_save_over_a_version_another_worker_replaced_is_refused(store: tuple[Any, Any]) -> None:

@@ -24,7 +24,7 @@ from ccxlic_contract import TOPICS, Event, decode, encode
 from ccxlic_contract.events import AgentSignedOut, AgentSignedOutData, ClockTicked, DeadLettered
 from ccxlic_contract.examples import golden_examples
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, DEAD_LETTER
-from ccxlic_runtime.db import Database, Relay, Transaction, migrate, prune_processed
+from ccxlic_runtime.db import Database, Relay, Rows, Transaction, migrate, prune_processed
 from ccxlic_runtime.http import OpsServer, ops_app
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.loop import ConsumerLoop
@@ -234,6 +234,33 @@ async def test_outbox_publishes_only_what_committed(
     await Relay(db, producer).run(stop)
     got = await read_topic(contract_topics[AGENT_ACTIVITY.name], 2, timeout=4)
     assert [e.id for e in got] == [f"{instance_id}-2"]
+
+
+async def test_queued_rows_are_written_at_the_flush_as_row_by_row_inserts_would_leave_them(db: Database) -> None:
+    """Transaction.queue: one statement per table at the flush; under a key the first row is kept (or with `update`
+    the last); unkeyed rows keep their order; a second flush writes nothing again; a rollback drops them."""
+    await db.pool.execute("create table kept (k text primary key, v int); create table seq (n bigserial, v text)")
+    keep = Rows("kept", (("k", "text"), ("v", "int")), key=("k",))
+    last = Rows("kept", (("k", "text"), ("v", "int")), key=("k",), update=True)
+    ordered = Rows("seq", (("v", "text"),))
+    await db.pool.execute("insert into kept values ('old', 0)")
+    async with db.transaction() as tx:
+        tx.queue(keep, [("old", 1), ("a", 1), ("a", 2)])
+        tx.queue(ordered, [(c,) for c in "xyz"])
+        tx.queue(ordered, [("w",)])
+        assert await tx.conn.fetchval("select count(*) from kept") == 1  # nothing written before the flush
+        await tx.flush()
+        assert await tx.conn.fetchval("select v from kept where k = 'a'") == 1
+        await tx.flush()
+        tx.queue(last, [("b", 1), ("b", 2), ("old", 3)])
+    rows = await db.fetch("select k, v from kept order by k")
+    assert [(r["k"], r["v"]) for r in rows] == [("a", 1), ("b", 2), ("old", 3)]
+    assert [r["v"] for r in await db.fetch("select v from seq order by n")] == ["x", "y", "z", "w"]
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as tx:
+            tx.queue(ordered, [("lost",)])
+            raise RuntimeError("rolled back")
+    assert await db.pool.fetchval("select count(*) from seq") == 4
 
 
 async def test_old_dedup_records_are_pruned_a_chunk_at_a_time(db: Database) -> None:

@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -113,13 +114,64 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable) -> lis
     return applied
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """How queued rows of one table are written: `columns` as (name, PostgreSQL type); `key`, the columns of its
+    unique key. Under a key the first row is kept (one queued before, or the table's), or with `update` the last one
+    is: as row-by-row inserts `on conflict do nothing` / `do update` would leave the table."""
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...] = ()
+    update: bool = False
+
+    def statement(self) -> str:
+        names = ", ".join(f'"{c}"' for c, _ in self.columns)
+        arrays = ", ".join(f"${i}::{t}[]" for i, (_, t) in enumerate(self.columns, 1))
+        sql = f'insert into "{self.table}" ({names}) select * from unnest({arrays})'
+        if self.key:
+            keys = ", ".join(f'"{c}"' for c in self.key)
+            changes = ", ".join(f'"{c}" = excluded."{c}"' for c, _ in self.columns if c not in self.key)
+            sql += f" on conflict ({keys}) " + (f"do update set {changes}" if self.update and changes else "do nothing")
+        return sql
+
+
 class Transaction:
-    """One unit of work: the dedup records, the state and the outgoing events, committed together."""
+    """One unit of work: the dedup records, the state and the outgoing events, committed together.
+
+    Rows are queued (`queue`) and written per table in one statement (`flush`): before COMMIT, and by a store before
+    it reads what they may hold, so a batch costs a statement per table, not one per row or per instance."""
 
     def __init__(self, conn: Connection, producer_prefix: str) -> None:
         self.conn = conn
         self._prefix = producer_prefix
         self.emitted = 0
+        self._queued: dict[Rows, dict[object, tuple[Any, ...]]] = {}
+        self._sequence = 0
+
+    def queue(self, rows: Rows, values: Iterable[tuple[Any, ...]]) -> None:
+        """Write these rows of `rows.table` at the next flush (in the order queued)."""
+        pending = self._queued.setdefault(rows, {})
+        if rows.key:
+            at = [i for i, (c, _) in enumerate(rows.columns) if c in rows.key]
+            for v in values:
+                k = tuple(v[i] for i in at)
+                if rows.update:
+                    pending.pop(k, None)  # the later row wins, in the later row's place
+                    pending[k] = v
+                elif k not in pending:
+                    pending[k] = v
+        else:
+            for v in values:
+                self._sequence += 1
+                pending[self._sequence] = v
+
+    async def flush(self) -> None:
+        """Write every queued row: one statement per table."""
+        queued, self._queued = self._queued, {}
+        for rows, pending in queued.items():
+            if pending:
+                await self.conn.execute(rows.statement(), *(list(col) for col in zip(*pending.values(), strict=True)))
 
     async def claim(self, key: str) -> bool:
         """Record that the input `key` is handled. False when it was handled before: then do nothing."""
@@ -158,7 +210,10 @@ class Transaction:
         self.emitted += len(events)
 
     async def _queue(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
-        await self.conn.executemany("insert into outbox(topic, key, value) values ($1, $2, $3)", rows)
+        self.queue(OUTBOX, rows)
+
+
+OUTBOX = Rows("outbox", (("topic", "text"), ("key", "bytea"), ("value", "bytea")))
 
 
 class Database:
@@ -176,6 +231,7 @@ class Database:
             tx = Transaction(conn, self.topic_prefix)
             async with conn.transaction():
                 yield tx
+                await tx.flush()
         if tx.emitted:
             self.outbox_ready.set()
 

@@ -101,6 +101,7 @@ class FakeDatabase:
         tx = FakeTransaction(set(self.claimed))
         with self.store.transaction():
             yield tx
+            await tx.flush()
             if n in self.crash_at:
                 raise Crash()
             if n in self.fail_at:

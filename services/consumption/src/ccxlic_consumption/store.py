@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ccxlic_contract.events import ConsumptionChangedData, Peak, Witness
 from ccxlic_rules import Entitlement
-from ccxlic_runtime.db import ConcurrentUpdate, Transaction
+from ccxlic_runtime.db import ConcurrentUpdate, Rows, Transaction
 
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
@@ -90,10 +90,57 @@ def _ports(raw: str) -> Ports:
     return Ports(v["ivr"], v["outbound_ports"], v["outbound_seats"], _order(v["last"]))
 
 
+SESSIONS = Rows(
+    "sessions",
+    (
+        ("instance", "text"),
+        ("agent_id", "text"),
+        ("signed_in", "boolean"),
+        ("license", "text"),
+        ("why", "text"),
+        ("last_at", "timestamptz"),
+        ("last_id", "text"),
+        ("cause", "text"),
+    ),
+    key=("instance", "agent_id"),
+    update=True,
+)
+FACTS = Rows(
+    "facts",
+    (
+        ("instance", "text"),
+        ("at", "timestamptz"),
+        ("event_id", "text"),
+        ("kind", "text"),
+        ("agent_id", "text"),
+        ("license", "text"),
+        ("why", "text"),
+        ("body", "jsonb"),
+    ),
+    key=("instance", "at", "event_id"),
+)
+REPORTS = Rows(
+    "reports",
+    (
+        ("instance", "text"),
+        ("interval_start", "timestamptz"),
+        ("revision", "int"),
+        ("interval_end", "timestamptz"),
+        ("peak", "jsonb"),
+        ("witness", "jsonb"),
+        ("closed_at", "timestamptz"),
+    ),
+)
+
+
 class PgConsumptionStore:
     """The consumption computer's tables, through the unit of work (the runtime's `Store` port)."""
 
+    # Sessions, facts and reports are queued in the unit of work (one statement per table per batch); a read in it
+    # flushes them first, so it sees what was written.
+
     async def load(self, uow: Transaction, instance: str) -> tuple[Consumption, int] | None:
+        await uow.flush()
         return await load_consumption(uow.conn, instance)
 
     async def save(
@@ -149,31 +196,16 @@ class PgConsumptionStore:
             for agent_id in changed
             if (a := live.agents[agent_id])
         ]
-        if rows:
-            await uow.conn.executemany(
-                """
-                insert into sessions (instance, agent_id, signed_in, license, why, last_at, last_id, cause)
-                values ($1, $2, $3, $4, $5, $6, $7, $8)
-                on conflict (instance, agent_id) do update set signed_in = $3, license = $4, why = $5,
-                    last_at = $6, last_id = $7, cause = $8
-                """,
-                rows,
-            )
+        uow.queue(SESSIONS, rows)
         return int(new)
 
     async def write(self, uow: Transaction, instance: str, outputs: Sequence[Output]) -> None:
         facts = [o.fact for o in outputs if isinstance(o, Recorded)]
-        if facts:
-            await uow.conn.executemany(
-                "insert into facts (instance, at, event_id, kind, agent_id, license, why, body)"
-                " values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing",
-                [_fact_row(instance, f) for f in facts],
-            )
+        uow.queue(FACTS, [_fact_row(instance, f) for f in facts])
         reports = [o for o in outputs if isinstance(o, Reported)]
         if reports:
-            await uow.conn.executemany(
-                "insert into reports (instance, interval_start, revision, interval_end, peak, witness, closed_at)"
-                " values ($1, $2, $3, $4, $5, $6, $7)",
+            uow.queue(
+                REPORTS,
                 [
                     (
                         instance,
@@ -190,6 +222,7 @@ class PgConsumptionStore:
 
     async def read(self, uow: Transaction, instance: str, need: object) -> Stored:
         assert isinstance(need, Window)
+        await uow.flush()
         rows = await uow.conn.fetch(
             "select at, event_id, kind, agent_id, license, why, body from facts"
             " where instance = $1 and at >= $2 and at < $3",
