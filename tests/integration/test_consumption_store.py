@@ -142,12 +142,19 @@ async def test_reports_keep_every_revision_and_the_latest_is_read_back(store: tu
 
 async def test_a_save_over_a_version_another_worker_replaced_is_refused(store: tuple[Any, Any]) -> None:
     s, uow = store
+
+    async def save(before: Consumption | None, after: Consumption, version: int) -> int:
+        new = int(await s.save(uow, "cc-1", 0, before, after, version))
+        if uow is not None:
+            await uow.flush()  # PostgreSQL's store saves at the flush (all instances of a batch at once)
+        return new
+
     state = a_state()
-    assert await s.save(uow, "cc-1", 0, None, state, 0) == 1
+    assert await save(None, state, 0) == 1
     with pytest.raises(ConcurrentUpdate):
-        await s.save(uow, "cc-1", 0, None, state, 0)  # another worker stored the instance first
-    assert await s.save(uow, "cc-1", 0, state, replace(state, change_seq=4), 1) == 2
+        await save(None, state, 0)  # another worker stored the instance first
+    assert await save(state, replace(state, change_seq=4), 1) == 2
     with pytest.raises(ConcurrentUpdate):
-        await s.save(uow, "cc-1", 0, state, replace(state, change_seq=9), 1)  # read before that save
+        await save(state, replace(state, change_seq=9), 1)  # read before that save
     loaded = await s.load(uow, "cc-1")
     assert loaded is not None and (loaded[0].change_seq, loaded[1]) == (4, 2)

@@ -136,6 +136,34 @@ class Rows:
         return sql
 
 
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """Rows saved over the version they were read at (an instance's state): `key`, a text primary key; `columns`,
+    the others as (name, PostgreSQL type); the table's `version` column counts the saves. Saved at the flush, all in
+    two statements, before any other queued row; a row another worker saved meanwhile is `ConcurrentUpdate`."""
+
+    table: str
+    key: str
+    columns: tuple[tuple[str, str], ...]
+
+    def insert(self) -> str:
+        names = ", ".join(f'"{c}"' for c in (self.key, *(c for c, _ in self.columns)))
+        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(("text", *(t for _, t in self.columns)), 1))
+        return (
+            f'insert into "{self.table}" ({names}, version) select *, 1 from unnest({arrays})'
+            f' on conflict ("{self.key}") do nothing returning "{self.key}"'
+        )
+
+    def update(self) -> str:
+        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(("text", "bigint", *(t for _, t in self.columns)), 1))
+        aliases = ", ".join(f'"{c}"' for c in ("_key", "_version", *(c for c, _ in self.columns)))
+        changes = ", ".join(f'"{c}" = u."{c}"' for c, _ in self.columns)
+        return (
+            f'update "{self.table}" as t set {changes}, version = t.version + 1 from unnest({arrays}) as u({aliases})'
+            f' where t."{self.key}" = u._key and t.version = u._version returning t."{self.key}"'
+        )
+
+
 class Transaction:
     """One unit of work: the dedup records, the state and the outgoing events, committed together.
 
@@ -147,7 +175,15 @@ class Transaction:
         self._prefix = producer_prefix
         self.emitted = 0
         self._queued: dict[Rows, dict[object, tuple[Any, ...]]] = {}
+        self._versioned: dict[Versioned, dict[str, tuple[int, tuple[Any, ...]]]] = {}
         self._sequence = 0
+
+    def save(self, rows: Versioned, key: str, values: tuple[Any, ...], version: int) -> int:
+        """Save a row over `version` (0: a new row) at the next flush; return its version then."""
+        pending = self._versioned.setdefault(rows, {})
+        first = pending.get(key)
+        pending[key] = (first[0] if first is not None else version, values)  # saved twice: over what was read
+        return version + 1
 
     def queue(self, rows: Rows, values: Iterable[tuple[Any, ...]]) -> None:
         """Write these rows of `rows.table` at the next flush (in the order queued)."""
@@ -167,7 +203,22 @@ class Transaction:
                 pending[self._sequence] = v
 
     async def flush(self) -> None:
-        """Write every queued row: one statement per table."""
+        """Write every queued row: one statement per table, the versioned saves first (a lost race then raises
+        ConcurrentUpdate before any other row can clash with the other worker's)."""
+        versioned, self._versioned = self._versioned, {}
+        for v, saves in versioned.items():
+            for fresh in (True, False):
+                keys = [k for k, (version, _) in saves.items() if (version == 0) == fresh]
+                if not keys:
+                    continue
+                cols = [list(c) for c in zip(*(saves[k][1] for k in keys), strict=True)]
+                if fresh:
+                    done = await self.conn.fetch(v.insert(), keys, *cols)
+                else:
+                    done = await self.conn.fetch(v.update(), keys, [saves[k][0] for k in keys], *cols)
+                if len(done) != len(keys):
+                    lost = sorted(set(keys) - {r[0] for r in done})
+                    raise ConcurrentUpdate(v.table, lost[0])
         queued, self._queued = self._queued, {}
         for rows, pending in queued.items():
             if pending:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ccxlic_contract.events import ConsumptionChangedData, Peak, Witness
 from ccxlic_rules import Entitlement
-from ccxlic_runtime.db import ConcurrentUpdate, Rows, Transaction
+from ccxlic_runtime.db import Rows, Transaction, Versioned
 
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
@@ -90,6 +90,22 @@ def _ports(raw: str) -> Ports:
     return Ports(v["ivr"], v["outbound_ports"], v["outbound_seats"], _order(v["last"]))
 
 
+INSTANCES = Versioned(
+    "instances",
+    "instance",
+    (
+        ("watermark", "timestamptz"),
+        ("roster_at", "timestamptz"),
+        ("roster_id", "text"),
+        ("ports", "jsonb"),
+        ("limits", "jsonb"),
+        ("next_close", "timestamptz"),
+        ("change_seq", "bigint"),
+        ("published", "jsonb"),
+        ("partition", "int"),
+        ("last_fact_at", "timestamptz"),
+    ),
+)
 SESSIONS = Rows(
     "sessions",
     (
@@ -154,7 +170,6 @@ class PgConsumptionStore:
     ) -> int:
         live = after.live
         values = (
-            instance,
             live.watermark,
             live.roster_last[0] if live.roster_last else None,
             live.roster_last[1] if live.roster_last else None,
@@ -166,29 +181,7 @@ class PgConsumptionStore:
             partition,
             after.last_fact_at,
         )
-        if version == 0:
-            new = await uow.conn.fetchval(
-                """
-                insert into instances (instance, watermark, roster_at, roster_id, ports, limits, next_close, change_seq,
-                    published, partition, last_fact_at, version)
-                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1) on conflict (instance) do nothing
-                returning version
-                """,
-                *values,
-            )
-        else:
-            new = await uow.conn.fetchval(
-                """
-                update instances set watermark = $2, roster_at = $3, roster_id = $4, ports = $5, limits = $6,
-                    next_close = $7, change_seq = $8, published = $9, partition = $10, last_fact_at = $11,
-                    version = version + 1
-                where instance = $1 and version = $12 returning version
-                """,
-                *values,
-                version,
-            )
-        if new is None:
-            raise ConcurrentUpdate("consumption.instances", instance)
+        new = uow.save(INSTANCES, instance, values, version)
         # the sessions that changed since the last save (all of them for an instance not saved before)
         changed = live.agents.keys() if before is None else after.unsaved
         rows = [
@@ -197,7 +190,7 @@ class PgConsumptionStore:
             if (a := live.agents[agent_id])
         ]
         uow.queue(SESSIONS, rows)
-        return int(new)
+        return new
 
     async def write(self, uow: Transaction, instance: str, outputs: Sequence[Output]) -> None:
         facts = [o.fact for o in outputs if isinstance(o, Recorded)]
@@ -247,6 +240,7 @@ class PgConsumptionStore:
         return Stored(need, tuple(_fact(r) for r in rows), latest)
 
     async def instances(self, uow: Transaction, partition: int) -> list[str]:
+        await uow.flush()
         return [
             r["instance"]
             for r in await uow.conn.fetch("select instance from instances where partition = $1", partition)
