@@ -14,7 +14,7 @@ from ccxlic_compliance.app import MIGRATIONS
 from ccxlic_compliance.decider import Compliance, Transitioned
 from ccxlic_compliance.machine import Rules, State, Transition, replay
 from ccxlic_compliance.store import PgComplianceStore
-from ccxlic_runtime.db import ConcurrentUpdate, Database
+from ccxlic_runtime.db import ConcurrentUpdate, Database, Transaction
 from ccxlic_testing.build import Build
 
 from tests.integration.conftest import open_store
@@ -59,15 +59,27 @@ async def test_a_transition_is_recorded_once(store: tuple[Any, Any]) -> None:
     await s.write(uow, "cc-1", [Transitioned(1, history[0])])
     with pytest.raises((KeyError, asyncpg.UniqueViolationError)):
         await s.write(uow, "cc-1", [Transitioned(1, history[1])])
+        await flushed(uow)
 
 
 async def test_a_save_over_a_version_another_worker_replaced_is_refused(store: tuple[Any, Any]) -> None:
     s, uow = store
     state, _ = walk()
-    await s.save(uow, "cc-1", 0, None, Compliance(state, 1), 0)
+
+    async def save(after: Compliance, version: int) -> None:
+        await s.save(uow, "cc-1", 0, None, after, version)
+        await flushed(uow)
+
+    await save(Compliance(state, 1), 0)
     with pytest.raises(ConcurrentUpdate):
-        await s.save(uow, "cc-1", 0, None, Compliance(state, 1), 0)  # another worker stored the instance first
-    await s.save(uow, "cc-1", 0, None, Compliance(state, 2), 1)
+        await save(Compliance(state, 1), 0)  # another worker stored the instance first
+    await save(Compliance(state, 2), 1)
     with pytest.raises(ConcurrentUpdate):
-        await s.save(uow, "cc-1", 0, None, Compliance(state, 9), 1)  # read before that save
+        await save(Compliance(state, 9), 1)  # read before that save
     assert await s.load(uow, "cc-1") == (Compliance(state, 2), 2)
+
+
+async def flushed(uow: Transaction | None) -> None:
+    """PostgreSQL's store writes at the flush (every instance of a batch at once); the fake at once."""
+    if uow is not None:
+        await uow.flush()

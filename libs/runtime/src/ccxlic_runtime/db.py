@@ -145,22 +145,27 @@ class Versioned:
     table: str
     key: str
     columns: tuple[tuple[str, str], ...]
+    touched: str | None = None  # a column set to the transaction's time by every save (its default on insert)
 
     def insert(self) -> str:
-        names = ", ".join(f'"{c}"' for c in (self.key, *(c for c, _ in self.columns)))
-        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(("text", *(t for _, t in self.columns)), 1))
+        names = ", ".join(f'"{c}"' for c in (self.key, *(c for c, _ in self.columns), "version"))
+        types = ("text", *(t for _, t in self.columns), "bigint")
+        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
         return (
-            f'insert into "{self.table}" ({names}, version) select *, 1 from unnest({arrays})'
+            f'insert into "{self.table}" ({names}) select * from unnest({arrays})'
             f' on conflict ("{self.key}") do nothing returning "{self.key}"'
         )
 
     def update(self) -> str:
-        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(("text", "bigint", *(t for _, t in self.columns)), 1))
-        aliases = ", ".join(f'"{c}"' for c in ("_key", "_version", *(c for c, _ in self.columns)))
+        types = ("text", "bigint", "bigint", *(t for _, t in self.columns))
+        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+        aliases = ", ".join(f'"{c}"' for c in ("_key", "_read", "_saved", *(c for c, _ in self.columns)))
         changes = ", ".join(f'"{c}" = u."{c}"' for c, _ in self.columns)
+        if self.touched:
+            changes += f', "{self.touched}" = now()'
         return (
-            f'update "{self.table}" as t set {changes}, version = t.version + 1 from unnest({arrays}) as u({aliases})'
-            f' where t."{self.key}" = u._key and t.version = u._version returning t."{self.key}"'
+            f'update "{self.table}" as t set {changes}, version = u._saved from unnest({arrays}) as u({aliases})'
+            f' where t."{self.key}" = u._key and t.version = u._read returning t."{self.key}"'
         )
 
 
@@ -175,14 +180,15 @@ class Transaction:
         self._prefix = producer_prefix
         self.emitted = 0
         self._queued: dict[Rows, dict[object, tuple[Any, ...]]] = {}
-        self._versioned: dict[Versioned, dict[str, tuple[int, tuple[Any, ...]]]] = {}
+        self._versioned: dict[Versioned, dict[str, tuple[int, int, tuple[Any, ...]]]] = {}
         self._sequence = 0
 
     def save(self, rows: Versioned, key: str, values: tuple[Any, ...], version: int) -> int:
         """Save a row over `version` (0: a new row) at the next flush; return its version then."""
         pending = self._versioned.setdefault(rows, {})
         first = pending.get(key)
-        pending[key] = (first[0] if first is not None else version, values)  # saved twice: over what was read
+        read = first[0] if first is not None else version  # saved again before the flush: still over what was read
+        pending[key] = (read, version + 1, values)
         return version + 1
 
     def queue(self, rows: Rows, values: Iterable[tuple[Any, ...]]) -> None:
@@ -208,14 +214,15 @@ class Transaction:
         versioned, self._versioned = self._versioned, {}
         for v, saves in versioned.items():
             for fresh in (True, False):
-                keys = [k for k, (version, _) in saves.items() if (version == 0) == fresh]
+                keys = [k for k, (read, _, _) in saves.items() if (read == 0) == fresh]
                 if not keys:
                     continue
-                cols = [list(c) for c in zip(*(saves[k][1] for k in keys), strict=True)]
+                cols = [list(c) for c in zip(*(saves[k][2] for k in keys), strict=True)]
+                versions = [saves[k][1] for k in keys]
                 if fresh:
-                    done = await self.conn.fetch(v.insert(), keys, *cols)
+                    done = await self.conn.fetch(v.insert(), keys, *cols, versions)
                 else:
-                    done = await self.conn.fetch(v.update(), keys, [saves[k][0] for k in keys], *cols)
+                    done = await self.conn.fetch(v.update(), keys, [saves[k][0] for k in keys], versions, *cols)
                 if len(done) != len(keys):
                     lost = sorted(set(keys) - {r[0] for r in done})
                     raise ConcurrentUpdate(v.table, lost[0])

@@ -5,13 +5,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ccxlic_runtime.db import ConcurrentUpdate, Transaction
+from ccxlic_runtime.db import Rows, Transaction, Versioned
 
 from ccxlic_compliance.decider import Compliance, Output, Transitioned
 from ccxlic_compliance.machine import Rules, State
 
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
+
+
+INSTANCES = Versioned(
+    "instances", "instance", (("state", "jsonb"), ("view", "jsonb"), ("seq", "bigint")), touched="updated_at"
+)
+TRANSITIONS = Rows(
+    "transitions",
+    (
+        ("instance", "text"),
+        ("seq", "bigint"),
+        ("at", "timestamptz"),
+        ("cause_id", "text"),
+        ("cause_type", "text"),
+        ("evidence", "text"),
+        ("view", "jsonb"),
+    ),
+)
 
 
 class PgComplianceStore:
@@ -21,6 +38,7 @@ class PgComplianceStore:
         self.rules = rules  # the published view kept with the state is the state's view under these rules
 
     async def load(self, uow: Transaction, instance: str) -> tuple[Compliance, int] | None:
+        await uow.flush()  # the saves and transitions of the batch are queued: one statement per table at the flush
         return await load_compliance(uow.conn, instance)
 
     async def save(
@@ -33,28 +51,7 @@ class PgComplianceStore:
         version: int,
     ) -> int:
         state, view = after.state.model_dump_json(), after.state.view(self.rules).model_dump_json()
-        if version == 0:
-            new = await uow.conn.fetchval(
-                "insert into instances(instance, state, view, seq, version) values ($1, $2, $3, $4, 1)"
-                " on conflict (instance) do nothing returning version",
-                instance,
-                state,
-                view,
-                after.seq,
-            )
-        else:
-            new = await uow.conn.fetchval(
-                "update instances set state = $2, view = $3, seq = $4, updated_at = now(), version = version + 1"
-                " where instance = $1 and version = $5 returning version",
-                instance,
-                state,
-                view,
-                after.seq,
-                version,
-            )
-        if new is None:
-            raise ConcurrentUpdate("compliance.instances", instance)
-        return int(new)
+        return uow.save(INSTANCES, instance, (state, view, after.seq), version)
 
     async def write(self, uow: Transaction, instance: str, outputs: Sequence[Output]) -> None:
         rows = [
@@ -70,12 +67,7 @@ class PgComplianceStore:
             for o in outputs
             if isinstance(o, Transitioned)
         ]
-        if rows:
-            await uow.conn.executemany(
-                "insert into transitions(instance, seq, at, cause_id, cause_type, evidence, view)"
-                " values ($1, $2, $3, $4, $5, $6, $7)",
-                rows,
-            )
+        uow.queue(TRANSITIONS, rows)
 
     async def read(self, uow: Transaction, instance: str, need: object) -> object:
         raise NotImplementedError("compliance never asks to read")
