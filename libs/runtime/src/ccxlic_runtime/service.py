@@ -162,7 +162,10 @@ async def run_service(
         on_assign=app.forget,
         batch_delay=settings.test_batch_delay.total_seconds(),
     )
-    async with EventProducer(settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=service) as producer:
+    # linger 0: the relay hands the producer a whole batch of rows at once, so waiting for more only adds latency
+    async with EventProducer(
+        settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=service, linger_ms=0
+    ) as producer:
         relay = Relay(
             db,
             producer,
