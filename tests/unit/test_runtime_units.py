@@ -1,12 +1,15 @@
-"""Runtime pieces that need no broker: settings and logs."""
+"""Runtime pieces that need no broker: settings, logs and the relay's wake-up."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
+from ccxlic_runtime.db import Relay
 from ccxlic_runtime.logs import JsonFormatter
 from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
 
@@ -53,3 +56,25 @@ def test_logs_are_one_json_object_per_line() -> None:
     entry = json.loads(line)
     assert entry["msg"] == "hello you" and entry["level"] == "warning"
     assert entry["service"] == "svc" and entry["instance"] == "inst-1"
+
+
+async def test_the_relay_does_not_sleep_through_a_commit_made_while_it_read_the_outbox() -> None:
+    """A commit between the relay's read of the outbox (nothing yet) and its wait must wake it: before the fix it
+    cleared the signal after the read, lost that commit's wake-up and slept its full second of polling."""
+    stop = asyncio.Event()
+    db = SimpleNamespace(outbox_ready=asyncio.Event())
+    calls = 0
+
+    class Reading(Relay):
+        async def once(self) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                db.outbox_ready.set()  # a unit of work committed rows while the outbox was read: nothing seen yet
+            else:
+                stop.set()  # the second read happened: the rows are published
+            return 0
+
+    relay = Reading(db, None)  # type: ignore[arg-type]
+    await asyncio.wait_for(relay.run(stop), timeout=0.5)  # the poll would take 1 s: only the wake-up is this fast
+    assert calls == 2

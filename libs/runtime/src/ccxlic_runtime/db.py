@@ -335,6 +335,8 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.1
         while True:
+            # cleared before the rows are read: a commit while they are read sets it again, and the wait below sees it
+            self.db.outbox_ready.clear()
             try:
                 published = await self.once()
             except Exception as exc:  # a blip of the broker or the database: keep the rows, try again
@@ -355,7 +357,6 @@ class Relay:
                 continue
             if stop.is_set():
                 return
-            self.db.outbox_ready.clear()
             waiter = asyncio.ensure_future(self.db.outbox_ready.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
