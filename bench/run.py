@@ -323,6 +323,9 @@ async def b1(run: Run, events: list[Event], profile: bool) -> dict[str, Any]:
         live_sessions = await conn.fetchval(f'select count(*) from "{schema}".sessions where signed_in')
         hwm = _peak_rss(proc.pid)
         b4 = await b4_db(conn, schema)
+        stop(proc)
+        # measured: drop it now, or autovacuum works through its dead rows while the next scenarios run
+        await conn.execute(f'drop schema if exists "{schema}" cascade')
     finally:
         if spy is not None:
             spy.send_signal(2)
