@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -195,9 +196,9 @@ class Transaction:
         """Write these rows of `rows.table` at the next flush (in the order queued)."""
         pending = self._queued.setdefault(rows, {})
         if rows.key:
-            at = [i for i, (c, _) in enumerate(rows.columns) if c in rows.key]
+            key_of = operator.itemgetter(*(i for i, (c, _) in enumerate(rows.columns) if c in rows.key))
             for v in values:
-                k = tuple(v[i] for i in at)
+                k = key_of(v)
                 if rows.update:
                     pending.pop(k, None)  # the later row wins, in the later row's place
                     pending[k] = v
