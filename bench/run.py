@@ -61,7 +61,7 @@ from ccxlic_contract.events import (
     InstanceRegisteredData,
     RosterAgent,
 )
-from ccxlic_runtime.kafka import ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.kafka import delete_topics, ensure_topics, topic_name, wait_for_kafka
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -908,6 +908,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for schema in set(run.schemas):
             await conn.execute(f'drop schema if exists "{schema}" cascade')
         await conn.close()
+        deleted = await delete_topics(BOOTSTRAP, frozenset({root}))
+        log(f"deleted the run's {deleted} topics")
     return res
 
 

@@ -87,8 +87,11 @@ kafka_up() {
   nohup setsid java -Xms256m -Xmx768m -XX:+UseG1GC "${java_opts[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" \
     >"$KAFKA_DIR/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$KAFKA_DIR/kafka.pid"
-  local i
-  for i in $(seq 1 120); do
+  # Ready when it says so. A broker with many partitions from earlier runs (tests and benchmarks make fresh topics)
+  # takes longer to load them: keep waiting while its log grows, give up after 60 s without a new line.
+  local i size last_size=-1 quiet=0 partitions
+  partitions=$(find "$KAFKA_DIR/data" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+  for i in $(seq 1 3600); do
     if ! pid_alive "$KAFKA_DIR/kafka.pid"; then
       tail -n 30 "$KAFKA_DIR/logs/stdout.log" "$KAFKA_DIR/logs/server.log" >&2 || true
       die "kafka exited during startup (logs above)"
@@ -96,9 +99,15 @@ kafka_up() {
     if grep -q "Kafka Server started" "$KAFKA_DIR/logs/server.log" 2>/dev/null && port_in_use "$KAFKA_PORT"; then
       say "kafka ready after ${i}x0.5 s"; return 0
     fi
+    size=$(wc -c <"$KAFKA_DIR/logs/server.log" 2>/dev/null || echo 0)
+    if [ "$size" = "$last_size" ]; then quiet=$((quiet + 1)); else quiet=0; last_size=$size; fi
+    [ "$quiet" -ge 120 ] && die "kafka did not become ready (no progress for 60 s); see $KAFKA_DIR/logs/server.log"
+    if [ $((i % 60)) = 0 ]; then
+      say "kafka is still loading its logs ($partitions partition directories in $KAFKA_DIR/data); waiting"
+    fi
     sleep 0.5
   done
-  die "kafka did not become ready within 60 s; see $KAFKA_DIR/logs/server.log"
+  die "kafka did not become ready within 30 min; see $KAFKA_DIR/logs/server.log"
 }
 
 kafka_down() {

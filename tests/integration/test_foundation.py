@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 from ccxlic_contract import TOPICS, Event, decode, encode
 from ccxlic_contract.events import AgentSignedOut, AgentSignedOutData, ClockTicked, DeadLettered
@@ -26,7 +27,7 @@ from ccxlic_contract.examples import golden_examples
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, DEAD_LETTER
 from ccxlic_runtime.db import Database, Relay, Rows, Transaction, migrate, prune_processed
 from ccxlic_runtime.http import OpsServer, ops_app
-from ccxlic_runtime.kafka import EventProducer
+from ccxlic_runtime.kafka import EventProducer, delete_topics, ensure_topics
 from ccxlic_runtime.loop import ConsumerLoop
 from ccxlic_runtime.metrics import RuntimeMetrics
 from ccxlic_runtime.policy import Delivery, PermanentError, RecordProcessor, partition_for
@@ -261,6 +262,27 @@ async def test_queued_rows_are_written_at_the_flush_as_row_by_row_inserts_would_
             tx.queue(ordered, [("lost",)])
             raise RuntimeError("rolled back")
     assert await db.pool.fetchval("select count(*) from seq") == 4
+
+
+async def test_the_topics_of_a_prefix_are_deleted_and_no_others(stack: Stack) -> None:
+    """What the test session and the benchmark clean up after themselves with."""
+    mine, other = f"t{os.getpid()}x{time.monotonic_ns()}.", f"u{os.getpid()}x{time.monotonic_ns()}."
+    await ensure_topics(stack.bootstrap, mine, TOPICS)
+    await ensure_topics(stack.bootstrap, other, TOPICS[:1])
+    assert await delete_topics(stack.bootstrap, frozenset({mine})) == len(TOPICS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        for _ in range(100):  # the broker deletes in the background
+            names = await admin.list_topics()
+            if not any(n.startswith(mine) for n in names):
+                break
+            await asyncio.sleep(0.1)
+        assert not any(n.startswith(mine) for n in names)
+        assert any(n.startswith(other) for n in names)
+    finally:
+        await admin.close()
+    await delete_topics(stack.bootstrap, frozenset({other}))
 
 
 async def test_old_dedup_records_are_pruned_a_chunk_at_a_time(db: Database) -> None:

@@ -167,3 +167,22 @@ class EventProducer:
         ]
         if futures:
             await asyncio.gather(*futures)
+
+
+async def delete_topics(bootstrap: str, prefixes: set[str] | frozenset[str]) -> int:
+    """Delete the topics whose names start with one of `prefixes` (what a test session or a benchmark made); best
+    effort: a warning, never a failure."""
+    if not prefixes:
+        return 0
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    try:
+        await admin.start()
+        names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+        for i in range(0, len(names), 200):
+            await admin.delete_topics(names[i : i + 200])
+        return len(names)
+    except Exception as exc:  # cleaning up must not fail what it cleans up after
+        log.warning("could not delete topics", extra={"error": repr(exc), "prefixes": sorted(prefixes)})
+        return 0
+    finally:
+        await admin.close()

@@ -31,7 +31,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 from ccxlic_contract import TOPICS, Event, decode_message, encode, key_for
 from ccxlic_runtime.db import Database, create_pool, migrate
-from ccxlic_runtime.kafka import EventProducer, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.kafka import EventProducer, delete_topics, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.settings import RuntimeSettings, load_settings
 
 
@@ -120,7 +120,13 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", found.bootstrap)
     os.environ.setdefault("DATABASE_URL", found.database_url)
     yield found
+    asyncio.run(delete_topics(found.bootstrap, _PREFIXES))
     stop()
+
+
+_PREFIXES: set[str] = set()
+"""The topic prefixes this session handed out: their topics are deleted at its end (the local broker would otherwise
+keep every test's topics, and take minutes to load them at its next start)."""
 
 
 def _unique(kind: str) -> str:
@@ -129,8 +135,10 @@ def _unique(kind: str) -> str:
 
 @pytest.fixture
 def topic_prefix() -> str:
-    """A fresh prefix: every contract topic of this test is `<prefix><name>`."""
-    return _unique("t") + "."
+    """A fresh prefix: every contract topic of this test is `<prefix><name>` (deleted when the session ends)."""
+    prefix = _unique("t") + "."
+    _PREFIXES.add(prefix)
+    return prefix
 
 
 @pytest.fixture
