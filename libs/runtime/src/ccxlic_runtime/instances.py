@@ -93,7 +93,8 @@ class Store(Protocol[S, O_contra, E_co]):
         self, uow: Transaction, instance: str, partition: int, before: S | None, after: S, version: int
     ) -> int:
         """Save the state over the row's `version` (0: a new instance) and return the new version; raise
-        ConcurrentUpdate when the row is at another version. `before` is the state as loaded, or as saved earlier in
+        ConcurrentUpdate when the row is at another version (here, or at the unit of work's flush when the store
+        queues the save: `Transaction.save`). `before` is the state as loaded, or as saved earlier in
         this unit of work (to save only what changed; a decider that changes its working copy in place notes what
         changed itself, and `before` may then be that same object)."""
         ...

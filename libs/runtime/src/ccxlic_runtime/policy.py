@@ -131,9 +131,8 @@ class UnitsOfWork(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
 
-@functools.lru_cache(
-    maxsize=65536
-)  # aiokafka's murmur2 is pure Python; a worker sees the same instances again and again
+# cached: aiokafka's murmur2 is pure Python, and a worker sees the same instances again and again
+@functools.lru_cache(maxsize=65536)
 def partition_for(subject: str, partitions: int) -> int:
     """The partition of a subject's records: Kafka's default partitioner (murmur2 of the key), which the Java
     clients, aiokafka and our producers use. Co-partitioned topics keep one instance's records in one task."""

@@ -51,7 +51,6 @@ class Consumption:
     change_seq: int = 0  # how many licensing.consumption.changed were published
     published: ConsumptionChangedData | None = None  # the last one's data
     unsaved: set[str] = field(default_factory=set)  # agents whose sessions changed since the state was last saved
-    counts: Counts | None = field(default=None, compare=False)  # `published` as a tuple (derived, cheap to compare)
 
     def copy(self) -> Consumption:
         return Consumption(
@@ -61,7 +60,6 @@ class Consumption:
             self.change_seq,
             self.published,
             set(self.unsaved),
-            self.counts,
         )
 
 
@@ -244,14 +242,11 @@ class ConsumptionDecider:
         """A `licensing.consumption.changed` when the counts or headroom changed since the last one (in place)."""
         now = state.live.watermark
         counts = _counts(state.live)
-        if state.published is not None and state.counts is None:
-            state.counts = _published_counts(state.published)
-        if now is None or (state.published is not None and counts == state.counts):
+        if now is None or (state.published is not None and counts == _published_counts(state.published)):
             return None
-        data = _data(counts)
         state.change_seq += 1
-        state.published, state.counts = data, counts
-        return Changed(state.change_seq, now, data)
+        state.published = _data(counts)
+        return Changed(state.change_seq, now, state.published)
 
 
 def report(result: IntervalPeaks) -> tuple[Peak, Witness]:

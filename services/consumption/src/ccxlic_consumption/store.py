@@ -152,8 +152,8 @@ REPORTS = Rows(
 class PgConsumptionStore:
     """The consumption computer's tables, through the unit of work (the runtime's `Store` port)."""
 
-    # Sessions, facts and reports are queued in the unit of work (one statement per table per batch); a read in it
-    # flushes them first, so it sees what was written.
+    # The instance rows, sessions, facts and reports are queued in the unit of work (one statement per table per
+    # batch); a read in it flushes them first, so it sees what was written.
 
     async def load(self, uow: Transaction, instance: str) -> tuple[Consumption, int] | None:
         await uow.flush()
