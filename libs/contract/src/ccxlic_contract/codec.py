@@ -27,10 +27,12 @@ from ccxlic_contract.events import (
     ConsumptionChanged,
     ConsumptionFailed,
     DeadLettered,
+    EntitlementsFetchFailed,
     EntitlementsSet,
     InstanceDeregistered,
     InstanceRegistered,
     IntervalClosed,
+    LicenseControlBreached,
     PortsSampled,
     RegistrationRenewalFailed,
     RegistrationRenewed,
@@ -57,6 +59,7 @@ Event = Annotated[
     | RegistrationRenewalFailed
     | ReportingSucceeded
     | ReportingFailed
+    | EntitlementsFetchFailed
     | SmartAgentInitialized
     | SmartAgentInitFailed
     | ReservationInstalled
@@ -65,6 +68,7 @@ Event = Annotated[
     | ConsumptionChanged
     | IntervalClosed
     | SignInRejected
+    | LicenseControlBreached
     | ConsumptionFailed
     | ComplianceChanged
     | AlertRaised

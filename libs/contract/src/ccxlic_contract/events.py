@@ -124,6 +124,8 @@ AlertName = Literal[
     "EnforcementMode",
     "SmartAgentInitFailed",
     "EvaluationExpiring",
+    "UsageReportingFailed",
+    "LicenseControlBreach",
 ]
 Severity = Literal["critical", "major", "warning"]
 
@@ -195,6 +197,27 @@ class InstanceRegisteredData(Data):
     virtual_account: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
+class LicenseCounts(Data):
+    """Counts per license: Flex Standard and Premium seats, IVR ports."""
+
+    standard: Count
+    premium: Count
+    ivr_ports: Count
+
+
+Verdict = Literal["in_compliance", "out_of_compliance"]
+
+
+class ReportingSucceededData(Data):
+    """A usage report the licensing authority accepted, with its answer against the virtual account's pool when it
+    gave one (`{}`: accepted, no answer). `shortfall` is by how much each license is out of compliance."""
+
+    verdict: Verdict | None = None
+    shortfall: LicenseCounts | None = None
+    reports: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] | None = None
+    """How many interval reports it carried."""
+
+
 class ReservationInstalledData(Data):
     standard_seats: Count
     premium_seats: Count
@@ -219,6 +242,18 @@ class ConsumptionChangedData(Data):
     outbound_ports: Count
     outbound_seats: Count
     headroom: Headroom
+    control_breach: LicenseCounts | None = None
+    """While License Control applies: by how much usage exceeds its limits (a roster or a port sample above the
+    cap is counted, as the platform's truth, and is a breach). Null when License Control does not apply."""
+
+
+class ControlBreachData(Data):
+    """Usage went over License Control's limits: what is in use, the limits, the excess, and what caused it."""
+
+    usage: LicenseCounts
+    limits: LicenseCounts
+    excess: LicenseCounts
+    cause: Reason
 
 
 class Peak(Data):
@@ -456,11 +491,18 @@ class RegistrationRenewalFailed(CloudEvent):
 
 class ReportingSucceeded(CloudEvent):
     type: Literal["licensing.reporting.succeeded"] = "licensing.reporting.succeeded"
-    data: Empty = Empty()
+    data: ReportingSucceededData = ReportingSucceededData()
 
 
 class ReportingFailed(CloudEvent):
     type: Literal["licensing.reporting.failed"] = "licensing.reporting.failed"
+    data: FailureReason
+
+
+class EntitlementsFetchFailed(CloudEvent):
+    """The Smart Agent could not get the license type or the entitlements from the licensing authority."""
+
+    type: Literal["licensing.entitlements.fetch_failed"] = "licensing.entitlements.fetch_failed"
     data: FailureReason
 
 
@@ -512,6 +554,11 @@ class ConsumptionFailed(CloudEvent):
     data: FailureReason
 
 
+class LicenseControlBreached(CloudEvent):
+    type: Literal["licensing.control.breached"] = "licensing.control.breached"
+    data: ControlBreachData
+
+
 class ComplianceChanged(CloudEvent):
     type: Literal["licensing.compliance.changed"] = "licensing.compliance.changed"
     data: ComplianceChangedData
@@ -549,6 +596,7 @@ EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
     RegistrationRenewalFailed,
     ReportingSucceeded,
     ReportingFailed,
+    EntitlementsFetchFailed,
     SmartAgentInitialized,
     SmartAgentInitFailed,
     ReservationInstalled,
@@ -557,6 +605,7 @@ EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
     ConsumptionChanged,
     IntervalClosed,
     SignInRejected,
+    LicenseControlBreached,
     ConsumptionFailed,
     ComplianceChanged,
     AlertRaised,
