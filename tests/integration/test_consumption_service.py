@@ -28,6 +28,8 @@ from ccxlic_contract.events import (
     ConsumptionChanged,
     EntitlementsSet,
     EntitlementsSetData,
+    InstanceRegistered,
+    InstanceRegisteredData,
     IntervalClosed,
     RosterAgent,
     SignInRejected,
@@ -70,6 +72,10 @@ class Inputs:
             standard_seats=standard, premium_seats=premium, ivr_ports=10, overage_allowed=overage
         )
         return self._env(EntitlementsSet, T0 - timedelta(hours=1), data)
+
+    def register(self) -> Event:
+        data = InstanceRegisteredData(virtual_account="va-test")
+        return self._env(InstanceRegistered, T0 - timedelta(hours=1), data)
 
     def roster(self, minute: float, *agents: str) -> Event:
         data = AgentRosterData(agents=tuple(RosterAgent(agent_id=a) for a in agents))
@@ -136,7 +142,7 @@ async def test_license_control_worked_example_and_rejections(
 ) -> None:
     inputs = Inputs(instance_id)
     # Entitlements travel on their own topic: wait until they apply before signing agents in.
-    await producer.publish(inputs.entitle(40, 10, overage=False))
+    await producer.publish_many([inputs.entitle(40, 10, overage=False), inputs.register()])  # Control: registered
     await _outputs(
         read_topic, contract_topics, lambda o: (c := _last_changed(o)) is not None and c.data.headroom.premium == 10
     )

@@ -28,11 +28,13 @@ from ccxlic_consumption.store import PgConsumptionStore
 from ccxlic_contract.events import IntervalClosedData, Peak, PeakWitness, Witness
 from ccxlic_rules import Entitlement
 from ccxlic_runtime.db import ConcurrentUpdate, Database
+from ccxlic_testing.build import Build
 
 from tests.integration.conftest import open_store
 from tests.unit.consumption.fakes import FakeConsumptionStore
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+TICK = Build("cc-1").tick(T0)
 H = timedelta(hours=1)
 
 
@@ -109,7 +111,7 @@ async def test_facts_are_recorded_once_and_read_by_window(store: tuple[Any, Any]
     await s.write(uow, "cc-2", [Recorded(Fact(T0, "x", SignOutFact("z")))])
 
     async def window(since: datetime, until: datetime) -> list[Fact]:
-        stored = await s.read(uow, "cc-1", Window(since, until, (), None))
+        stored = await s.read(uow, "cc-1", Window(since, until, (), None, TICK))
         return sorted(stored.facts, key=lambda f: f.order)
 
     assert await window(T0, T0 + 4 * H) == facts
@@ -132,7 +134,7 @@ def report(start: datetime, revision: int, standard: int) -> Reported:
 async def test_reports_keep_every_revision_and_the_latest_is_read_back(store: tuple[Any, Any]) -> None:
     s, uow = store
     await s.write(uow, "cc-1", [report(T0, 1, 1), report(T0, 2, 2), report(T0 + 8 * H, 1, 0)])
-    stored = await s.read(uow, "cc-1", Window(T0, T0 + 16 * H, (T0, T0 + 8 * H, T0 + 16 * H), None))
+    stored = await s.read(uow, "cc-1", Window(T0, T0 + 16 * H, (T0, T0 + 8 * H, T0 + 16 * H), None, TICK))
     assert stored.latest[T0][0] == 2 and stored.latest[T0][1].standard == 2
     assert stored.latest[T0 + 8 * H][0] == 1 and T0 + 16 * H not in stored.latest
     with pytest.raises((KeyError, asyncpg.UniqueViolationError)):

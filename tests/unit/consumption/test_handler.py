@@ -20,6 +20,7 @@ from ccxlic_contract.events import (
     EntitlementsSet,
     InstanceRegistered,
     IntervalClosed,
+    LicenseControlBreached,
     SignInRejected,
 )
 from ccxlic_runtime.instances import Instances
@@ -100,13 +101,31 @@ async def test_entitlements_lifecycle_events_and_ticks_that_move_time_are_forwar
 
 async def test_a_rejection_is_published_and_counted_once_committed() -> None:
     s, b = Service(), Build("cc-1")
-    await s.batch(b.entitle(at(0), 1, 1, overage_allowed=False), b.sign_in(at(1), "a1", "chat"))
+    await s.batch(b.entitle(at(0), 1, 1, overage_allowed=False), b.register(at(0)), b.sign_in(at(1), "a1", "chat"))
     s.db.fail_at.add(s.db.transactions + 1)  # the COMMIT fails: the runtime retries the batch
     [rejected] = of(await s.batch(b.sign_in(at(2), "a2", "email")), SignInRejected)
     assert (rejected.data.agent_id, rejected.data.license) == ("a2", "premium")
     assert s.rejected("cc-1", "premium") == 1.0  # counted once: the failed attempt never committed
     state, _ = await s.store.load(None, "cc-1")  # type: ignore[misc]
     assert state.live.usage().premium == 1  # a rejected sign-in is not counted
+
+
+async def test_a_roster_or_a_port_sample_over_the_cap_is_published_as_a_breach_once() -> None:
+    """License Control's breach: `licensing.control.breached` when usage goes over, the level on every
+    `licensing.consumption.changed`, and nothing new while it stays over."""
+    s, b = Service(), Build("cc-1")
+    await s.batch(b.entitle(at(0), 40, 10, overage_allowed=False, ivr_ports=12), b.register(at(0)))
+    out = await s.batch(b.ports(at(1), 14))
+    [breached] = of(out, LicenseControlBreached)
+    assert breached.data.excess.ivr_ports == 2 and "ports sample" in breached.data.cause
+    assert out.index(breached) < out.index(of(out, ConsumptionChanged)[0])
+    out = await s.batch(b.ports(at(2), 15), b.ports(at(3), 12))
+    assert of(out, LicenseControlBreached) == []
+    breach = [c.data.control_breach for c in of(out, ConsumptionChanged)]
+    assert [x.ivr_ports for x in breach if x is not None] == [3, 0]
+    roster = b.roster(at(4), *[(f"p{n}", ("chat",)) for n in range(11)])
+    [breached] = of(await s.batch(roster), LicenseControlBreached)
+    assert breached.data.excess.premium == 1 and breached.data.usage.premium == 11
 
 
 async def test_a_failed_commit_leaves_no_trace_in_the_store_or_the_cache() -> None:
@@ -237,7 +256,7 @@ step = st.one_of(
 
 def script_events(script: list[tuple[str, str, tuple[str, ...], int]]) -> list[Event]:
     b = Build("cc-1")
-    events = [b.entitle(at(0), 2, 1, overage_allowed=False)]
+    events = [b.entitle(at(0), 2, 1, overage_allowed=False), b.register(at(0))]
     for kind, agent, caps, minute in script:
         t = at(minute)
         if kind == "in":

@@ -18,8 +18,11 @@ from ccxlic_contract.events import (
     ClockTicked,
     EntitlementsSet,
     EntitlementsSetData,
+    InstanceDeregistered,
     InstanceRegistered,
     InstanceRegisteredData,
+    PortsSampled,
+    PortsSampledData,
     ReservationInstalled,
     ReservationInstalledData,
     RosterAgent,
@@ -137,8 +140,18 @@ def test_evaluation_is_unlimited() -> None:
     assert deficit(Usage(100, 100), None).premium == 0
 
 
+def register(t: datetime) -> Event:
+    return env(InstanceRegistered, t, InstanceRegisteredData(virtual_account="va"))
+
+
+def reserve(t: datetime, standard: int, premium: int, ivr: int = 0) -> Event:
+    return env(
+        ReservationInstalled, t, ReservationInstalledData(standard_seats=standard, premium_seats=premium, ivr_ports=ivr)
+    )
+
+
 def _controlled() -> list[Event]:
-    return [entitle(at(0), standard=40, premium=10, overage=False)]
+    return [entitle(at(0), standard=40, premium=10, overage=False), register(at(0))]
 
 
 def test_at_most_ten_premium() -> None:
@@ -167,17 +180,63 @@ def test_45_standard_then_at_most_5_premium() -> None:
 
 def test_overage_allowed_or_non_production_never_rejects() -> None:
     for first in (entitle(at(0), 1, 1, overage=True), entitle(at(0), 1, 1, overage=False, deployment="non_production")):
-        state, rejected = run([first] + [sign_in(f"p{i}", at(1 + i), "chat") for i in range(3)])
+        state, rejected = run([first, register(at(0))] + [sign_in(f"p{i}", at(1 + i), "chat") for i in range(3)])
         assert rejected == [] and state.usage().premium == 3
-        assert state.deficit().premium == 2
+        assert state.deficit().premium == 2 and state.control_breach() is None
 
 
-def test_reservation_replaces_entitlements_and_forbids_overage() -> None:
-    reserve = env(ReservationInstalled, at(0), ReservationInstalledData(standard_seats=0, premium_seats=1, ivr_ports=0))
+def test_license_control_does_not_apply_during_evaluation() -> None:
+    """The vendor: evaluation has an "unlimited number of licenses". Unregistered with overage off: nobody is
+    refused; once registered, Control applies; deregistered (evaluation again), it does not."""
+    events = [entitle(at(0), 0, 1, overage=False)] + [sign_in(f"p{i}", at(1 + i), "chat") for i in range(3)]
+    state, rejected = run(events)
+    assert rejected == [] and state.usage().premium == 3 and state.control_breach() is None
+    state, rejected = run([register(at(10)), sign_in("late", at(11), "chat")], state)
+    assert rejected == ["late"] and state.control_breach() is not None and state.control_breach().premium == 2  # type: ignore[union-attr]
+    state, rejected = run([env(InstanceDeregistered, at(12), {}), sign_in("late", at(13), "chat")], state)
+    assert rejected == [] and state.usage().premium == 4
+
+
+def test_license_control_does_not_apply_under_a_reservation() -> None:
+    """The vendor: License Control is "not applicable ... for License Reservation". The reservation is the limit
+    usage is measured against (compliance runs the tolerance and OOC on it), but no sign-in is refused."""
     state, rejected = run(
-        [entitle(at(0), 40, 10, overage=True), reserve, sign_in("a", at(1), "chat"), sign_in("b", at(2), "chat")]
+        [
+            entitle(at(0), 40, 10, overage=False),
+            reserve(at(0), 0, 1),
+            sign_in("a", at(1), "chat"),
+            sign_in("b", at(2), "chat"),
+        ]
     )
-    assert rejected == ["b"] and state.usage().premium == 1
+    assert rejected == [] and state.usage().premium == 2 and state.deficit().premium == 1
+    assert state.control_breach() is None
+
+
+def test_a_reservation_is_installed_only_on_an_unregistered_instance() -> None:
+    state, _ = run([register(at(0)), reserve(at(1), 5, 5)])
+    assert state.limits.reservation is None and state.limits.registered
+    state, _ = run([reserve(at(0), 5, 5), register(at(1))])
+    assert state.limits.reservation is not None and not state.limits.registered  # return it first
+
+
+def test_a_roster_above_the_cap_is_counted_and_is_a_breach() -> None:
+    """A roster is the platform's truth: it is counted, never refused; above License Control's cap it is a
+    breach."""
+    listed = tuple(RosterAgent(agent_id=f"p{n}", capabilities=("chat",)) for n in range(12))
+    roster = env(AgentRoster, at(5), AgentRosterData(agents=listed))
+    state, rejected = run([*_controlled(), roster])
+    assert rejected == [] and state.usage().premium == 12
+    assert state.control_breach() is not None and state.control_breach().premium == 2  # type: ignore[union-attr]
+
+
+def test_an_ivr_sample_above_a_controlled_limit_is_a_breach() -> None:
+    """Ports are observed, not signed in: the sample is counted and the excess is a breach."""
+    sample = env(PortsSampled, at(5), PortsSampledData(inbound_ivr_ports=12))
+    state, _ = run([*_controlled(), sample])
+    breach = state.control_breach()
+    assert state.usage().ivr_ports == 12 and breach is not None and breach.ivr_ports == 2
+    state, _ = run([env(PortsSampled, at(6), PortsSampledData(inbound_ivr_ports=10))], state)
+    assert state.control_breach() is not None and state.control_breach().ivr_ports == 0  # type: ignore[union-attr]
 
 
 def test_second_sign_in_updates_class_and_never_counts_twice() -> None:

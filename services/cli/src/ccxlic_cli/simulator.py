@@ -3,7 +3,10 @@
 Per instance: agents (voice = Standard; chat/email/outbound and supervisors = Premium) sign in over a login spread
 at the start of each daily shift, take a break mid-shift (sign out, sign in again), sometimes crash and sign in
 again without signing out, and sign out at the shift's end. IVR port load follows a daily curve (peak at noon).
-A roster snapshot lists who is signed in every `roster_every_minutes`. Lifecycle events from the scenario are
+A roster snapshot lists who is signed in every `roster_every_minutes`. Under License Control (a registered production
+instance with overage not allowed) the platform refuses a sign-in that would go over the entitlements: the sign-in
+is still published (the consumption computer refuses it too), but that session does not happen, so the agent is not
+in later rosters. Lifecycle events from the scenario are
 injected at their offsets, and `licensing.clock.tick` (subject `*`) comes every `tick_every`.
 """
 
@@ -34,6 +37,7 @@ from ccxlic_contract.events import (
     PortsSampledData,
     RosterAgent,
 )
+from ccxlic_rules import Entitlement, Usage, classify, deficit
 
 from ccxlic_cli.lifecycle import lifecycle_event
 from ccxlic_cli.scenario import Instance, Scenario
@@ -144,6 +148,7 @@ def _instance(inst: Instance, start: datetime, end: datetime, rnd: random.Random
         )
     # who is signed in when: intervals per agent, for sign-ins/outs and for the rosters
     sessions: list[tuple[SimAgent, datetime, datetime]] = []
+    refused: set[int] = set()
     shift = timedelta(hours=inst.shift_hours)
     for agent in agents_of(inst):
         day = start
@@ -157,7 +162,14 @@ def _instance(inst: Instance, start: datetime, end: datetime, rnd: random.Random
             else:
                 sessions.append((agent, login, logout))
             day += timedelta(days=1)
-    for agent, signed_in, signed_out in sessions:
+    if inst.registered and inst.entitlements is not None:
+        e = inst.entitlements
+        if not e.overage_allowed and e.deployment == "production":
+            refused = _refused(sessions, Entitlement(e.standard, e.premium, e.ivr_ports))
+    for n, (agent, signed_in, signed_out) in enumerate(sessions):
+        if n in refused:
+            yield _sign_in(agent, inst.id, signed_in, ids)  # refused by the platform: no session follows
+            continue
         yield _sign_in(agent, inst.id, signed_in, ids)
         if rnd.random() < inst.crash_relogin_rate:  # the desktop crashed: the agent signs in again, no sign-out
             yield _sign_in(agent, inst.id, signed_in + (signed_out - signed_in) * rnd.uniform(0.1, 0.9), ids)
@@ -181,13 +193,36 @@ def _instance(inst: Instance, start: datetime, end: datetime, rnd: random.Random
     every = timedelta(minutes=inst.roster_every_minutes)
     t = start + every
     while t <= end:
-        present = {a.agent_id: a for a, s, e in sessions if s <= t < e}
+        present = {a.agent_id: a for n, (a, s, e) in enumerate(sessions) if s <= t < e and n not in refused}
         roster = tuple(
             RosterAgent(agent_id=a.agent_id, capabilities=a.capabilities, supervisor=a.supervisor)
             for _, a in sorted(present.items())
         )
         yield AgentRoster(id=ids.next(), source=SOURCE, time=t, subject=inst.id, data=AgentRosterData(agents=roster))
         t += every
+
+
+def _refused(sessions: list[tuple[SimAgent, datetime, datetime]], limits: Entitlement) -> set[int]:
+    """The sessions License Control refuses: in time order, a sign-in that would create or grow a deficit."""
+    moves = sorted(
+        [(s, 1, n) for n, (_, s, _) in enumerate(sessions)] + [(e, 0, n) for n, (_, _, e) in enumerate(sessions)]
+    )  # at one instant, sign-outs first
+    seats = {"standard": 0, "premium": 0}
+    refused: set[int] = set()
+    for _, starts, n in moves:
+        agent = sessions[n][0]
+        license, _ = classify(agent.capabilities, agent.supervisor)
+        if not starts:
+            if n not in refused:
+                seats[license] -= 1
+            continue
+        before = deficit(Usage(seats["standard"], seats["premium"]), limits)
+        seats[license] += 1
+        after = deficit(Usage(seats["standard"], seats["premium"]), limits)
+        if after.standard > before.standard or after.premium > before.premium:
+            seats[license] -= 1
+            refused.add(n)
+    return refused
 
 
 def _sign_in(agent: SimAgent, instance: str, t: datetime, ids: _Ids) -> Event:

@@ -9,7 +9,9 @@ Per input (machine.py gives the live state, the fact and any rejection):
 4. the reporting intervals that the watermark has passed by their end + lateness are closed (revision 1). An
    interval with no fact in it or within `max_session` before it is *quiet*: no seat can be in use then, and it is
    not reported, so a clock that jumps far ahead costs work for the intervals that had data only;
-5. `licensing.consumption.changed` follows when the live counts or headroom changed, stamped with the watermark.
+5. `licensing.consumption.changed` follows when the live counts, headroom or License Control breach changed,
+   stamped with the watermark; `licensing.control.breached` comes first when usage went over License Control's
+   limits (a roster or a port sample above the cap, or limits lowered under usage).
 Closing and revising need the stored facts: the decision asks for them (`need`) and `resume` goes on.
 """
 
@@ -22,9 +24,11 @@ from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
     ClockTicked,
     ConsumptionChangedData,
+    ControlBreachData,
     Headroom,
     IntervalClosedData,
     License,
+    LicenseCounts,
     Peak,
     PeakWitness,
     Witness,
@@ -98,7 +102,16 @@ class Changed:
     data: ConsumptionChangedData
 
 
-Output = Recorded | Rejected | Forwarded | Reported | Changed
+@dataclass(frozen=True, slots=True)
+class Breached:
+    """Usage went over License Control's limits: it was within them (or Control did not apply) before."""
+
+    cause_id: str
+    at: datetime
+    data: ControlBreachData
+
+
+Output = Recorded | Rejected | Forwarded | Reported | Changed | Breached
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,7 @@ class Window:
     until: datetime
     revise: tuple[datetime, ...]  # closed intervals a late fact changed
     close_until: datetime | None  # close the intervals from next_close up to (not including) this start
+    cause: Event  # the input that made the read due
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +167,10 @@ class ConsumptionDecider:
         if step.fact is not None:
             outputs.append(Recorded(step.fact))
             revise = self._record(state, step.fact)
-        window = self._window(state, revise)
+        window = self._window(state, revise, event)
         if window is not None:
             return Decision(state, tuple(outputs), need=window)
-        changed = self._changed(state)
-        if changed is not None:
-            outputs.append(changed)
+        self._publish(state, event, outputs)
         return Decision(state, tuple(outputs))
 
     def saved(self, state: Consumption) -> Consumption:
@@ -185,9 +197,7 @@ class ConsumptionDecider:
             outputs.append(Reported(data, now))
         if window.close_until is not None:
             state.next_close = window.close_until
-        changed = self._changed(state)
-        if changed is not None:
-            outputs.append(changed)
+        self._publish(state, window.cause, outputs)
         return Decision(state, tuple(outputs))
 
     # ------------------------------------------------------------ intervals
@@ -209,7 +219,7 @@ class ConsumptionDecider:
             start += self.rules.interval
         return tuple(revise)
 
-    def _window(self, state: Consumption, revise: tuple[datetime, ...]) -> Window | None:
+    def _window(self, state: Consumption, revise: tuple[datetime, ...], cause: Event) -> Window | None:
         """The read that closing and revising need now, or None when nothing is due."""
         now = state.live.watermark
         close_until = None
@@ -221,7 +231,7 @@ class ConsumptionDecider:
             return None
         first = min([*revise, *([state.next_close] if close_until is not None and state.next_close else [])])
         last = max([*(s + self.rules.interval for s in revise), *([close_until] if close_until else [])])
-        return Window(first - self.rules.max_session, last, revise, close_until)
+        return Window(first - self.rules.max_session, last, revise, close_until, cause)
 
     def _closable(self, state: Consumption, facts: tuple[Fact, ...], close_until: datetime | None) -> set[datetime]:
         """The intervals in [next_close, close_until) that are not quiet: a fact lies in them or within max_session
@@ -238,15 +248,24 @@ class ConsumptionDecider:
 
     # ------------------------------------------------------------ publishing
 
-    def _changed(self, state: Consumption) -> Changed | None:
-        """A `licensing.consumption.changed` when the counts or headroom changed since the last one (in place)."""
+    def _publish(self, state: Consumption, cause: Event, outputs: list[Output]) -> None:
+        """A `licensing.consumption.changed` when the counts, headroom or breach changed since the last one (in
+        place), after a `licensing.control.breached` when usage just went over License Control's limits."""
         now = state.live.watermark
         counts = _counts(state.live)
-        if now is None or (state.published is not None and counts == _published_counts(state.published)):
-            return None
+        before = state.published
+        if now is None or (before is not None and counts == _published_counts(before)):
+            return
         state.change_seq += 1
         state.published = _data(counts)
-        return Changed(state.change_seq, now, state.published)
+        breach = state.published.control_breach
+        if (
+            breach is not None
+            and _any(breach)
+            and (before is None or before.control_breach is None or not _any(before.control_breach))
+        ):
+            outputs.append(Breached(cause.id, now, _breach(state, breach, cause)))
+        outputs.append(Changed(state.change_seq, now, state.published))
 
 
 def report(result: IntervalPeaks) -> tuple[Peak, Witness]:
@@ -260,7 +279,7 @@ def report(result: IntervalPeaks) -> tuple[Peak, Witness]:
     return Peak(**result.values()), Witness(**witness)
 
 
-Counts = tuple[int, int, int, int, int, int | None, int | None, int | None]
+Counts = tuple[int, int, int, int, int, int | None, int | None, int | None, tuple[int, int, int] | None]
 
 
 def _counts(live: InstanceState) -> Counts:
@@ -268,6 +287,7 @@ def _counts(live: InstanceState) -> Counts:
     used = live.usage()
     room = headroom(used, live.limits.effective)
     p = live.ports
+    b = live.control_breach()
     return (
         used.standard,
         used.premium,
@@ -277,12 +297,56 @@ def _counts(live: InstanceState) -> Counts:
         room.standard,
         room.premium,
         room.ivr_ports,
+        None if b is None else (b.standard, b.premium, b.ivr_ports),
     )
 
 
 def _published_counts(d: ConsumptionChangedData) -> Counts:
     h = d.headroom
-    return (d.standard, d.premium, d.ivr_ports, d.outbound_ports, d.outbound_seats, h.standard, h.premium, h.ivr_ports)
+    b = d.control_breach
+    breach = None if b is None else (b.standard, b.premium, b.ivr_ports)
+    return (
+        d.standard,
+        d.premium,
+        d.ivr_ports,
+        d.outbound_ports,
+        d.outbound_seats,
+        h.standard,
+        h.premium,
+        h.ivr_ports,
+        breach,
+    )
+
+
+def _any(c: LicenseCounts) -> bool:
+    return c.standard > 0 or c.premium > 0 or c.ivr_ports > 0
+
+
+def _breach(state: Consumption, excess: LicenseCounts, cause: Event) -> ControlBreachData:
+    used = state.live.usage()
+    limits = state.live.limits.effective
+    assert limits is not None  # License Control applies only with entitlements
+    what = {
+        "ccx.agent.roster": "a roster",
+        "ccx.ports.sampled": "a ports sample",
+        "licensing.entitlements.set": "entitlements lowered",
+        "licensing.instance.registered": "registration with overage not allowed",
+    }.get(cause.type, cause.type)
+    over = ", ".join(
+        f"{name} {u} > {lim}"
+        for name, u, lim, e in (
+            ("Premium", used.premium, limits.premium, excess.premium),
+            ("Standard", used.standard, limits.standard, excess.standard),
+            ("IVR ports", used.ivr_ports, limits.ivr_ports, excess.ivr_ports),
+        )
+        if e
+    )
+    return ControlBreachData(
+        usage=LicenseCounts(standard=used.standard, premium=used.premium, ivr_ports=used.ivr_ports),
+        limits=LicenseCounts(standard=limits.standard, premium=limits.premium, ivr_ports=limits.ivr_ports),
+        excess=excess,
+        cause=f"{what} put usage over License Control's limits (overage not allowed): {over}",
+    )
 
 
 def published(live: InstanceState) -> ConsumptionChangedData:
@@ -298,4 +362,5 @@ def _data(c: Counts) -> ConsumptionChangedData:
         outbound_ports=c[3],
         outbound_seats=c[4],
         headroom=Headroom(standard=c[5], premium=c[6], ivr_ports=c[7]),
+        control_breach=None if c[8] is None else LicenseCounts(standard=c[8][0], premium=c[8][1], ivr_ports=c[8][2]),
     )

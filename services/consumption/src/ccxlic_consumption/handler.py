@@ -13,12 +13,13 @@ from ccxlic_contract.events import (
     ConsumptionFailed,
     FailureReason,
     IntervalClosed,
+    LicenseControlBreached,
     SignInRejected,
     SignInRejectedData,
 )
 from ccxlic_runtime.instances import Forwarded
 
-from ccxlic_consumption.decider import Changed, Output, Recorded, Rejected, Reported
+from ccxlic_consumption.decider import Breached, Changed, Output, Recorded, Rejected, Reported
 
 SOURCE = "urn:ccxlic:consumption"
 IDS = uuid.UUID("0b8f2d1e-7a44-4c1e-9d0f-5e3a6c2b1f77")
@@ -40,6 +41,11 @@ def publish(instance: str, output: Output) -> Sequence[Event]:
                 id=_id("rejected", output.cause_id), source=SOURCE, time=output.at, subject=instance, data=data
             )
             return (rejected,)
+        case Breached():
+            breach_id = _id("breached", instance, output.cause_id)
+            return (
+                LicenseControlBreached(id=breach_id, source=SOURCE, time=output.at, subject=instance, data=output.data),
+            )
         case Reported(data=data, at=at):
             report_id = _id("interval", instance, data.interval_start.isoformat(), data.revision)
             return (IntervalClosed(id=report_id, source=SOURCE, time=at, subject=instance, data=data),)

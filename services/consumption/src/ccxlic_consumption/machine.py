@@ -13,8 +13,14 @@ Rules:
 - Ports: the latest sample by time is the current value.
 - Limits: the latest `licensing.entitlements.set`; while a reservation is installed its counts replace the
   entitlements. No entitlements and no reservation is evaluation: unlimited.
-- License Control: with a reservation installed, or `overage_allowed` false on a production deployment, a sign-in
-  that would create (or grow) a Premium or Standard deficit is rejected: it is not counted and not a fact.
+- Registration: `licensing.instance.registered` to `licensing.instance.deregistered`. A reservation is installed
+  only on an unregistered instance, and a registration is ignored while a reservation is installed (the vendor's
+  order: return the reservation first).
+- License Control applies to a registered production instance with `overage_allowed` false; not during evaluation
+  (unregistered: "unlimited number of licenses") and not under a reservation (the vendor: "not applicable ... for
+  License Reservation"). While it applies, a sign-in that would create (or grow) a Premium or Standard deficit is
+  rejected: it is not counted and not a fact. Rosters and port samples are observed, not asked for: they are
+  counted as the platform's truth, and usage above the limits is a breach (see `control_breach`).
 - The watermark is the largest event time seen, or a clock tick; sessions expire as it passes.
 """
 
@@ -30,6 +36,8 @@ from ccxlic_contract.events import (
     AgentSignedIn,
     AgentSignedOut,
     EntitlementsSet,
+    InstanceDeregistered,
+    InstanceRegistered,
     License,
     PortsSampled,
     ReservationInstalled,
@@ -76,6 +84,8 @@ class Limits:
     entitlement_last: Order | None = None
     reservation: Entitlement | None = None
     reservation_last: Order | None = None
+    registered: bool = False
+    registered_last: Order | None = None
 
     @property
     def effective(self) -> Entitlement | None:
@@ -83,10 +93,15 @@ class Limits:
 
     @property
     def controlled(self) -> bool:
-        """License Control applies: a reservation, or overage off on a production deployment."""
-        if self.reservation is not None:
-            return True
-        return self.entitlement is not None and not self.overage_allowed and self.production
+        """License Control applies: a registered production instance, entitlements set, overage off, no
+        reservation."""
+        return (
+            self.registered
+            and self.reservation is None
+            and self.entitlement is not None
+            and not self.overage_allowed
+            and self.production
+        )
 
 
 @dataclass(slots=True)
@@ -133,6 +148,10 @@ class InstanceState:
 
     def deficit(self) -> Amounts:
         return deficit(self.usage(), self.limits.effective)
+
+    def control_breach(self) -> Amounts | None:
+        """By how much usage exceeds License Control's limits (None: License Control does not apply)."""
+        return self.deficit() if self.limits.controlled else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +247,19 @@ def update(state: InstanceState, event: Event, rules: Rules) -> Step:
                     production=d2.deployment == "production",
                     entitlement_last=order,
                 )
+        case InstanceRegistered() | InstanceDeregistered():
+            limits = state.limits
+            registering = isinstance(event, InstanceRegistered)
+            if (limits.registered_last is None or order > limits.registered_last) and not (
+                registering and limits.reservation is not None
+            ):
+                state.limits = replace(limits, registered=registering, registered_last=order)
         case ReservationInstalled() | ReservationReturned():
             limits = state.limits
-            if limits.reservation_last is None or order > limits.reservation_last:
+            installing = isinstance(event, ReservationInstalled)
+            if (limits.reservation_last is None or order > limits.reservation_last) and not (
+                installing and limits.registered
+            ):
                 reserved = (
                     Entitlement(event.data.standard_seats, event.data.premium_seats, event.data.ivr_ports)
                     if isinstance(event, ReservationInstalled)
@@ -238,7 +267,7 @@ def update(state: InstanceState, event: Event, rules: Rules) -> Step:
                 )
                 state.limits = replace(limits, reservation=reserved, reservation_last=order)
         case _:
-            # A tick, or a lifecycle event other than a reservation (it shares the lifecycle topic): only time moves.
+            # A tick, or another lifecycle event (it shares the lifecycle topic): only time moves.
             pass
     if state.expiry_floor is not None and changed:
         # a session (re)started: the floor can only move earlier
@@ -340,7 +369,7 @@ def _control(before: InstanceState, used: Usage, license: License) -> str | None
     if new.premium <= old.premium and new.standard <= old.standard:
         return None
     assert ent is not None
-    mode = "reservation installed" if before.limits.reservation is not None else "overage not allowed"
+    mode = "overage not allowed"
     grown = "Premium" if new.premium > old.premium else "Standard"
     return (
         f"License Control ({mode}): a {license.capitalize()} sign-in would put {grown} over its entitlement "

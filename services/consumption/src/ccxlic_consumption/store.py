@@ -54,6 +54,8 @@ def limits_json(limits: Limits) -> str:
             "entitlement_last": _order_json(limits.entitlement_last),
             "reservation": _ent_json(limits.reservation),
             "reservation_last": _order_json(limits.reservation_last),
+            "registered": limits.registered,
+            "registered_last": _order_json(limits.registered_last),
         }
     )
 
@@ -69,6 +71,8 @@ def _limits(raw: str) -> Limits:
         entitlement_last=_order(v["entitlement_last"]),
         reservation=_ent(v["reservation"]),
         reservation_last=_order(v["reservation_last"]),
+        registered=v.get("registered", False),  # absent in rows written before registration was tracked
+        registered_last=_order(v.get("registered_last")),
     )
 
 
