@@ -175,13 +175,24 @@ async def test_authorization_expiry_then_enforcement(
     w = Walk(producer, read_topic, contract_topics, instance_id)
     b = w.b
     await w.then(b.register(T0), lambda v: v.authorization == "authorized")
-    await w.then(b.tick(T0 + 120 * D), lambda v: v.authorization == "authorization_expired")
-    changes = await w.then(b.tick(T0 + 200 * D), lambda v: v.enforcement.active)
+    status, body = await _get(service, f"/v1/instances/{instance_id}/provisioning")
+    assert status == 200 and body["synchronisation_allowed"] is True
+    changes = await w.then(b.tick(T0 + 120 * D), lambda v: v.enforcement.active)
+    # 90 d without communication: the authorization expires, and enforcement follows at once (README: the 90-day
+    # reading of the vendor's document)
+    assert [(c.time, c.data.authorization, c.data.enforcement.active) for c in changes[-2:]] == [
+        (T0 + 90 * D, "authorization_expired", False),
+        (T0 + 90 * D, "authorization_expired", True),
+    ]
     assert changes[-1].data.enforcement.reasons == ("authorization_expired",)
-    assert changes[-1].time == T0 + 180 * D
+    status, body = await _get(service, f"/v1/instances/{instance_id}/provisioning")
+    assert status == 200 and body["synchronisation_allowed"] is False
+    assert body["to_leave_enforcement"] == ["renew the authorization"] and "not synchronised" in body["reason"]
     await w.then(
         b.authorization_renewed(T0 + 201 * D), lambda v: v.authorization == "authorized" and not v.enforcement.active
     )
+    status, body = await _get(service, f"/v1/instances/{instance_id}/provisioning")
+    assert body["synchronisation_allowed"] is True
 
 
 async def test_reservation(
@@ -191,10 +202,15 @@ async def test_reservation(
     b = w.b
     await w.then(b.usage(T0, 2, 2), lambda v: v.authorization == "evaluation")
     await w.then(b.reserve(T0 + D, 5, 1), lambda v: v.authorization == "reserved" and v.registration == "reserved")
-    await w.then(b.usage(T0 + D + M, 3, 3), lambda v: v.deficit.premium == 2)
+    await w.then(b.usage(T0 + D + M, 3, 3), lambda v: v.deficit.premium == 2 and v.over_stage == "detected")
+    # over-consumption under a reservation goes through the tolerance, OOC and its grace like any other
     await w.publish(b.tick(T0 + 500 * D))
     body = await _seen(service, instance_id, T0 + 500 * D)
-    assert (body["authorization"], body["enforcement"]["active"], body["over_stage"]) == ("reserved", False, None)
+    assert (body["registration"], body["authorization"], body["enforcement"]["reasons"]) == (
+        "reserved",
+        "out_of_compliance",
+        ["out_of_compliance_expired"],
+    )
     await w.then(b.reservation_returned(T0 + 501 * D), lambda v: v.registration == "unregistered")
 
 
@@ -223,6 +239,8 @@ async def test_http_answers_bad_requests_clearly(service: int) -> None:
     assert status == 404 and "nobody" in body["error"]
     status, body = await _get(service, "/v1/instances/bad%20id/compliance")
     assert status == 400 and "instance id" in body["error"]
+    status, body = await _get(service, "/v1/instances/nobody/provisioning")
+    assert status == 404 and "nobody" in body["error"]
     status, body = await _get(service, "/v1/instances/x/compliance/history?after=minus")
     assert status == 400 and "`after` must be an integer" in body["error"]
     ready = await until_ready(f"http://127.0.0.1:{service}")

@@ -82,7 +82,7 @@ CASES = [
             "deadlines.evaluation_ends_at": None,
             "deadlines.authorization_expires_at": T0 + 120 * D,
             "deadlines.registration_expires_at": T0 + 395 * D,
-            "deadlines.enforcement_at": T0 + 210 * D,
+            "deadlines.enforcement_at": T0 + 120 * D,
         },
     ),
     # 11. deregistration: evaluation goes on with the time left, or is expired
@@ -99,23 +99,34 @@ CASES = [
     ),
     # 4 + 5. successful communication; authorization expiry, then enforcement; renewal clears both
     Case(
-        "authorization expires after 90 d without communication",
+        "90 d without communication: authorization expires, then enforcement (README: the 90-day reading)",
         lambda b: [b.register(T0), b.tick(T0 + 90 * D)],
         {
             "authorization": "authorization_expired",
-            "enforcement.active": False,
-            "deadlines.enforcement_at": T0 + 180 * D,
+            "enforcement.reasons": ("authorization_expired",),
+            "enforcement.since": T0 + 90 * D,
         },
+        history=[(T0, "authorized"), (T0 + 90 * D, "authorization_expired"), (T0 + 90 * D, "authorization_expired")],
     ),
     Case(
-        "90 d after authorization expiry: enforcement",
+        "the 180-day reading (CCXLIC_AUTHORIZATION_GRACE=P90D): enforcement 90 d after authorization expiry",
         lambda b: [b.register(T0), b.tick(T0 + 200 * D)],
         {
             "authorization": "authorization_expired",
             "enforcement.reasons": ("authorization_expired",),
             "enforcement.since": T0 + 180 * D,
         },
+        rules=replace(RULES, authorization_grace=90 * D),
         history=[(T0, "authorized"), (T0 + 90 * D, "authorization_expired"), (T0 + 180 * D, "authorization_expired")],
+    ),
+    Case(
+        "authorization expiry does not hide out of compliance",
+        lambda b: [*_registered_over(b), b.tick(T0 + 95 * D)],
+        {
+            "authorization": "authorization_expired",
+            "ooc_since": T0 + 105 * M,
+            "enforcement.reasons": ("authorization_expired", "out_of_compliance_expired"),
+        },
     ),
     Case(
         "a successful communication clears authorization expiry and its enforcement",
@@ -141,6 +152,17 @@ CASES = [
         ],
         {"registration": "registration_expired", "authorization": "authorized"},
         evidence="registration not renewed",
+    ),
+    Case(
+        "an expired registration refuses renewals: only registering again ends it",
+        lambda b: [
+            b.register(T0),
+            *[b.authorization_renewed(T0 + k * 80 * D) for k in range(1, 5)],
+            b.tick(T0 + 366 * D),
+            b.authorization_renewed(T0 + 367 * D),
+            b.registration_renewed(T0 + 368 * D),
+        ],
+        {"registration": "registration_expired", "deadlines.authorization_expires_at": T0 + 410 * D},
     ),
     Case(
         "registering again clears registration expiry",
@@ -276,18 +298,69 @@ CASES = [
     # 10. reservation
     Case(
         "a reservation replaces entitlements; nothing expires",
-        lambda b: [b.usage(T0, 1, 0), b.reserve(T0 + D, 5, 5), b.usage(T0 + D + M, 6, 6), b.tick(T0 + 900 * D)],
+        lambda b: [b.usage(T0, 1, 0), b.reserve(T0 + D, 5, 5), b.usage(T0 + D + M, 5, 5), b.tick(T0 + 900 * D)],
         {
             "registration": "reserved",
             "authorization": "reserved",
             "enforcement.active": False,
             "over_since": None,
-            "deficit.premium": 1,
-            "deficit.standard": 1,
             "deadlines.evaluation_ends_at": None,
             "deadlines.enforcement_at": None,
             "deadlines.authorization_expires_at": None,
         },
+    ),
+    Case(
+        "over-consumption under a reservation goes through the tolerance and OOC like any other",
+        lambda b: [b.usage(T0, 1, 0), b.reserve(T0 + D, 5, 5), b.usage(T0 + D + M, 6, 6), b.tick(T0 + D + 50 * M)],
+        {
+            "registration": "reserved",
+            "authorization": "out_of_compliance",
+            "ooc_since": T0 + D + 46 * M,
+            "deficit.premium": 1,
+            "deficit.standard": 1,
+            "deadlines.enforcement_at": T0 + 91 * D + 46 * M,
+        },
+    ),
+    Case(
+        "a reservation is installed only on an unregistered instance",
+        lambda b: [b.register(T0), b.reserve(T0 + D, 5, 5)],
+        {"registration": "registered", "authorization": "authorized"},
+    ),
+    Case(
+        "a modified reservation that covers usage ends out of compliance",
+        lambda b: [b.reserve(T0, 5, 5), b.usage(T0 + M, 0, 6), b.tick(T0 + 50 * M), b.reserve(T0 + 60 * M, 5, 8)],
+        {"registration": "reserved", "authorization": "reserved", "ooc_since": None},
+    ),
+    # 10b. the licensing authority's answer to a usage report
+    Case(
+        "the authority's out-of-compliance answer enters OOC at once",
+        lambda b: [
+            b.entitle(T0, 10, 10),
+            b.register(T0),
+            b.usage(T0 + M, 0, 8),
+            b.reporting_succeeded(T0 + 8 * 60 * M, "out_of_compliance", premium=2),
+        ],
+        {"authorization": "out_of_compliance", "ooc_since": T0 + 8 * 60 * M, "over_since": None},
+        rules=LONG_AUTH,
+        evidence="the licensing authority answered out of compliance (Standard 0, Premium 2, IVR ports 0 short)",
+    ),
+    Case(
+        "an in-compliance answer ends OOC when live usage is within the limits",
+        lambda b: [
+            b.entitle(T0, 10, 10),
+            b.register(T0),
+            b.reporting_succeeded(T0 + 8 * 60 * M, "out_of_compliance", premium=2),
+            b.usage(T0 + 9 * 60 * M, 0, 8),
+            b.reporting_succeeded(T0 + 16 * 60 * M, "in_compliance"),
+        ],
+        {"authorization": "authorized", "ooc_since": None},
+        rules=LONG_AUTH,
+    ),
+    Case(
+        "an in-compliance answer leaves OOC in place while live usage is over",
+        lambda b: [*_registered_over(b), b.tick(T0 + 110 * M), b.reporting_succeeded(T0 + 8 * 60 * M, "in_compliance")],
+        {"authorization": "out_of_compliance"},
+        rules=LONG_AUTH,
     ),
     Case(
         "registration is ignored while a reservation is installed",

@@ -138,6 +138,16 @@ def add_routes(app: web.Application, db: Database, rules: Rules) -> None:
             return problem(404, f"no compliance state known for instance {instance!r}")
         return json_response(body)
 
+    async def provisioning(request: web.Request) -> web.Response:
+        try:
+            instance = instance_param(request)
+        except BadRequest as exc:
+            return problem(400, str(exc))
+        body = await views.provisioning_of(db, rules, instance)
+        if body is None:
+            return problem(404, f"no compliance state known for instance {instance!r}")
+        return json_response(body)
+
     async def history(request: web.Request) -> web.Response:
         try:
             instance = instance_param(request)
@@ -156,3 +166,4 @@ def add_routes(app: web.Application, db: Database, rules: Rules) -> None:
     app.router.add_get("/v1/instances", instances)
     app.router.add_get("/v1/instances/{instance}/compliance", compliance)
     app.router.add_get("/v1/instances/{instance}/compliance/history", history)
+    app.router.add_get("/v1/instances/{instance}/provisioning", provisioning)

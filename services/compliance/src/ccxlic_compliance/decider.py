@@ -3,7 +3,8 @@ order, what alerting needs. Pure.
 
 Per input, `machine.step` gives the transitions (numbered per instance: the numbers make the published ids); then
 what alerting needs is forwarded unchanged: the lifecycle failures and their recoveries, `licensing.consumption.failed`
-and the first `licensing.consumption.changed` after it (which resolves it), and a clock tick that moves the
+and the first `licensing.consumption.changed` after it (which resolves it), `licensing.control.breached` and the
+first `licensing.consumption.changed` back within License Control's limits, and a clock tick that moves the
 instance's time.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ccxlic_contract.codec import Event
-from ccxlic_contract.events import ClockTicked, ConsumptionChanged, ConsumptionFailed
+from ccxlic_contract.events import ClockTicked, ConsumptionChanged, ConsumptionFailed, LicenseControlBreached
 from ccxlic_contract.topics import COMPLIANCE
 from ccxlic_runtime.instances import Decision, Forwarded
 
@@ -52,9 +53,14 @@ class ComplianceDecider:
         outputs: list[Output] = [Transitioned(current.seq + n, t) for n, t in enumerate(result.transitions, 1)]
         state = result.state
         if isinstance(event, ConsumptionChanged):
-            if state.computation_failed:  # the first usage after a failure: it resolves LicenseComputationFailed
+            breach = event.data.control_breach
+            within = breach is None or not (breach.standard or breach.premium or breach.ivr_ports)
+            # the first usage after a failure resolves LicenseComputationFailed; the first within License Control's
+            # limits after a breach resolves LicenseControlBreach
+            if state.computation_failed or (state.control_breached and within):
                 outputs.append(Forwarded(event))
-                state = state.model_copy(update={"computation_failed": False})
+                update = {"computation_failed": False} | ({"control_breached": False} if within else {})
+                state = state.model_copy(update=update)
         elif isinstance(event, ClockTicked):
             if before.now is None or event.time > before.now:
                 outputs.append(Forwarded(event))
@@ -62,6 +68,8 @@ class ComplianceDecider:
             outputs.append(Forwarded(event))
             if isinstance(event, ConsumptionFailed):
                 state = state.model_copy(update={"computation_failed": True})
+            elif isinstance(event, LicenseControlBreached):
+                state = state.model_copy(update={"control_breached": True})
         return Decision(Compliance(state, current.seq + len(result.transitions)), tuple(outputs))
 
     def saved(self, current: Compliance) -> Compliance:

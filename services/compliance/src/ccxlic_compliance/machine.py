@@ -58,7 +58,7 @@ class Rules:
     ooc_tolerance: timedelta = timedelta(minutes=45)
     ooc_grace: timedelta = 90 * DAY
     authorization_valid: timedelta = 90 * DAY
-    authorization_grace: timedelta = 90 * DAY
+    authorization_grace: timedelta = timedelta(0)  # README "Enforcement after authorization expiry": 90 d, not 180
     registration_valid: timedelta = 365 * DAY
     interval: timedelta = timedelta(hours=8)
 
@@ -114,6 +114,7 @@ class State(BaseModel):
     enforcement_reasons: tuple[EnforcementReason, ...] = ()
     enforcement_since: datetime | None = None
     computation_failed: bool = False  # a licensing.consumption.failed came and no consumption.changed since
+    control_breached: bool = False  # a licensing.control.breached came and no consumption.changed without one since
 
     # ------------------------------------------------------------ derived
 
@@ -134,9 +135,13 @@ class State(BaseModel):
         d = deficit(self.usage.usage(), limits.entitlement())
         return Counts(standard=d.standard, premium=d.premium, ivr_ports=d.ivr_ports)
 
+    def watched(self) -> bool:
+        """Usage is held to limits (the over-consumption ladder runs): registered, or under a reservation."""
+        return self.registration in ("registered", "registration_expired", "reserved")
+
     def authorization(self) -> Authorization:
         if self.registration == "reserved":
-            return "reserved"
+            return "out_of_compliance" if self.ooc_since is not None else "reserved"
         if self.evaluating():
             if self.evaluation_expired:
                 return "evaluation_expired"
@@ -435,6 +440,8 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
     if isinstance(event, AuthorizationRenewed | ReportingSucceeded | RegistrationRenewed):
         if not s.registered():
             return s, f"{event.type} ignored: the instance is {s.registration}"
+        if s.registration == "registration_expired":
+            return s, f"{event.type} refused: the registration expired; register the instance again"
         last = _later(s.last_communication, t)
         s = s.model_copy(update={"last_communication": last})
         words = f"successful communication at {_t(t)}"
@@ -445,11 +452,17 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
         if isinstance(event, RegistrationRenewed):
             valid = _later(s.registration_valid_until, t + rules.registration_valid)
             s = s.model_copy(update={"registration_valid_until": valid})
-            if s.registration == "registration_expired" and valid > now:
-                s = s.model_copy(update={"registration": "registered"})
             words += f"; registration valid until {_t(valid)}"
+        if isinstance(event, ReportingSucceeded) and event.data.verdict is not None:
+            s, verdict = _verdict(s, event.data.verdict, event.data.shortfall, t)
+            words += f"; {verdict}"
         return s, words
     if isinstance(event, ReservationInstalled):
+        if s.registered():
+            return (
+                s,
+                "reservation ignored: a reservation is installed only on an unregistered instance (deregister first)",
+            )
         d4 = event.data
         reserved = Counts(standard=d4.standard_seats, premium=d4.premium_seats, ivr_ports=d4.ivr_ports)
         s = _stop_evaluation(s, t, rules)
@@ -459,13 +472,17 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
                 "reserved": reserved,
                 "evaluation_expired": False,
                 "authorization_expired": False,
-                "ooc_since": None,
-                "over_since": None,
-                "over_stage": None,
             }
         )
-        s = _lift(s, "evaluation_expired", "authorization_expired", "out_of_compliance_expired")
-        return s, f"specific license reservation installed: {_usage_words(reserved)}"
+        s = _lift(s, "evaluation_expired", "authorization_expired")
+        words = f"specific license reservation installed: {_usage_words(reserved)}"
+        if s.ooc_since is not None:  # a modified reservation: like new entitlements
+            peak = s.interval_peak.maximum(s.usage)
+            if not over(deficit(peak.usage(), reserved.entitlement())):
+                s = _leave_ooc(s)
+                words += f"; it covers live usage and this interval's peak so far ({_usage_words(peak)})"
+        s, over_words = _check_over(s, t)
+        return s, words + (f"; {over_words}" if over_words else "")
     if isinstance(event, InstanceDeregistered | ReservationReturned):
         what = "deregistered" if isinstance(event, InstanceDeregistered) else "reservation returned"
         s = s.model_copy(
@@ -507,7 +524,7 @@ def _check_over(s: State, t: datetime) -> tuple[State, str]:
     """Start or clear the over-consumption ladder (only for a registered instance, outside OOC)."""
     limits = s.limits()
     is_over = (
-        s.registered()
+        s.watched()
         and s.ooc_since is None
         and limits is not None
         and over(deficit(s.usage.usage(), limits.entitlement()))
@@ -518,6 +535,22 @@ def _check_over(s: State, t: datetime) -> tuple[State, str]:
     if not is_over and s.over_since is not None:
         return s.model_copy(update={"over_since": None, "over_stage": None}), "back within entitlements"
     return s, ""
+
+
+def _verdict(s: State, verdict: str, shortfall: Any, t: datetime) -> tuple[State, str]:
+    """The licensing authority's answer to a usage report. Out of compliance enters OOC at once (the vendor: "If
+    Cisco SSM reports out-of-compliance for the reported value, then the Product Instance is transitioned to Out
+    of Compliance state"); in compliance leaves OOC when live usage is within the limits too."""
+    short = "" if shortfall is None else f" ({_usage_words(Counts.model_validate(shortfall.model_dump()))} short)"
+    if verdict == "out_of_compliance":
+        if s.ooc_since is not None:
+            return s, f"the licensing authority answered out of compliance{short}"
+        s = s.model_copy(update={"ooc_since": t, "over_since": None, "over_stage": None})
+        return s, f"the licensing authority answered out of compliance{short}: Out of Compliance"
+    limits = s.limits()
+    if s.ooc_since is not None and limits is not None and not over(deficit(s.usage.usage(), limits.entitlement())):
+        return _leave_ooc(s), "the licensing authority answered in compliance, and live usage is within the limits"
+    return s, "the licensing authority answered in compliance"
 
 
 def _leave_ooc(s: State) -> State:

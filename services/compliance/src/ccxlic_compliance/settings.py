@@ -15,7 +15,9 @@ from ccxlic_compliance.machine import Rules
 _DEFAULTS = Rules()
 
 
-def _duration(default: timedelta, env: str) -> timedelta:
+def _duration(default: timedelta, env: str, allow_zero: bool = False) -> timedelta:
+    if allow_zero:
+        return Field(default, validation_alias=env, ge=timedelta(0))
     return Field(default, validation_alias=env, gt=timedelta(0))
 
 
@@ -28,7 +30,9 @@ class ComplianceSettings(RuntimeSettings):
     ooc_tolerance: Duration = _duration(_DEFAULTS.ooc_tolerance, "CCXLIC_OOC_TOLERANCE")
     ooc_grace: Duration = _duration(_DEFAULTS.ooc_grace, "CCXLIC_OOC_GRACE")
     authorization_valid: Duration = _duration(_DEFAULTS.authorization_valid, "CCXLIC_AUTHORIZATION_VALID")
-    authorization_grace: Duration = _duration(_DEFAULTS.authorization_grace, "CCXLIC_AUTHORIZATION_GRACE")
+    authorization_grace: Duration = _duration(
+        _DEFAULTS.authorization_grace, "CCXLIC_AUTHORIZATION_GRACE", allow_zero=True
+    )
     registration_valid: Duration = _duration(_DEFAULTS.registration_valid, "CCXLIC_REGISTRATION_VALID")
 
     @model_validator(mode="after")

@@ -57,6 +57,36 @@ async def compliance(db: Database, rules: Rules, instance: str) -> dict[str, Any
     }
 
 
+_LEAVE = {
+    "evaluation_expired": "register the product instance",
+    "out_of_compliance_expired": "purchase licenses to cover the usage",
+    "authorization_expired": "renew the authorization",
+}
+
+
+def provisioning(instance: str, view: ComplianceChangedData) -> dict[str, Any]:
+    """Whether a platform may synchronise agent additions, changes and deletions (the vendor blocks
+    synchronisation from Unified CM during enforcement), and why not."""
+    e = view.enforcement
+    allowed = not e.active
+    return {
+        "instance": instance,
+        "synchronisation_allowed": allowed,
+        "reason": "not in enforcement"
+        if allowed
+        else f"enforcement since {e.since.isoformat() if e.since else '-'} ({', '.join(e.reasons)}): agent additions, "
+        "changes and deletions are not synchronised",
+        "to_leave_enforcement": [_LEAVE[r] for r in e.reasons],
+        "enforcement": e.model_dump(mode="json"),
+    }
+
+
+async def provisioning_of(db: Database, rules: Rules, instance: str) -> dict[str, Any] | None:
+    async with db.pool.acquire() as conn:
+        found = await load_compliance(conn, instance)
+    return None if found is None else provisioning(instance, found[0].state.view(rules))
+
+
 async def history(db: Database, instance: str, after: int, limit: int) -> list[dict[str, Any]] | None:
     """Up to `limit` transitions numbered after `after`, oldest first; None when the instance is unknown."""
     async with db.pool.acquire() as conn:
