@@ -116,11 +116,13 @@ def _catalogue_inputs(base: str) -> tuple[list[Event], list[str]]:
         ("authorization", b.authorization_renewed),
         ("registration", b.registration_renewed),
         ("reporting", b.reporting_succeeded),
+        ("entitlements", lambda t: b.entitle(t, 10, 10)),
         ("agent_init", b.agent_initialized),
     ):
         events += [b.failure(kind, T0), ok(T0 + M)]
     c = Build(f"{base}-usage")
     events += [c.failure("consumption", T0), c.usage(T0 + M, 1, 1)]
+    events += [c.breach(T0 + 2 * M, ivr_ports=2), c.usage(T0 + 3 * M, 1, 1, breach=(0, 0, 0))]
     o = Build(f"{base}-ooc")
     events += [
         o.compliance(T0, over_stage="detected", deficit=(0, 1, 0), ooc_at=T0 + 45 * M),
@@ -144,6 +146,8 @@ CATALOGUE = [
     "RenewRegistrationFailed",
     "LicenseComputationFailed",
     "EntitlementReportingFailed",
+    "UsageReportingFailed",
+    "LicenseControlBreach",
     "OutOfComplianceDetected",
     "OutOfComplianceImminent",
     "OutOfCompliance",
@@ -173,12 +177,16 @@ async def test_every_alert_is_raised_and_resolved_and_delivered_to_every_channel
     for alert in CATALOGUE:
         assert [k for k, _, a in got if a == alert] == ["raised", "resolved"], alert
     await _until(
-        lambda: len(sinks.mailbox.messages) >= 20 and len(sinks.udp) >= 20 and len(sinks.webhook) >= 20,
+        lambda: (
+            len(sinks.mailbox.messages) >= 2 * len(CATALOGUE)
+            and len(sinks.udp) >= 2 * len(CATALOGUE)
+            and len(sinks.webhook) >= 2 * len(CATALOGUE)
+        ),
         30,
-        "20 notifications on each channel",
+        "a raise and a resolve of each alert on each channel",
     )
     await asyncio.sleep(1)  # nothing more arrives
-    assert len(sinks.mailbox.messages) == len(sinks.udp) == len(sinks.webhook) == 20
+    assert len(sinks.mailbox.messages) == len(sinks.udp) == len(sinks.webhook) == 2 * len(CATALOGUE)
 
     # email: what happened, where, what to do, by when
     ooc = next(m for m in sinks.mailbox.messages if "OOC: system in Out of Compliance" in str(m["Subject"]))
@@ -205,7 +213,7 @@ async def test_every_alert_is_raised_and_resolved_and_delivered_to_every_channel
         "fingerprint",
     }
     resolved_hooks = [h for h in sinks.webhook if h["status"] == "resolved"]
-    assert len(resolved_hooks) == 10
+    assert len(resolved_hooks) == len(CATALOGUE)
 
     status, body_json = await _get(port, f"/v1/alerts?state=resolved&instance={instance_id}-ooc")
     assert status == 200 and {a["alert"] for a in body_json["alerts"]} == {
@@ -263,7 +271,7 @@ async def test_a_duplicate_input_notifies_once(
     await asyncio.sleep(2)
     assert len(sinks.mailbox.messages) == 1 and len(sinks.udp) == 1 and len(sinks.webhook) == 1
     out = await read_topic(contract_topics[ALERTS.name], 10, timeout=2)
-    assert _alert_events(out) == [("raised", instance_id, "EntitlementReportingFailed")]
+    assert _alert_events(out) == [("raised", instance_id, "UsageReportingFailed")]
 
 
 async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(

@@ -59,10 +59,22 @@ CATALOGUE_CASES = [
     ),
     ("LicenseComputationFailed", "major", lambda b: b.failure("consumption", T0), lambda b: b.usage(T0 + H, 1, 1)),
     (
-        "EntitlementReportingFailed",
+        "UsageReportingFailed",
         "warning",
         lambda b: b.failure("reporting", T0),
         lambda b: b.reporting_succeeded(T0 + H),
+    ),
+    (
+        "EntitlementReportingFailed",
+        "warning",
+        lambda b: b.failure("entitlements", T0),
+        lambda b: b.entitle(T0 + H, 10, 10),
+    ),
+    (
+        "LicenseControlBreach",
+        "major",
+        lambda b: b.breach(T0, ivr_ports=2),
+        lambda b: b.usage(T0 + H, 1, 1),
     ),
     ("SmartAgentInitFailed", "critical", lambda b: b.failure("agent_init", T0), lambda b: b.agent_initialized(T0 + H)),
     (
@@ -115,6 +127,41 @@ def test_the_same_condition_again_raises_nothing_new() -> None:
     b = Build("i")
     _, actions = replay("i", [b.failure("authorization", T0), b.failure("authorization", T0 + H)], RULES)
     assert _kinds(actions) == [("raised", "RenewAuthorizationFailed"), ("notify:raised", "RenewAuthorizationFailed")]
+
+
+def test_registering_again_resolves_the_failed_renewals() -> None:
+    """An expired registration needs a new registration: that resolves RenewRegistrationFailed (and the
+    authorization it renews)."""
+    b = Build("i")
+    events = [b.failure("registration", T0), b.failure("authorization", T0 + H), b.register(T0 + 2 * H)]
+    state, actions = replay("i", events, RULES)
+    assert state.active == {}
+    assert {a.alert.alert for a in actions if isinstance(a, Resolved)} == {
+        "RenewRegistrationFailed",
+        "RenewAuthorizationFailed",
+    }
+
+
+def test_an_expired_authorization_does_not_resolve_out_of_compliance() -> None:
+    b = Build("i")
+    events = [
+        b.compliance(T0, "out_of_compliance", ooc_since=T0),
+        b.compliance(T0 + 90 * D, "authorization_expired", ooc_since=T0),
+    ]
+    state, actions = replay("i", events, RULES)
+    assert "OutOfCompliance" in state.active
+    assert not [a for a in actions if isinstance(a, Resolved)]
+
+
+def test_a_license_control_breach_stays_while_usage_is_over() -> None:
+    b = Build("i")
+    events = [b.breach(T0, premium=1), b.usage(T0 + H, 0, 11, breach=(0, 1, 0)), b.usage(T0 + 2 * H, 0, 10)]
+    _, actions = replay("i", events, RULES)
+    assert [(k, a) for k, a in _kinds(actions) if k in ("raised", "resolved")] == [
+        ("raised", "LicenseControlBreach"),
+        ("resolved", "LicenseControlBreach"),
+    ]
+    assert [a.at for a in actions if isinstance(a, Resolved)] == [T0 + 2 * H]
 
 
 def test_a_resolve_without_an_active_alert_does_nothing() -> None:
@@ -207,15 +254,15 @@ def test_an_inhibited_alert_is_recorded_not_notified_then_notified_when_the_inhi
     assert _kinds(actions) == [
         ("raised", "SmartAgentInitFailed"),
         ("notify:raised", "SmartAgentInitFailed"),
-        ("raised", "EntitlementReportingFailed"),
-        ("held", "EntitlementReportingFailed"),
+        ("raised", "UsageReportingFailed"),
+        ("held", "UsageReportingFailed"),
         ("resolved", "SmartAgentInitFailed"),
         ("notify:resolved", "SmartAgentInitFailed"),
-        ("notify:raised", "EntitlementReportingFailed"),
+        ("notify:raised", "UsageReportingFailed"),
     ]
     held = next(a for a in actions if isinstance(a, Held))
     assert held.why == "inhibited by SmartAgentInitFailed"
-    assert "EntitlementReportingFailed" in state.active
+    assert "UsageReportingFailed" in state.active
 
 
 def test_a_silence_holds_notifications_but_never_the_resolve() -> None:
@@ -292,9 +339,9 @@ def test_failure_alerts_carry_the_deadline_they_threaten() -> None:
 
 def test_severity_can_be_overridden() -> None:
     b = Build("i")
-    rules = Rules(severity={"EntitlementReportingFailed": "critical"})
+    rules = Rules(severity={"UsageReportingFailed": "critical"})
     state, _ = replay("i", [b.failure("reporting", T0)], rules)
-    assert state.active["EntitlementReportingFailed"].severity == "critical"
+    assert state.active["UsageReportingFailed"].severity == "critical"
 
 
 # ---------------------------------------------------------------- properties

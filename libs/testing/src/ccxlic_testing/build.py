@@ -24,11 +24,13 @@ from ccxlic_contract.events import (
     ConsumptionChanged,
     ConsumptionChangedData,
     ConsumptionFailed,
+    ControlBreachData,
     Deadlines,
     Deficit,
     Deployment,
     Enforcement,
     EnforcementReason,
+    EntitlementsFetchFailed,
     EntitlementsSet,
     EntitlementsSetData,
     FailureReason,
@@ -38,6 +40,8 @@ from ccxlic_contract.events import (
     InstanceRegisteredData,
     IntervalClosed,
     IntervalClosedData,
+    LicenseControlBreached,
+    LicenseCounts,
     Peak,
     PeakWitness,
     PortsSampled,
@@ -53,6 +57,10 @@ from ccxlic_contract.events import (
     SmartAgentInitialized,
     Witness,
 )
+
+
+def _counts(standard: int, premium: int, ivr_ports: int) -> LicenseCounts:
+    return LicenseCounts(standard=standard, premium=premium, ivr_ports=ivr_ports)
 
 
 class Build:
@@ -90,7 +98,10 @@ class Build:
         data = PortsSampledData(inbound_ivr_ports=ivr, outbound_ports=outbound_ports, outbound_seats=outbound_seats)
         return self._event(PortsSampled, t, data)
 
-    def usage(self, t: datetime, standard: int, premium: int, ivr_ports: int = 0) -> Event:
+    def usage(
+        self, t: datetime, standard: int, premium: int, ivr_ports: int = 0, breach: tuple[int, int, int] | None = None
+    ) -> Event:
+        """A licensing.consumption.changed; `breach` (Standard, Premium, IVR ports) is License Control's excess."""
         data = ConsumptionChangedData(
             standard=standard,
             premium=premium,
@@ -98,8 +109,20 @@ class Build:
             outbound_ports=0,
             outbound_seats=0,
             headroom=Headroom(standard=None, premium=None, ivr_ports=None),
+            control_breach=None if breach is None else _counts(*breach),
         )
         return self._event(ConsumptionChanged, t, data)
+
+    def breach(self, t: datetime, standard: int = 0, premium: int = 0, ivr_ports: int = 0) -> Event:
+        """A licensing.control.breached: usage over limits of 40 Standard, 10 Premium, 12 IVR ports by this much."""
+        limits = _counts(40, 10, 12)
+        usage = _counts(
+            40 + standard if standard else 0, 10 + premium if premium else 0, 12 + ivr_ports if ivr_ports else 0
+        )
+        data = ControlBreachData(
+            usage=usage, limits=limits, excess=_counts(standard, premium, ivr_ports), cause="a roster over the cap"
+        )
+        return self._event(LicenseControlBreached, t, data)
 
     def entitle(
         self,
@@ -149,8 +172,14 @@ class Build:
     def registration_renewed(self, t: datetime) -> Event:
         return self._event(RegistrationRenewed, t, {})
 
-    def reporting_succeeded(self, t: datetime) -> Event:
-        return self._event(ReportingSucceeded, t, {})
+    def reporting_succeeded(
+        self, t: datetime, verdict: str | None = None, standard: int = 0, premium: int = 0, ivr_ports: int = 0
+    ) -> Event:
+        """A usage report accepted; with `verdict`, the authority's answer (the counts are the shortfall)."""
+        if verdict is None:
+            return self._event(ReportingSucceeded, t, {})
+        shortfall = {"standard": standard, "premium": premium, "ivr_ports": ivr_ports}
+        return self._event(ReportingSucceeded, t, {"verdict": verdict, "shortfall": shortfall, "reports": 1})
 
     def reserve(self, t: datetime, standard: int, premium: int, ivr_ports: int = 10) -> Event:
         data = ReservationInstalledData(standard_seats=standard, premium_seats=premium, ivr_ports=ivr_ports)
@@ -160,11 +189,12 @@ class Build:
         return self._event(ReservationReturned, t, {})
 
     def failure(self, kind: str, t: datetime, reason: str = "simulated failure") -> Event:
-        """A failure event: authorization | registration | reporting | agent_init | consumption."""
+        """A failure event: authorization | registration | reporting | entitlements | agent_init | consumption."""
         cls = {
             "authorization": AuthorizationRenewalFailed,
             "registration": RegistrationRenewalFailed,
             "reporting": ReportingFailed,
+            "entitlements": EntitlementsFetchFailed,
             "agent_init": SmartAgentInitFailed,
             "consumption": ConsumptionFailed,
         }[kind]

@@ -32,6 +32,10 @@ from ccxlic_contract.events import (
     ConsumptionChanged,
     ConsumptionFailed,
     DetailValue,
+    EntitlementsFetchFailed,
+    EntitlementsSet,
+    InstanceRegistered,
+    LicenseControlBreached,
     RegistrationRenewalFailed,
     RegistrationRenewed,
     ReportingFailed,
@@ -74,9 +78,21 @@ CATALOGUE: Mapping[AlertName, Spec] = {
     ),
     "EntitlementReportingFailed": Spec(
         "warning",
-        "Entitlement usage reporting failed",
+        "Entitlement Reporting failed",
+        "The Smart Agent could not get the license type or the entitlements: check the virtual account's licenses "
+        "and the connection to Cisco SSM or SSM On-Prem.",
+    ),
+    "UsageReportingFailed": Spec(
+        "warning",
+        "Usage reporting failed",
         "Check the connection to Cisco SSM; usage is reported every 8 hours and the authorization expires if no "
         "communication succeeds.",
+    ),
+    "LicenseControlBreach": Spec(
+        "major",
+        "License Control breached",
+        "Usage the platform reports (a roster or IVR ports) is above License Control's limits: sign agents out, "
+        "free ports, or add licenses.",
     ),
     "OutOfComplianceDetected": Spec(
         "warning",
@@ -116,7 +132,12 @@ CATALOGUE: Mapping[AlertName, Spec] = {
 
 INHIBITS: Mapping[AlertName, tuple[AlertName, ...]] = {
     "EnforcementMode": LADDER,
-    "SmartAgentInitFailed": ("RenewAuthorizationFailed", "RenewRegistrationFailed", "EntitlementReportingFailed"),
+    "SmartAgentInitFailed": (
+        "RenewAuthorizationFailed",
+        "RenewRegistrationFailed",
+        "EntitlementReportingFailed",
+        "UsageReportingFailed",
+    ),
 }
 
 # (raises, resolves) per input type outside compliance
@@ -124,15 +145,19 @@ _FAILURES: Mapping[type, AlertName] = {
     AuthorizationRenewalFailed: "RenewAuthorizationFailed",
     RegistrationRenewalFailed: "RenewRegistrationFailed",
     ConsumptionFailed: "LicenseComputationFailed",
-    ReportingFailed: "EntitlementReportingFailed",
+    EntitlementsFetchFailed: "EntitlementReportingFailed",
+    ReportingFailed: "UsageReportingFailed",
     SmartAgentInitFailed: "SmartAgentInitFailed",
+    LicenseControlBreached: "LicenseControlBreach",
 }
-_RECOVERIES: Mapping[type, AlertName] = {
-    AuthorizationRenewed: "RenewAuthorizationFailed",
-    RegistrationRenewed: "RenewRegistrationFailed",
-    ConsumptionChanged: "LicenseComputationFailed",
-    ReportingSucceeded: "EntitlementReportingFailed",
-    SmartAgentInitialized: "SmartAgentInitFailed",
+_RECOVERIES: Mapping[type, tuple[AlertName, ...]] = {
+    AuthorizationRenewed: ("RenewAuthorizationFailed",),
+    RegistrationRenewed: ("RenewRegistrationFailed",),
+    InstanceRegistered: ("RenewRegistrationFailed", "RenewAuthorizationFailed"),  # a new identity and authorization
+    ConsumptionChanged: ("LicenseComputationFailed",),
+    EntitlementsSet: ("EntitlementReportingFailed",),
+    ReportingSucceeded: ("UsageReportingFailed",),
+    SmartAgentInitialized: ("SmartAgentInitFailed",),
 }
 
 
@@ -277,16 +302,21 @@ def step(state: State, event: Event, rules: Rules, silences: Sequence[Silence] =
 
     failed = _FAILURES.get(type(event))
     if failed is not None:
-        reason = str(getattr(event.data, "reason", ""))
+        reason = (
+            event.data.cause if isinstance(event, LicenseControlBreached) else str(getattr(event.data, "reason", ""))
+        )
         raise_(
             failed,
             f"{CATALOGUE[failed].title} on {state.instance}: {reason}",
             {"reason": reason},
             _deadline_for(failed, compliance),
         )
-    recovered = _RECOVERIES.get(type(event))
-    if recovered is not None:
+    for recovered in _RECOVERIES.get(type(event), ()):
         resolve(recovered, f"{event.type} at {_t(t)}")
+    if isinstance(event, ConsumptionChanged):
+        b = event.data.control_breach
+        if b is None or not (b.standard or b.premium or b.ivr_ports):
+            resolve("LicenseControlBreach", f"usage within License Control's limits at {_t(t)}")
     if isinstance(event, ComplianceChanged):
         compliance = event.data
         _ladder(state.instance, compliance, raise_, resolve)
@@ -327,7 +357,7 @@ def _ladder(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) 
     want: dict[AlertName, bool] = {
         "OutOfComplianceDetected": c.over_stage == "detected",
         "OutOfComplianceImminent": c.over_stage == "imminent",
-        "OutOfCompliance": c.authorization == "out_of_compliance",
+        "OutOfCompliance": c.ooc_since is not None,  # also while the authorization is expired: it does not hide OOC
         "EnforcementMode": c.enforcement.active,
     }
     over = {"deficit": c.deficit.model_dump(), "over_since": _t(c.over_since)}
@@ -416,7 +446,7 @@ def _held(
 def _deadline_for(alert: AlertName, c: ComplianceChangedData | None) -> datetime | None:
     if c is None:
         return None
-    if alert in ("RenewAuthorizationFailed", "EntitlementReportingFailed"):
+    if alert in ("RenewAuthorizationFailed", "EntitlementReportingFailed", "UsageReportingFailed"):
         return c.deadlines.authorization_expires_at
     if alert == "RenewRegistrationFailed":
         return c.deadlines.registration_expires_at
