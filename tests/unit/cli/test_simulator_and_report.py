@@ -62,6 +62,24 @@ def test_agents_take_breaks_relogin_and_rosters_list_who_is_in() -> None:
     ]
 
 
+def test_agents_license_control_refuses_are_not_in_later_rosters() -> None:
+    """license-control: cc-capped runs under License Control; a sign-in the platform refuses is published (the
+    consumption computer refuses it too), but the agent never appears in a roster while refused."""
+    sc = load("license-control")
+    capped = next(i for i in sc.instances if i.entitlements is not None and not i.entitlements.overage_allowed)
+    ent = capped.entitlements
+    assert ent is not None
+    events = [e for e in generate(sc, START) if e.subject == capped.id]
+    rosters = [e for e in events if e.type == "ccx.agent.roster"]
+    assert rosters
+    for r in rosters:
+        seats = Counter(classify(a.capabilities, a.supervisor)[0] for a in r.data.agents)  # type: ignore[union-attr]
+        assert seats["premium"] <= ent.premium and seats["standard"] + seats["premium"] <= ent.standard + ent.premium
+    signed_in = {e.data.agent_id for e in events if e.type == "ccx.agent.signed_in"}  # type: ignore[union-attr]
+    listed = {a.agent_id for r in rosters for a in r.data.agents}  # type: ignore[union-attr]
+    assert listed < signed_in  # some agents were refused for good
+
+
 def test_ivr_load_follows_a_daily_curve() -> None:
     assert ivr_load(100, datetime(2026, 3, 2, 12, tzinfo=UTC)) == 100
     assert ivr_load(100, datetime(2026, 3, 2, 3, tzinfo=UTC)) == 5
@@ -108,5 +126,7 @@ def test_the_report_takes_the_latest_revision_and_says_what_to_buy() -> None:
     # against 40 + 3 spare Premium (5 more): 6 Standard cover both
     assert report.to_buy(rows, ent) == {"standard": 6, "premium": 2, "ivr_ports": 5}
     # nothing purchased yet: the peaks themselves (12 Premium; then 46 Standard at 08:00, where no Premium is spare)
-    assert report.to_buy(report.rows(reports, None), None) == {"standard": 46, "premium": 12, "ivr_ports": 25}
+    nothing = report.rows(reports, None)
+    assert report.to_buy(nothing, None) == {"standard": 46, "premium": 12, "ivr_ports": 25}
+    assert [(r.deficit_standard, r.deficit_premium) for r in nothing] == [(30, 8), (46, 12), (48, 9)]
     assert report.as_csv(rows).splitlines()[0].startswith("interval_start,")

@@ -38,7 +38,13 @@ def latest_revisions(reports: Sequence[Mapping[str, Any]]) -> list[Mapping[str, 
     return [latest[k] for k in sorted(latest)]
 
 
+NOTHING = Entitlement(0, 0, 0)
+
+
 def rows(reports: Sequence[Mapping[str, Any]], entitled: Entitlement | None) -> list[Row]:
+    """One row per interval (its latest revision). Nothing purchased yet (`entitled` None, evaluation): the whole
+    peak is the deficit, since that is what a purchase must cover."""
+    entitled = NOTHING if entitled is None else entitled
     out = []
     for r in latest_revisions(reports):
         p = r["peak"]
@@ -66,8 +72,7 @@ def rows(reports: Sequence[Mapping[str, Any]], entitled: Entitlement | None) -> 
 def to_buy(table: Sequence[Row], entitled: Entitlement | None) -> dict[str, int]:
     """The fewest extra seats and ports that cover every interval's peaks: Premium first (it covers Standard
     too), then Standard with the spare Premium counted. Nothing purchased yet (evaluation): all of it."""
-    if entitled is None:
-        entitled = Entitlement(0, 0, 0)
+    entitled = NOTHING if entitled is None else entitled
     premium = max((max(0, r.premium - entitled.premium) for r in table), default=0)
     more = Entitlement(entitled.standard, entitled.premium + premium, entitled.ivr_ports)
     standard = max((deficit(Usage(r.standard, r.premium, r.ivr_ports), more).standard for r in table), default=0)
