@@ -7,7 +7,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting test test-unit test-integration test-e2e fuzz bench bench-quick lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority test test-unit test-integration test-e2e fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ run-compliance: up ## run only compliance
 run-alerting: up ## run only alerting
 	@.venv/bin/ccxlic run alerting --no-ticker
 
+run-authority: up ## run the licensing authority (http://127.0.0.1:8190, API at /openapi.json)
+	@.venv/bin/ccxlic-authority
+
 test: up ## every tier (unit, integration, e2e) on the real stack
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -73,7 +76,7 @@ format: ## ruff: fix what it can and format
 
 typecheck: ## mypy --strict on every source file: the libs, the services (their apps and the CLI too) and the bench
 	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
-	  services/consumption/src services/compliance/src services/alerting/src services/cli/src bench/run.py
+	  services/consumption/src services/compliance/src services/alerting/src services/authority/src services/cli/src bench/run.py
 
 schemas: ## regenerate docs/schemas from the contract models
 	$(PY) -m ccxlic_contract.schemas docs/schemas

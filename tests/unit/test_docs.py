@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from ccxlic_alerting.settings import AlertingSettings
+from ccxlic_authority.settings import AuthoritySettings
 from ccxlic_cli.main import CliSettings
 from ccxlic_compliance.settings import ComplianceSettings
 from ccxlic_consumption.settings import ConsumptionSettings
@@ -18,7 +19,14 @@ TABLE = README.split("## Configuration (every variable)")[1].split("\n## ")[0]
 VARIABLES = sorted(
     {
         str(f.validation_alias)
-        for cls in (RuntimeSettings, ConsumptionSettings, ComplianceSettings, AlertingSettings, CliSettings)
+        for cls in (
+            RuntimeSettings,
+            ConsumptionSettings,
+            ComplianceSettings,
+            AlertingSettings,
+            AuthoritySettings,
+            CliSettings,
+        )
         for f in cls.model_fields.values()
     }
 )

@@ -1,0 +1,1 @@
+"""The licensing authority: an SSM-compatible stand-in (README "Licensing authority")."""

@@ -1,0 +1,310 @@
+"""The licensing authority's HTTP JSON API (OpenAPI at `/openapi.json`), its faults on demand, and its process.
+
+Two sides, as in Cisco SSM:
+- the **account** side (an admin of the smart account): virtual accounts, licenses, tokens, reservations,
+  classic-to-smart conversion, the audit log, and faults for tests and demos. The caller names itself in the
+  `X-Ccxlic-Actor` header (the console issue puts authentication in front of it); the audit log records it.
+- the **product** side (a product instance's Smart Agent): register with a token, renew the registration and the
+  authorization, report usage, deregister. Every call but `register` carries the instance's identity certificate.
+  Faults on demand apply to this side only.
+
+Time: with CCXLIC_AUTHORITY_CALLER_CLOCK (default true) a request's `at` (RFC 3339) is the time, so a simulation
+walks months in minutes; otherwise the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from ccxlic_contract.events import TIME_PATTERN
+from ccxlic_runtime.db import Database, create_pool, migrate
+from ccxlic_runtime.http import OpsServer, add_ops_routes, json_response, problem
+from prometheus_client import CollectorRegistry, Counter
+
+from ccxlic_authority import codes
+from ccxlic_authority.core import Refused, Rules
+from ccxlic_authority.openapi import spec
+from ccxlic_authority.settings import AuthoritySettings
+from ccxlic_authority.store import NAME, Authority
+
+SERVICE = "authority"
+MIGRATIONS = resources.files("ccxlic_authority") / "migrations"
+log = logging.getLogger(__name__)
+_NAME = re.compile(NAME)
+_TIME = re.compile(TIME_PATTERN)
+MAX_BODY = 1_000_000
+FAULT_MODES = ("none", "unreachable", "slow", "refuse")
+Handler = Callable[[web.Request, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class Faults:
+    """Faults on demand for the product side: `unreachable` drops the connection without an answer, `slow` waits
+    `delay` before answering (the caller times out), `refuse` answers 503 with `reason`."""
+
+    mode: str = "none"
+    reason: str = "refused on demand"
+    delay: float = 30.0
+
+
+def _name(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or _NAME.match(value) is None:
+        raise Refused(400, f"{field} must be 1-64 characters from A-Z a-z 0-9 . _ : -")
+    return value
+
+
+def _text(body: dict[str, Any], field: str, default: str | None = None, limit: int = 500) -> str:
+    value = body.get(field, default)
+    if not isinstance(value, str) or len(value) > limit:
+        raise Refused(400, f"{field} must be text of at most {limit} characters")
+    return value
+
+
+def _int(body: dict[str, Any], field: str, default: int, low: int, high: int) -> int:
+    value = body.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise Refused(400, f"{field} must be a whole number from {low} to {high}")
+    return value
+
+
+def make_app(
+    authority: Authority, settings: AuthoritySettings, faults: Faults, registry: CollectorRegistry
+) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    answered = Counter(
+        "ccxlic_authority_requests", "Requests answered, by route and status", ["route", "status"], registry=registry
+    )
+
+    def at_of(body: dict[str, Any]) -> datetime:
+        raw = body.get("at")
+        if raw is None or not settings.caller_clock:
+            return datetime.now(UTC)
+        if not isinstance(raw, str) or _TIME.match(raw) is None:
+            raise Refused(400, "at must be an RFC 3339 time with an offset, e.g. 2026-03-02T08:00:00Z")
+        return datetime.fromisoformat(raw).astimezone(UTC)
+
+    async def body_of(request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        if request.content_type != "application/json":
+            raise Refused(415, "send a JSON body (Content-Type: application/json)")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise Refused(400, "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise Refused(400, "the body must be a JSON object")
+        return body
+
+    def actor(request: web.Request) -> str:
+        return request.headers.get("X-Ccxlic-Actor", "anonymous")[:128] or "anonymous"
+
+    def route(
+        handler: Handler, *, status: int = 200, product: bool = False
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            if product and faults.mode != "none":
+                if faults.mode == "unreachable":
+                    if request.transport is not None:
+                        request.transport.abort()
+                    raise web.HTTPServiceUnavailable()  # never reaches the caller: the connection is gone
+                if faults.mode == "slow":
+                    await asyncio.sleep(faults.delay)
+                elif faults.mode == "refuse":
+                    return problem(503, f"the licensing authority refused: {faults.reason}")
+            name = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+            try:
+                body = await body_of(request) if request.method != "GET" else {}
+                result = await handler(request, body)
+            except Refused as exc:
+                answered.labels(name, str(exc.status)).inc()
+                return problem(exc.status, str(exc))
+            answered.labels(name, str(status)).inc()
+            return json_response(result, status)
+
+        return wrapped
+
+    def account_of(request: web.Request) -> str:
+        name = request.match_info["account"]
+        if _NAME.match(name) is None:
+            raise Refused(400, "a virtual account name is 1-64 characters from A-Z a-z 0-9 . _ : -")
+        return name
+
+    # ------------------------------------------------------------ account side
+
+    async def create_account(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.create_account(
+            actor(r), at_of(b), _name(b, "smart_account"), _name(b, "virtual_account")
+        )
+
+    async def accounts(r: web.Request, b: dict[str, Any]) -> Any:
+        return {"smart_accounts": await authority.accounts()}
+
+    def licenses(action: str) -> Handler:
+        async def handler(r: web.Request, b: dict[str, Any]) -> Any:
+            to = _name(b, "to") if action == "move" else None
+            return await authority.change_licenses(
+                actor(r), account_of(r), action, b.get("quantities"), to, _text(b, "reason", "")
+            )
+
+        return handler
+
+    async def instances(r: web.Request, b: dict[str, Any]) -> Any:
+        return {"virtual_account": account_of(r), "instances": await authority.instances(account_of(r))}
+
+    async def create_token(r: web.Request, b: dict[str, Any]) -> Any:
+        days = _int(b, "expires_in_days", 30, 1, 365)
+        uses = _int(b, "max_uses", 1, 1, 1_000_000)
+        export = b.get("export_controlled", False)
+        if not isinstance(export, bool):
+            raise Refused(400, "export_controlled must be true or false")
+        return await authority.create_token(
+            actor(r), at_of(b), account_of(r), timedelta(days=days), uses, export, _text(b, "description", "")
+        )
+
+    async def tokens(r: web.Request, b: dict[str, Any]) -> Any:
+        return {"virtual_account": account_of(r), "tokens": await authority.tokens(account_of(r))}
+
+    async def revoke_token(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.revoke_token(actor(r), at_of(b), r.match_info["token"])
+
+    async def reserve(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.reserve(
+            actor(r), at_of(b), _text(b, "request_code", limit=codes.MAX_CODE), account_of(r), b.get("quantities")
+        )
+
+    async def reservations(r: web.Request, b: dict[str, Any]) -> Any:
+        return {"virtual_account": account_of(r), "reservations": await authority.reservations(account_of(r))}
+
+    async def confirm(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.confirm_reservation(
+            actor(r), at_of(b), _text(b, "confirmation_code", limit=codes.MAX_CODE)
+        )
+
+    async def give_back(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.return_reservation(actor(r), at_of(b), _text(b, "return_code", limit=codes.MAX_CODE))
+
+    def classic_add(kind: str) -> Handler:
+        async def handler(r: web.Request, b: dict[str, Any]) -> Any:
+            return await authority.add_classic(actor(r), kind, _name(b, "id"), b.get("quantities"))
+
+        return handler
+
+    def classic_get(kind: str) -> Handler:
+        async def handler(r: web.Request, b: dict[str, Any]) -> Any:
+            return await authority.classic(kind, r.match_info["id"])
+
+        return handler
+
+    def classic_convert(kind: str) -> Handler:
+        async def handler(r: web.Request, b: dict[str, Any]) -> Any:
+            quantities = None if kind == "pak" else b.get("quantities")
+            if kind == "device" and quantities is None:
+                raise Refused(400, "a device conversion names the quantities (SKUs) to convert")
+            return await authority.convert(actor(r), kind, r.match_info["id"], _name(b, "virtual_account"), quantities)
+
+        return handler
+
+    async def get_faults(r: web.Request, b: dict[str, Any]) -> Any:
+        return {"mode": faults.mode, "reason": faults.reason, "delay_seconds": faults.delay}
+
+    async def set_faults(r: web.Request, b: dict[str, Any]) -> Any:
+        mode = b.get("mode")
+        if mode not in FAULT_MODES:
+            raise Refused(400, f"mode must be one of {', '.join(FAULT_MODES)}")
+        delay = b.get("delay_seconds", 30)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 600:
+            raise Refused(400, "delay_seconds must be a number from 0 to 600")
+        faults.mode, faults.reason, faults.delay = mode, _text(b, "reason", "refused on demand"), float(delay)
+        await authority.record(actor(r), "faults.set", {"mode": mode, "reason": faults.reason, "delay_seconds": delay})
+        return await get_faults(r, b)
+
+    async def audit(r: web.Request, b: dict[str, Any]) -> Any:
+        try:
+            after = int(r.query.get("after", "0"))
+            limit = int(r.query.get("limit", "1000"))
+        except ValueError:
+            raise Refused(400, "after and limit must be whole numbers") from None
+        if not (after >= 0 and 1 <= limit <= 10_000):
+            raise Refused(400, "after must be >= 0 and limit from 1 to 10000")
+        return {"entries": await authority.audit(after, limit)}
+
+    async def keys(r: web.Request, b: dict[str, Any]) -> Any:
+        return {"algorithm": "Ed25519", "public_key_pem": codes.public_pem(authority.key)}
+
+    # ------------------------------------------------------------ product side
+
+    async def register(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.register(at_of(b), _text(b, "token", limit=200), _name(b, "instance"))
+
+    def with_certificate(op: Callable[..., Awaitable[Any]], *extra: str) -> Handler:
+        async def handler(r: web.Request, b: dict[str, Any]) -> Any:
+            cert = _text(b, "identity_certificate", limit=codes.MAX_CODE)
+            return await op(at_of(b), cert, *(b.get(e) for e in extra))
+
+        return handler
+
+    async def openapi(r: web.Request) -> web.StreamResponse:
+        return json_response(spec())
+
+    add = app.router
+    add.add_get("/openapi.json", openapi)
+    add.add_get("/v1/keys", route(keys))
+    add.add_get("/v1/accounts", route(accounts))
+    add.add_post("/v1/accounts", route(create_account, status=201))
+    add.add_post("/v1/accounts/{account}/licenses/deposit", route(licenses("deposit")))
+    add.add_post("/v1/accounts/{account}/licenses/remove", route(licenses("remove")))
+    add.add_post("/v1/accounts/{account}/licenses/move", route(licenses("move")))
+    add.add_get("/v1/accounts/{account}/instances", route(instances))
+    add.add_get("/v1/accounts/{account}/tokens", route(tokens))
+    add.add_post("/v1/accounts/{account}/tokens", route(create_token, status=201))
+    add.add_post("/v1/tokens/{token}/revoke", route(revoke_token))
+    add.add_get("/v1/accounts/{account}/reservations", route(reservations))
+    add.add_post("/v1/accounts/{account}/reservations", route(reserve, status=201))
+    add.add_post("/v1/reservations/confirm", route(confirm))
+    add.add_post("/v1/reservations/return", route(give_back))
+    for kind, path in (("pak", "paks"), ("device", "devices")):
+        add.add_post(f"/v1/classic/{path}", route(classic_add(kind), status=201))
+        add.add_get(f"/v1/classic/{path}/{{id}}", route(classic_get(kind)))
+        add.add_post(f"/v1/classic/{path}/{{id}}/convert", route(classic_convert(kind)))
+    add.add_get("/v1/faults", route(get_faults))
+    add.add_put("/v1/faults", route(set_faults))
+    add.add_get("/v1/audit", route(audit))
+    add.add_post("/v1/product/register", route(register, product=True))
+    add.add_post("/v1/product/renew-registration", route(with_certificate(authority.renew_registration), product=True))
+    add.add_post("/v1/product/authorize", route(with_certificate(authority.authorize), product=True))
+    add.add_post("/v1/product/report", route(with_certificate(authority.report, "reports"), product=True))
+    add.add_post("/v1/product/deregister", route(with_certificate(authority.deregister), product=True))
+    return app
+
+
+async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
+    pool = await create_pool(settings.database_url, settings.schema_name, max_size=settings.db_pool_size)
+    try:
+        await migrate(pool, settings.schema_name, MIGRATIONS)
+        db = Database(pool, settings.schema_name)
+        authority = await Authority.open(db, Rules())
+        registry = CollectorRegistry()
+        app = make_app(authority, settings, Faults(), registry)
+        add_ops_routes(app.router, registry, {"database": db.ping})
+        server = OpsServer(app, settings.http_host, settings.http_port)
+        await server.start()
+        log.info("authority ready", extra={"port": server.port})
+        if ready is not None:
+            ready(server.port)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+    finally:
+        await pool.close()

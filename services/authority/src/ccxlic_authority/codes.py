@@ -1,0 +1,128 @@
+"""Signed documents and product codes, pure.
+
+Two kinds of text travel between a product instance and the authority:
+- **signed** documents (identity certificates, reservation authorization codes): `<body>.<signature>`, the body
+  base64url JSON, the signature Ed25519 by the authority's key. Anyone with the authority's public key verifies
+  them; a changed byte fails.
+- **product codes** (reservation request, confirmation and return codes): the instance has no key of its own before
+  it registers, so its codes carry a SHA-256 check instead: `<body>.<check>`. A typo or an edit is caught; the
+  authority then checks the content against what it issued.
+
+Every refusal is a `CodeError` whose message says what is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+MAX_CODE = 8192
+
+
+class CodeError(ValueError):
+    """A code or signed document that cannot be accepted; the message says why."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise CodeError(f"{what} is not base64url text") from None
+
+
+def _body(payload: dict[str, Any]) -> str:
+    return _b64(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _split(code: str, what: str) -> tuple[str, str]:
+    code = code.strip()
+    if not code or len(code) > MAX_CODE:
+        raise CodeError(f"{what} is empty or longer than {MAX_CODE} characters")
+    body, dot, tail = code.rpartition(".")
+    if not dot or not body or not tail:
+        raise CodeError(f"{what} is not in the form <body>.<check>: was it copied whole?")
+    return body, tail
+
+
+def _payload(body: str, what: str, kind: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(_unb64(body, what))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CodeError(f"{what} does not hold a JSON document") from None
+    if not isinstance(payload, dict):
+        raise CodeError(f"{what} does not hold a JSON object")
+    if payload.get("kind") != kind:
+        raise CodeError(f"{what} is a {payload.get('kind')!r}, not a {kind!r}")
+    return payload
+
+
+# ---------------------------------------------------------------- signed by the authority
+
+
+def new_key() -> str:
+    """A new Ed25519 private key, PEM."""
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def load_key(pem: str) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CodeError("the authority's key is not an Ed25519 key")
+    return key
+
+
+def public_pem(key: Ed25519PrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def sign(key: Ed25519PrivateKey, kind: str, payload: dict[str, Any]) -> str:
+    body = _body({**payload, "kind": kind})
+    return f"{body}.{_b64(key.sign(body.encode()))}"
+
+
+def verify(public: Ed25519PublicKey | str, code: str, kind: str, what: str) -> dict[str, Any]:
+    """The payload of a document the authority signed; CodeError when it was changed or is not one."""
+    if isinstance(public, str):
+        loaded = serialization.load_pem_public_key(public.encode())
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise CodeError("the authority's public key is not an Ed25519 key")
+        public = loaded
+    body, signature = _split(code, what)
+    try:
+        public.verify(_unb64(signature, what), body.encode())
+    except InvalidSignature:
+        raise CodeError(f"{what} was not signed by this authority, or was changed after it was signed") from None
+    return _payload(body, what, kind)
+
+
+# ---------------------------------------------------------------- made by a product instance
+
+
+def product_code(kind: str, payload: dict[str, Any]) -> str:
+    body = _body({**payload, "kind": kind})
+    return f"{body}.{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+
+
+def read_product_code(code: str, kind: str, what: str) -> dict[str, Any]:
+    body, check = _split(code, what)
+    if hashlib.sha256(body.encode()).hexdigest()[:16] != check:
+        raise CodeError(f"{what} fails its check: it was changed or mistyped")
+    return _payload(body, what, kind)

@@ -1,0 +1,261 @@
+"""The authority's OpenAPI 3.1 document, served at `/openapi.json`. A test holds it to the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COUNTS = {
+    "type": "object",
+    "description": "Counts per license",
+    "properties": {
+        lic: {"type": "integer", "minimum": 0, "maximum": 1_000_000} for lic in ("standard", "premium", "ivr_ports")
+    },
+    "additionalProperties": False,
+}
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}
+TIME = {"type": "string", "format": "date-time", "description": "the caller's clock (CCXLIC_AUTHORITY_CALLER_CLOCK)"}
+CODE = {"type": "string", "maxLength": 8192}
+CERT = {"identity_certificate": CODE, "at": TIME}
+
+# (method, path, side, summary, body properties, required)
+OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ...] = (
+    ("get", "/v1/keys", "account", "The authority's public key (Ed25519, PEM): verifies its signed documents", {}, ()),
+    (
+        "get",
+        "/v1/accounts",
+        "account",
+        "Smart accounts, their virtual accounts, licenses, reservations and instance counts",
+        {},
+        (),
+    ),
+    (
+        "post",
+        "/v1/accounts",
+        "account",
+        "Create a virtual account in a smart account",
+        {"smart_account": NAME, "virtual_account": NAME, "at": TIME},
+        ("smart_account", "virtual_account"),
+    ),
+    (
+        "post",
+        "/v1/accounts/{account}/licenses/deposit",
+        "account",
+        "Deposit licenses",
+        {"quantities": COUNTS, "reason": {"type": "string"}},
+        ("quantities",),
+    ),
+    (
+        "post",
+        "/v1/accounts/{account}/licenses/remove",
+        "account",
+        "Remove licenses (not those reservations hold)",
+        {"quantities": COUNTS, "reason": {"type": "string"}},
+        ("quantities",),
+    ),
+    (
+        "post",
+        "/v1/accounts/{account}/licenses/move",
+        "account",
+        "Move licenses to another virtual account of the same smart account",
+        {"quantities": COUNTS, "to": NAME, "reason": {"type": "string"}},
+        ("quantities", "to"),
+    ),
+    (
+        "get",
+        "/v1/accounts/{account}/instances",
+        "account",
+        "Product instances: last contact, last reported usage, in compliance or not",
+        {},
+        (),
+    ),
+    ("get", "/v1/accounts/{account}/tokens", "account", "Registration tokens", {}, ()),
+    (
+        "post",
+        "/v1/accounts/{account}/tokens",
+        "account",
+        "Issue a registration token",
+        {
+            "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 365},
+            "max_uses": {"type": "integer", "minimum": 1},
+            "export_controlled": {"type": "boolean"},
+            "description": {"type": "string"},
+            "at": TIME,
+        },
+        (),
+    ),
+    ("post", "/v1/tokens/{token}/revoke", "account", "Revoke a registration token", {"at": TIME}, ()),
+    (
+        "get",
+        "/v1/accounts/{account}/reservations",
+        "account",
+        "Specific License Reservations held by the virtual account",
+        {},
+        (),
+    ),
+    (
+        "post",
+        "/v1/accounts/{account}/reservations",
+        "account",
+        "Turn a reservation request code into a signed authorization code",
+        {"request_code": CODE, "quantities": COUNTS, "at": TIME},
+        ("request_code", "quantities"),
+    ),
+    (
+        "post",
+        "/v1/reservations/confirm",
+        "account",
+        "Enter the confirmation code of an installed reservation",
+        {"confirmation_code": CODE, "at": TIME},
+        ("confirmation_code",),
+    ),
+    (
+        "post",
+        "/v1/reservations/return",
+        "account",
+        "Enter a return code: the reserved licenses go back to the pool",
+        {"return_code": CODE, "at": TIME},
+        ("return_code",),
+    ),
+    (
+        "post",
+        "/v1/classic/paks",
+        "account",
+        "Record a classic PAK and its unconverted quantities",
+        {"id": NAME, "quantities": COUNTS},
+        ("id", "quantities"),
+    ),
+    ("get", "/v1/classic/paks/{id}", "account", "A PAK: what is still classic and what was converted", {}, ()),
+    (
+        "post",
+        "/v1/classic/paks/{id}/convert",
+        "account",
+        "PAK-based migration: assign all its unconverted quantities to a virtual account",
+        {"virtual_account": NAME},
+        ("virtual_account",),
+    ),
+    (
+        "post",
+        "/v1/classic/devices",
+        "account",
+        "Record a classic device (by UUID) and its licenses",
+        {"id": NAME, "quantities": COUNTS},
+        ("id", "quantities"),
+    ),
+    ("get", "/v1/classic/devices/{id}", "account", "A device: what is still classic and what was converted", {}, ()),
+    (
+        "post",
+        "/v1/classic/devices/{id}/convert",
+        "account",
+        "Device-based conversion of some SKUs and quantities; the rest stays classic",
+        {"virtual_account": NAME, "quantities": COUNTS},
+        ("virtual_account", "quantities"),
+    ),
+    ("get", "/v1/faults", "account", "The fault on demand now in force", {}, ()),
+    (
+        "put",
+        "/v1/faults",
+        "account",
+        "Set a fault on the product side: none, unreachable, slow (delay_seconds), refuse (reason)",
+        {
+            "mode": {"enum": ["none", "unreachable", "slow", "refuse"]},
+            "reason": {"type": "string"},
+            "delay_seconds": {"type": "number", "minimum": 0, "maximum": 600},
+        },
+        ("mode",),
+    ),
+    ("get", "/v1/audit", "account", "Every change: who, when, what (?after=&limit=)", {}, ()),
+    (
+        "post",
+        "/v1/product/register",
+        "product",
+        "Register with a token: the identity certificate (valid one year), the entitlements and the authorization",
+        {"token": {"type": "string"}, "instance": NAME, "at": TIME},
+        ("token", "instance"),
+    ),
+    (
+        "post",
+        "/v1/product/renew-registration",
+        "product",
+        "Renew the registration: a new identity certificate",
+        CERT,
+        ("identity_certificate",),
+    ),
+    (
+        "post",
+        "/v1/product/authorize",
+        "product",
+        "Renew the authorization (every 30 days); answers the entitlements",
+        CERT,
+        ("identity_certificate",),
+    ),
+    (
+        "post",
+        "/v1/product/report",
+        "product",
+        "Report usage (interval peaks); answers per license against the virtual account's pool",
+        {
+            **CERT,
+            "reports": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"interval_start": TIME, "interval_end": TIME, "peak": COUNTS},
+                },
+            },
+        },
+        ("identity_certificate", "reports"),
+    ),
+    (
+        "post",
+        "/v1/product/deregister",
+        "product",
+        "Deregister: the instance's licenses go back to the pool",
+        CERT,
+        ("identity_certificate",),
+    ),
+)
+
+PROBLEM = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def spec() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, side, summary, props, required in OPERATIONS:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "tags": [side],
+            "responses": {
+                "200": {"description": "done", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "4XX": {
+                    "description": "refused, with the reason",
+                    "content": {"application/json": {"schema": PROBLEM}},
+                },
+            },
+        }
+        params = [p[1:-1] for p in path.split("/") if p.startswith("{")]
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+            ]
+        if props:
+            schema: dict[str, Any] = {"type": "object", "properties": props}
+            if required:
+                schema["required"] = list(required)
+            op["requestBody"] = {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+        if side == "product":
+            op["responses"]["503"] = {
+                "description": "a fault on demand (refuse)",
+                "content": {"application/json": {"schema": PROBLEM}},
+            }
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ccx-licensing licensing authority",
+            "version": "1",
+            "description": "An SSM-compatible licensing authority: smart and virtual accounts, licenses, registration "
+            "tokens, registration, authorization, usage reports, Specific License Reservation and classic-to-smart "
+            "migration. Every change is audited (actor: the X-Ccxlic-Actor header).",
+        },
+        "paths": paths,
+    }

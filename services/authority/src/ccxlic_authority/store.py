@@ -1,0 +1,608 @@
+"""The authority's operations on its PostgreSQL schema. Each operation is one transaction that also writes its
+audit row (who, when, what); a refusal writes nothing. The rules themselves are in `core` and `codes`."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ccxlic_runtime.db import Database
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+if TYPE_CHECKING:
+    from ccxlic_runtime.db import Connection
+
+from ccxlic_authority import codes
+from ccxlic_authority.core import LICENSES, Refused, Rules, add, counts, peak_of, token_problem, verdict
+
+NAME = r"^[A-Za-z0-9._:-]{1,64}$"
+IDENTITY = "identity-certificate"
+AUTHORIZATION_CODE = "reservation-authorization"
+REQUEST_CODE = "reservation-request"
+CONFIRMATION_CODE = "reservation-confirmation"
+RETURN_CODE = "reservation-return"
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+class Authority:
+    def __init__(self, db: Database, key: Ed25519PrivateKey, rules: Rules) -> None:
+        self.db = db
+        self.key = key
+        self.rules = rules
+
+    @classmethod
+    async def open(cls, db: Database, rules: Rules) -> Authority:
+        """The authority with its signing key (made on first start and kept in its schema)."""
+        async with db.pool.acquire() as conn:
+            await conn.execute(
+                "insert into signing_keys (name, private_pem) values ('authority', $1) on conflict do nothing",
+                codes.new_key(),
+            )
+            pem = await conn.fetchval("select private_pem from signing_keys where name = 'authority'")
+        return cls(db, codes.load_key(pem), rules)
+
+    @asynccontextmanager
+    async def _tx(self, actor: str, action: str, detail: dict[str, Any]) -> AsyncIterator[Connection]:
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            yield conn
+            await conn.execute(
+                "insert into audit (actor, action, detail) values ($1, $2, $3::jsonb)",
+                actor,
+                action,
+                json.dumps(detail, default=str),
+            )
+
+    async def _account(self, conn: Connection, name: str) -> None:
+        if await conn.fetchval("select 1 from virtual_accounts where name = $1", name) is None:
+            raise Refused(404, f"no virtual account {name!r}")
+
+    async def _licenses(self, conn: Connection, account: str) -> dict[str, int]:
+        rows = await conn.fetch("select license, quantity from licenses where virtual_account = $1", account)
+        have = {r["license"]: r["quantity"] for r in rows}
+        return {lic: have.get(lic, 0) for lic in LICENSES}
+
+    async def _reserved(self, conn: Connection, account: str) -> dict[str, int]:
+        total = dict.fromkeys(LICENSES, 0)
+        for r in await conn.fetch(
+            "select counts from reservations where virtual_account = $1 and status <> 'returned'", account
+        ):
+            total = add(total, json.loads(r["counts"]))
+        return total
+
+    async def _set_licenses(self, conn: Connection, account: str, have: dict[str, int]) -> None:
+        await conn.executemany(
+            "insert into licenses (virtual_account, license, quantity) values ($1, $2, $3)"
+            " on conflict (virtual_account, license) do update set quantity = excluded.quantity",
+            [(account, lic, have[lic]) for lic in LICENSES],
+        )
+
+    # ------------------------------------------------------------ accounts and licenses
+
+    async def create_account(self, actor: str, at: datetime, smart_account: str, name: str) -> dict[str, Any]:
+        async with self._tx(actor, "account.create", {"smart_account": smart_account, "virtual_account": name}) as c:
+            done = await c.fetchval(
+                "insert into virtual_accounts (name, smart_account, created_at) values ($1, $2, $3)"
+                " on conflict do nothing returning name",
+                name,
+                smart_account,
+                at,
+            )
+            if done is None:
+                raise Refused(409, f"virtual account {name!r} exists")
+            await self._set_licenses(c, name, dict.fromkeys(LICENSES, 0))
+        return {"smart_account": smart_account, "virtual_account": name}
+
+    async def accounts(self) -> list[dict[str, Any]]:
+        async with self.db.pool.acquire() as conn:
+            rows = await conn.fetch("select name, smart_account from virtual_accounts order by smart_account, name")
+            out: dict[str, dict[str, Any]] = {}
+            for r in rows:
+                have = await self._licenses(conn, r["name"])
+                reserved = await self._reserved(conn, r["name"])
+                n = await conn.fetchval(
+                    "select count(*) from instances where virtual_account = $1 and status = 'registered'", r["name"]
+                )
+                sa = out.setdefault(r["smart_account"], {"smart_account": r["smart_account"], "virtual_accounts": []})
+                sa["virtual_accounts"].append(
+                    {"name": r["name"], "licenses": have, "reserved": reserved, "instances": n}
+                )
+        return list(out.values())
+
+    async def change_licenses(
+        self, actor: str, account: str, action: str, quantities: Any, to: str | None = None, reason: str = ""
+    ) -> dict[str, Any]:
+        """deposit, remove, or move (to another virtual account of the same smart account)."""
+        q = counts(quantities, "quantities")
+        detail = {"virtual_account": account, "quantities": q, "to": to, "reason": reason}
+        async with self._tx(actor, f"licenses.{action}", detail) as c:
+            await self._account(c, account)
+            have = await self._licenses(c, account)
+            if action == "deposit":
+                await self._set_licenses(c, account, add(have, q))
+                return {"virtual_account": account, "licenses": add(have, q)}
+            free = add(have, await self._reserved(c, account), -1)
+            short = [lic for lic in LICENSES if q[lic] > free[lic]]
+            if short:
+                lic = short[0]
+                raise Refused(409, f"{account!r} has {free[lic]} {lic} not reserved; cannot take {q[lic]}")
+            await self._set_licenses(c, account, add(have, q, -1))
+            if action == "remove":
+                return {"virtual_account": account, "licenses": add(have, q, -1)}
+            assert to is not None
+            await self._account(c, to)
+            same = await c.fetchval(
+                "select a.smart_account = b.smart_account from virtual_accounts a, virtual_accounts b"
+                " where a.name = $1 and b.name = $2",
+                account,
+                to,
+            )
+            if not same:
+                raise Refused(409, f"{to!r} is in another smart account: licenses move within a smart account")
+            other = await self._licenses(c, to)
+            await self._set_licenses(c, to, add(other, q))
+            return {"virtual_account": account, "licenses": add(have, q, -1), "to": {to: add(other, q)}}
+
+    async def instances(self, account: str) -> list[dict[str, Any]]:
+        async with self.db.pool.acquire() as conn:
+            await self._account(conn, account)
+            rows = await conn.fetch(
+                "select instance, status, registered_at, identity_valid_until, authorized_until, last_contact,"
+                " last_usage::text as usage, last_report::text as report from instances"
+                " where virtual_account = $1 order by instance",
+                account,
+            )
+        out = []
+        for r in rows:
+            report = json.loads(r["report"]) if r["report"] else None
+            out.append(
+                {
+                    "instance": r["instance"],
+                    "status": r["status"],
+                    "registered_at": _iso(r["registered_at"]),
+                    "registration_valid_until": _iso(r["identity_valid_until"]),
+                    "authorized_until": _iso(r["authorized_until"]),
+                    "last_contact": _iso(r["last_contact"]),
+                    "last_usage": json.loads(r["usage"]) if r["usage"] else None,
+                    "in_compliance": None if report is None else report["verdict"] == "in_compliance",
+                    "last_answer": report,
+                }
+            )
+        return out
+
+    # ------------------------------------------------------------ tokens
+
+    async def create_token(
+        self,
+        actor: str,
+        at: datetime,
+        account: str,
+        expires_in: timedelta,
+        max_uses: int,
+        export_controlled: bool,
+        description: str,
+    ) -> dict[str, Any]:
+        token = secrets.token_urlsafe(32)
+        detail = {"virtual_account": account, "expires_in_days": expires_in.days, "max_uses": max_uses}
+        async with self._tx(actor, "token.create", detail) as c:
+            await self._account(c, account)
+            await c.execute(
+                "insert into tokens (token, virtual_account, description, created_at, expires_at, max_uses,"
+                " export_controlled) values ($1, $2, $3, $4, $5, $6, $7)",
+                token,
+                account,
+                description,
+                at,
+                at + expires_in,
+                max_uses,
+                export_controlled,
+            )
+        return {
+            "token": token,
+            "virtual_account": account,
+            "expires_at": _iso(at + expires_in),
+            "max_uses": max_uses,
+            "export_controlled": export_controlled,
+            "description": description,
+        }
+
+    async def tokens(self, account: str) -> list[dict[str, Any]]:
+        async with self.db.pool.acquire() as conn:
+            await self._account(conn, account)
+            rows = await conn.fetch(
+                "select * from tokens where virtual_account = $1 order by created_at, token", account
+            )
+        return [
+            {
+                "token": r["token"],
+                "description": r["description"],
+                "created_at": _iso(r["created_at"]),
+                "expires_at": _iso(r["expires_at"]),
+                "max_uses": r["max_uses"],
+                "uses": r["uses"],
+                "revoked_at": _iso(r["revoked_at"]),
+                "export_controlled": r["export_controlled"],
+            }
+            for r in rows
+        ]
+
+    async def revoke_token(self, actor: str, at: datetime, token: str) -> dict[str, Any]:
+        async with self._tx(actor, "token.revoke", {"token": token[:8] + "…"}) as c:
+            done = await c.fetchval(
+                "update tokens set revoked_at = coalesce(revoked_at, $2) where token = $1 returning revoked_at",
+                token,
+                at,
+            )
+            if done is None:
+                raise Refused(404, "no such registration token")
+        return {"revoked_at": _iso(done)}
+
+    # ------------------------------------------------------------ the product side
+
+    def _identity(self, instance: str, account: str, at: datetime) -> tuple[str, str, datetime]:
+        serial = uuid.uuid4().hex
+        until = at + self.rules.identity_valid
+        cert = codes.sign(
+            self.key,
+            IDENTITY,
+            {
+                "instance": instance,
+                "virtual_account": account,
+                "serial": serial,
+                "issued_at": _iso(at),
+                "valid_until": _iso(until),
+            },
+        )
+        return cert, serial, until
+
+    async def _entitlements(self, conn: Connection, account: str) -> dict[str, int]:
+        """What an instance of the account may use: the pool not held by reservations."""
+        return add(await self._licenses(conn, account), await self._reserved(conn, account), -1)
+
+    def _answer(self, instance: str, account: str, at: datetime, ent: dict[str, int], **more: Any) -> dict[str, Any]:
+        r = self.rules
+        return {
+            "instance": instance,
+            "virtual_account": account,
+            "at": _iso(at),
+            "entitlements": ent,
+            "license_type": "flex",
+            "authorized_until": _iso(at + r.authorization_valid),
+            "renew_authorization_at": _iso(at + r.renew_authorization_after),
+            **more,
+        }
+
+    async def register(self, at: datetime, token: str, instance: str) -> dict[str, Any]:
+        async with self._tx(f"instance:{instance}", "instance.register", {"instance": instance}) as c:
+            row = await c.fetchrow("select * from tokens where token = $1 for update", token)
+            if row is None:
+                raise Refused(403, "unknown registration token: copy it again from the virtual account")
+            problem = token_problem(dict(row), at)
+            if problem is not None:
+                raise Refused(403, problem)
+            if await c.fetchval("select 1 from reservations where instance = $1 and status <> 'returned'", instance):
+                raise Refused(409, f"{instance} holds a license reservation: return it before registering")
+            account = row["virtual_account"]
+            await c.execute("update tokens set uses = uses + 1 where token = $1", token)
+            cert, serial, until = self._identity(instance, account, at)
+            await c.execute(
+                "insert into instances (instance, virtual_account, status, registered_at, identity_serial,"
+                " identity_valid_until, authorized_until, last_contact) values ($1, $2, 'registered', $3, $4, $5, $6, $3)"
+                " on conflict (instance) do update set virtual_account = $2, status = 'registered', registered_at = $3,"
+                " identity_serial = $4, identity_valid_until = $5, authorized_until = $6, last_contact = $3",
+                instance,
+                account,
+                at,
+                serial,
+                until,
+                at + self.rules.authorization_valid,
+            )
+            ent = await self._entitlements(c, account)
+        return self._answer(
+            instance,
+            account,
+            at,
+            ent,
+            identity_certificate=cert,
+            registration_valid_until=_iso(until),
+            renew_registration_at=_iso(at + self.rules.renew_registration_after),
+            export_controlled=row["export_controlled"],
+        )
+
+    async def _registered(self, c: Connection, certificate: str, at: datetime) -> Any:
+        try:
+            identity = codes.verify(self.key.public_key(), certificate, IDENTITY, "the identity certificate")
+        except codes.CodeError as exc:
+            raise Refused(401, str(exc)) from None
+        row = await c.fetchrow("select * from instances where instance = $1 for update", identity["instance"])
+        if row is None or row["status"] != "registered":
+            raise Refused(403, f"{identity['instance']} is not registered: register it with a token")
+        if row["identity_serial"] != identity["serial"]:
+            raise Refused(401, "the identity certificate was replaced by a newer one: use the latest")
+        if at >= row["identity_valid_until"]:
+            raise Refused(
+                403,
+                f"the registration expired at {row['identity_valid_until'].isoformat()}: register the instance again",
+            )
+        return row
+
+    async def renew_registration(self, at: datetime, certificate: str) -> dict[str, Any]:
+        async with self.db.pool.acquire() as c, c.transaction():
+            row = await self._registered(c, certificate, at)
+            cert, serial, until = self._identity(row["instance"], row["virtual_account"], at)
+            await c.execute(
+                "update instances set identity_serial = $2, identity_valid_until = $3, last_contact = $4,"
+                " authorized_until = $5 where instance = $1",
+                row["instance"],
+                serial,
+                until,
+                at,
+                at + self.rules.authorization_valid,
+            )
+            await self._audit(c, row["instance"], "instance.renew_registration", {"valid_until": _iso(until)})
+            ent = await self._entitlements(c, row["virtual_account"])
+        return self._answer(
+            row["instance"],
+            row["virtual_account"],
+            at,
+            ent,
+            identity_certificate=cert,
+            registration_valid_until=_iso(until),
+            renew_registration_at=_iso(at + self.rules.renew_registration_after),
+        )
+
+    async def authorize(self, at: datetime, certificate: str) -> dict[str, Any]:
+        async with self.db.pool.acquire() as c, c.transaction():
+            row = await self._registered(c, certificate, at)
+            await c.execute(
+                "update instances set authorized_until = $2, last_contact = $3 where instance = $1",
+                row["instance"],
+                at + self.rules.authorization_valid,
+                at,
+            )
+            await self._audit(c, row["instance"], "instance.authorize", {})
+            ent = await self._entitlements(c, row["virtual_account"])
+        return self._answer(row["instance"], row["virtual_account"], at, ent)
+
+    async def report(self, at: datetime, certificate: str, reports: Any) -> dict[str, Any]:
+        if not isinstance(reports, list) or len(reports) > 10_000:
+            raise Refused(400, "reports must be a list of at most 10000 interval reports")
+        async with self.db.pool.acquire() as c, c.transaction():
+            row = await self._registered(c, certificate, at)
+            account = row["virtual_account"]
+            usage = peak_of(reports) if reports else json.loads(row["last_usage"] or "null")
+            await c.execute(
+                "update instances set last_usage = $2::jsonb, last_contact = $3 where instance = $1",
+                row["instance"],
+                json.dumps(usage),
+                at,
+            )
+            used = dict.fromkeys(LICENSES, 0)
+            for r in await c.fetch(
+                "select last_usage::text as u from instances where virtual_account = $1 and status = 'registered'"
+                " and last_usage is not null",
+                account,
+            ):
+                used = add(used, json.loads(r["u"]))
+            answer = verdict(await self._entitlements(c, account), used)
+            answer = {"instance": row["instance"], "virtual_account": account, "reports": len(reports), **answer}
+            await c.execute(
+                "update instances set last_report = $2::jsonb where instance = $1", row["instance"], json.dumps(answer)
+            )
+            await self._audit(
+                c, row["instance"], "instance.report", {"reports": len(reports), "verdict": answer["verdict"]}
+            )
+        return answer
+
+    async def deregister(self, at: datetime, certificate: str) -> dict[str, Any]:
+        async with self.db.pool.acquire() as c, c.transaction():
+            row = await self._registered(c, certificate, at)
+            await c.execute(
+                "update instances set status = 'deregistered', last_usage = null, last_contact = $2 where instance = $1",
+                row["instance"],
+                at,
+            )
+            await self._audit(c, row["instance"], "instance.deregister", {"virtual_account": row["virtual_account"]})
+        return {"instance": row["instance"], "status": "deregistered", "released_from": row["virtual_account"]}
+
+    async def _audit(self, c: Connection, instance: str, action: str, detail: dict[str, Any]) -> None:
+        await c.execute(
+            "insert into audit (actor, action, detail) values ($1, $2, $3::jsonb)",
+            f"instance:{instance}",
+            action,
+            json.dumps({"instance": instance, **detail}, default=str),
+        )
+
+    # ------------------------------------------------------------ Specific License Reservation
+
+    async def reserve(
+        self, actor: str, at: datetime, request_code: str, account: str, quantities: Any
+    ) -> dict[str, Any]:
+        q = counts(quantities, "quantities")
+        try:
+            request = codes.read_product_code(request_code, REQUEST_CODE, "the reservation request code")
+        except codes.CodeError as exc:
+            raise Refused(400, str(exc)) from None
+        instance = str(request.get("instance", ""))
+        async with self._tx(
+            actor, "reservation.authorize", {"instance": instance, "virtual_account": account, "quantities": q}
+        ) as c:
+            await self._account(c, account)
+            if await c.fetchval("select 1 from instances where instance = $1 and status = 'registered'", instance):
+                raise Refused(409, f"{instance} is registered: a reservation is for an unregistered instance")
+            current = await c.fetchrow("select * from reservations where instance = $1 for update", instance)
+            free = await self._entitlements(c, account)
+            if current is not None and current["status"] != "returned" and current["virtual_account"] == account:
+                free = add(free, json.loads(current["counts"]))  # a modified reservation replaces the one held
+            short = [lic for lic in LICENSES if q[lic] > free[lic]]
+            if short:
+                raise Refused(409, f"{account!r} has {free[short[0]]} {short[0]} free; cannot reserve {q[short[0]]}")
+            serial = uuid.uuid4().hex
+            await c.execute(
+                "insert into reservations (instance, virtual_account, counts, status, code_serial, created_at, updated_at)"
+                " values ($1, $2, $3::jsonb, 'authorized', $4, $5, $5) on conflict (instance) do update set"
+                " virtual_account = $2, counts = $3::jsonb, status = 'authorized', code_serial = $4, updated_at = $5",
+                instance,
+                account,
+                json.dumps(q),
+                serial,
+                at,
+            )
+        code = codes.sign(
+            self.key,
+            AUTHORIZATION_CODE,
+            {
+                "instance": instance,
+                "request": request.get("nonce"),
+                "serial": serial,
+                "counts": q,
+                "issued_at": _iso(at),
+            },
+        )
+        return {"instance": instance, "virtual_account": account, "counts": q, "authorization_code": code}
+
+    async def confirm_reservation(self, actor: str, at: datetime, confirmation_code: str) -> dict[str, Any]:
+        try:
+            confirm = codes.read_product_code(confirmation_code, CONFIRMATION_CODE, "the confirmation code")
+        except codes.CodeError as exc:
+            raise Refused(400, str(exc)) from None
+        instance = str(confirm.get("instance", ""))
+        async with self._tx(actor, "reservation.confirm", {"instance": instance}) as c:
+            row = await c.fetchrow("select * from reservations where instance = $1 for update", instance)
+            if row is None or row["code_serial"] != confirm.get("serial") or row["status"] == "returned":
+                raise Refused(409, f"the confirmation code does not match {instance}'s current authorization code")
+            await c.execute(
+                "update reservations set status = 'installed', updated_at = $2 where instance = $1", instance, at
+            )
+        return {"instance": instance, "status": "installed", "counts": json.loads(row["counts"])}
+
+    async def return_reservation(self, actor: str, at: datetime, return_code: str) -> dict[str, Any]:
+        try:
+            r = codes.read_product_code(return_code, RETURN_CODE, "the return code")
+        except codes.CodeError as exc:
+            raise Refused(400, str(exc)) from None
+        instance = str(r.get("instance", ""))
+        async with self._tx(actor, "reservation.return", {"instance": instance}) as c:
+            row = await c.fetchrow("select * from reservations where instance = $1 for update", instance)
+            if row is None or row["status"] == "returned":
+                raise Refused(404, f"{instance} holds no reservation")
+            if row["code_serial"] != r.get("serial"):
+                raise Refused(409, f"the return code is not for {instance}'s current reservation")
+            await c.execute(
+                "update reservations set status = 'returned', updated_at = $2 where instance = $1", instance, at
+            )
+        return {
+            "instance": instance,
+            "status": "returned",
+            "freed": json.loads(row["counts"]),
+            "virtual_account": row["virtual_account"],
+        }
+
+    async def reservations(self, account: str) -> list[dict[str, Any]]:
+        async with self.db.pool.acquire() as conn:
+            await self._account(conn, account)
+            rows = await conn.fetch(
+                "select instance, counts::text as counts, status, updated_at from reservations"
+                " where virtual_account = $1 order by instance",
+                account,
+            )
+        return [
+            {
+                "instance": r["instance"],
+                "counts": json.loads(r["counts"]),
+                "status": r["status"],
+                "updated_at": _iso(r["updated_at"]),
+            }
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------ Classic -> Smart
+
+    async def add_classic(self, actor: str, kind: str, ident: str, quantities: Any) -> dict[str, Any]:
+        q = counts(quantities, "quantities")
+        async with self._tx(actor, f"classic.{kind}.add", {"id": ident, "quantities": q}) as c:
+            done = await c.fetchval(
+                "insert into classic (kind, id, quantities, converted) values ($1, $2, $3::jsonb, $4::jsonb)"
+                " on conflict do nothing returning id",
+                kind,
+                ident,
+                json.dumps(q),
+                json.dumps(dict.fromkeys(LICENSES, 0)),
+            )
+            if done is None:
+                raise Refused(409, f"{kind} {ident!r} exists")
+        return {"kind": kind, "id": ident, "classic": q}
+
+    async def classic(self, kind: str, ident: str) -> dict[str, Any]:
+        async with self.db.pool.acquire() as conn:
+            row = await conn.fetchrow("select * from classic where kind = $1 and id = $2", kind, ident)
+        if row is None:
+            raise Refused(404, f"no {kind} {ident!r}")
+        return {
+            "kind": kind,
+            "id": ident,
+            "classic": json.loads(row["quantities"]),
+            "converted": json.loads(row["converted"]),
+            "virtual_account": row["virtual_account"],
+        }
+
+    async def convert(self, actor: str, kind: str, ident: str, account: str, quantities: Any | None) -> dict[str, Any]:
+        """PAK: assign all its unconverted quantities (quantities None). Device: the SKUs and quantities asked;
+        what is left stays classic."""
+        async with self._tx(actor, f"classic.{kind}.convert", {"id": ident, "virtual_account": account}) as c:
+            await self._account(c, account)
+            row = await c.fetchrow("select * from classic where kind = $1 and id = $2 for update", kind, ident)
+            if row is None:
+                raise Refused(404, f"no {kind} {ident!r}")
+            left = json.loads(row["quantities"])
+            q = left if quantities is None else counts(quantities, "quantities")
+            over = [lic for lic in LICENSES if q[lic] > left[lic]]
+            if over:
+                raise Refused(
+                    409, f"{kind} {ident!r} has {left[over[0]]} classic {over[0]}; cannot convert {q[over[0]]}"
+                )
+            if not any(q.values()):
+                raise Refused(409, f"{kind} {ident!r} has nothing left to convert")
+            left = add(left, q, -1)
+            converted = add(json.loads(row["converted"]), q)
+            await c.execute(
+                "update classic set quantities = $3::jsonb, converted = $4::jsonb, virtual_account = $5"
+                " where kind = $1 and id = $2",
+                kind,
+                ident,
+                json.dumps(left),
+                json.dumps(converted),
+                account,
+            )
+            have = await self._licenses(c, account)
+            await self._set_licenses(c, account, add(have, q))
+        return {"kind": kind, "id": ident, "deposited": q, "still_classic": left, "virtual_account": account}
+
+    async def record(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """An audit entry for a change outside the database (faults on demand)."""
+        async with self._tx(actor, action, detail):
+            pass
+
+    async def audit(self, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "select seq, at, actor, action, detail::text as detail from audit where seq > $1 order by seq limit $2",
+            after,
+            limit,
+        )
+        return [
+            {
+                "seq": r["seq"],
+                "at": _iso(r["at"]),
+                "actor": r["actor"],
+                "action": r["action"],
+                "detail": json.loads(r["detail"]),
+            }
+            for r in rows
+        ]

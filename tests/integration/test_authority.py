@@ -1,0 +1,292 @@
+"""The licensing authority over HTTP, on the real PostgreSQL: accounts, licenses, tokens, registration,
+authorization, usage reports, deregistration, reservations, classic migration, faults, the audit log and its
+OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from ccxlic_authority import codes
+from ccxlic_authority.app import run
+from ccxlic_authority.openapi import OPERATIONS
+from ccxlic_authority.settings import AuthoritySettings
+from ccxlic_authority.store import CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
+from ccxlic_testing.plugin import InProcess, Stack, drop_schema, service_settings
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+D = timedelta(days=1)
+
+
+class Client:
+    def __init__(self, http: aiohttp.ClientSession, port: int) -> None:
+        self.http = http
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> tuple[int, Any]:
+        headers = {"X-Ccxlic-Actor": "ops@example.com", **kw.pop("headers", {})}
+        async with self.http.request(method, self.base + path, json=body, headers=headers, **kw) as r:
+            return r.status, await r.json()
+
+    async def ok(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        status, answer = await self.call(method, path, body)
+        assert status in (200, 201), (status, answer)
+        return answer
+
+    async def refused(self, method: str, path: str, body: dict[str, Any] | None, status: int, words: str) -> None:
+        got, answer = await self.call(method, path, body)
+        assert got == status and words in answer["error"], (got, answer)
+
+
+@pytest_asyncio.fixture
+async def authority(stack: Stack, pg_schema: str) -> AsyncIterator[Client]:
+    settings = service_settings(AuthoritySettings, stack, "", pg_schema)
+    service = InProcess(run, settings)
+    port = await service.started()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        yield Client(http, port)
+    await service.stopped()
+    await drop_schema(stack.database_url, pg_schema)
+
+
+def at(days: float) -> str:
+    return (T0 + days * D).isoformat()
+
+
+async def _setup(a: Client) -> str:
+    await a.ok("POST", "/v1/accounts", {"smart_account": "acme", "virtual_account": "east", "at": at(0)})
+    await a.ok("POST", "/v1/accounts", {"smart_account": "acme", "virtual_account": "spare", "at": at(0)})
+    await a.ok(
+        "POST", "/v1/accounts/east/licenses/deposit", {"quantities": {"standard": 40, "premium": 10, "ivr_ports": 20}}
+    )
+    await a.ok("POST", "/v1/accounts/spare/licenses/deposit", {"quantities": {"premium": 5}})
+    token = await a.ok("POST", "/v1/accounts/east/tokens", {"expires_in_days": 30, "max_uses": 2, "at": at(0)})
+    return str(token["token"])
+
+
+async def test_register_authorize_report_move_licenses_and_deregister(authority: Client) -> None:
+    a = authority
+    token = await _setup(a)
+    reg = await a.ok("POST", "/v1/product/register", {"token": token, "instance": "cc-east", "at": at(1)})
+    assert reg["entitlements"] == {"standard": 40, "premium": 10, "ivr_ports": 20}
+    assert reg["registration_valid_until"] == at(366) and reg["renew_registration_at"] == at(183)
+    assert reg["authorized_until"] == at(91) and reg["renew_authorization_at"] == at(31)
+    cert = reg["identity_certificate"]
+    keys = await a.ok("GET", "/v1/keys")
+    assert codes.verify(keys["public_key_pem"], cert, "identity-certificate", "cert")["instance"] == "cc-east"
+
+    auth = await a.ok("POST", "/v1/product/authorize", {"identity_certificate": cert, "at": at(31)})
+    assert auth["authorized_until"] == at(121)
+    peaks = [{"interval_start": at(31), "peak": {"standard": 40, "premium": 12, "agents": 52, "ivr_ports": 3}}]
+    answer = await a.ok("POST", "/v1/product/report", {"identity_certificate": cert, "reports": peaks, "at": at(32)})
+    assert answer["verdict"] == "out_of_compliance" and answer["shortfall"]["premium"] == 2
+    [listed] = (await a.ok("GET", "/v1/accounts/east/instances"))["instances"]
+    assert listed["in_compliance"] is False and listed["last_usage"]["premium"] == 12
+    assert listed["last_contact"] == at(32)
+
+    await a.refused(
+        "POST", "/v1/accounts/spare/licenses/move", {"quantities": {"premium": 6}, "to": "east"}, 409, "has 5 premium"
+    )
+    moved = await a.ok("POST", "/v1/accounts/spare/licenses/move", {"quantities": {"premium": 2}, "to": "east"})
+    assert moved["to"]["east"]["premium"] == 12
+    answer = await a.ok("POST", "/v1/product/report", {"identity_certificate": cert, "reports": peaks, "at": at(33)})
+    assert answer["verdict"] == "in_compliance"
+    assert (await a.ok("GET", "/v1/accounts/east/instances"))["instances"][0]["in_compliance"] is True
+
+    renewed = await a.ok("POST", "/v1/product/renew-registration", {"identity_certificate": cert, "at": at(183)})
+    assert renewed["registration_valid_until"] == at(548)
+    await a.refused(
+        "POST", "/v1/product/authorize", {"identity_certificate": cert, "at": at(184)}, 401, "replaced by a newer one"
+    )
+    cert = renewed["identity_certificate"]
+    done = await a.ok("POST", "/v1/product/deregister", {"identity_certificate": cert, "at": at(190)})
+    assert done["status"] == "deregistered"
+    await a.refused(
+        "POST", "/v1/product/authorize", {"identity_certificate": cert, "at": at(191)}, 403, "not registered"
+    )
+    [listed] = (await a.ok("GET", "/v1/accounts/east/instances"))["instances"]
+    assert listed["status"] == "deregistered" and listed["last_usage"] is None  # its licenses are released
+
+    audit = (await a.ok("GET", "/v1/audit"))["entries"]
+    actions = [e["action"] for e in audit]
+    assert actions[:3] == ["account.create", "account.create", "licenses.deposit"]
+    assert "licenses.move" in actions and actions[-1] == "instance.deregister"
+    assert audit[0]["actor"] == "ops@example.com" and audit[-1]["actor"] == "instance:cc-east"
+
+
+async def test_tokens_and_registration_refusals_say_why(authority: Client) -> None:
+    a = authority
+    token = await _setup(a)
+    await a.refused(
+        "POST",
+        "/v1/product/register",
+        {"token": "nope", "instance": "cc-1", "at": at(1)},
+        403,
+        "unknown registration token",
+    )
+    await a.refused("POST", "/v1/product/register", {"token": token, "instance": "cc-1", "at": at(31)}, 403, "expired")
+    await a.ok("POST", "/v1/product/register", {"token": token, "instance": "cc-1", "at": at(1)})
+    await a.ok("POST", "/v1/product/register", {"token": token, "instance": "cc-2", "at": at(1)})
+    await a.refused(
+        "POST", "/v1/product/register", {"token": token, "instance": "cc-3", "at": at(1)}, 403, "used 2 times"
+    )
+    other = await a.ok("POST", "/v1/accounts/east/tokens", {"export_controlled": True, "description": "lab"})
+    assert other["export_controlled"] is True and other["max_uses"] == 1
+    await a.ok("POST", f"/v1/tokens/{other['token']}/revoke", {})
+    await a.refused("POST", "/v1/product/register", {"token": other["token"], "instance": "cc-4"}, 403, "revoked")
+    listed = (await a.ok("GET", "/v1/accounts/east/tokens"))["tokens"]
+    assert [t["uses"] for t in listed] == [2, 0] and listed[1]["revoked_at"] is not None
+    reg = await a.ok(
+        "POST",
+        "/v1/product/register",
+        {
+            "token": (await a.ok("POST", "/v1/accounts/east/tokens", {"at": at(0)}))["token"],
+            "instance": "cc-5",
+            "at": at(1),
+        },
+    )
+    await a.refused(
+        "POST",
+        "/v1/product/authorize",
+        {"identity_certificate": reg["identity_certificate"], "at": at(367)},
+        403,
+        "registration expired",
+    )
+    tampered = reg["identity_certificate"][:-3] + ("AAA" if not reg["identity_certificate"].endswith("AAA") else "BBB")
+    await a.refused("POST", "/v1/product/authorize", {"identity_certificate": tampered, "at": at(2)}, 401, "changed")
+    await a.refused(
+        "POST", "/v1/accounts", {"smart_account": "acme", "virtual_account": "bad name"}, 400, "virtual_account must be"
+    )
+    await a.refused(
+        "POST",
+        "/v1/accounts/nowhere/licenses/deposit",
+        {"quantities": {"premium": 1}},
+        404,
+        "no virtual account 'nowhere'",
+    )
+    await a.refused(
+        "POST", "/v1/accounts/east/licenses/deposit", {"quantities": {"gold": 1}}, 400, "unknown license 'gold'"
+    )
+    await a.refused("POST", "/v1/accounts/east/licenses/remove", {"quantities": {"premium": 11}}, 409, "has 10 premium")
+    status, answer = await a.call(
+        "POST", "/v1/accounts", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400 and "not valid JSON" in answer["error"]
+
+
+async def test_a_reservation_round_trip_with_codes(authority: Client) -> None:
+    a = authority
+    await _setup(a)
+    request = codes.product_code(REQUEST_CODE, {"instance": "cc-vault", "nonce": "n1"})
+    tampered = request[:10] + ("x" if request[10] != "x" else "y") + request[11:]
+    q = {"standard": 10, "premium": 4, "ivr_ports": 5}
+    await a.refused(
+        "POST", "/v1/accounts/east/reservations", {"request_code": tampered, "quantities": q}, 400, "fails its check"
+    )
+    await a.refused(
+        "POST",
+        "/v1/accounts/east/reservations",
+        {"request_code": request, "quantities": {"premium": 11}},
+        409,
+        "has 10 premium free",
+    )
+    granted = await a.ok(
+        "POST", "/v1/accounts/east/reservations", {"request_code": request, "quantities": q, "at": at(1)}
+    )
+    keys = await a.ok("GET", "/v1/keys")
+    auth = codes.verify(keys["public_key_pem"], granted["authorization_code"], "reservation-authorization", "code")
+    assert auth["counts"] == q and auth["instance"] == "cc-vault"
+    # the reserved licenses are out of the pool: a registered instance of the account now gets the rest
+    token = (await a.ok("POST", "/v1/accounts/east/tokens", {"at": at(0)}))["token"]
+    reg = await a.ok("POST", "/v1/product/register", {"token": token, "instance": "cc-other", "at": at(2)})
+    assert reg["entitlements"] == {"standard": 30, "premium": 6, "ivr_ports": 15}
+    await a.refused(
+        "POST", "/v1/accounts/east/licenses/remove", {"quantities": {"premium": 7}}, 409, "has 6 premium not reserved"
+    )
+    confirmation = codes.product_code(CONFIRMATION_CODE, {"instance": "cc-vault", "serial": auth["serial"]})
+    assert (await a.ok("POST", "/v1/reservations/confirm", {"confirmation_code": confirmation}))[
+        "status"
+    ] == "installed"
+    wrong = codes.product_code(RETURN_CODE, {"instance": "cc-vault", "serial": "old"})
+    await a.refused(
+        "POST", "/v1/reservations/return", {"return_code": wrong}, 409, "not for cc-vault's current reservation"
+    )
+    back = codes.product_code(RETURN_CODE, {"instance": "cc-vault", "serial": auth["serial"]})
+    freed = await a.ok("POST", "/v1/reservations/return", {"return_code": back})
+    assert freed["freed"] == q
+    await a.refused("POST", "/v1/reservations/return", {"return_code": back}, 404, "holds no reservation")
+    assert (await a.ok("GET", "/v1/accounts/east/reservations"))["reservations"][0]["status"] == "returned"
+    # a registered instance cannot get a reservation
+    registered = codes.product_code(REQUEST_CODE, {"instance": "cc-other", "nonce": "n2"})
+    await a.refused(
+        "POST", "/v1/accounts/east/reservations", {"request_code": registered, "quantities": q}, 409, "is registered"
+    )
+
+
+async def test_classic_to_smart_pak_and_device_conversion(authority: Client) -> None:
+    a = authority
+    await _setup(a)
+    await a.ok("POST", "/v1/classic/paks", {"id": "PAK-1", "quantities": {"standard": 20, "premium": 3}})
+    done = await a.ok("POST", "/v1/classic/paks/PAK-1/convert", {"virtual_account": "spare"})
+    assert done["deposited"] == {"standard": 20, "premium": 3, "ivr_ports": 0}
+    await a.refused("POST", "/v1/classic/paks/PAK-1/convert", {"virtual_account": "spare"}, 409, "nothing left")
+    await a.ok("POST", "/v1/classic/devices", {"id": "6f1c2a9e-uuid", "quantities": {"standard": 10, "ivr_ports": 8}})
+    part = await a.ok(
+        "POST", "/v1/classic/devices/6f1c2a9e-uuid/convert", {"virtual_account": "spare", "quantities": {"standard": 4}}
+    )
+    assert part["still_classic"] == {"standard": 6, "premium": 0, "ivr_ports": 8}
+    await a.refused(
+        "POST",
+        "/v1/classic/devices/6f1c2a9e-uuid/convert",
+        {"virtual_account": "spare", "quantities": {"standard": 7}},
+        409,
+        "has 6 classic standard",
+    )
+    device = await a.ok("GET", "/v1/classic/devices/6f1c2a9e-uuid")
+    assert device["converted"]["standard"] == 4 and device["classic"]["standard"] == 6
+    [acme] = (await a.ok("GET", "/v1/accounts"))["smart_accounts"]
+    spare = next(v for v in acme["virtual_accounts"] if v["name"] == "spare")
+    assert spare["licenses"] == {"standard": 24, "premium": 8, "ivr_ports": 0}
+
+
+async def test_faults_on_demand_unreachable_slow_and_refused(authority: Client) -> None:
+    a = authority
+    token = await _setup(a)
+    body = {"token": token, "instance": "cc-f", "at": at(1)}
+    await a.ok("PUT", "/v1/faults", {"mode": "refuse", "reason": "maintenance window"})
+    await a.refused("POST", "/v1/product/register", body, 503, "refused: maintenance window")
+    assert (await a.ok("GET", "/v1/accounts"))["smart_accounts"]  # the account side is not faulted
+    await a.ok("PUT", "/v1/faults", {"mode": "unreachable"})
+    with pytest.raises(aiohttp.ClientError):
+        await a.call("POST", "/v1/product/register", body)
+    await a.ok("PUT", "/v1/faults", {"mode": "slow", "delay_seconds": 5})
+    with pytest.raises(TimeoutError):
+        await a.call("POST", "/v1/product/register", body, timeout=aiohttp.ClientTimeout(total=0.5))
+    await a.ok("PUT", "/v1/faults", {"mode": "none"})
+    await a.ok("POST", "/v1/product/register", body)
+    await a.refused("PUT", "/v1/faults", {"mode": "flaky"}, 400, "mode must be one of")
+    assert [
+        e["detail"]["mode"] for e in (await a.ok("GET", "/v1/audit"))["entries"] if e["action"] == "faults.set"
+    ] == [
+        "refuse",
+        "unreachable",
+        "slow",
+        "none",
+    ]
+
+
+async def test_the_openapi_document_describes_every_route(authority: Client) -> None:
+    doc = await authority.ok("GET", "/openapi.json")
+    assert doc["openapi"].startswith("3.1")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == {(m.upper(), p) for m, p, *_ in OPERATIONS}
+    for method, path in documented:  # every documented route exists: a wrong method or path answers 405/404
+        filled = path.replace("{account}", "east").replace("{token}", "t").replace("{id}", "x")
+        status, _ = await authority.call(method, filled, {} if method != "GET" else None)
+        assert status not in (404, 405) or "error" in _, (method, path, status)
