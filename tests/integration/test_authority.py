@@ -268,8 +268,12 @@ async def test_faults_on_demand_unreachable_slow_and_refused(authority: Client) 
     await a.ok("PUT", "/v1/faults", {"mode": "slow", "delay_seconds": 5})
     with pytest.raises(TimeoutError):
         await a.call("POST", "/v1/product/register", body, timeout=aiohttp.ClientTimeout(total=0.5))
+    await a.ok("PUT", "/v1/faults", {"mode": "refuse", "reason": "only cc-other", "instance": "cc-other"})
+    reg = await a.ok("POST", "/v1/product/register", body)  # a fault for another instance leaves this one alone
+    await a.ok("PUT", "/v1/faults", {"mode": "refuse", "reason": "only cc-f", "instance": "cc-f"})
+    cert = {"identity_certificate": reg["identity_certificate"], "at": at(2)}
+    await a.refused("POST", "/v1/product/authorize", cert, 503, "only cc-f")
     await a.ok("PUT", "/v1/faults", {"mode": "none"})
-    await a.ok("POST", "/v1/product/register", body)
     await a.refused("PUT", "/v1/faults", {"mode": "flaky"}, 400, "mode must be one of")
     assert [
         e["detail"]["mode"] for e in (await a.ok("GET", "/v1/audit"))["entries"] if e["action"] == "faults.set"
@@ -277,6 +281,8 @@ async def test_faults_on_demand_unreachable_slow_and_refused(authority: Client) 
         "refuse",
         "unreachable",
         "slow",
+        "refuse",
+        "refuse",
         "none",
     ]
 

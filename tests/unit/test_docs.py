@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from ccxlic_agent.settings import AgentSettings
 from ccxlic_alerting.settings import AlertingSettings
 from ccxlic_authority.settings import AuthoritySettings
 from ccxlic_cli.main import CliSettings
@@ -25,6 +26,7 @@ VARIABLES = sorted(
             ComplianceSettings,
             AlertingSettings,
             AuthoritySettings,
+            AgentSettings,
             CliSettings,
         )
         for f in cls.model_fields.values()

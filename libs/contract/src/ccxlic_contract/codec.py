@@ -15,6 +15,7 @@ from pydantic_core import from_json
 
 from ccxlic_contract.events import (
     MAX_MESSAGE_BYTES,
+    AgentCommand,
     AgentRoster,
     AgentSignedIn,
     AgentSignedOut,
@@ -64,6 +65,7 @@ Event = Annotated[
     | SmartAgentInitFailed
     | ReservationInstalled
     | ReservationReturned
+    | AgentCommand
     | ClockTicked
     | ConsumptionChanged
     | IntervalClosed

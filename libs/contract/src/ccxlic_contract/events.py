@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -222,6 +222,102 @@ class ReservationInstalledData(Data):
     standard_seats: Count
     premium_seats: Count
     ivr_ports: Count
+
+
+# ---------------------------------------------------------------- commands to the Smart Agent
+
+AgentOperation = Literal[
+    "register",
+    "reregister",
+    "deregister",
+    "renew_authorization",
+    "renew_registration",
+    "set_license_type",
+    "set_transport",
+    "reservation_enable",
+    "reservation_request",
+    "reservation_install",
+    "reservation_return",
+    "reservation_disable",
+]
+Transport = Literal["direct", "proxy", "onprem"]
+URL_PATTERN = r"^https?://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]{1,2000}$"
+
+
+_COMMAND_FIELDS = ("token", "transport", "url", "proxy", "deployment", "overage_allowed", "code")
+_COMMAND_NEEDS: dict[str, tuple[str, ...]] = {
+    "register": ("token",),
+    "reregister": ("token",),
+    "set_transport": ("transport",),
+    "set_license_type": ("deployment",),
+    "reservation_install": ("code",),
+}
+_COMMAND_TAKES: dict[str, frozenset[str]] = {
+    "register": frozenset({"token", "transport", "url", "proxy"}),
+    "reregister": frozenset({"token", "transport", "url", "proxy"}),
+    "set_transport": frozenset({"transport", "url", "proxy"}),
+    "set_license_type": frozenset({"deployment", "overage_allowed"}),
+    "reservation_install": frozenset({"code"}),
+}
+
+
+def _command_schema(schema: dict[str, Any]) -> None:
+    """The per-operation rules of `_fields_of_the_operation`, in JSON Schema (so schema and codec agree)."""
+    rules: list[dict[str, Any]] = []
+    for op in get_args(AgentOperation):
+        needs = _COMMAND_NEEDS.get(op, ())
+        takes = _COMMAND_TAKES.get(op, frozenset())
+        then: dict[str, Any] = {
+            "properties": {
+                **{n: {"type": "null"} for n in _COMMAND_FIELDS if n not in takes},
+                **{n: {"not": {"type": "null"}} for n in needs},
+            }
+        }
+        if needs:
+            then["required"] = list(needs)
+        rules.append({"if": {"properties": {"operation": {"const": op}}}, "then": then})
+    for transport, field in (("onprem", "url"), ("proxy", "proxy")):
+        rules.append(
+            {
+                "if": {"properties": {"transport": {"const": transport}}, "required": ["transport"]},
+                "then": {"properties": {field: {"not": {"type": "null"}}}, "required": [field]},
+            }
+        )
+    schema["allOf"] = rules
+
+
+class AgentCommandData(Data):
+    """An operation an admin asks of an instance's Smart Agent. Which fields an operation takes:
+    `register` / `reregister`: `token`, and optionally `transport`, `url`, `proxy`; `set_transport`: `transport`, and
+    `url` (onprem) or `proxy` (proxy); `set_license_type`: `deployment`, optionally `overage_allowed`;
+    `reservation_install`: `code` (the authorization code); the others nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, json_schema_extra=_command_schema)
+
+    operation: AgentOperation
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    transport: Transport | None = None
+    url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
+    proxy: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
+    deployment: Deployment | None = None
+    overage_allowed: StrictBool | None = None
+    code: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_the_operation(self) -> AgentCommandData:
+        op = self.operation
+        for name in _COMMAND_NEEDS.get(op, ()):
+            if getattr(self, name) is None:
+                raise ValueError(f"{op} needs {name}")
+        takes = _COMMAND_TAKES.get(op, frozenset())
+        extra = [n for n in _COMMAND_FIELDS if getattr(self, n) is not None and n not in takes]
+        if extra:
+            raise ValueError(f"{op} takes no {extra[0]}")
+        if self.transport == "onprem" and self.url is None:
+            raise ValueError("the onprem transport needs the SSM On-Prem url")
+        if self.transport == "proxy" and self.proxy is None:
+            raise ValueError("the proxy transport needs the proxy url")
+        return self
 
 
 # ---------------------------------------------------------------- outputs of our services
@@ -526,6 +622,13 @@ class ReservationReturned(CloudEvent):
     data: Empty = Empty()
 
 
+class AgentCommand(CloudEvent):
+    """An operation for the Smart Agent of the instance named by `subject` (`ccxlic register`, ...)."""
+
+    type: Literal["licensing.agent.command"] = "licensing.agent.command"
+    data: AgentCommandData
+
+
 class ClockTicked(CloudEvent):
     """`time` is "now" for the instance named by `subject`, or for every instance when `subject` is `*`."""
 
@@ -601,6 +704,7 @@ EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
     SmartAgentInitFailed,
     ReservationInstalled,
     ReservationReturned,
+    AgentCommand,
     ClockTicked,
     ConsumptionChanged,
     IntervalClosed,

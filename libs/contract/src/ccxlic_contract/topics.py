@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ccxlic_contract.events import (
+    AgentCommand,
     AgentRoster,
     AgentSignedIn,
     AgentSignedOut,
@@ -91,6 +92,7 @@ LIFECYCLE = Topic(
     "smart agent / admin",
 )
 CLOCK = Topic("licensing.clock", _types(ClockTicked), "subject", "ticker")
+AGENT_COMMANDS = Topic("licensing.agent-commands", _types(AgentCommand), "subject", "admin (ccxlic)")
 CONSUMPTION = Topic(
     "licensing.consumption",
     _types(ConsumptionChanged, IntervalClosed, SignInRejected, LicenseControlBreached, ConsumptionFailed),
@@ -130,6 +132,7 @@ TOPICS: tuple[Topic, ...] = (
     ENTITLEMENTS,
     LIFECYCLE,
     CLOCK,
+    AGENT_COMMANDS,
     CONSUMPTION,
     COMPLIANCE,
     ALERTS,

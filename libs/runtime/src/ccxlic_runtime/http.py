@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -129,8 +130,9 @@ def add_ops_routes(
 class OpsServer:
     """Serves an aiohttp application on host:port; port 0 picks a free port (see `.port`)."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.tls = tls
         self.host = host
         self.requested_port = port
         self.port = port
@@ -139,7 +141,7 @@ class OpsServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.requested_port)
+        site = web.TCPSite(self._runner, self.host, self.requested_port, ssl_context=self.tls)
         try:
             await site.start()
         except OSError as exc:

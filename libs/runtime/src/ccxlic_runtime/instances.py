@@ -11,7 +11,8 @@ every input of a batch, inside the policy's transaction (policy.py):
    outputs so far are written (so the read sees them) and `resume(state, answer)` goes on;
 3. at the end of the batch each instance's state is saved over the version it was read at (another worker's newer
    save makes that a `ConcurrentUpdate`: transient, the batch is retried on fresh state), then its outputs are
-   written and its events queued on the service's output topic, in the order decided. The save comes first, so a
+   written and its events queued on the service's output topic (or, with none, each on its type's topic), in the
+   order decided. The save comes first, so a
    worker that lost the race never writes an output (no duplicate history rows); when outputs must be written
    before a read, the state is saved first for the same reason (the row stays locked until COMMIT);
 4. once committed, the cache holds the new state and `on_commit` hears of it (metrics, wake-ups).
@@ -141,7 +142,7 @@ class Instances(Generic[S, O, E]):
         decider: Decider[S, O, E],
         store: Store[S, O, E],
         publish: Publish[O],
-        output: Topic,
+        output: Topic | None,
         *,
         on_commit: Callable[[str, S | None, S, Sequence[O]], None] | None = None,
         on_failure: Callable[[Event, str], Sequence[Event]] | None = None,

@@ -10,6 +10,8 @@ from typing import Any
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
+    AgentCommand,
+    AgentCommandData,
     AgentRoster,
     AgentRosterData,
     AgentSignedIn,
@@ -199,6 +201,10 @@ class Build:
             "consumption": ConsumptionFailed,
         }[kind]
         return self._event(cls, t, FailureReason(reason=reason))
+
+    def command(self, t: datetime, operation: str, **fields: Any) -> Event:
+        """A licensing.agent.command, e.g. `command(t, "register", token="...")`."""
+        return self._event(AgentCommand, t, AgentCommandData.model_validate({"operation": operation, **fields}))
 
     def agent_initialized(self, t: datetime) -> Event:
         return self._event(SmartAgentInitialized, t, {})

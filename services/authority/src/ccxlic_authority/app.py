@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,24 @@ class Faults:
     mode: str = "none"
     reason: str = "refused on demand"
     delay: float = 30.0
+    instance: str | None = None  # only this instance's calls (None: every instance's)
+
+    def applies(self, instance: str | None) -> bool:
+        return self.mode != "none" and (self.instance is None or self.instance == instance)
+
+
+def _caller(body: dict[str, Any]) -> str | None:
+    """The instance a product call is from: named in `register`, else in its identity certificate (read, not
+    verified: the handler verifies it)."""
+    if isinstance(body.get("instance"), str):
+        return str(body["instance"])
+    cert = body.get("identity_certificate")
+    if isinstance(cert, str):
+        try:
+            return str(codes.peek(cert).get("instance"))
+        except codes.CodeError:
+            return None
+    return None
 
 
 def _name(body: dict[str, Any], field: str) -> str:
@@ -113,18 +132,18 @@ def make_app(
         handler: Handler, *, status: int = 200, product: bool = False
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            if product and faults.mode != "none":
-                if faults.mode == "unreachable":
-                    if request.transport is not None:
-                        request.transport.abort()
-                    raise web.HTTPServiceUnavailable()  # never reaches the caller: the connection is gone
-                if faults.mode == "slow":
-                    await asyncio.sleep(faults.delay)
-                elif faults.mode == "refuse":
-                    return problem(503, f"the licensing authority refused: {faults.reason}")
             name = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
             try:
                 body = await body_of(request) if request.method != "GET" else {}
+                if product and faults.applies(_caller(body)):
+                    if faults.mode == "unreachable":
+                        if request.transport is not None:
+                            request.transport.abort()
+                        raise web.HTTPServiceUnavailable()  # never reaches the caller: the connection is gone
+                    if faults.mode == "slow":
+                        await asyncio.sleep(faults.delay)
+                    elif faults.mode == "refuse":
+                        raise Refused(503, f"the licensing authority refused: {faults.reason}")
                 result = await handler(request, body)
             except Refused as exc:
                 answered.labels(name, str(exc.status)).inc()
@@ -216,7 +235,12 @@ def make_app(
         return handler
 
     async def get_faults(r: web.Request, b: dict[str, Any]) -> Any:
-        return {"mode": faults.mode, "reason": faults.reason, "delay_seconds": faults.delay}
+        return {
+            "mode": faults.mode,
+            "reason": faults.reason,
+            "delay_seconds": faults.delay,
+            "instance": faults.instance,
+        }
 
     async def set_faults(r: web.Request, b: dict[str, Any]) -> Any:
         mode = b.get("mode")
@@ -225,8 +249,11 @@ def make_app(
         delay = b.get("delay_seconds", 30)
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 600:
             raise Refused(400, "delay_seconds must be a number from 0 to 600")
+        instance = _name(b, "instance") if b.get("instance") is not None else None
         faults.mode, faults.reason, faults.delay = mode, _text(b, "reason", "refused on demand"), float(delay)
-        await authority.record(actor(r), "faults.set", {"mode": mode, "reason": faults.reason, "delay_seconds": delay})
+        faults.instance = instance
+        detail = {"mode": mode, "reason": faults.reason, "delay_seconds": delay, "instance": instance}
+        await authority.record(actor(r), "faults.set", detail)
         return await get_faults(r, b)
 
     async def audit(r: web.Request, b: dict[str, Any]) -> Any:
@@ -297,7 +324,11 @@ async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callab
         registry = CollectorRegistry()
         app = make_app(authority, settings, Faults(), registry)
         add_ops_routes(app.router, registry, {"database": db.ping})
-        server = OpsServer(app, settings.http_host, settings.http_port)
+        tls = None
+        if settings.tls_cert_file and settings.tls_key_file:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        server = OpsServer(app, settings.http_host, settings.http_port, tls)
         await server.start()
         log.info("authority ready", extra={"port": server.port})
         if ready is not None:

@@ -113,6 +113,15 @@ def verify(public: Ed25519PublicKey | str, code: str, kind: str, what: str) -> d
     return _payload(body, what, kind)
 
 
+def peek(code: str) -> dict[str, Any]:
+    """What a signed document says, unverified (to route a request; `verify` before trusting it)."""
+    body, _ = _split(code, "the document")
+    payload = json.loads(_unb64(body, "the document"))
+    if not isinstance(payload, dict):
+        raise CodeError("the document does not hold a JSON object")
+    return payload
+
+
 # ---------------------------------------------------------------- made by a product instance
 
 

@@ -155,7 +155,7 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
         "put",
         "/v1/faults",
         "account",
-        "Set a fault on the product side: none, unreachable, slow (delay_seconds), refuse (reason)",
+        "Set a fault on the product side: none, unreachable, slow (delay_seconds), refuse (reason); for one instance or all",
         {
             "mode": {"enum": ["none", "unreachable", "slow", "refuse"]},
             "reason": {"type": "string"},

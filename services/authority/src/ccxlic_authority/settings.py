@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ccxlic_runtime.settings import RuntimeSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 
 
 class AuthoritySettings(RuntimeSettings):
@@ -11,3 +11,12 @@ class AuthoritySettings(RuntimeSettings):
     schema_name: str = Field("authority", validation_alias="CCXLIC_AUTHORITY_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     caller_clock: bool = Field(True, validation_alias="CCXLIC_AUTHORITY_CALLER_CLOCK")
     """Take a request's `at` as the time (labs and simulations walk months in minutes); false: the wall clock."""
+    tls_cert_file: str | None = Field(None, validation_alias="CCXLIC_AUTHORITY_TLS_CERT")
+    tls_key_file: str | None = Field(None, validation_alias="CCXLIC_AUTHORITY_TLS_KEY")
+    """Serve HTTPS with this certificate chain and key (PEM), as an SSM On-Prem does; both or neither."""
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> AuthoritySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both CCXLIC_AUTHORITY_TLS_CERT and CCXLIC_AUTHORITY_TLS_KEY, or neither")
+        return self

@@ -1,0 +1,1 @@
+"""The Smart Agent (README "Smart Agent")."""

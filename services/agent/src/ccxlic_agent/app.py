@@ -1,0 +1,136 @@
+"""The Smart Agent's composition root: its decider, store and authority client on the runtime, and its HTTP views.
+
+Why its own service, not inside compliance: the agent talks to the outside (the licensing authority), and what it
+hears back is not a function of its input stream. Inside compliance that would make compliance's verdicts depend on
+the authority's availability and break "a replay equals the live run". As its own service it is an edge, like the
+product's Smart Agent is: *when* it calls is a pure function of its stream (event time), and what happened is
+published as lifecycle events, which the chain reads like any other input (a replay of the topics gives the same
+verdicts, without calling anyone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from ccxlic_contract.topics import AGENT_COMMANDS, CONSUMPTION
+from ccxlic_runtime.db import Database
+from ccxlic_runtime.http import BadRequest, instance_param, json_response, problem
+from ccxlic_runtime.instances import Instances, Store
+from ccxlic_runtime.service import run_service, service_database
+from prometheus_client import CollectorRegistry, Counter
+
+from ccxlic_agent.client import AuthorityClient
+from ccxlic_agent.machine import AgentDecider, Called, Emitted, Output, Rules, State
+from ccxlic_agent.settings import AgentSettings
+from ccxlic_agent.store import PgAgentStore, load_agent
+
+SERVICE = "agent"
+INPUTS = (CONSUMPTION, AGENT_COMMANDS)  # ticks and reports first at one instant: a command then sees them
+MIGRATIONS = resources.files("ccxlic_agent") / "migrations"
+
+
+def publish(instance: str, output: Output) -> tuple[Any, ...]:
+    return (output.event,) if isinstance(output, Emitted) else ()
+
+
+def build(registry: CollectorRegistry, store: Store[State, Output, None]) -> Instances[State, Output, None]:
+    calls = Counter(
+        "ccxlic_agent_calls",
+        "Calls to the licensing authority, by operation and outcome",
+        ["operation", "ok"],
+        registry=registry,
+    )
+
+    def observe(instance: str, before: State | None, after: State, outputs: Any) -> None:
+        for o in outputs:
+            if isinstance(o, Called):
+                calls.labels(o.operation, str(o.ok).lower()).inc()
+
+    return Instances(AgentDecider(Rules()), store, publish, None, on_commit=observe)
+
+
+def view(state: State) -> dict[str, Any]:
+    return {
+        "instance": state.instance,
+        "as_of": state.now,
+        "status": state.status,
+        "transport": {"mode": state.transport, "url": state.url, "proxy": state.proxy},
+        "license_type": state.deployment,
+        "overage_allowed": state.overage_allowed,
+        "virtual_account": state.virtual_account,
+        "registration_valid_until": state.registration_valid_until,
+        "next": {
+            "authorization": state.next_authorization,
+            "registration_renewal": state.next_registration_renewal,
+            "report": state.next_report,
+        },
+        "failures": {
+            "authorization": state.authorization_failures,
+            "registration": state.registration_failures,
+            "report": state.report_failures,
+        },
+        "reports_waiting": len(state.pending),
+        "entitlements": state.entitlements,
+        "reservation": state.reservation,
+        "calls": state.calls,
+        "last": None if state.last is None else state.last.model_dump(mode="json"),
+    }
+
+
+def add_routes(app: web.Application, db: Database) -> None:
+    async def instances(_: web.Request) -> web.Response:
+        rows = await db.fetch("select state::text as state from instances order by instance")
+        return json_response({"instances": [view(State.model_validate_json(r["state"])) for r in rows]})
+
+    async def one(request: web.Request) -> web.Response:
+        try:
+            instance = instance_param(request)
+        except BadRequest as exc:
+            return problem(400, str(exc))
+        async with db.pool.acquire() as conn:
+            found = await load_agent(conn, instance)
+        if found is None:
+            return problem(404, f"the Smart Agent has heard nothing of instance {instance!r}")
+        return json_response(view(found[0]))
+
+    async def calls(request: web.Request) -> web.Response:
+        try:
+            instance = instance_param(request)
+        except BadRequest as exc:
+            return problem(400, str(exc))
+        rows = await db.fetch(
+            "select seq, at, operation, ok, message from calls where instance = $1 order by seq desc limit 100",
+            instance,
+        )
+        return json_response({"instance": instance, "calls": [dict(r) for r in rows]})
+
+    app.router.add_get("/v1/instances", instances)
+    app.router.add_get("/v1/instances/{instance}/agent", one)
+    app.router.add_get("/v1/instances/{instance}/agent/calls", calls)
+
+
+async def run(settings: AgentSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
+    """Run the Smart Agent until `stop` is set."""
+    client = AuthorityClient(settings.authority_url, settings.authority_timeout.total_seconds(), settings.ca_file)
+    try:
+        async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
+            registry = CollectorRegistry()
+            await run_service(
+                service=SERVICE,
+                settings=settings,
+                db=db,
+                inputs=INPUTS,
+                group_id=settings.group_id,
+                app=build(registry, PgAgentStore(client)),
+                registry=registry,
+                http_port=settings.http_port,
+                routes=lambda http: add_routes(http, db),
+                stop=stop,
+                ready=ready,
+            )
+    finally:
+        await client.close()

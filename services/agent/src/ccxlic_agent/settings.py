@@ -1,0 +1,23 @@
+"""The Smart Agent's settings: the runtime's, plus where the licensing authority is and how long to wait for it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ccxlic_runtime.settings import Duration, RuntimeSettings
+from pydantic import Field
+
+
+class AgentSettings(RuntimeSettings):
+    http_port: int = Field(8184, validation_alias="CCXLIC_AGENT_HTTP_PORT", ge=0, le=65535)
+    schema_name: str = Field("agent", validation_alias="CCXLIC_AGENT_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
+    group_id: str = Field("ccxlic-agent", validation_alias="CCXLIC_AGENT_GROUP")
+    authority_url: str = Field(
+        "http://127.0.0.1:8190", validation_alias="CCXLIC_AUTHORITY_URL", pattern=r"^https?://[^\s]+$"
+    )
+    """The licensing authority of the `direct` and `proxy` transports (an instance's `onprem` URL replaces it)."""
+    authority_timeout: Duration = Field(
+        timedelta(seconds=10), validation_alias="CCXLIC_AUTHORITY_TIMEOUT", gt=timedelta(0)
+    )
+    ca_file: str | None = Field(None, validation_alias="CCXLIC_AGENT_CA_FILE")
+    """Extra CA certificates (PEM) an SSM On-Prem certificate may chain to, besides the system's."""

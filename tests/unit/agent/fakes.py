@@ -1,0 +1,105 @@
+"""An in-memory Smart Agent store with a fake licensing authority (its answers have the real one's shape; the
+integration suite runs the agent against the real authority)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from ccxlic_agent.machine import Call, Called, Outcome, Output, State
+from ccxlic_authority import codes
+from ccxlic_authority.core import verdict
+from ccxlic_authority.store import AUTHORIZATION_CODE
+from ccxlic_runtime.db import ConcurrentUpdate
+from ccxlic_testing.fakes import InMemoryStore
+
+KEY = codes.load_key(codes.new_key())
+
+
+@dataclass
+class FakeAuthority:
+    pool: dict[str, int] = field(default_factory=lambda: {"standard": 40, "premium": 10, "ivr_ports": 20})
+    mode: str = "up"  # up | unreachable | timeout | refuse
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    serial: int = 0
+
+    def answer(self, call: Call) -> Outcome:
+        self.calls.append((call.operation, call.at))
+        if self.mode == "unreachable":
+            return Outcome(call, False, reason="unreachable: ClientConnectorError: connection refused")
+        if self.mode == "timeout":
+            return Outcome(call, False, reason="timeout: the licensing authority did not answer within 10 s")
+        if self.mode == "refuse":
+            return Outcome(call, False, reason="refused (503): the licensing authority refused: maintenance")
+        at = call.at
+        base = {
+            "entitlements": dict(self.pool),
+            "license_type": "flex",
+            "authorized_until": (at + timedelta(days=90)).isoformat(),
+            "renew_authorization_at": (at + timedelta(days=30)).isoformat(),
+        }
+        if call.operation in ("register", "renew_registration"):
+            if call.operation == "register" and call.body.get("token") != "good":
+                return Outcome(call, False, reason="refused (403): unknown registration token")
+            self.serial += 1
+            return Outcome(
+                call,
+                True,
+                {
+                    **base,
+                    "virtual_account": "east",
+                    "identity_certificate": f"cert-{self.serial}",
+                    "registration_valid_until": (at + timedelta(days=365)).isoformat(),
+                    "renew_registration_at": (at + timedelta(days=182)).isoformat(),
+                },
+            )
+        if call.operation == "authorize":
+            return Outcome(call, True, base)
+        if call.operation == "report":
+            used = {"standard": 0, "premium": 0, "ivr_ports": 0}
+            for r in call.body["reports"]:
+                used = {k: max(used[k], r["peak"][k]) for k in used}
+            return Outcome(call, True, verdict(self.pool, used))
+        if call.operation == "deregister":
+            return Outcome(call, True, {"status": "deregistered"})
+        if call.operation == "probe":
+            return Outcome(call, True, {"public_key_pem": codes.public_pem(KEY)})
+        try:
+            payload = codes.verify(KEY.public_key(), call.body["code"], AUTHORIZATION_CODE, "the authorization code")
+        except codes.CodeError as exc:
+            return Outcome(call, False, reason=f"refused: {exc}")
+        return Outcome(call, True, payload)
+
+
+class FakeAgentStore(InMemoryStore):
+    def __init__(self, authority: FakeAuthority) -> None:
+        self.authority = authority
+        self.rows: dict[str, tuple[State, int, int]] = {}
+        self.calls: list[tuple[str, int, str, bool, str]] = []
+
+    async def load(self, uow: Any, instance: str) -> tuple[State, int] | None:
+        found = self.rows.get(instance)
+        return None if found is None else (found[0], found[1])
+
+    async def save(
+        self, uow: Any, instance: str, partition: int, before: State | None, after: State, version: int
+    ) -> int:
+        if (self.rows[instance][1] if instance in self.rows else 0) != version:
+            raise ConcurrentUpdate("agent.instances", instance)
+        self.rows[instance] = (after, version + 1, partition)
+        return version + 1
+
+    async def write(self, uow: Any, instance: str, outputs: Sequence[Output]) -> None:
+        self.calls += [(instance, o.seq, o.operation, o.ok, o.message) for o in outputs if isinstance(o, Called)]
+
+    async def read(self, uow: Any, instance: str, need: object) -> object:
+        assert isinstance(need, Call)
+        return self.authority.answer(need)
+
+    async def instances(self, uow: Any, partition: int) -> list[str]:
+        return [i for i, (_, _, p) in self.rows.items() if p == partition]
+
+    async def env(self, uow: Any) -> None:
+        return None

@@ -1,0 +1,206 @@
+"""The Smart Agent under the real runtime, over an in-memory store and a fake authority: schedules on event time,
+lifecycle events from what happened, commands, reservations, and termination."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
+
+from ccxlic_agent.app import INPUTS, build
+from ccxlic_agent.machine import Rules
+from ccxlic_authority import codes
+from ccxlic_authority.store import AUTHORIZATION_CODE, REQUEST_CODE
+from ccxlic_contract.codec import Event
+from ccxlic_testing.build import Build
+from ccxlic_testing.fakes import FakeDatabase, Worker
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from tests.unit.agent.fakes import KEY, FakeAgentStore, FakeAuthority
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+D, H = timedelta(days=1), timedelta(hours=1)
+
+
+class Agent(Worker):
+    def __init__(self) -> None:
+        self.authority = FakeAuthority()
+        self.store = FakeAgentStore(self.authority)
+        super().__init__(
+            FakeDatabase(self.store), lambda: build(CollectorRegistry(), self.store), INPUTS, service="agent"
+        )
+
+    def state(self, instance: str = "cc-1"):  # type: ignore[no-untyped-def]
+        return self.store.rows[instance][0]
+
+
+def types(events: list[Event]) -> list[str]:
+    return [e.type.removeprefix("licensing.") for e in events]
+
+
+def hourly(b: Build, start: datetime, hours: int) -> list[Event]:
+    return [b.tick(start + n * H) for n in range(1, hours + 1)]
+
+
+async def test_register_then_the_schedules_renew_and_report_on_event_time() -> None:
+    a, b = Agent(), Build("cc-1")
+    out = await a.batch(b.command(T0, "register", token="good"))
+    assert types(out) == ["instance.registered", "entitlements.set"]
+    assert a.state().last.ok and "east" in a.state().last.message
+    assert out[1].data.premium_seats == 10 and out[1].data.deployment == "production"
+    # 200 days of hourly ticks: authorizations every 30 days, the registration renewed at 182 days, a report
+    # an hour after each 8-hour interval
+    out = []
+    for day in range(200):
+        out += await a.batch(*hourly(b, T0 + day * D, 24))
+    kinds = types(out)
+    # days 30 ... 180; the registration renewal at day 182 authorizes too and moves the next one to day 212
+    assert kinds.count("authorization.renewed") == 6
+    assert kinds.count("registration.renewed") == 1
+    assert kinds.count("reporting.succeeded") == 200 * 3
+    renewals = [e.time - T0 for e in out if e.type == "licensing.authorization.renewed"]
+    assert renewals[:5] == [30 * D, 60 * D, 90 * D, 120 * D, 150 * D]
+    reports = [e.time for e in out if e.type == "licensing.reporting.succeeded"]
+    assert {t.hour for t in reports} == {1, 9, 17}  # an hour after 00:00, 08:00, 16:00
+    assert all(e.source == "urn:ccxlic:smart-agent" for e in out)
+
+
+async def test_closed_intervals_are_reported_with_the_authoritys_answer() -> None:
+    a, b = Agent(), Build("cc-1")
+    await a.batch(b.command(T0, "register", token="good"))
+    [empty] = await a.batch(b.tick(T0 + H))  # the 09:00 slot: nothing closed yet, still a report (communication)
+    assert empty.type == "licensing.reporting.succeeded" and empty.data.reports == 0
+    start = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    closed = b.closed(start + 8 * H + 5 * timedelta(minutes=1), start, start + 8 * H, 40, 12)
+    out = await a.batch(closed, b.tick(start + 9 * H))
+    [report] = [e for e in out if e.type == "licensing.reporting.succeeded"]
+    assert report.data.verdict == "out_of_compliance" and report.data.shortfall.premium == 2
+    assert report.data.reports == 1 and a.state().pending == {}
+    # a later revision of the same interval is reported again; nothing twice otherwise
+    revised = b.closed(start + 10 * H, start, start + 8 * H, 40, 10, revision=2)
+    out = await a.batch(revised, b.tick(start + 17 * H))
+    [report] = [e for e in out if e.type == "licensing.reporting.succeeded"]
+    assert report.data.reports == 1 and report.data.verdict == "in_compliance"
+
+
+async def test_a_failed_renewal_says_why_and_is_retried_with_backoff_on_event_time() -> None:
+    a, b = Agent(), Build("cc-1")
+    await a.batch(b.command(T0, "register", token="good"))
+    a.authority.mode = "timeout"
+    out = []
+    for hour in range(1, 80):
+        out += await a.batch(b.tick(T0 + 30 * D + hour * H))
+    failed = [e for e in out if e.type == "licensing.authorization.renewal_failed"]
+    gaps = [(y.time - x.time) / H for x, y in itertools.pairwise(failed)]
+    assert gaps[:5] == [1, 2, 4, 8, 16] and max(gaps) <= 24
+    assert "timeout" in failed[0].data.reason
+    assert all(e.type != "licensing.authorization.renewed" for e in out)
+    assert next(e.type for e in out if e.type.startswith("licensing.reporting")) == "licensing.reporting.failed"
+    a.authority.mode = "up"
+    out = await a.batch(b.tick(T0 + 35 * D))
+    assert {"authorization.renewed", "reporting.succeeded"} <= set(types(out))
+    assert a.state().authorization_failures == 0
+
+
+async def test_commands_that_cannot_apply_are_refused_with_the_reason() -> None:
+    a, b = Agent(), Build("cc-1")
+    assert await a.batch(b.command(T0, "register", token="bad")) == []
+    assert not a.state().last.ok and "unknown registration token" in a.state().last.message
+    await a.batch(b.command(T0 + H, "deregister"))
+    assert "not registered" in a.state().last.message
+    await a.batch(b.command(T0 + 2 * H, "register", token="good"))
+    await a.batch(b.command(T0 + 3 * H, "register", token="good"))
+    assert "already registered" in a.state().last.message
+    await a.batch(b.command(T0 + 4 * H, "reservation_enable"))
+    assert "deregister it" in a.state().last.message
+    out = await a.batch(b.command(T0 + 5 * H, "set_license_type", deployment="non_production", overage_allowed=False))
+    [ent] = out
+    assert (ent.data.deployment, ent.data.overage_allowed) == ("non_production", False)
+    out = await a.batch(b.command(T0 + 6 * H, "reregister", token="good"))
+    assert types(out) == ["instance.registered"]  # same entitlements: not published again
+    out = await a.batch(b.command(T0 + 7 * H, "deregister"))
+    assert types(out) == ["instance.deregistered"] and a.state().status == "unregistered"
+
+
+async def test_transport_settings_that_do_not_work_are_a_smart_agent_initialization_failure() -> None:
+    a, b = Agent(), Build("cc-1")
+    a.authority.mode = "unreachable"
+    out = await a.batch(b.command(T0, "set_transport", transport="onprem", url="https://ssm.example.com"))
+    [failed] = out
+    assert failed.type == "licensing.agent.init_failed" and "transport settings" in failed.data.reason
+    a.authority.mode = "up"
+    out = await a.batch(b.command(T0 + H, "set_transport", transport="direct"))
+    assert types(out) == ["agent.initialized"]
+
+
+async def test_a_reservation_round_trip_with_codes() -> None:
+    a, b = Agent(), Build("cc-1")
+    await a.batch(b.command(T0, "reservation_request"))
+    assert "enable reservation first" in a.state().last.message
+    await a.batch(b.command(T0 + H, "reservation_enable"))
+    await a.batch(b.command(T0 + 2 * H, "reservation_request"))
+    request = a.state().last.code
+    assert codes.read_product_code(request, REQUEST_CODE, "request")["instance"] == "cc-1"
+    tampered = codes.sign(codes.load_key(codes.new_key()), AUTHORIZATION_CODE, {"instance": "cc-1"})
+    assert await a.batch(b.command(T0 + 3 * H, "reservation_install", code=tampered)) == []
+    assert "not signed by this authority" in a.state().last.message
+    code = codes.sign(
+        KEY,
+        AUTHORIZATION_CODE,
+        {"instance": "cc-1", "serial": "s1", "counts": {"standard": 5, "premium": 2, "ivr_ports": 1}},
+    )
+    [installed] = await a.batch(b.command(T0 + 4 * H, "reservation_install", code=code))
+    assert installed.type == "licensing.reservation.installed" and installed.data.premium_seats == 2
+    assert a.state().status == "reserved" and a.state().last.code is not None  # the confirmation code
+    await a.batch(b.command(T0 + 5 * H, "reservation_disable"))
+    assert "return it first" in a.state().last.message
+    [returned] = await a.batch(b.command(T0 + 6 * H, "reservation_return"))
+    assert returned.type == "licensing.reservation.returned" and a.state().last.code is not None
+    await a.batch(b.command(T0 + 7 * H, "reservation_disable"))
+    assert a.state().status == "unregistered"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 400 * 24), st.sampled_from(["tick", "up", "unreachable", "timeout", "register", "renew"])
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_any_inputs_and_outcomes_end_in_a_bounded_number_of_calls_per_input(script: list[tuple[int, str]]) -> None:
+    """Every call moves its due time past now, so one input makes at most one call per schedule (and one for a
+    command), however far time jumps and whatever the authority answers."""
+    a, b = Agent(), Build("cc-1")
+
+    async def run() -> None:
+        for hour, what in sorted(script):
+            t = T0 + hour * H
+            if what in ("up", "unreachable", "timeout"):
+                a.authority.mode = what
+                continue
+            event = (
+                b.tick(t)
+                if what == "tick"
+                else b.command(
+                    t,
+                    "register" if what == "register" else "renew_authorization",
+                    **({"token": "good"} if what == "register" else {}),
+                )
+            )
+            before = len(a.authority.calls)
+            await a.batch(event)
+            assert len(a.authority.calls) - before <= 4
+
+    asyncio.run(run())
+
+
+def test_report_slots_are_an_hour_after_each_interval() -> None:
+    r = Rules()
+    assert r.next_report(datetime(2026, 3, 2, 8, 30, tzinfo=UTC)) == datetime(2026, 3, 2, 9, tzinfo=UTC)
+    assert r.next_report(datetime(2026, 3, 2, 9, tzinfo=UTC)) == datetime(2026, 3, 2, 17, tzinfo=UTC)
+    assert r.backoff(1) == H and r.backoff(3) == 4 * H and r.backoff(99) == 24 * H
