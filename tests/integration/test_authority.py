@@ -81,6 +81,8 @@ async def test_register_authorize_report_move_licenses_and_deregister(authority:
     keys = await a.ok("GET", "/v1/keys")
     assert codes.verify(keys["public_key_pem"], cert, "identity-certificate", "cert")["instance"] == "cc-east"
 
+    quiet = await a.ok("POST", "/v1/product/report", {"identity_certificate": cert, "reports": [], "at": at(2)})
+    assert quiet["verdict"] == "in_compliance" and quiet["reports"] == 0  # nothing used yet
     auth = await a.ok("POST", "/v1/product/authorize", {"identity_certificate": cert, "at": at(31)})
     assert auth["authorized_until"] == at(121)
     peaks = [{"interval_start": at(31), "peak": {"standard": 40, "premium": 12, "agents": 52, "ivr_ports": 3}}]

@@ -377,7 +377,10 @@ class Authority:
         async with self.db.pool.acquire() as c, c.transaction():
             row = await self._registered(c, certificate, at)
             account = row["virtual_account"]
-            usage = peak_of(reports) if reports else json.loads(row["last_usage"] or "null")
+            # no interval report (a quiet instance): the latest usage stands, or none at all
+            usage = (
+                peak_of(reports) if reports else json.loads(row["last_usage"] or "null") or dict.fromkeys(LICENSES, 0)
+            )
             await c.execute(
                 "update instances set last_usage = $2::jsonb, last_contact = $3 where instance = $1",
                 row["instance"],
