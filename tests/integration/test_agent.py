@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from ccxlic_agent.app import run as run_agent
 from ccxlic_agent.settings import AgentSettings
 from ccxlic_authority.app import run as run_authority
@@ -225,6 +226,40 @@ async def test_onprem_transport_needs_a_certificate_that_names_the_host(world: W
     token = await _account(w)
     registered = await w.command(T0 + 3 * H, "register", token=token)  # through SSM On-Prem, over TLS
     assert registered["status"] == "registered"
+
+
+async def test_the_proxy_transport_goes_through_the_proxy(world: World) -> None:
+    """A small forward proxy (absolute-form requests, as an HTTP proxy gets them): the agent's calls pass it."""
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.url}")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(
+                request.method,
+                str(request.url),
+                data=await request.read(),
+                headers={"Content-Type": "application/json"},
+            ) as r,
+        ):
+            return web.Response(status=r.status, body=await r.read(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        w = world
+        token = await _account(w)
+        done = await w.command(T0, "register", token=token, transport="proxy", proxy=f"http://127.0.0.1:{port}")
+        assert done["last"]["ok"] is True and done["transport"]["mode"] == "proxy"
+        assert [x.split()[0] for x in seen] == ["POST"] and seen[0].endswith("/v1/product/register")
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_reservation_round_trip_with_the_authoritys_codes(world: World) -> None:

@@ -65,6 +65,7 @@ async def test_register_then_the_schedules_renew_and_report_on_event_time() -> N
     reports = [e.time for e in out if e.type == "licensing.reporting.succeeded"]
     assert {t.hour for t in reports} == {1, 9, 17}  # an hour after 00:00, 08:00, 16:00
     assert all(e.source == "urn:ccxlic:smart-agent" for e in out)
+    assert a.state().last.operation == "register"  # the last command's result: scheduled calls leave it
 
 
 async def test_closed_intervals_are_reported_with_the_authoritys_answer() -> None:

@@ -96,7 +96,7 @@ class Pending(BaseModel):
 
 
 class Result(BaseModel):
-    """The outcome of the instance's last operation, as an admin reads it (`ccxlic register` waits for it)."""
+    """The outcome of the instance's last command, as an admin reads it (`ccxlic register` waits for it)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -464,6 +464,10 @@ class AgentDecider:
         return s.model_copy(update={"seq": seq})
 
     def _result(self, s: State, operation: str, ok: bool, message: str, code: str | None = None) -> State:
+        """The result of a command, for the admin who gave it (a scheduled call's outcome is in its events and in
+        the calls log, and does not replace it)."""
         assert s.now is not None
+        if s.command_id is None:
+            return s
         result = Result(command_id=s.command_id, operation=operation, at=s.now, ok=ok, message=message, code=code)
         return s.model_copy(update={"last": result})
