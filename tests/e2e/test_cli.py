@@ -25,7 +25,28 @@ from tests.e2e.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "ccxlic_cli"]
-COMMANDS = ["run", "simulate", "publish", "entitlements set", "lifecycle", "tick", "status", "report"]
+COMMANDS = [
+    "run",
+    "simulate",
+    "publish",
+    "entitlements set",
+    "lifecycle",
+    "tick",
+    "status",
+    "report",
+    "register",
+    "reregister",
+    "deregister",
+    "renew",
+    "license-type",
+    "transport",
+    "reservation",
+    "authority account",
+    "authority deposit",
+    "authority move",
+    "authority token",
+    "authority reserve",
+]
 
 
 def ccxlic(
@@ -67,6 +88,11 @@ def test_every_command_has_help_with_examples(command: str) -> None:
         (["report", "x", "--from", "2026-03-02T00:00:00Z", "--to", "2026-03-01T00:00:00Z"], "--to must be after"),
         (["status", "bad id", "--once"], "instance id"),
         (["run", "everything"], "Invalid value"),
+        (["register", "x"], "Missing option '--token'"),
+        (["register", "bad id", "--token", "t"], "instance id 'bad id'"),
+        (["transport", "x", "onprem"], "the onprem transport needs the SSM On-Prem url"),
+        (["reservation", "x", "install"], "install needs --code"),
+        (["license-type", "x", "gold"], "Invalid value"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_clear_message(args: list[str], message: str) -> None:
@@ -174,12 +200,21 @@ async def test_simulate_lists_dry_runs_and_publishes(
         "ccx.ports.sampled",
         "ccx.agent.roster",
         "licensing.clock.tick",
-        "licensing.entitlements.set",
-        "licensing.instance.registered",
+        "licensing.agent.command",  # the Smart Agent registers cc-east and cc-west
     } <= types
+    registers = [e for e in events if e.type == "licensing.agent.command"]
+    assert {(e.subject, e.data.operation) for e in registers} >= {("cc-east", "register"), ("cc-west", "register")}  # type: ignore[union-attr]
     assert [e.time for e in events] == sorted(e.time for e in events)
     assert any(e.type == "ccx.agent.signed_in" and e.data.supervisor for e in events)  # type: ignore[union-attr]
-    r = await asyncio.to_thread(ccxlic, ["simulate", "--scenario", "demo", "--duration", "1", "--speed", "100000"], env)
+    # the demo sets up accounts at the licensing authority first: not running here, it says so
+    nowhere = {**env, "CCXLIC_AUTHORITY_URL": f"http://127.0.0.1:{free_port()}"}
+    r = await asyncio.to_thread(
+        ccxlic, ["simulate", "--scenario", "demo", "--duration", "1", "--speed", "100000"], nowhere
+    )
+    assert r.returncode == 1 and "licensing authority" in r.stderr and "does not answer" in r.stderr
+    r = await asyncio.to_thread(
+        ccxlic, ["simulate", "--scenario", "license-control", "--duration", "1", "--speed", "100000"], env
+    )
     assert r.returncode == 0, r.stderr
     assert "done," in r.stderr
     published = int(r.stderr.split("done, ")[1].split()[0])
@@ -246,7 +281,7 @@ async def test_status_and_report_against_the_running_services(
 async def test_run_all_with_a_scenario_then_ctrl_c_stops_everything(
     stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str], tmp_path: Path
 ) -> None:
-    ports = {s: free_port() for s in ("consumption", "compliance", "alerting")}
+    ports = {s: free_port() for s in ("consumption", "compliance", "alerting", "agent", "authority")}
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
@@ -258,8 +293,9 @@ async def test_run_all_with_a_scenario_then_ctrl_c_stops_everything(
         env[f"CCXLIC_{s.upper()}_SCHEMA"] = f"{pg_schema}_{s}"
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text(
-        "name: tiny\nduration: PT2H\nspeed: 600\ninstances:\n"
-        "  - {id: tiny-a, registered: true, entitlements: {standard: 2, premium: 1}, agents: {standard: 2, premium: 3}}\n"
+        "name: tiny\nduration: PT2H\nspeed: 600\n"
+        "authority: {virtual_accounts: {tiny-va: {standard: 2, premium: 1}}}\ninstances:\n"
+        "  - {id: tiny-a, register_with: tiny-va, agents: {standard: 2, premium: 3}}\n"
     )
     proc = subprocess.Popen(
         [*CLI, "run", "all", "--scenario", str(scenario), "--logs", str(tmp_path / "logs")],

@@ -31,27 +31,32 @@ from ccxlic_contract.events import (
     EntitlementsSetData,
 )
 from ccxlic_rules import Entitlement
-from ccxlic_runtime.http import BadRequest, check_instance
-from ccxlic_runtime.kafka import EventProducer, KafkaUnavailable, ensure_topics, wait_for_kafka
-from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
-from pydantic import Field
+from ccxlic_runtime.kafka import KafkaUnavailable, wait_for_kafka
 from rich.console import Console
 from rich.live import Live
 
+from ccxlic_cli import agent as agent_commands
+from ccxlic_cli import authority as authority_commands
 from ccxlic_cli import report as report_mod
+from ccxlic_cli.common import (
+    DEFAULT_PORTS,
+    PORT_VARS,
+    SERVICES,
+    SOURCE,
+    CliSettings,
+    err,
+)
+from ccxlic_cli.common import fail as _fail
+from ccxlic_cli.common import instance as _instance
+from ccxlic_cli.common import producer as _producer
+from ccxlic_cli.common import publish as _publish
+from ccxlic_cli.common import said as _said
+from ccxlic_cli.common import settings as _settings
+from ccxlic_cli.common import time as _time
 from ccxlic_cli.lifecycle import KINDS, lifecycle_event
 from ccxlic_cli.scenario import ScenarioError, load, shipped
 from ccxlic_cli.simulator import generate
 from ccxlic_cli.status import Urls, render, snapshot
-
-SOURCE = "urn:ccxlic:cli"
-SERVICES = ("consumption", "compliance", "alerting")
-PORT_VARS = {
-    "consumption": "CCXLIC_CONSUMPTION_HTTP_PORT",
-    "compliance": "CCXLIC_COMPLIANCE_HTTP_PORT",
-    "alerting": "CCXLIC_ALERTING_HTTP_PORT",
-}
-DEFAULT_PORTS = {"consumption": 8181, "compliance": 8182, "alerting": 8183}
 
 app = typer.Typer(
     help="ccx-licensing: license consumption and compliance tracking for contact centers.",
@@ -63,80 +68,8 @@ entitlements_app = typer.Typer(
     help="Set an instance's entitlements (licensing.entitlements.set).", no_args_is_help=True
 )
 app.add_typer(entitlements_app, name="entitlements")
-err = Console(stderr=True)
-
-
-class CliSettings(RuntimeSettings):
-    consumption_url: str = Field("", validation_alias="CCXLIC_CONSUMPTION_URL")
-    compliance_url: str = Field("", validation_alias="CCXLIC_COMPLIANCE_URL")
-    alerting_url: str = Field("", validation_alias="CCXLIC_ALERTING_URL")
-
-    def urls(self) -> Urls:
-        def url(service: str, given: str) -> str:
-            port = os.environ.get(PORT_VARS[service], str(DEFAULT_PORTS[service]))
-            return (given or f"http://127.0.0.1:{port}").rstrip("/")
-
-        return Urls(
-            url("consumption", self.consumption_url),
-            url("compliance", self.compliance_url),
-            url("alerting", self.alerting_url),
-        )
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]ccxlic: {message}[/red]", highlight=False)
-    return typer.Exit(code)
-
-
-def _settings() -> CliSettings:
-    try:
-        return load_settings(CliSettings)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _time(value: str | None, name: str = "--at") -> datetime:
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise _fail(f"{name} must be an RFC 3339 time such as 2026-03-02T08:00:00Z; got {value!r}") from None
-    if t.tzinfo is None:
-        raise _fail(f"{name} needs an offset (Z or +hh:mm); got {value!r}")
-    return t.astimezone(UTC)
-
-
-def _instance(value: str) -> str:
-    try:
-        return check_instance(value)
-    except BadRequest as exc:
-        raise _fail(str(exc)) from None
-
-
-async def _producer(settings: CliSettings) -> EventProducer:
-    try:
-        await wait_for_kafka(settings.kafka_bootstrap_servers, timeout=15)
-    except KafkaUnavailable as exc:
-        raise _fail(str(exc), 1) from None
-    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
-    producer = EventProducer(settings.kafka_bootstrap_servers, settings.topic_prefix, client_id="ccxlic-cli")
-    await producer.start()
-    return producer
-
-
-async def _publish(settings: CliSettings, events: Sequence[Event]) -> None:
-    producer = await _producer(settings)
-    try:
-        await producer.publish_many(events)
-    finally:
-        await producer.stop()
-
-
-def _said(event: Event) -> None:
-    err.print(
-        f"published {event.type} for {event.subject} at {event.time.isoformat()} (id {event.id})", highlight=False
-    )
+agent_commands.add_commands(app)
+app.add_typer(authority_commands.app, name="authority")
 
 
 # ---------------------------------------------------------------- publish, entitlements, lifecycle, tick
@@ -296,7 +229,8 @@ def simulate(
     if duration is not None:
         sc = sc.model_copy(update={"duration": timedelta(hours=duration)})
     begin = _time(start, "--start") if start else sc.starts_at(datetime.now(UTC).replace(microsecond=0))
-    events = generate(sc, begin)
+    tokens = {} if dry_run else asyncio.run(authority_commands.prepare(_settings().urls().authority, sc, begin))
+    events = generate(sc, begin, tokens)
     if dry_run:
         for e in events:
             typer.echo(e.model_dump_json())
@@ -309,7 +243,8 @@ def simulate(
             "with CCXLIC_MAX_EVENT_SKEW=off (`ccxlic run --scenario` does), or start the simulation earlier (--start)",
             highlight=False,
         )
-    asyncio.run(_simulate(_settings(), events, begin, speed or sc.speed, sc.name))
+    faults = authority_commands.fault_changes(sc, begin)
+    asyncio.run(_simulate(_settings(), events, begin, speed or sc.speed, sc.name, faults=faults))
 
 
 async def _simulate(
@@ -320,7 +255,9 @@ async def _simulate(
     name: str,
     stop: asyncio.Event | None = None,
     quiet: bool = False,
+    faults: list[tuple[datetime, dict[str, Any]]] | None = None,
 ) -> None:
+    faults = list(faults or [])
     producer = await _producer(settings)
     stop = stop or asyncio.Event()
     started = time.monotonic()
@@ -331,6 +268,11 @@ async def _simulate(
         i = 0
         while i < len(events) and not stop.is_set():
             sim_now = first + timedelta(seconds=(time.monotonic() - started) * speed)
+            while faults and faults[0][0] <= sim_now:
+                _, body = faults.pop(0)
+                await authority_commands.set_fault(settings.urls().authority, body, f"scenario:{name}")
+                if not quiet:
+                    err.print(f"simulate {name}: the authority's fault is now {body}", highlight=False)
             due = []
             while i < len(events) and events[i].time <= sim_now:
                 due.append(events[i])
@@ -459,12 +401,16 @@ class Service(StrEnum):
     consumption = "consumption"
     compliance = "compliance"
     alerting = "alerting"
+    agent = "agent"
+    authority = "authority"
     all = "all"
 
 
 @app.command()
 def run(
-    service: Annotated[Service, typer.Argument(help="consumption, compliance, alerting or all")] = Service.all,
+    service: Annotated[
+        Service, typer.Argument(help="consumption, compliance, alerting, agent, authority or all")
+    ] = Service.all,
     no_ticker: Annotated[bool, typer.Option("--no-ticker", help="do not publish a clock tick every minute")] = False,
     tick_every: Annotated[float, typer.Option(min=1, help="seconds between ticks")] = 60.0,
     scenario: Annotated[
@@ -499,8 +445,12 @@ def run(
         asyncio.run(wait_for_kafka(settings.kafka_bootstrap_servers, timeout=30))
     except KafkaUnavailable as exc:
         raise _fail(str(exc), 1) from None
-    # A simulation runs ahead of the wall clock: the consumption computer must not refuse its future events.
-    procs, files = _spawn(names, logs, {"CCXLIC_MAX_EVENT_SKEW": "off"} if sc is not None else {})
+    # A simulation runs ahead of the wall clock: the consumption computer must not refuse its future events. The
+    # agent talks to the authority this run starts (unless CCXLIC_AUTHORITY_URL says otherwise).
+    extra = {"CCXLIC_MAX_EVENT_SKEW": "off"} if sc is not None else {}
+    if "CCXLIC_AUTHORITY_URL" not in os.environ:
+        extra["CCXLIC_AUTHORITY_URL"] = settings.urls().authority
+    procs, files = _spawn(names, logs, extra)
     try:
         code = asyncio.run(_run(settings, procs, not no_ticker, tick_every, sc, speed, show_status))
     finally:
@@ -558,11 +508,13 @@ async def _run(
             tasks.append(asyncio.create_task(_ticker(settings, tick_every, stop)))
         if sc is not None:
             begin = sc.starts_at(datetime.now(UTC).replace(microsecond=0))
-            tasks.append(
-                asyncio.create_task(
-                    _simulate(settings, generate(sc, begin), begin, speed or sc.speed, sc.name, stop, quiet=show_status)
-                )
+            tokens = await authority_commands.prepare(urls.authority, sc, begin) if "authority" in procs else {}
+            events = generate(sc, begin, tokens)
+            faults = authority_commands.fault_changes(sc, begin)
+            simulation = _simulate(
+                settings, events, begin, speed or sc.speed, sc.name, stop, quiet=show_status, faults=faults
             )
+            tasks.append(asyncio.create_task(simulation))
         if show_status:
             title = "ccx-licensing" + (f" - scenario {sc.name}" if sc is not None else "") + " - Ctrl-C stops"
             tasks.append(asyncio.create_task(_live(urls, None, 2.0, stop, title)))

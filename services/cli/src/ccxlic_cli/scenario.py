@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from ccxlic_contract.events import INSTANCE_ID_PATTERN, Deployment
+from ccxlic_contract.events import INSTANCE_ID_PATTERN, AgentOperation, Deployment
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
@@ -54,11 +54,29 @@ class Entitlements(_Model):
     deployment: Deployment = "production"
 
 
+class Licenses(_Model):
+    standard: int = Field(0, ge=0)
+    premium: int = Field(0, ge=0)
+    ivr_ports: int = Field(0, ge=0)
+
+
+class Authority(_Model):
+    """Accounts to set up at the licensing authority before the simulation: licenses per virtual account."""
+
+    smart_account: str = "demo"
+    virtual_accounts: dict[Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)], Licenses]
+
+
 class Instance(_Model):
     id: InstanceId
     agents: Agents = Agents()
     entitlements: Entitlements | None = None
     registered: bool = False
+    register_with: str | None = Field(
+        None, description="a virtual account of `authority`: the Smart Agent registers the instance with a token of it"
+    )
+    overage_allowed: bool = Field(True, description="with register_with: false puts it under License Control")
+    deployment: Deployment = "production"
     ivr_peak_ports: int = Field(10, ge=0, le=100000, description="IVR ports in use at the daily peak (noon)")
     shift_hours: float = Field(8.0, gt=0, le=24)
     login_spread_minutes: float = Field(20.0, ge=0, le=600, description="agents sign in over this many minutes")
@@ -68,15 +86,33 @@ class Instance(_Model):
 
 
 class Injected(_Model):
-    """A lifecycle event at an offset from the start, e.g. "instance b fails to renew its authorization on day 3"."""
+    """At an offset from the start: a lifecycle event (`event`, typed by hand, e.g. "instance b fails to renew its
+    authorization on day 3"), or a Smart Agent operation (`command`, e.g. renew_authorization)."""
 
     at: timedelta
     instance: InstanceId
-    event: LifecycleKind
+    event: LifecycleKind | None = None
+    command: AgentOperation | None = None
     reason: str = "simulated failure"
     standard: int | None = Field(None, ge=0)  # reserve
     premium: int | None = Field(None, ge=0)
     ivr_ports: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Injected:
+        if (self.event is None) == (self.command is None):
+            raise ValueError("give either event (a lifecycle event) or command (a Smart Agent operation)")
+        return self
+
+
+class Fault(_Model):
+    """The licensing authority misbehaves from `at` to `until` (offsets from the start), for one instance or all."""
+
+    at: timedelta
+    until: timedelta
+    mode: Literal["unreachable", "slow", "refuse"]
+    reason: str = "refused on demand"
+    instance: InstanceId | None = None
 
 
 class Scenario(_Model):
@@ -87,8 +123,10 @@ class Scenario(_Model):
     speed: float = Field(60.0, gt=0, description="simulated seconds per wall second")
     tick_every: timedelta = timedelta(minutes=1)
     seed: int = 1
+    authority: Authority | None = None
     instances: tuple[Instance, ...]
     events: tuple[Injected, ...] = ()
+    faults: tuple[Fault, ...] = ()
 
     @model_validator(mode="after")
     def _known_instances(self) -> Scenario:
@@ -98,6 +136,18 @@ class Scenario(_Model):
         for e in self.events:
             if e.instance not in ids:
                 raise ValueError(f"event at {e.at} names instance {e.instance!r}, which is not in `instances`")
+        accounts = set(self.authority.virtual_accounts) if self.authority is not None else set()
+        for i in self.instances:
+            if i.register_with is not None:
+                if i.register_with not in accounts:
+                    raise ValueError(
+                        f"{i.id}: register_with {i.register_with!r} is not a virtual account of `authority`"
+                    )
+                if i.registered or i.entitlements is not None:
+                    raise ValueError(
+                        f"{i.id}: register_with gets registration and entitlements from the authority; drop "
+                        "`registered` and `entitlements`"
+                    )
         return self
 
     def starts_at(self, now: datetime) -> datetime:

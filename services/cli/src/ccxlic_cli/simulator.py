@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
+    AgentCommand,
+    AgentCommandData,
     AgentRoster,
     AgentRosterData,
     AgentSignedIn,
@@ -85,8 +87,11 @@ class _Ids:
         return str(uuid.uuid5(self.ns, str(self.n)))
 
 
-def generate(scenario: Scenario, start: datetime) -> list[Event]:
-    """Every event of the scenario from `start`, in time order (deterministic for a scenario, seed and start)."""
+def generate(scenario: Scenario, start: datetime, tokens: Mapping[str, str] | None = None) -> list[Event]:
+    """Every event of the scenario from `start`, in time order (deterministic for a scenario, seed and start).
+    `tokens`: instance -> the registration token its `register_with` registers with (from the authority; absent:
+    a placeholder the authority will refuse)."""
+    tokens = tokens or {}
     rnd = random.Random(scenario.seed)
     ids = _Ids(scenario, start)
     end = start + scenario.duration
@@ -97,9 +102,20 @@ def generate(scenario: Scenario, start: datetime) -> list[Event]:
             timed.append((event.time, len(timed), event))
 
     for inst in scenario.instances:
-        for event in _instance(inst, start, end, rnd, ids):
+        for event in _instance(inst, start, end, rnd, ids, _controlled(scenario, inst)):
             add(event)
+        if inst.register_with is not None:
+            before = start - timedelta(minutes=1)
+            token = tokens.get(inst.id, "no-token-given")
+            add(_command(ids, inst.id, before, "register", token=token))
+            if not inst.overage_allowed or inst.deployment != "production":
+                fields = {"deployment": inst.deployment, "overage_allowed": inst.overage_allowed}
+                add(_command(ids, inst.id, before + timedelta(seconds=1), "set_license_type", **fields))
     for injected in scenario.events:
+        if injected.command is not None:
+            add(_command(ids, injected.instance, start + injected.at, injected.command))
+            continue
+        assert injected.event is not None
         add(
             lifecycle_event(
                 injected.event,
@@ -121,7 +137,22 @@ def generate(scenario: Scenario, start: datetime) -> list[Event]:
     return [e for _, _, e in timed]
 
 
-def _instance(inst: Instance, start: datetime, end: datetime, rnd: random.Random, ids: _Ids) -> Iterator[Event]:
+def _controlled(scenario: Scenario, inst: Instance) -> Entitlement | None:
+    """The limits the platform's License Control holds the instance to (None: it does not apply)."""
+    if inst.register_with is not None and scenario.authority is not None:
+        if inst.overage_allowed or inst.deployment != "production":
+            return None
+        lic = scenario.authority.virtual_accounts[inst.register_with]
+        return Entitlement(lic.standard, lic.premium, lic.ivr_ports)
+    e = inst.entitlements
+    if inst.registered and e is not None and not e.overage_allowed and e.deployment == "production":
+        return Entitlement(e.standard, e.premium, e.ivr_ports)
+    return None
+
+
+def _instance(
+    inst: Instance, start: datetime, end: datetime, rnd: random.Random, ids: _Ids, controlled: Entitlement | None
+) -> Iterator[Event]:
     before = start - timedelta(minutes=1)
     if inst.entitlements is not None:
         e = inst.entitlements
@@ -162,10 +193,8 @@ def _instance(inst: Instance, start: datetime, end: datetime, rnd: random.Random
             else:
                 sessions.append((agent, login, logout))
             day += timedelta(days=1)
-    if inst.registered and inst.entitlements is not None:
-        e = inst.entitlements
-        if not e.overage_allowed and e.deployment == "production":
-            refused = _refused(sessions, Entitlement(e.standard, e.premium, e.ivr_ports))
+    if controlled is not None:
+        refused = _refused(sessions, controlled)
     for n, (agent, signed_in, signed_out) in enumerate(sessions):
         if n in refused:
             yield _sign_in(agent, inst.id, signed_in, ids)  # refused by the platform: no session follows
@@ -200,6 +229,11 @@ def _instance(inst: Instance, start: datetime, end: datetime, rnd: random.Random
         )
         yield AgentRoster(id=ids.next(), source=SOURCE, time=t, subject=inst.id, data=AgentRosterData(agents=roster))
         t += every
+
+
+def _command(ids: _Ids, instance: str, t: datetime, operation: str, **fields: object) -> Event:
+    data = AgentCommandData.model_validate({"operation": operation, **fields})
+    return AgentCommand(id=ids.next(), source=SOURCE, time=t, subject=instance, data=data)
 
 
 def _refused(sessions: list[tuple[SimAgent, datetime, datetime]], limits: Entitlement) -> set[int]:

@@ -19,6 +19,8 @@ class Urls:
     consumption: str
     compliance: str
     alerting: str
+    agent: str = "http://127.0.0.1:8184"
+    authority: str = "http://127.0.0.1:8190"
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:

@@ -1,0 +1,207 @@
+"""`ccxlic register`, `deregister`, `renew`, `reregister`, `license-type`, `transport`, `reservation`: operations of an
+instance's Smart Agent. Each publishes a `licensing.agent.command` and waits for the agent's result, which it prints
+(with the code to hand to the authority, for the reservation steps); exit 1 when the agent refused or the authority
+did."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any
+
+import aiohttp
+import typer
+from ccxlic_contract.events import AgentCommand, AgentCommandData
+from pydantic import ValidationError
+
+from ccxlic_cli import common
+
+
+def _send(instance: str, at: str | None, wait: float, operation: str, **fields: Any) -> None:
+    settings = common.settings()
+    try:
+        data = AgentCommandData.model_validate(
+            {"operation": operation, **{k: v for k, v in fields.items() if v is not None}}
+        )
+    except ValidationError as exc:
+        raise common.fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
+    event = AgentCommand(
+        id=str(uuid.uuid4()), source=common.SOURCE, time=common.time(at), subject=common.instance(instance), data=data
+    )
+    asyncio.run(common.publish(settings, [event]))
+    common.said(event)
+    if wait <= 0:
+        return
+    result = asyncio.run(_result(settings.urls().agent, event.subject, event.id, wait))
+    if result is None:
+        raise common.fail(
+            f"no answer from the Smart Agent at {settings.urls().agent} within {wait:g} s (is it running? the command "
+            "stays on licensing.agent-commands and is handled when it starts)",
+            1,
+        )
+    mark = "ok" if result["ok"] else "FAILED"
+    typer.echo(f"{result['operation']}: {mark}: {result['message']}")
+    if result.get("code"):
+        typer.echo(result["code"])
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+async def _result(agent: str, instance: str, command_id: str, wait: float) -> dict[str, Any] | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while loop.time() < deadline:
+            try:
+                async with http.get(f"{agent}/v1/instances/{instance}/agent") as r:
+                    if r.status == 200:
+                        view = await r.json()
+                        last = view.get("last")
+                        if last is not None and last.get("command_id") == command_id:
+                            return last  # type: ignore[no-any-return]
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    return None
+
+
+At = Annotated[str | None, typer.Option(help="event time, RFC 3339 (default: now)")]
+Wait = Annotated[float, typer.Option(help="seconds to wait for the agent's result (0: do not wait)")]
+
+
+class TransportMode(StrEnum):
+    direct = "direct"
+    proxy = "proxy"
+    onprem = "onprem"
+
+
+def register(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    token: Annotated[str, typer.Option(help="a registration token from the licensing authority's virtual account")],
+    transport: Annotated[TransportMode | None, typer.Option(help="direct (default), proxy or onprem")] = None,
+    url: Annotated[str | None, typer.Option(help="the SSM On-Prem URL (onprem), https://")] = None,
+    proxy: Annotated[str | None, typer.Option(help="the HTTP(S) proxy (proxy)")] = None,
+    at: At = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Register the instance with the licensing authority.
+
+    Example: ccxlic register cc-east --token "$TOKEN"
+    """
+    _send(instance, at, wait, "register", token=token, transport=transport and transport.value, url=url, proxy=proxy)
+
+
+def reregister(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    token: Annotated[str, typer.Option(help="a registration token")],
+    at: At = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Register the instance again (a new identity), e.g. after the registration expired.
+
+    Example: ccxlic reregister cc-east --token "$TOKEN"
+    """
+    _send(instance, at, wait, "reregister", token=token)
+
+
+def deregister(
+    instance: Annotated[str, typer.Argument(help="the product instance id")], at: At = None, wait: Wait = 30.0
+) -> None:
+    """Deregister the instance: its licenses go back to the virtual account.
+
+    Example: ccxlic deregister cc-east
+    """
+    _send(instance, at, wait, "deregister")
+
+
+class What(StrEnum):
+    authorization = "authorization"
+    registration = "registration"
+
+
+def renew(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    what: Annotated[What, typer.Argument(help="authorization or registration")],
+    at: At = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Renew the authorization or the registration now (they renew by themselves on schedule).
+
+    Example: ccxlic renew cc-east authorization
+    """
+    _send(instance, at, wait, f"renew_{what.value}")
+
+
+class LicenseType(StrEnum):
+    production = "production"
+    non_production = "non-production"
+
+
+def license_type(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    kind: Annotated[LicenseType, typer.Argument(help="production or non-production (lab)")],
+    overage: Annotated[
+        bool | None, typer.Option("--overage/--no-overage", help="allow overage, or License Control (no overage)")
+    ] = None,
+    at: At = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Set the license type (and License Control); the entitlements are published again with it.
+
+    Example: ccxlic license-type cc-east production --no-overage
+    """
+    _send(instance, at, wait, "set_license_type", deployment=kind.value.replace("-", "_"), overage_allowed=overage)
+
+
+def transport(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    mode: Annotated[TransportMode, typer.Argument(help="direct, proxy or onprem")],
+    url: Annotated[str | None, typer.Option(help="the SSM On-Prem URL (onprem), https://")] = None,
+    proxy: Annotated[str | None, typer.Option(help="the HTTP(S) proxy (proxy)")] = None,
+    at: At = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Set the transport to the licensing authority; the agent checks it (a failure is SmartAgentInitFailed).
+
+    Example: ccxlic transport cc-east onprem --url https://ssm-onprem.example.com:8443
+    """
+    _send(instance, at, wait, "set_transport", transport=mode.value, url=url, proxy=proxy)
+
+
+class Step(StrEnum):
+    enable = "enable"
+    request = "request"
+    install = "install"
+    return_ = "return"
+    disable = "disable"
+
+
+def reservation(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    step: Annotated[Step, typer.Argument(help="enable, request, install, return or disable")],
+    code: Annotated[str | None, typer.Option(help="the authorization code (install)")] = None,
+    at: At = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Specific License Reservation: enable, request (prints the request code), install --code (prints the
+    confirmation code), return (prints the return code), disable.
+
+    Example: ccxlic reservation cc-vault request | ccxlic reservation cc-vault install --code "$CODE"
+    """
+    if step is Step.install and code is None:
+        raise common.fail("install needs --code: the authorization code from the licensing authority")
+    _send(instance, at, wait, f"reservation_{step.value}", code=code if step is Step.install else None)
+
+
+def add_commands(app: typer.Typer) -> None:
+    for command, name in (
+        (register, "register"),
+        (reregister, "reregister"),
+        (deregister, "deregister"),
+        (renew, "renew"),
+        (license_type, "license-type"),
+        (transport, "transport"),
+        (reservation, "reservation"),
+    ):
+        app.command(name)(command)

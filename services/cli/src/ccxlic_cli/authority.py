@@ -1,0 +1,276 @@
+"""`ccxlic authority ...`: the account side of the licensing authority (what an admin does in Cisco SSM), over its
+HTTP API (CCXLIC_AUTHORITY_URL, default http://127.0.0.1:8190). Every command prints the authority's JSON answer;
+a refusal prints its reason and exits 1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import aiohttp
+import typer
+
+from ccxlic_cli import common
+from ccxlic_cli.scenario import Scenario
+
+app = typer.Typer(help="The licensing authority's accounts, licenses, tokens and reservations.", no_args_is_help=True)
+Actor = Annotated[str, typer.Option(help="who is acting (recorded in the audit log)")]
+DEFAULT_ACTOR = os.environ.get("USER", "ccxlic")
+
+
+def _call(method: str, path: str, body: dict[str, Any] | None = None, actor: str = DEFAULT_ACTOR) -> Any:
+    base = common.settings().urls().authority
+
+    async def go() -> tuple[int, Any]:
+        headers = {"X-Ccxlic-Actor": actor}
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
+            http.request(method, base + path, json=body, headers=headers) as r,
+        ):
+            return r.status, await r.json(content_type=None)
+
+    try:
+        status, answer = asyncio.run(go())
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise common.fail(f"the licensing authority at {base} does not answer ({exc!r}); is it running?", 1) from None
+    if status >= 400:
+        error = answer.get("error") if isinstance(answer, dict) else answer
+        raise common.fail(f"the authority refused ({status}): {error}", 1)
+    typer.echo(json.dumps(answer, indent=2))
+    return answer
+
+
+def _counts(standard: int, premium: int, ivr_ports: int) -> dict[str, int]:
+    return {"standard": standard, "premium": premium, "ivr_ports": ivr_ports}
+
+
+Std = Annotated[int, typer.Option("--standard", min=0, help="Flex Standard")]
+Prem = Annotated[int, typer.Option("--premium", min=0, help="Flex Premium")]
+Ivr = Annotated[int, typer.Option("--ivr-ports", min=0, help="IVR ports")]
+
+
+@app.command("accounts")
+def accounts() -> None:
+    """Smart accounts, virtual accounts, their licenses, reservations and instance counts."""
+    _call("GET", "/v1/accounts")
+
+
+@app.command("account")
+def account(
+    virtual_account: Annotated[str, typer.Argument(help="the virtual account to create")],
+    smart_account: Annotated[str, typer.Option(help="its smart account")] = "default",
+    actor: Actor = DEFAULT_ACTOR,
+) -> None:
+    """Create a virtual account.
+
+    Example: ccxlic authority account east --smart-account acme
+    """
+    _call("POST", "/v1/accounts", {"smart_account": smart_account, "virtual_account": virtual_account}, actor)
+
+
+@app.command("deposit")
+def deposit(
+    virtual_account: str, standard: Std = 0, premium: Prem = 0, ivr_ports: Ivr = 0, actor: Actor = DEFAULT_ACTOR
+) -> None:
+    """Deposit licenses.
+
+    Example: ccxlic authority deposit east --standard 40 --premium 10 --ivr-ports 20
+    """
+    _call(
+        "POST",
+        f"/v1/accounts/{virtual_account}/licenses/deposit",
+        {"quantities": _counts(standard, premium, ivr_ports)},
+        actor,
+    )
+
+
+@app.command("remove")
+def remove(
+    virtual_account: str, standard: Std = 0, premium: Prem = 0, ivr_ports: Ivr = 0, actor: Actor = DEFAULT_ACTOR
+) -> None:
+    """Remove licenses (not those a reservation holds)."""
+    _call(
+        "POST",
+        f"/v1/accounts/{virtual_account}/licenses/remove",
+        {"quantities": _counts(standard, premium, ivr_ports)},
+        actor,
+    )
+
+
+@app.command("move")
+def move(
+    virtual_account: str,
+    to: Annotated[str, typer.Option(help="the virtual account that receives them")],
+    standard: Std = 0,
+    premium: Prem = 0,
+    ivr_ports: Ivr = 0,
+    actor: Actor = DEFAULT_ACTOR,
+) -> None:
+    """Move licenses to another virtual account.
+
+    Example: ccxlic authority move spare --to east --premium 3
+    """
+    body = {"quantities": _counts(standard, premium, ivr_ports), "to": to}
+    _call("POST", f"/v1/accounts/{virtual_account}/licenses/move", body, actor)
+
+
+@app.command("instances")
+def instances(virtual_account: str) -> None:
+    """The virtual account's product instances: last contact, last reported usage, in compliance or not."""
+    _call("GET", f"/v1/accounts/{virtual_account}/instances")
+
+
+@app.command("token")
+def token(
+    virtual_account: str,
+    days: Annotated[int, typer.Option(min=1, max=365, help="valid for this many days")] = 30,
+    uses: Annotated[int, typer.Option(min=1, help="how many registrations it allows")] = 1,
+    export_controlled: Annotated[bool, typer.Option(help="allow export-controlled functionality")] = False,
+    description: str = "",
+    actor: Actor = DEFAULT_ACTOR,
+) -> None:
+    """Issue a registration token (the `token` field of the answer).
+
+    Example: ccxlic authority token east --uses 3
+    """
+    body = {
+        "expires_in_days": days,
+        "max_uses": uses,
+        "export_controlled": export_controlled,
+        "description": description,
+    }
+    _call("POST", f"/v1/accounts/{virtual_account}/tokens", body, actor)
+
+
+@app.command("tokens")
+def tokens(virtual_account: str) -> None:
+    """The virtual account's registration tokens."""
+    _call("GET", f"/v1/accounts/{virtual_account}/tokens")
+
+
+@app.command("revoke")
+def revoke(token: str, actor: Actor = DEFAULT_ACTOR) -> None:
+    """Revoke a registration token."""
+    _call("POST", f"/v1/tokens/{token}/revoke", {}, actor)
+
+
+@app.command("reserve")
+def reserve(
+    virtual_account: str,
+    request_code: Annotated[str, typer.Option(help="the instance's reservation request code")],
+    standard: Std = 0,
+    premium: Prem = 0,
+    ivr_ports: Ivr = 0,
+    actor: Actor = DEFAULT_ACTOR,
+) -> None:
+    """Turn a request code into an authorization code (`authorization_code` in the answer) for those licenses.
+
+    Example: ccxlic authority reserve east --request-code "$REQUEST" --standard 10 --premium 2
+    """
+    body = {"request_code": request_code, "quantities": _counts(standard, premium, ivr_ports)}
+    _call("POST", f"/v1/accounts/{virtual_account}/reservations", body, actor)
+
+
+@app.command("confirm")
+def confirm(confirmation_code: str, actor: Actor = DEFAULT_ACTOR) -> None:
+    """Enter an installed reservation's confirmation code."""
+    _call("POST", "/v1/reservations/confirm", {"confirmation_code": confirmation_code}, actor)
+
+
+@app.command("return")
+def give_back(return_code: str, actor: Actor = DEFAULT_ACTOR) -> None:
+    """Enter a return code: the reserved licenses go back to the virtual account."""
+    _call("POST", "/v1/reservations/return", {"return_code": return_code}, actor)
+
+
+@app.command("fault")
+def fault(
+    mode: Annotated[str, typer.Argument(help="none, unreachable, slow or refuse")],
+    reason: str = "refused on demand",
+    delay: Annotated[float, typer.Option(min=0, max=600, help="seconds (slow)")] = 30.0,
+    instance: Annotated[str | None, typer.Option(help="only this instance's calls")] = None,
+    actor: Actor = DEFAULT_ACTOR,
+) -> None:
+    """Faults on demand for tests and demos.  Example: ccxlic authority fault refuse --reason "maintenance" """
+    body: dict[str, Any] = {"mode": mode, "reason": reason, "delay_seconds": delay}
+    if instance is not None:
+        body["instance"] = instance
+    _call("PUT", "/v1/faults", body, actor)
+
+
+@app.command("audit")
+def audit(after: int = 0, limit: int = 100) -> None:
+    """The audit log: who changed what, when."""
+    _call("GET", f"/v1/audit?after={after}&limit={limit}")
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+async def prepare(base: str, scenario: Scenario, begin: datetime) -> dict[str, str]:
+    """Set up the scenario's `authority` (virtual accounts with their licenses; an account that exists is left as
+    it is) and a registration token for each instance that registers: instance -> token."""
+    if scenario.authority is None:
+        return {}
+    try:
+        return await _prepare(base, scenario, begin)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise common.fail(
+            f"the scenario sets up accounts at the licensing authority at {base}, which does not answer ({exc!r}); "
+            "start it (`ccxlic run authority`, or `ccxlic run all`)",
+            1,
+        ) from None
+
+
+async def _prepare(base: str, scenario: Scenario, begin: datetime) -> dict[str, str]:
+    at = (begin - timedelta(hours=1)).isoformat()
+    setup = scenario.authority
+    assert setup is not None
+    sa = setup.smart_account
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+
+        async def post(path: str, body: dict[str, Any], ok: tuple[int, ...] = (200, 201)) -> tuple[int, Any]:
+            async with http.post(base + path, json=body, headers={"X-Ccxlic-Actor": f"scenario:{scenario.name}"}) as r:
+                answer = await r.json(content_type=None)
+                if r.status not in ok:
+                    error = answer.get("error") if isinstance(answer, dict) else answer
+                    raise common.fail(f"the licensing authority refused the scenario's setup ({r.status}): {error}", 1)
+                return r.status, answer
+
+        for va, lic in setup.virtual_accounts.items():
+            status, _ = await post("/v1/accounts", {"smart_account": sa, "virtual_account": va, "at": at}, (201, 409))
+            if status == 201:
+                await post(f"/v1/accounts/{va}/licenses/deposit", {"quantities": lic.model_dump()})
+        tokens = {}
+        for inst in scenario.instances:
+            if inst.register_with is not None:
+                body = {"expires_in_days": 30, "max_uses": 1, "description": f"{scenario.name}: {inst.id}", "at": at}
+                _, answer = await post(f"/v1/accounts/{inst.register_with}/tokens", body)
+                tokens[inst.id] = str(answer["token"])
+    return tokens
+
+
+def fault_changes(scenario: Scenario, begin: datetime) -> list[tuple[datetime, dict[str, Any]]]:
+    """The scenario's faults as (simulated time, the body of PUT /v1/faults), in time order."""
+    out: list[tuple[datetime, dict[str, Any]]] = []
+    for f in scenario.faults:
+        body: dict[str, Any] = {"mode": f.mode, "reason": f.reason}
+        if f.instance is not None:
+            body["instance"] = f.instance
+        out += [(begin + f.at, body), (begin + f.until, {"mode": "none"})]
+    return sorted(out, key=lambda c: c[0])
+
+
+async def set_fault(base: str, body: dict[str, Any], actor: str) -> None:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+            http.put(base + "/v1/faults", json=body, headers={"X-Ccxlic-Actor": actor}) as r,
+        ):
+            if r.status != 200:
+                common.err.print(f"could not set the authority's fault {body}: {r.status}", highlight=False)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        common.err.print(f"could not set the authority's fault {body}: {exc!r}", highlight=False)
