@@ -7,7 +7,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority test test-unit test-integration test-e2e fuzz bench bench-quick lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority run-agent test test-unit test-integration test-e2e fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,11 +26,11 @@ down: ## stop Kafka and PostgreSQL
 status: ## say whether the stack runs
 	@bash deploy/stack.sh status
 
-run: up ## start the stack, the three services, the demo simulation and the live status (Ctrl-C stops; `make down` stops the stack)
-	@echo "consumption: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}  compliance: http://127.0.0.1:$${CCXLIC_COMPLIANCE_HTTP_PORT:-8182}  alerting: http://127.0.0.1:$${CCXLIC_ALERTING_HTTP_PORT:-8183}"
+run: up ## start the stack, the services (the licensing authority and the Smart Agent too), the demo simulation and the live status (Ctrl-C stops; `make down` stops the stack)
+	@echo "consumption: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}  compliance: http://127.0.0.1:$${CCXLIC_COMPLIANCE_HTTP_PORT:-8182}  alerting: http://127.0.0.1:$${CCXLIC_ALERTING_HTTP_PORT:-8183}  agent: http://127.0.0.1:$${CCXLIC_AGENT_HTTP_PORT:-8184}  authority: http://127.0.0.1:$${CCXLIC_AUTHORITY_HTTP_PORT:-8190}"
 	@.venv/bin/ccxlic run all --scenario $${SCENARIO:-demo} --status
 
-run-services: up ## run the three services and the minute ticker, no simulation (logs on stderr)
+run-services: up ## run the services (the authority and the agent too) and the minute ticker, no simulation (logs on stderr)
 	@.venv/bin/ccxlic run all
 
 run-consumption: up ## run only the consumption computer
@@ -42,8 +42,11 @@ run-compliance: up ## run only compliance
 run-alerting: up ## run only alerting
 	@.venv/bin/ccxlic run alerting --no-ticker
 
-run-authority: up ## run the licensing authority (http://127.0.0.1:8190, API at /openapi.json)
-	@.venv/bin/ccxlic-authority
+run-authority: up ## run only the licensing authority (http://127.0.0.1:8190, API at /openapi.json)
+	@.venv/bin/ccxlic run authority --no-ticker
+
+run-agent: up ## run only the Smart Agent
+	@.venv/bin/ccxlic run agent --no-ticker
 
 test: up ## every tier (unit, integration, e2e) on the real stack
 	$(PY) -m pytest $(PYTEST_ARGS)
