@@ -177,6 +177,18 @@ class Called:
 
 Output = Emitted | Called
 
+_RETRIED: dict[str, tuple[str, str, type[Any], str]] = {
+    # call -> (its failure counter, its due time, the event that says it failed, the operation's name)
+    "authorize": ("authorization_failures", "next_authorization", AuthorizationRenewalFailed, "renew_authorization"),
+    "renew_registration": (
+        "registration_failures",
+        "next_registration_renewal",
+        RegistrationRenewalFailed,
+        "renew_registration",
+    ),
+    "report": ("report_failures", "next_report", ReportingFailed, "report"),
+}
+
 
 class AgentDecider:
     """The runtime's Decider for the Smart Agent (frozen state: its own working copy)."""
@@ -323,6 +335,13 @@ class AgentDecider:
 
     def _outcome(self, s: State, o: Outcome, out: list[Output]) -> State:
         op, at, a, r = o.call.operation, o.call.at, o.answer, self.rules
+        if not o.ok and op in _RETRIED:
+            # a scheduled call that failed: say why, and try again after the backoff (on event time)
+            failures, due, failed, name = _RETRIED[op]
+            n = getattr(s, failures) + 1
+            s = s.model_copy(update={failures: n, due: at + r.backoff(n)})
+            s = self._emit(s, failed, FailureReason(reason=o.reason), out)
+            return self._result(s, name, False, o.reason)
         if op == "register":
             if not o.ok:
                 return self._result(s, "register", False, o.reason)
@@ -345,11 +364,6 @@ class AgentDecider:
             s = self._answer_entitlements(s, a, out)
             return self._result(s, "register", True, f"registered with virtual account {a['virtual_account']!r}")
         if op == "authorize":
-            if not o.ok:
-                n = s.authorization_failures + 1
-                s = s.model_copy(update={"authorization_failures": n, "next_authorization": at + r.backoff(n)})
-                s = self._emit(s, AuthorizationRenewalFailed, FailureReason(reason=o.reason), out)
-                return self._result(s, "renew_authorization", False, o.reason)
             nxt = (
                 datetime.fromisoformat(a["renew_authorization_at"])
                 if "renew_authorization_at" in a
@@ -360,11 +374,6 @@ class AgentDecider:
             s = self._answer_entitlements(s, a, out)
             return self._result(s, "renew_authorization", True, f"authorized until {a.get('authorized_until')}")
         if op == "renew_registration":
-            if not o.ok:
-                n = s.registration_failures + 1
-                s = s.model_copy(update={"registration_failures": n, "next_registration_renewal": at + r.backoff(n)})
-                s = self._emit(s, RegistrationRenewalFailed, FailureReason(reason=o.reason), out)
-                return self._result(s, "renew_registration", False, o.reason)
             s = s.model_copy(
                 update={
                     "identity": a["identity_certificate"],
@@ -379,11 +388,6 @@ class AgentDecider:
                 s, "renew_registration", True, f"registration valid until {a['registration_valid_until']}"
             )
         if op == "report":
-            if not o.ok:
-                n = s.report_failures + 1
-                s = s.model_copy(update={"report_failures": n, "next_report": at + r.backoff(n)})
-                s = self._emit(s, ReportingFailed, FailureReason(reason=o.reason), out)
-                return self._result(s, "report", False, o.reason)
             sent = {rep["interval_start"]: rep["revision"] for rep in o.call.body.get("reports", [])}
             pending = {k: p for k, p in s.pending.items() if p.revision > sent.get(k, 0)}
             s = s.model_copy(update={"report_failures": 0, "next_report": r.next_report(at), "pending": pending})
