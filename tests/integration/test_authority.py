@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from ccxlic_authority import codes
 from ccxlic_authority.app import run
 from ccxlic_authority.openapi import OPERATIONS
 from ccxlic_authority.settings import AuthoritySettings
-from ccxlic_authority.store import CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
+from ccxlic_rules import codes
+from ccxlic_rules.codes import CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
 from ccxlic_testing.plugin import InProcess, Stack, drop_schema, service_settings
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 from ccxlic_agent.machine import Call, Called, Outcome, Output, State
-from ccxlic_authority import codes
 from ccxlic_authority.core import verdict
-from ccxlic_authority.store import AUTHORIZATION_CODE
+from ccxlic_rules import codes
+from ccxlic_rules.codes import AUTHORIZATION_CODE
 from ccxlic_runtime.db import ConcurrentUpdate
 from ccxlic_testing.fakes import InMemoryStore
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from ccxlic_agent.app import INPUTS, build
 from ccxlic_agent.machine import Rules
-from ccxlic_authority import codes
-from ccxlic_authority.store import AUTHORIZATION_CODE, REQUEST_CODE
 from ccxlic_contract.codec import Event
+from ccxlic_rules import codes
+from ccxlic_rules.codes import AUTHORIZATION_CODE, REQUEST_CODE
 from ccxlic_testing.build import Build
 from ccxlic_testing.fakes import FakeDatabase, Worker
 from hypothesis import given, settings

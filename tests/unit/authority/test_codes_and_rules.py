@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ccxlic_authority import codes
 from ccxlic_authority.core import Refused, counts, peak_of, token_problem, verdict
+from ccxlic_rules import codes
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -7,8 +7,8 @@ import ssl
 from typing import Any
 
 import aiohttp
-from ccxlic_authority import codes
-from ccxlic_authority.store import AUTHORIZATION_CODE
+from ccxlic_rules import codes
+from ccxlic_rules.codes import AUTHORIZATION_CODE
 
 from ccxlic_agent.machine import Call, Outcome
 

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from ccxlic_authority import codes
-from ccxlic_authority.store import CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
     AgentCommand,
@@ -52,6 +50,8 @@ from ccxlic_contract.events import (
     SmartAgentInitialized,
     Transport,
 )
+from ccxlic_rules import codes
+from ccxlic_rules.codes import CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
 from ccxlic_runtime.instances import Decision
 from pydantic import BaseModel, ConfigDict
 

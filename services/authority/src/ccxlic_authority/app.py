@@ -27,11 +27,11 @@ from typing import Any
 
 from aiohttp import web
 from ccxlic_contract.events import TIME_PATTERN
+from ccxlic_rules import codes
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.http import OpsServer, add_ops_routes, json_response, problem
 from prometheus_client import CollectorRegistry, Counter
 
-from ccxlic_authority import codes
 from ccxlic_authority.core import Refused, Rules
 from ccxlic_authority.openapi import spec
 from ccxlic_authority.settings import AuthoritySettings

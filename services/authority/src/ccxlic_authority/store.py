@@ -17,15 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
 
-from ccxlic_authority import codes
+from ccxlic_rules import codes
+from ccxlic_rules.codes import AUTHORIZATION_CODE, CONFIRMATION_CODE, IDENTITY, REQUEST_CODE, RETURN_CODE
+
 from ccxlic_authority.core import LICENSES, Refused, Rules, add, counts, peak_of, token_problem, verdict
 
 NAME = r"^[A-Za-z0-9._:-]{1,64}$"
-IDENTITY = "identity-certificate"
-AUTHORIZATION_CODE = "reservation-authorization"
-REQUEST_CODE = "reservation-request"
-CONFIRMATION_CODE = "reservation-confirmation"
-RETURN_CODE = "reservation-return"
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Signed documents and product codes, pure.
+"""Signed documents and product codes, pure: what a product instance's Smart Agent and the licensing authority
+exchange, so both sides read them the same way.
 
 Two kinds of text travel between a product instance and the authority:
 - **signed** documents (identity certificates, reservation authorization codes): `<body>.<signature>`, the body
@@ -24,6 +25,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 MAX_CODE = 8192
+IDENTITY = "identity-certificate"
+AUTHORIZATION_CODE = "reservation-authorization"
+REQUEST_CODE = "reservation-request"
+CONFIRMATION_CODE = "reservation-confirmation"
+RETURN_CODE = "reservation-return"
 
 
 class CodeError(ValueError):
