@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from ccxlic_agent.settings import AgentSettings
 from ccxlic_authority.app import run as run_authority
 from ccxlic_authority.settings import AuthoritySettings
 from ccxlic_contract import Event
-from ccxlic_contract.topics import AGENT_COMMANDS, CONSUMPTION, ENTITLEMENTS, LIFECYCLE
+from ccxlic_contract.topics import AGENT_COMMANDS, CONSUMPTION, DEAD_LETTER, ENTITLEMENTS, LIFECYCLE
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_testing.build import Build
 from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, publish_on, service_settings, wait_for_topic
@@ -226,6 +227,23 @@ async def test_onprem_transport_needs_a_certificate_that_names_the_host(world: W
     token = await _account(w)
     registered = await w.command(T0 + 3 * H, "register", token=token)  # through SSM On-Prem, over TLS
     assert registered["status"] == "registered"
+
+
+async def test_a_bad_command_is_dead_lettered_with_its_reason_and_the_agent_goes_on(
+    world: World, read_topic: ReadTopic
+) -> None:
+    w = world
+    bad = w.b.command(T0, "register", token="x").model_dump(mode="json")
+    bad["data"] = {"operation": "register"}  # no token
+    raw = json.dumps(bad).encode()
+    await w.producer.send_records([(w.topics[AGENT_COMMANDS.name], w.instance.encode(), raw)])
+    dead = await wait_for_topic(
+        read_topic, w.topics[DEAD_LETTER.name], lambda o: any(d.subject == w.instance for d in o)
+    )
+    [letter] = [d for d in dead if d.subject == w.instance]
+    assert "register needs token" in letter.data.error and letter.data.topic == w.topics[AGENT_COMMANDS.name]
+    done = await w.command(T0 + H, "reservation_enable")  # the next command is handled
+    assert done["last"]["ok"] is True and done["status"] == "reservation_enabled"
 
 
 async def test_the_proxy_transport_goes_through_the_proxy(world: World) -> None:
