@@ -46,6 +46,8 @@ COMMANDS = [
     "authority move",
     "authority token",
     "authority reserve",
+    "authority classic",
+    "authority convert",
 ]
 
 

@@ -9,6 +9,7 @@ topics and the HTTP views."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -134,10 +135,13 @@ async def test_register_then_200_days_with_the_authority_answering(
     ok(env, "authority", "account", "east", "--smart-account", "acme")
     ok(env, "authority", "account", "spare", "--smart-account", "acme")
     ok(env, "authority", "deposit", "east", "--standard", "40", "--premium", "10", "--ivr-ports", "20")
-    ok(env, "authority", "deposit", "spare", "--premium", "5")
-    import json
-
+    ok(env, "authority", "classic", "pak", "PAK-1", "--premium", "5")  # spare's Premium: a classic PAK migrated
+    converted = json.loads(ok(env, "authority", "convert", "pak", "PAK-1", "--to", "spare"))
+    assert converted["deposited"]["premium"] == 5
     token = json.loads(ok(env, "authority", "token", "east", "--uses", "2"))["token"]
+    ok(env, "authority", "classic", "device", "dev-1", "--standard", "10")
+    partial = json.loads(ok(env, "authority", "convert", "device", "dev-1", "--to", "spare", "--standard", "4"))
+    assert partial["still_classic"]["standard"] == 6
     out = ok(env, "register", instance_id, "--token", token, "--at", at(T0))
     assert "register: ok: registered with virtual account 'east'" in out
     await p.until("compliance", f"/v1/instances/{instance_id}/compliance", lambda c: c["authorization"] == "authorized")

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any
 
 import aiohttp
@@ -184,6 +185,49 @@ def confirm(confirmation_code: str, actor: Actor = DEFAULT_ACTOR) -> None:
 def give_back(return_code: str, actor: Actor = DEFAULT_ACTOR) -> None:
     """Enter a return code: the reserved licenses go back to the virtual account."""
     _call("POST", "/v1/reservations/return", {"return_code": return_code}, actor)
+
+
+class Classic(StrEnum):
+    pak = "pak"
+    device = "device"
+
+
+@app.command("classic")
+def classic(
+    kind: Annotated[Classic, typer.Argument(help="pak or device")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="the PAK, or the device UUID")],
+    standard: Std = 0,
+    premium: Prem = 0,
+    ivr_ports: Ivr = 0,
+    actor: Actor = DEFAULT_ACTOR,
+) -> None:
+    """Record classic licenses: a PAK's unconverted quantities, or a device's licenses.
+
+    Example: ccxlic authority classic pak PAK-4711 --standard 20 --premium 3
+    """
+    body = {"id": ident, "quantities": _counts(standard, premium, ivr_ports)}
+    _call("POST", f"/v1/classic/{kind.value}s", body, actor)
+
+
+@app.command("convert")
+def convert(
+    kind: Annotated[Classic, typer.Argument(help="pak or device")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="the PAK, or the device UUID")],
+    to: Annotated[str, typer.Option(help="the virtual account that receives the smart entitlements")],
+    standard: Std = 0,
+    premium: Prem = 0,
+    ivr_ports: Ivr = 0,
+    actor: Actor = DEFAULT_ACTOR,
+) -> None:
+    """Classic -> Smart: a PAK converts all its unconverted quantities; a device the quantities given (the rest
+    stays classic).
+
+    Example: ccxlic authority convert device 6f1c2a9e --to east --standard 4
+    """
+    body: dict[str, Any] = {"virtual_account": to}
+    if kind is Classic.device:
+        body["quantities"] = _counts(standard, premium, ivr_ports)
+    _call("POST", f"/v1/classic/{kind.value}s/{ident}/convert", body, actor)
 
 
 @app.command("fault")
