@@ -112,8 +112,13 @@ def verify(public: Ed25519PublicKey | str, code: str, kind: str, what: str) -> d
             raise CodeError("the authority's public key is not an Ed25519 key")
         public = loaded
     body, signature = _split(code, what)
+    raw = _unb64(signature, what)
+    if _b64(raw) != signature:
+        # base64 leaves the last character's low bits unused: another character there decodes to the same bytes.
+        # Only the canonical text is the document the authority signed.
+        raise CodeError(f"{what} was changed after it was signed (its signature is not as the authority wrote it)")
     try:
-        public.verify(_unb64(signature, what), body.encode())
+        public.verify(raw, body.encode())
     except InvalidSignature:
         raise CodeError(f"{what} was not signed by this authority, or was changed after it was signed") from None
     return _payload(body, what, kind)
