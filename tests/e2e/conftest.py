@@ -7,7 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,15 @@ class Pipeline:
             await asyncio.sleep(0.3)
         raise AssertionError(f"{service} {path} never matched; last answer: {body}")
 
+    async def close(self, database_url: str, pg_schema: str, services: Sequence[str]) -> None:
+        """SIGTERM every service, drop their schemas, and check that each stopped cleanly (exit 0)."""
+        for proc in self.procs.values():
+            proc.terminate()
+        codes = {s: await asyncio.to_thread(proc.wait, 30) for s, proc in self.procs.items()}
+        for s in services:
+            await drop_schema(database_url, f"{pg_schema}_{s}")
+        assert codes == dict.fromkeys(services, 0), f"services did not stop cleanly on SIGTERM: {codes}"
+
     async def mails(self, at_least: int, timeout: float = 60) -> list[str]:
         """Subjects of the emails received, once there are at least `at_least` (then a moment for stragglers)."""
         loop = asyncio.get_running_loop()
@@ -107,9 +116,4 @@ async def pipeline(
             await p.until(s, "/readyz", lambda b: b["ready"], 90)
         yield p
     finally:
-        for proc in p.procs.values():
-            proc.terminate()
-        codes = {s: await asyncio.to_thread(proc.wait, 30) for s, proc in p.procs.items()}
-        for s in SERVICES:
-            await drop_schema(stack.database_url, f"{pg_schema}_{s}")
-        assert codes == dict.fromkeys(SERVICES, 0), f"services did not stop cleanly on SIGTERM: {codes}"
+        await p.close(stack.database_url, pg_schema, SERVICES)

@@ -8,7 +8,6 @@ topics and the HTTP views."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -24,7 +23,7 @@ from ccxlic_contract import Event
 from ccxlic_contract.topics import COMPLIANCE, LIFECYCLE
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import ReadTopic, Stack, drop_schema, wait_for_topic
+from ccxlic_testing.plugin import ReadTopic, Stack, wait_for_topic
 from ccxlic_testing.sinks import Sinks
 
 from tests.e2e.conftest import SERVICES, Pipeline
@@ -61,12 +60,7 @@ async def licensing(
             await p.until(s, "/readyz", lambda b: b["ready"], 90)
         yield p
     finally:
-        for proc in p.procs.values():
-            proc.terminate()
-        codes = {s: await asyncio.to_thread(proc.wait, 30) for s, proc in p.procs.items()}
-        for s in ALL:
-            await drop_schema(stack.database_url, f"{pg_schema}_{s}")
-        assert codes == dict.fromkeys(ALL, 0), f"services did not stop cleanly on SIGTERM: {codes}"
+        await p.close(stack.database_url, pg_schema, ALL)
 
 
 def ccxlic(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

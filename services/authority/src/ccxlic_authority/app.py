@@ -26,11 +26,12 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from ccxlic_contract.events import TIME_PATTERN
+from ccxlic_contract.events import UtcDatetime
 from ccxlic_rules import codes
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.http import OpsServer, add_ops_routes, json_response, problem
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import TypeAdapter, ValidationError
 
 from ccxlic_authority.core import Refused, Rules
 from ccxlic_authority.openapi import spec
@@ -41,7 +42,7 @@ SERVICE = "authority"
 MIGRATIONS = resources.files("ccxlic_authority") / "migrations"
 log = logging.getLogger(__name__)
 _NAME = re.compile(NAME)
-_TIME = re.compile(TIME_PATTERN)
+_RFC3339: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 MAX_BODY = 1_000_000
 FAULT_MODES = ("none", "unreachable", "slow", "refuse")
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[Any]]
@@ -108,9 +109,10 @@ def make_app(
         raw = body.get("at")
         if raw is None or not settings.caller_clock:
             return datetime.now(UTC)
-        if not isinstance(raw, str) or _TIME.match(raw) is None:
-            raise Refused(400, "at must be an RFC 3339 time with an offset, e.g. 2026-03-02T08:00:00Z")
-        return datetime.fromisoformat(raw).astimezone(UTC)
+        try:
+            return _RFC3339.validate_python(raw)  # the contract's own parser: offset, seconds, years 1970-2999
+        except ValidationError:
+            raise Refused(400, "at must be an RFC 3339 time with an offset, e.g. 2026-03-02T08:00:00Z") from None
 
     async def body_of(request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:

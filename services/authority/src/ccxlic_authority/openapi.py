@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ccxlic_contract.events import INSTANCE_ID_PATTERN
+
 COUNTS = {
     "type": "object",
     "description": "Counts per license",
@@ -12,7 +14,7 @@ COUNTS = {
     },
     "additionalProperties": False,
 }
-NAME = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}
+NAME = {"type": "string", "pattern": INSTANCE_ID_PATTERN}
 TIME = {"type": "string", "format": "date-time", "description": "the caller's clock (CCXLIC_AUTHORITY_CALLER_CLOCK)"}
 CODE = {"type": "string", "maxLength": 8192}
 CERT = {"identity_certificate": CODE, "at": TIME}

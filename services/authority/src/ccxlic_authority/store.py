@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ccxlic_contract.events import INSTANCE_ID_PATTERN
 from ccxlic_runtime.db import Database
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,7 +23,16 @@ from ccxlic_rules.codes import AUTHORIZATION_CODE, CONFIRMATION_CODE, IDENTITY, 
 
 from ccxlic_authority.core import LICENSES, Refused, Rules, add, counts, peak_of, token_problem, verdict
 
-NAME = r"^[A-Za-z0-9._:-]{1,64}$"
+NAME = INSTANCE_ID_PATTERN
+"""Virtual accounts, PAKs and devices are named like instances: 1-64 characters from [A-Za-z0-9._:-]."""
+
+
+def _product_code(code: str, kind: str, what: str) -> dict[str, Any]:
+    """A product instance's code, or 400 with why it cannot be read."""
+    try:
+        return codes.read_product_code(code, kind, what)
+    except codes.CodeError as exc:
+        raise Refused(400, str(exc)) from None
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -426,10 +436,7 @@ class Authority:
         self, actor: str, at: datetime, request_code: str, account: str, quantities: Any
     ) -> dict[str, Any]:
         q = counts(quantities, "quantities")
-        try:
-            request = codes.read_product_code(request_code, REQUEST_CODE, "the reservation request code")
-        except codes.CodeError as exc:
-            raise Refused(400, str(exc)) from None
+        request = _product_code(request_code, REQUEST_CODE, "the reservation request code")
         instance = str(request.get("instance", ""))
         async with self._tx(
             actor, "reservation.authorize", {"instance": instance, "virtual_account": account, "quantities": q}
@@ -469,10 +476,7 @@ class Authority:
         return {"instance": instance, "virtual_account": account, "counts": q, "authorization_code": code}
 
     async def confirm_reservation(self, actor: str, at: datetime, confirmation_code: str) -> dict[str, Any]:
-        try:
-            confirm = codes.read_product_code(confirmation_code, CONFIRMATION_CODE, "the confirmation code")
-        except codes.CodeError as exc:
-            raise Refused(400, str(exc)) from None
+        confirm = _product_code(confirmation_code, CONFIRMATION_CODE, "the confirmation code")
         instance = str(confirm.get("instance", ""))
         async with self._tx(actor, "reservation.confirm", {"instance": instance}) as c:
             row = await c.fetchrow("select * from reservations where instance = $1 for update", instance)
@@ -484,10 +488,7 @@ class Authority:
         return {"instance": instance, "status": "installed", "counts": json.loads(row["counts"])}
 
     async def return_reservation(self, actor: str, at: datetime, return_code: str) -> dict[str, Any]:
-        try:
-            r = codes.read_product_code(return_code, RETURN_CODE, "the return code")
-        except codes.CodeError as exc:
-            raise Refused(400, str(exc)) from None
+        r = _product_code(return_code, RETURN_CODE, "the return code")
         instance = str(r.get("instance", ""))
         async with self._tx(actor, "reservation.return", {"instance": instance}) as c:
             row = await c.fetchrow("select * from reservations where instance = $1 for update", instance)

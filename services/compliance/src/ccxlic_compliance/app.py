@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, get_args
 
@@ -128,25 +128,22 @@ def add_routes(app: web.Application, db: Database, rules: Rules) -> None:
     async def instances(_: web.Request) -> web.Response:
         return json_response({"instances": await views.instances(db)})
 
-    async def compliance(request: web.Request) -> web.Response:
-        try:
-            instance = instance_param(request)
-        except BadRequest as exc:
-            return problem(400, str(exc))
-        body = await views.compliance(db, rules, instance)
-        if body is None:
-            return problem(404, f"no compliance state known for instance {instance!r}")
-        return json_response(body)
+    def instance_view(
+        view: Callable[[Database, Rules, str], Awaitable[dict[str, Any] | None]],
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """An instance's view: 400 for a bad id, 404 for an instance compliance knows nothing of."""
 
-    async def provisioning(request: web.Request) -> web.Response:
-        try:
-            instance = instance_param(request)
-        except BadRequest as exc:
-            return problem(400, str(exc))
-        body = await views.provisioning_of(db, rules, instance)
-        if body is None:
-            return problem(404, f"no compliance state known for instance {instance!r}")
-        return json_response(body)
+        async def handler(request: web.Request) -> web.Response:
+            try:
+                instance = instance_param(request)
+            except BadRequest as exc:
+                return problem(400, str(exc))
+            body = await view(db, rules, instance)
+            if body is None:
+                return problem(404, f"no compliance state known for instance {instance!r}")
+            return json_response(body)
+
+        return handler
 
     async def history(request: web.Request) -> web.Response:
         try:
@@ -164,6 +161,6 @@ def add_routes(app: web.Application, db: Database, rules: Rules) -> None:
         return json_response(body)
 
     app.router.add_get("/v1/instances", instances)
-    app.router.add_get("/v1/instances/{instance}/compliance", compliance)
+    app.router.add_get("/v1/instances/{instance}/compliance", instance_view(views.compliance))
     app.router.add_get("/v1/instances/{instance}/compliance/history", history)
-    app.router.add_get("/v1/instances/{instance}/provisioning", provisioning)
+    app.router.add_get("/v1/instances/{instance}/provisioning", instance_view(views.provisioning_of))
