@@ -7,7 +7,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority run-agent test test-unit test-integration test-e2e fuzz bench bench-quick lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console test test-unit test-integration test-e2e fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,8 +26,9 @@ down: ## stop Kafka and PostgreSQL
 status: ## say whether the stack runs
 	@bash deploy/stack.sh status
 
-run: up ## start the stack, the services (the licensing authority and the Smart Agent too), the demo simulation and the live status (Ctrl-C stops; `make down` stops the stack)
-	@echo "consumption: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}  compliance: http://127.0.0.1:$${CCXLIC_COMPLIANCE_HTTP_PORT:-8182}  alerting: http://127.0.0.1:$${CCXLIC_ALERTING_HTTP_PORT:-8183}  agent: http://127.0.0.1:$${CCXLIC_AGENT_HTTP_PORT:-8184}  authority: http://127.0.0.1:$${CCXLIC_AUTHORITY_HTTP_PORT:-8190}"
+run: up ## start the stack, the services (the licensing authority, the Smart Agent and the console too), a demo admin, the demo simulation and the live status (Ctrl-C stops; `make down` stops the stack)
+	@.venv/bin/ccxlic admin demo-user admin
+	@echo "consumption: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}  compliance: http://127.0.0.1:$${CCXLIC_COMPLIANCE_HTTP_PORT:-8182}  alerting: http://127.0.0.1:$${CCXLIC_ALERTING_HTTP_PORT:-8183}  agent: http://127.0.0.1:$${CCXLIC_AGENT_HTTP_PORT:-8184}  authority: http://127.0.0.1:$${CCXLIC_AUTHORITY_HTTP_PORT:-8190}  console: http://127.0.0.1:$${CCXLIC_CONSOLE_HTTP_PORT:-8180}"
 	@.venv/bin/ccxlic run all --scenario $${SCENARIO:-demo} --status
 
 run-services: up ## run the services (the authority and the agent too) and the minute ticker, no simulation (logs on stderr)
@@ -47,6 +48,9 @@ run-authority: up ## run only the licensing authority (http://127.0.0.1:8190, AP
 
 run-agent: up ## run only the Smart Agent
 	@.venv/bin/ccxlic run agent --no-ticker
+
+run-console: up ## run only the console (http://127.0.0.1:8180; `ccxlic admin create-user NAME --role admin` first)
+	@.venv/bin/ccxlic run console --no-ticker
 
 test: up ## every tier (unit, integration, e2e) on the real stack
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -79,7 +83,7 @@ format: ## ruff: fix what it can and format
 
 typecheck: ## mypy --strict on every source file: the libs, the services (their apps and the CLI too) and the bench
 	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
-	  services/consumption/src services/compliance/src services/alerting/src services/authority/src services/agent/src services/cli/src bench/run.py
+	  services/consumption/src services/compliance/src services/alerting/src services/authority/src services/agent/src services/console/src services/cli/src bench/run.py
 
 schemas: ## regenerate docs/schemas from the contract models
 	$(PY) -m ccxlic_contract.schemas docs/schemas

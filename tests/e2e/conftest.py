@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest_asyncio
-from ccxlic_testing.plugin import Spawned, Stack, drop_schema
+from ccxlic_testing.plugin import Spawned, Stack, api_token, drop_schema
 from ccxlic_testing.sinks import Sinks
 
 SERVICES = ("consumption", "compliance", "alerting")
@@ -72,6 +72,7 @@ class Pipeline:
         codes = {s: await asyncio.to_thread(proc.wait, 30) for s, proc in self.procs.items()}
         for s in services:
             await drop_schema(database_url, f"{pg_schema}_{s}")
+        await drop_schema(database_url, pg_schema)  # and its users (`<schema>_auth`)
         assert codes == dict.fromkeys(services, 0), f"services did not stop cleanly on SIGTERM: {codes}"
 
     async def mails(self, at_least: int, timeout: float = 60) -> list[str]:
@@ -103,6 +104,7 @@ async def pipeline(
         # the walks keep agents signed in for simulated months with no event of theirs (a live platform would
         # send rosters); without this, their sessions would expire after 24 h of silence
         "CCXLIC_MAX_SESSION_SECONDS": str(365 * 86400),
+        "CCXLIC_AUTH_SCHEMA": f"{pg_schema}_auth",
     }
     for s in SERVICES:
         env[f"CCXLIC_{s.upper()}_SCHEMA"] = f"{pg_schema}_{s}"
@@ -117,3 +119,39 @@ async def pipeline(
         yield p
     finally:
         await p.close(stack.database_url, pg_schema, SERVICES)
+
+
+LICENSING = ("authority", *SERVICES, "agent", "console")
+
+
+@pytest_asyncio.fixture
+async def licensing(
+    stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str], sinks: Sinks, tmp_path: Path
+) -> AsyncIterator[Pipeline]:
+    """Every service as a process: the licensing authority, the three of the chain, the Smart Agent and the
+    console; `env` has each one's URL and CCXLIC_TOKEN, an admin's API token."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        "DATABASE_URL": stack.database_url,
+        "CCXLIC_TOPIC_PREFIX": topic_prefix,
+        "CCXLIC_MAX_SESSION_SECONDS": str(365 * 86400),  # agents stay signed in for the months of a walk
+        "CCXLIC_MAX_EVENT_SKEW": "off",
+        "CCXLIC_AUTHORITY_TIMEOUT": "2s",
+        "CCXLIC_AUTH_SCHEMA": f"{pg_schema}_auth",
+    }
+    for s in LICENSING:
+        env[f"CCXLIC_{s.upper()}_SCHEMA"] = f"{pg_schema}_{s}"
+    env["CCXLIC_TOKEN"] = await api_token(stack.database_url, env["CCXLIC_AUTH_SCHEMA"], "ops")
+    p = Pipeline(env, tmp_path, sinks)
+    try:
+        await p.start("authority")
+        env["CCXLIC_AUTHORITY_URL"] = f"http://127.0.0.1:{p.ports['authority']}"
+        for s in LICENSING[1:]:
+            await p.start(s)
+            env[f"CCXLIC_{s.upper()}_URL"] = f"http://127.0.0.1:{p.ports[s]}"
+        for s in LICENSING:
+            await p.until(s, "/readyz", lambda b: b["ready"], 90)
+        yield p
+    finally:
+        await p.close(stack.database_url, pg_schema, LICENSING)

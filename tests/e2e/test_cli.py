@@ -283,12 +283,13 @@ async def test_status_and_report_against_the_running_services(
 async def test_run_all_with_a_scenario_then_ctrl_c_stops_everything(
     stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str], tmp_path: Path
 ) -> None:
-    ports = {s: free_port() for s in ("consumption", "compliance", "alerting", "agent", "authority")}
+    ports = {s: free_port() for s in ("consumption", "compliance", "alerting", "agent", "authority", "console")}
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
         "DATABASE_URL": stack.database_url,
         "CCXLIC_TOPIC_PREFIX": topic_prefix,
+        "CCXLIC_AUTH_SCHEMA": f"{pg_schema}_auth",
     }
     for s, port in ports.items():
         env[f"CCXLIC_{s.upper()}_HTTP_PORT"] = str(port)
@@ -339,6 +340,7 @@ async def test_run_all_with_a_scenario_then_ctrl_c_stops_everything(
             proc.kill()
         for s in ports:
             await drop_schema(stack.database_url, f"{pg_schema}_{s}")
+        await drop_schema(stack.database_url, pg_schema)  # and its users
     assert proc.returncode == 0, err
     assert "ccxlic run: ready" in err and "ccxlic run: stopped" in err
     for s in ports:

@@ -9,58 +9,23 @@ topics and the HTTP views."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from ccxlic_contract import Event
 from ccxlic_contract.topics import COMPLIANCE, LIFECYCLE
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import ReadTopic, Stack, wait_for_topic
-from ccxlic_testing.sinks import Sinks
+from ccxlic_testing.plugin import ReadTopic, wait_for_topic
 
-from tests.e2e.conftest import SERVICES, Pipeline
+from tests.e2e.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
 T0 = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
 D, H = timedelta(days=1), timedelta(hours=1)
-ALL = ("authority", *SERVICES, "agent")
-
-
-@pytest_asyncio.fixture
-async def licensing(
-    stack: Stack, topic_prefix: str, pg_schema: str, contract_topics: dict[str, str], sinks: Sinks, tmp_path: Path
-) -> AsyncIterator[Pipeline]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
-        "DATABASE_URL": stack.database_url,
-        "CCXLIC_TOPIC_PREFIX": topic_prefix,
-        "CCXLIC_MAX_SESSION_SECONDS": str(365 * 86400),  # agents stay signed in for the months of the walk
-        "CCXLIC_MAX_EVENT_SKEW": "off",
-        "CCXLIC_AUTHORITY_TIMEOUT": "2s",
-    }
-    for s in ALL:
-        env[f"CCXLIC_{s.upper()}_SCHEMA"] = f"{pg_schema}_{s}"
-    p = Pipeline(env, tmp_path, sinks)
-    try:
-        await p.start("authority")
-        env["CCXLIC_AUTHORITY_URL"] = f"http://127.0.0.1:{p.ports['authority']}"
-        for s in ALL[1:]:
-            await p.start(s)
-        for s in ALL:
-            env[f"CCXLIC_{s.upper()}_URL"] = f"http://127.0.0.1:{p.ports[s]}"
-            await p.until(s, "/readyz", lambda b: b["ready"], 90)
-        yield p
-    finally:
-        await p.close(stack.database_url, pg_schema, ALL)
 
 
 def ccxlic(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

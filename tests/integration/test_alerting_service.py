@@ -29,6 +29,7 @@ from ccxlic_testing.plugin import (
     InProcess,
     ReadTopic,
     Stack,
+    api_token,
     drop_schema,
     free_port,
     publish_on,
@@ -276,6 +277,8 @@ async def test_a_duplicate_input_notifies_once(
 
 async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(
     service_factory: Callable[..., Any],
+    stack: Stack,
+    pg_schema: str,
     sinks: Sinks,
     producer: EventProducer,
     instance_id: str,
@@ -283,31 +286,47 @@ async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(
 ) -> None:
     sinks.start_smtp()
     port = await service_factory(sinks)
+    auth_schema = f"{pg_schema}_auth"
+    admin = {"Authorization": f"Bearer {await api_token(stack.database_url, auth_schema, 'ops')}"}
+    viewer = {"Authorization": f"Bearer {await api_token(stack.database_url, auth_schema, 'watcher', 'viewer')}"}
     silence = {
         "instance": instance_id,
         "alert": "RenewAuthorizationFailed",
         "starts_at": "2026-03-01T00:00:00Z",
         "ends_at": "2026-03-03T00:00:00Z",
-        "author": "ops",
         "comment": "SSM maintenance",
     }
+    url = f"http://127.0.0.1:{port}/v1/silences"
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"http://127.0.0.1:{port}/v1/silences", json=silence) as r:
+        # what a page on another origin can send without asking (a "simple" request: text/plain, no credentials
+        # but a cookie SameSite=Strict never sends cross-site) creates nothing
+        async with http.post(
+            url, data=json.dumps(silence), headers={"Content-Type": "text/plain", "Origin": "https://evil.example"}
+        ) as r:
+            assert r.status == 401, await r.text()
+        async with http.post(url, data=json.dumps(silence), headers={**admin, "Content-Type": "text/plain"}) as r:
+            assert r.status == 415 and "application/json" in (await r.json())["error"]
+        async with http.get(url) as r:
+            assert r.status == 401
+        async with http.post(url, json=silence, headers=viewer) as r:
+            assert r.status == 403 and "only an admin" in (await r.json())["error"]
+        async with http.get(url, headers=viewer) as r:
+            assert r.status == 200 and (await r.json())["silences"] == []
+        async with http.post(url, json=silence, headers=admin) as r:
             assert r.status == 201, await r.text()
-            silence_id = (await r.json())["id"]
-        async with http.post(
-            f"http://127.0.0.1:{port}/v1/silences", json={**silence, "ends_at": "2026-02-01T00:00:00Z"}
-        ) as r:
+            created = await r.json()
+            silence_id = created["id"]
+            assert created["author"] == "ops"  # the caller, not what the body says
+        async with http.post(url, json={**silence, "ends_at": "2026-02-01T00:00:00Z"}, headers=admin) as r:
             assert r.status == 400 and "`ends_at` must be after `starts_at`" in (await r.json())["error"]
-        async with http.post(
-            f"http://127.0.0.1:{port}/v1/silences",
-            json={"author": "x", "comment": "y", "ends_at": "2026-03-03T00:00:00Z"},
-        ) as r:
+        async with http.post(url, json={"comment": "y", "ends_at": "2026-03-03T00:00:00Z"}, headers=admin) as r:
             assert r.status == 400 and "selects by `instance`, `alert` or both" in (await r.json())["error"]
-        async with http.post(f"http://127.0.0.1:{port}/v1/silences", data=b"{oops") as r:
+        async with http.post(url, data=b"{oops", headers={**admin, "Content-Type": "application/json"}) as r:
             assert r.status == 400 and "invalid silence" in (await r.json())["error"]
-        async with http.post(f"http://127.0.0.1:{port}/v1/silences", json={**silence, "alert": "Nope"}) as r:
+        async with http.post(url, json={**silence, "alert": "Nope"}, headers=admin) as r:
             assert r.status == 400 and "alert" in (await r.json())["error"]
+        async with http.post(url, json={**silence, "author": "someone else"}, headers=admin) as r:
+            assert r.status == 400 and "author" in (await r.json())["error"]
     b = Build(instance_id)
     await publish_on(producer, contract_topics[COMPLIANCE.name], [b.failure("authorization", T0, "SSM unreachable")])
     alert: dict[str, Any] = {}
@@ -330,11 +349,15 @@ async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(
     await _until(lambda: len(sinks.mailbox.messages) >= 1, 30, "the resolve email")
     assert sinks.subjects() == [f"[ccx-licensing RESOLVED] Renew Authorization failed on {instance_id}"]
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{port}/v1/silences") as r:
+        async with http.get(url, headers=viewer) as r:
             assert [s["id"] for s in (await r.json())["silences"]] == [silence_id]
-        async with http.delete(f"http://127.0.0.1:{port}/v1/silences/{silence_id}") as r:
+        async with http.delete(f"{url}/{silence_id}", headers=viewer) as r:
+            assert r.status == 403
+        async with http.delete(f"{url}/{silence_id}") as r:
+            assert r.status == 401
+        async with http.delete(f"{url}/{silence_id}", headers=admin) as r:
             assert r.status == 204
-        async with http.delete(f"http://127.0.0.1:{port}/v1/silences/{silence_id}") as r:
+        async with http.delete(f"{url}/{silence_id}", headers=admin) as r:
             assert r.status == 404
 
 

@@ -16,7 +16,7 @@ from ccxlic_authority.openapi import OPERATIONS
 from ccxlic_authority.settings import AuthoritySettings
 from ccxlic_rules import codes
 from ccxlic_rules.codes import CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
-from ccxlic_testing.plugin import InProcess, Stack, drop_schema, service_settings
+from ccxlic_testing.plugin import InProcess, Stack, api_token, drop_schema, service_settings
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +25,14 @@ D = timedelta(days=1)
 
 
 class Client:
-    def __init__(self, http: aiohttp.ClientSession, port: int) -> None:
+    def __init__(self, http: aiohttp.ClientSession, port: int, token: str, auth_schema: str = "") -> None:
         self.http = http
+        self.auth_schema = auth_schema
         self.base = f"http://127.0.0.1:{port}"
+        self.token = token
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> tuple[int, Any]:
-        headers = {"X-Ccxlic-Actor": "ops@example.com", **kw.pop("headers", {})}
+        headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
         async with self.http.request(method, self.base + path, json=body, headers=headers, **kw) as r:
             return r.status, await r.json()
 
@@ -49,8 +51,9 @@ async def authority(stack: Stack, pg_schema: str) -> AsyncIterator[Client]:
     settings = service_settings(AuthoritySettings, stack, "", pg_schema)
     service = InProcess(run, settings)
     port = await service.started()
+    token = await api_token(stack.database_url, settings.auth_schema, "ops@example.com")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-        yield Client(http, port)
+        yield Client(http, port, token, settings.auth_schema)
     await service.stopped()
     await drop_schema(stack.database_url, pg_schema)
 
@@ -301,5 +304,40 @@ async def test_the_openapi_document_describes_every_route(authority: Client) -> 
         # every documented route exists: it answers JSON from its handler (a 404 names what is missing), where a
         # path or method the router does not know gets aiohttp's text/plain 404 or 405
         filled = path.replace("{account}", "east").replace("{token}", "t").replace("{id}", "x")
-        async with authority.http.request(method, authority.base + filled, json={} if method != "GET" else None) as r:
-            assert r.status != 405 and r.content_type == "application/json", (method, path, r.status)
+        async with authority.http.request(
+            method,
+            authority.base + filled,
+            json={} if method != "GET" else None,
+            headers={"Authorization": f"Bearer {authority.token}"},
+        ) as r:
+            assert r.status not in (401, 403, 405) and r.content_type == "application/json", (method, path, r.status)
+
+
+async def test_the_account_side_needs_a_signed_in_caller_and_only_an_admin_changes(
+    authority: Client, stack: Stack
+) -> None:
+    await _setup(authority)
+    port = int(authority.base.rsplit(":", 1)[1])
+    for header in ({}, {"Authorization": "Bearer ccxlic_not-a-token"}, {"Authorization": "Basic b3BzOnB3"}):
+        async with authority.http.get(authority.base + "/v1/accounts", headers=header) as r:
+            assert r.status == 401 and "sign in" in (await r.json())["error"], header
+    async with authority.http.post(
+        authority.base + "/v1/accounts", json={"smart_account": "x", "virtual_account": "y"}
+    ) as r:
+        assert r.status == 401
+    doc = await authority.ok("GET", "/openapi.json")  # the document is public
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    # a viewer reads, and is refused a change
+    viewer = Client(
+        authority.http, port, await api_token(stack.database_url, authority.auth_schema, "watcher", "viewer")
+    )
+    assert (await viewer.ok("GET", "/v1/accounts"))["smart_accounts"]
+    await viewer.refused(
+        "POST", "/v1/accounts/east/licenses/deposit", {"quantities": {"premium": 1}}, 403, "only an admin"
+    )
+    # the product side needs no user: its calls carry the instance's token or identity
+    async with authority.http.post(
+        authority.base + "/v1/product/register", json={"token": "nope", "instance": "cc-x"}
+    ) as r:
+        error = (await r.json())["error"]
+        assert r.status != 401 and "token" in error and "admin" not in error, error

@@ -11,6 +11,7 @@ from ccxlic_alerting.settings import AlertingSettings
 from ccxlic_authority.settings import AuthoritySettings
 from ccxlic_cli.main import CliSettings
 from ccxlic_compliance.settings import ComplianceSettings
+from ccxlic_console.settings import ConsoleSettings
 from ccxlic_consumption.settings import ConsumptionSettings
 from ccxlic_runtime.settings import RuntimeSettings
 
@@ -27,6 +28,7 @@ VARIABLES = sorted(
             AlertingSettings,
             AuthoritySettings,
             AgentSettings,
+            ConsoleSettings,
             CliSettings,
         )
         for f in cls.model_fields.values()

@@ -6,10 +6,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ccxlic_cli import report
 from ccxlic_cli.scenario import Scenario, ScenarioError, load, shipped
 from ccxlic_cli.simulator import generate, ivr_load
-from ccxlic_rules import Entitlement, classify
+from ccxlic_rules import Entitlement, classify, report
 from pydantic import ValidationError
 
 START = datetime(2026, 3, 2, 8, tzinfo=UTC)

@@ -80,8 +80,9 @@ def _redact(dsn: str) -> str:
     return re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", dsn)
 
 
-async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable) -> list[str]:
-    """Apply, in name order, the `*.sql` files not applied yet: the runtime's, then each folder's.
+async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtime: bool = True) -> list[str]:
+    """Apply, in name order, the `*.sql` files not applied yet: the runtime's (unless `runtime` is False: a schema
+    that holds no service's stream, such as `auth`), then each folder's.
 
     One small runner for every service; an advisory lock keeps two processes from migrating at once.
     """
@@ -96,7 +97,7 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable) -> lis
                 " name text primary key, applied_at timestamptz not null default now())"
             )
             done = {r["name"] for r in await conn.fetch("select name from schema_migrations")}
-            for folder in (RUNTIME_MIGRATIONS, *folders):
+            for folder in (RUNTIME_MIGRATIONS, *folders) if runtime else folders:
                 scripts = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
                 for script in scripts:
                     name = (

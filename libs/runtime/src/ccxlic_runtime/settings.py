@@ -44,6 +44,8 @@ class RuntimeSettings(BaseSettings):
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL", pattern=r"^postgres(ql)?://")
     topic_prefix: str = Field("", validation_alias="CCXLIC_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]*$")
     http_host: str = Field("127.0.0.1", validation_alias="CCXLIC_HTTP_HOST")
+    # Where the users, sessions and API tokens live (libs/runtime auth.py): one schema every checking service shares.
+    auth_schema: str = Field("auth", validation_alias="CCXLIC_AUTH_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     log_level: str = Field("INFO", validation_alias="CCXLIC_LOG_LEVEL", pattern=r"(?i)^(debug|info|warning|error)$")
     db_pool_size: int = Field(5, validation_alias="CCXLIC_DB_POOL_SIZE", ge=1, le=100)
     # The reporting interval is shared: the consumption computer closes intervals, compliance tracks the current

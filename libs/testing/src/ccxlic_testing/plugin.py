@@ -30,6 +30,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 from ccxlic_contract import TOPICS, Event, decode_message, encode, key_for
+from ccxlic_runtime.auth import Role, open_auth
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.kafka import EventProducer, delete_topics, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.settings import RuntimeSettings, load_settings
@@ -228,16 +229,28 @@ S = TypeVar("S", bound=RuntimeSettings)
 
 
 def service_settings(cls: type[S], stack: Stack, topic_prefix: str, pg_schema: str, **overrides: Any) -> S:
-    """A service's settings for a test: the test's stack, topic prefix and schema, HTTP on a free port."""
+    """A service's settings for a test: the test's stack, topic prefix and schema (its users in `<schema>_auth`),
+    HTTP on a free port."""
     return load_settings(
         cls,
-        kafka_bootstrap_servers=stack.bootstrap,
-        database_url=stack.database_url,
-        topic_prefix=topic_prefix,
-        schema_name=pg_schema,
-        http_port=0,
-        **overrides,
+        **{
+            "kafka_bootstrap_servers": stack.bootstrap,
+            "database_url": stack.database_url,
+            "topic_prefix": topic_prefix,
+            "schema_name": pg_schema,
+            "auth_schema": f"{pg_schema}_auth",
+            "http_port": 0,
+            **overrides,
+        },
     )
+
+
+async def api_token(database_url: str, auth_schema: str, user: str = "admin", role: str = "admin") -> str:
+    """A user with `role` (created if missing) and a new API token of theirs, in `auth_schema`."""
+    async with open_auth(database_url, auth_schema) as auth:
+        await auth.create_user(user, Role(role), f"{user}-password-for-tests")
+        _, token = await auth.create_token(user, "tests")
+    return token
 
 
 class InProcess:
@@ -355,6 +368,7 @@ async def drop_schema(database_url: str, schema: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(f'drop schema if exists "{schema}" cascade')
+        await conn.execute(f'drop schema if exists "{schema}_auth" cascade')
     finally:
         await conn.close()
 
@@ -364,6 +378,7 @@ __all__ = [
     "ReadTopic",
     "Spawned",
     "Stack",
+    "api_token",
     "drop_schema",
     "free_port",
     "publish_on",

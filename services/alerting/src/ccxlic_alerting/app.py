@@ -20,6 +20,7 @@ from typing import Annotated
 from aiohttp import web
 from ccxlic_contract.events import INSTANCE_ID_PATTERN, AlertName
 from ccxlic_contract.topics import ALERTS, COMPLIANCE
+from ccxlic_runtime.auth import PgAuthStore, auth_middleware, identity, open_auth, writes_need_admin
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, check_instance, int_param, json_response, problem
 from ccxlic_runtime.instances import Instances, Store
@@ -87,7 +88,10 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
     channels = settings.channels()
     if not channels:
         log.warning("no notification channel configured: alerts are recorded and published, not delivered")
-    async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
+    async with (
+        service_database(settings, settings.schema_name, MIGRATIONS) as db,
+        open_auth(settings.database_url, settings.auth_schema) as auth,
+    ):
         registry = CollectorRegistry()
         metrics = AlertingMetrics(registry)
         for state in await views.states(db):  # the gauges start from what is stored
@@ -120,7 +124,7 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
             app=build(settings, metrics, wake_all, PgAlertingStore([c.name for c in channels])),
             registry=registry,
             http_port=settings.http_port,
-            routes=lambda app: add_routes(app, db),
+            routes=lambda app: add_routes(app, db, auth),
             stop=stop,
             tasks=[d.run for d in deliverers],
             ready=ready,
@@ -133,7 +137,8 @@ InstanceField = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
 
 
 class SilenceRequest(BaseModel):
-    """POST /v1/silences. Times are RFC 3339 with an offset and are compared with event time."""
+    """POST /v1/silences (an admin's bearer token or console session). Times are RFC 3339 with an offset and are
+    compared with event time; the author is the caller."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -141,7 +146,6 @@ class SilenceRequest(BaseModel):
     alert: AlertName | None = None
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime
-    author: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
     comment: Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] | None = None
 
@@ -164,7 +168,13 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def add_routes(app: web.Application, db: Database) -> None:
+SILENCES = "/v1/silences"
+
+
+def add_routes(app: web.Application, db: Database, auth: PgAuthStore) -> None:
+    """The alerts (anyone on the bind address reads them) and the silences (a viewer reads, an admin changes)."""
+    app.middlewares.append(auth_middleware(auth, writes_need_admin((SILENCES,))))
+
     async def list_alerts(request: web.Request) -> web.Response:
         state = request.query.get("state")
         instance = request.query.get("instance")
@@ -186,6 +196,10 @@ def add_routes(app: web.Application, db: Database) -> None:
         return json_response(body)
 
     async def add_silence(request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return problem(415, f"a silence is sent as application/json; got {request.content_type or 'no type'}")
+        who = identity(request)
+        assert who is not None  # the middleware let only a signed-in admin through
         try:
             raw = await request.read()
             req = SilenceRequest.model_validate_json(raw or b"null")
@@ -197,7 +211,7 @@ def add_routes(app: web.Application, db: Database) -> None:
             alert=req.alert,
             starts_at=(req.starts_at or datetime.now(UTC)).astimezone(UTC),
             ends_at=req.ends_at.astimezone(UTC),
-            author=req.author,
+            author=who.user,
             comment=req.comment,
         )
         if not await views.add_silence(db, silence):
@@ -226,9 +240,9 @@ def add_routes(app: web.Application, db: Database) -> None:
 
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_get("/v1/alerts/{alert_id}", get_alert)
-    app.router.add_post("/v1/silences", add_silence)
-    app.router.add_get("/v1/silences", list_silences)
-    app.router.add_delete("/v1/silences/{silence_id}", delete_silence)
+    app.router.add_post(SILENCES, add_silence)
+    app.router.add_get(SILENCES, list_silences)
+    app.router.add_delete(SILENCES + "/{silence_id}", delete_silence)
 
 
 __all__ = ["SERVICE", "AlertingMetrics", "SilenceRequest", "add_routes", "run"]

@@ -2,8 +2,9 @@
 
 Two sides, as in Cisco SSM:
 - the **account** side (an admin of the smart account): virtual accounts, licenses, tokens, reservations,
-  classic-to-smart conversion, the audit log, and faults for tests and demos. The caller names itself in the
-  `X-Ccxlic-Actor` header (the console issue puts authentication in front of it); the audit log records it.
+  classic-to-smart conversion, the audit log, and faults for tests and demos. It needs a signed-in caller
+  (ccxlic_runtime.auth: a bearer token, or the console's session): a viewer reads, an admin changes; the audit log
+  records the user.
 - the **product** side (a product instance's Smart Agent): register with a token, renew the registration and the
   authorization, report usage, deregister. Every call but `register` carries the instance's identity certificate.
   Faults on demand apply to this side only.
@@ -28,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from ccxlic_contract.events import UtcDatetime
 from ccxlic_rules import codes
+from ccxlic_runtime.auth import PgAuthStore, auth_middleware, identity, open_auth, writes_need_admin
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.http import OpsServer, add_ops_routes, json_response, problem
 from prometheus_client import CollectorRegistry, Counter
@@ -97,10 +99,15 @@ def _int(body: dict[str, Any], field: str, default: int, low: int, high: int) ->
     return value
 
 
+ACCOUNT_SIDE = ("/v1/accounts", "/v1/tokens", "/v1/reservations", "/v1/classic", "/v1/faults", "/v1/audit")
+
+
 def make_app(
-    authority: Authority, settings: AuthoritySettings, faults: Faults, registry: CollectorRegistry
+    authority: Authority, settings: AuthoritySettings, faults: Faults, registry: CollectorRegistry, auth: PgAuthStore
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[auth_middleware(auth, writes_need_admin(ACCOUNT_SIDE))]
+    )
     answered = Counter(
         "ccxlic_authority_requests", "Requests answered, by route and status", ["route", "status"], registry=registry
     )
@@ -128,7 +135,9 @@ def make_app(
         return body
 
     def actor(request: web.Request) -> str:
-        return request.headers.get("X-Ccxlic-Actor", "anonymous")[:128] or "anonymous"
+        who = identity(request)
+        assert who is not None  # the middleware lets only a signed-in caller reach the account side
+        return who.user
 
     def route(
         handler: Handler, *, status: int = 200, product: bool = False
@@ -320,24 +329,25 @@ def make_app(
 async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
     pool = await create_pool(settings.database_url, settings.schema_name, max_size=settings.db_pool_size)
     try:
-        await migrate(pool, settings.schema_name, MIGRATIONS)
-        db = Database(pool, settings.schema_name)
-        authority = await Authority.open(db, Rules())
-        registry = CollectorRegistry()
-        app = make_app(authority, settings, Faults(), registry)
-        add_ops_routes(app.router, registry, {"database": db.ping})
-        tls = None
-        if settings.tls_cert_file and settings.tls_key_file:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-        server = OpsServer(app, settings.http_host, settings.http_port, tls)
-        await server.start()
-        log.info("authority ready", extra={"port": server.port})
-        if ready is not None:
-            ready(server.port)
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
+        async with open_auth(settings.database_url, settings.auth_schema) as auth:
+            await migrate(pool, settings.schema_name, MIGRATIONS)
+            db = Database(pool, settings.schema_name)
+            authority = await Authority.open(db, Rules())
+            registry = CollectorRegistry()
+            app = make_app(authority, settings, Faults(), registry, auth)
+            add_ops_routes(app.router, registry, {"database": db.ping})
+            tls = None
+            if settings.tls_cert_file and settings.tls_key_file:
+                tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+            server = OpsServer(app, settings.http_host, settings.http_port, tls)
+            await server.start()
+            log.info("authority ready", extra={"port": server.port})
+            if ready is not None:
+                ready(server.port)
+            try:
+                await stop.wait()
+            finally:
+                await server.stop()
     finally:
         await pool.close()

@@ -244,6 +244,16 @@ def spec() -> dict[str, Any]:
             if required:
                 schema["required"] = list(required)
             op["requestBody"] = {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+        if side != "product" and path != "/v1/keys":  # the public key is public
+            op["security"] = [{"bearer": []}]
+            op["responses"]["401"] = {
+                "description": "no signed-in caller",
+                "content": {"application/json": {"schema": PROBLEM}},
+            }
+            op["responses"]["403"] = {
+                "description": "a viewer tried a change (only an admin changes anything)",
+                "content": {"application/json": {"schema": PROBLEM}},
+            }
         if side == "product":
             op["responses"]["503"] = {
                 "description": "a fault on demand (refuse)",
@@ -257,7 +267,9 @@ def spec() -> dict[str, Any]:
             "version": "1",
             "description": "An SSM-compatible licensing authority: smart and virtual accounts, licenses, registration "
             "tokens, registration, authorization, usage reports, Specific License Reservation and classic-to-smart "
-            "migration. Every change is audited (actor: the X-Ccxlic-Actor header).",
+            "migration. The account side needs an API token (`ccxlic admin token create`): a viewer reads, an admin "
+            "changes; every change is audited with the user.",
         },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "paths": paths,
     }

@@ -6,14 +6,11 @@ did."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from enum import StrEnum
 from typing import Annotated, Any
 
-import aiohttp
 import typer
-from ccxlic_contract.events import AgentCommand, AgentCommandData
-from pydantic import ValidationError
+from ccxlic_runtime.client import agent_command, agent_result
 
 from ccxlic_cli import common
 
@@ -21,19 +18,14 @@ from ccxlic_cli import common
 def _send(instance: str, at: str | None, wait: float, operation: str, **fields: Any) -> None:
     settings = common.settings()
     try:
-        data = AgentCommandData.model_validate(
-            {"operation": operation, **{k: v for k, v in fields.items() if v is not None}}
-        )
-    except ValidationError as exc:
-        raise common.fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
-    event = AgentCommand(
-        id=str(uuid.uuid4()), source=common.SOURCE, time=common.time(at), subject=common.instance(instance), data=data
-    )
+        event = agent_command(common.instance(instance), operation, common.time(at), common.SOURCE, **fields)
+    except ValueError as exc:
+        raise common.fail(str(exc)) from None
     asyncio.run(common.publish(settings, [event]))
     common.said(event)
     if wait <= 0:
         return
-    result = asyncio.run(_result(settings.urls().agent, event.subject, event.id, wait))
+    result = asyncio.run(agent_result(settings.urls().agent, event.subject, event.id, wait))
     if result is None:
         raise common.fail(
             f"no answer from the Smart Agent at {settings.urls().agent} within {wait:g} s (is it running? the command "
@@ -46,24 +38,6 @@ def _send(instance: str, at: str | None, wait: float, operation: str, **fields: 
         typer.echo(result["code"])
     if not result["ok"]:
         raise typer.Exit(1)
-
-
-async def _result(agent: str, instance: str, command_id: str, wait: float) -> dict[str, Any] | None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        while loop.time() < deadline:
-            try:
-                async with http.get(f"{agent}/v1/instances/{instance}/agent") as r:
-                    if r.status == 200:
-                        view = await r.json()
-                        last = view.get("last")
-                        if last is not None and last.get("command_id") == command_id:
-                            return last  # type: ignore[no-any-return]
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.2)
-    return None
 
 
 At = Annotated[str | None, typer.Option(help="event time, RFC 3339 (default: now)")]

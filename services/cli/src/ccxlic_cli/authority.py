@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -18,15 +17,14 @@ from ccxlic_cli import common
 from ccxlic_cli.scenario import Scenario
 
 app = typer.Typer(help="The licensing authority's accounts, licenses, tokens and reservations.", no_args_is_help=True)
-Actor = Annotated[str, typer.Option(help="who is acting (recorded in the audit log)")]
-DEFAULT_ACTOR = os.environ.get("USER", "ccxlic")
 
 
-def _call(method: str, path: str, body: dict[str, Any] | None = None, actor: str = DEFAULT_ACTOR) -> Any:
-    base = common.settings().urls().authority
+def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    settings = common.settings()
+    base = settings.urls().authority
 
     async def go() -> tuple[int, Any]:
-        headers = {"X-Ccxlic-Actor": actor}
+        headers = common.bearer(settings)
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
             http.request(method, base + path, json=body, headers=headers) as r,
@@ -63,19 +61,16 @@ def accounts() -> None:
 def account(
     virtual_account: Annotated[str, typer.Argument(help="the virtual account to create")],
     smart_account: Annotated[str, typer.Option(help="its smart account")] = "default",
-    actor: Actor = DEFAULT_ACTOR,
 ) -> None:
     """Create a virtual account.
 
     Example: ccxlic authority account east --smart-account acme
     """
-    _call("POST", "/v1/accounts", {"smart_account": smart_account, "virtual_account": virtual_account}, actor)
+    _call("POST", "/v1/accounts", {"smart_account": smart_account, "virtual_account": virtual_account})
 
 
 @app.command("deposit")
-def deposit(
-    virtual_account: str, standard: Std = 0, premium: Prem = 0, ivr_ports: Ivr = 0, actor: Actor = DEFAULT_ACTOR
-) -> None:
+def deposit(virtual_account: str, standard: Std = 0, premium: Prem = 0, ivr_ports: Ivr = 0) -> None:
     """Deposit licenses.
 
     Example: ccxlic authority deposit east --standard 40 --premium 10 --ivr-ports 20
@@ -84,20 +79,16 @@ def deposit(
         "POST",
         f"/v1/accounts/{virtual_account}/licenses/deposit",
         {"quantities": _counts(standard, premium, ivr_ports)},
-        actor,
     )
 
 
 @app.command("remove")
-def remove(
-    virtual_account: str, standard: Std = 0, premium: Prem = 0, ivr_ports: Ivr = 0, actor: Actor = DEFAULT_ACTOR
-) -> None:
+def remove(virtual_account: str, standard: Std = 0, premium: Prem = 0, ivr_ports: Ivr = 0) -> None:
     """Remove licenses (not those a reservation holds)."""
     _call(
         "POST",
         f"/v1/accounts/{virtual_account}/licenses/remove",
         {"quantities": _counts(standard, premium, ivr_ports)},
-        actor,
     )
 
 
@@ -108,14 +99,13 @@ def move(
     standard: Std = 0,
     premium: Prem = 0,
     ivr_ports: Ivr = 0,
-    actor: Actor = DEFAULT_ACTOR,
 ) -> None:
     """Move licenses to another virtual account.
 
     Example: ccxlic authority move spare --to east --premium 3
     """
     body = {"quantities": _counts(standard, premium, ivr_ports), "to": to}
-    _call("POST", f"/v1/accounts/{virtual_account}/licenses/move", body, actor)
+    _call("POST", f"/v1/accounts/{virtual_account}/licenses/move", body)
 
 
 @app.command("instances")
@@ -131,7 +121,6 @@ def token(
     uses: Annotated[int, typer.Option(min=1, help="how many registrations it allows")] = 1,
     export_controlled: Annotated[bool, typer.Option(help="allow export-controlled functionality")] = False,
     description: str = "",
-    actor: Actor = DEFAULT_ACTOR,
 ) -> None:
     """Issue a registration token (the `token` field of the answer).
 
@@ -143,7 +132,7 @@ def token(
         "export_controlled": export_controlled,
         "description": description,
     }
-    _call("POST", f"/v1/accounts/{virtual_account}/tokens", body, actor)
+    _call("POST", f"/v1/accounts/{virtual_account}/tokens", body)
 
 
 @app.command("tokens")
@@ -153,9 +142,9 @@ def tokens(virtual_account: str) -> None:
 
 
 @app.command("revoke")
-def revoke(token: str, actor: Actor = DEFAULT_ACTOR) -> None:
+def revoke(token: str) -> None:
     """Revoke a registration token."""
-    _call("POST", f"/v1/tokens/{token}/revoke", {}, actor)
+    _call("POST", f"/v1/tokens/{token}/revoke", {})
 
 
 @app.command("reserve")
@@ -165,26 +154,25 @@ def reserve(
     standard: Std = 0,
     premium: Prem = 0,
     ivr_ports: Ivr = 0,
-    actor: Actor = DEFAULT_ACTOR,
 ) -> None:
     """Turn a request code into an authorization code (`authorization_code` in the answer) for those licenses.
 
     Example: ccxlic authority reserve east --request-code "$REQUEST" --standard 10 --premium 2
     """
     body = {"request_code": request_code, "quantities": _counts(standard, premium, ivr_ports)}
-    _call("POST", f"/v1/accounts/{virtual_account}/reservations", body, actor)
+    _call("POST", f"/v1/accounts/{virtual_account}/reservations", body)
 
 
 @app.command("confirm")
-def confirm(confirmation_code: str, actor: Actor = DEFAULT_ACTOR) -> None:
+def confirm(confirmation_code: str) -> None:
     """Enter an installed reservation's confirmation code."""
-    _call("POST", "/v1/reservations/confirm", {"confirmation_code": confirmation_code}, actor)
+    _call("POST", "/v1/reservations/confirm", {"confirmation_code": confirmation_code})
 
 
 @app.command("return")
-def give_back(return_code: str, actor: Actor = DEFAULT_ACTOR) -> None:
+def give_back(return_code: str) -> None:
     """Enter a return code: the reserved licenses go back to the virtual account."""
-    _call("POST", "/v1/reservations/return", {"return_code": return_code}, actor)
+    _call("POST", "/v1/reservations/return", {"return_code": return_code})
 
 
 class Classic(StrEnum):
@@ -199,14 +187,13 @@ def classic(
     standard: Std = 0,
     premium: Prem = 0,
     ivr_ports: Ivr = 0,
-    actor: Actor = DEFAULT_ACTOR,
 ) -> None:
     """Record classic licenses: a PAK's unconverted quantities, or a device's licenses.
 
     Example: ccxlic authority classic pak PAK-4711 --standard 20 --premium 3
     """
     body = {"id": ident, "quantities": _counts(standard, premium, ivr_ports)}
-    _call("POST", f"/v1/classic/{kind.value}s", body, actor)
+    _call("POST", f"/v1/classic/{kind.value}s", body)
 
 
 @app.command("convert")
@@ -217,7 +204,6 @@ def convert(
     standard: Std = 0,
     premium: Prem = 0,
     ivr_ports: Ivr = 0,
-    actor: Actor = DEFAULT_ACTOR,
 ) -> None:
     """Classic -> Smart: a PAK converts all its unconverted quantities; a device the quantities given (the rest
     stays classic).
@@ -227,7 +213,7 @@ def convert(
     body: dict[str, Any] = {"virtual_account": to}
     if kind is Classic.device:
         body["quantities"] = _counts(standard, premium, ivr_ports)
-    _call("POST", f"/v1/classic/{kind.value}s/{ident}/convert", body, actor)
+    _call("POST", f"/v1/classic/{kind.value}s/{ident}/convert", body)
 
 
 @app.command("fault")
@@ -236,13 +222,12 @@ def fault(
     reason: str = "refused on demand",
     delay: Annotated[float, typer.Option(min=0, max=600, help="seconds (slow)")] = 30.0,
     instance: Annotated[str | None, typer.Option(help="only this instance's calls")] = None,
-    actor: Actor = DEFAULT_ACTOR,
 ) -> None:
     """Faults on demand for tests and demos.  Example: ccxlic authority fault refuse --reason "maintenance" """
     body: dict[str, Any] = {"mode": mode, "reason": reason, "delay_seconds": delay}
     if instance is not None:
         body["instance"] = instance
-    _call("PUT", "/v1/faults", body, actor)
+    _call("PUT", "/v1/faults", body)
 
 
 @app.command("audit")
@@ -254,13 +239,13 @@ def audit(after: int = 0, limit: int = 100) -> None:
 # ---------------------------------------------------------------- scenarios
 
 
-async def prepare(base: str, scenario: Scenario, begin: datetime) -> dict[str, str]:
+async def prepare(base: str, scenario: Scenario, begin: datetime, token: str) -> dict[str, str]:
     """Set up the scenario's `authority` (virtual accounts with their licenses; an account that exists is left as
     it is) and a registration token for each instance that registers: instance -> token."""
     if scenario.authority is None:
         return {}
     try:
-        return await _prepare(base, scenario, begin)
+        return await _prepare(base, scenario, begin, token)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise common.fail(
             f"the scenario sets up accounts at the licensing authority at {base}, which does not answer ({exc!r}); "
@@ -269,7 +254,7 @@ async def prepare(base: str, scenario: Scenario, begin: datetime) -> dict[str, s
         ) from None
 
 
-async def _prepare(base: str, scenario: Scenario, begin: datetime) -> dict[str, str]:
+async def _prepare(base: str, scenario: Scenario, begin: datetime, token: str) -> dict[str, str]:
     at = (begin - timedelta(hours=1)).isoformat()
     setup = scenario.authority
     assert setup is not None
@@ -277,7 +262,7 @@ async def _prepare(base: str, scenario: Scenario, begin: datetime) -> dict[str, 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
 
         async def post(path: str, body: dict[str, Any], ok: tuple[int, ...] = (200, 201)) -> tuple[int, Any]:
-            async with http.post(base + path, json=body, headers={"X-Ccxlic-Actor": f"scenario:{scenario.name}"}) as r:
+            async with http.post(base + path, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
                 answer = await r.json(content_type=None)
                 if r.status not in ok:
                     error = answer.get("error") if isinstance(answer, dict) else answer
@@ -308,11 +293,11 @@ def fault_changes(scenario: Scenario, begin: datetime) -> list[tuple[datetime, d
     return sorted(out, key=lambda c: c[0])
 
 
-async def set_fault(base: str, body: dict[str, Any], actor: str) -> None:
+async def set_fault(base: str, body: dict[str, Any], token: str) -> None:
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
-            http.put(base + "/v1/faults", json=body, headers={"X-Ccxlic-Actor": actor}) as r,
+            http.put(base + "/v1/faults", json=body, headers={"Authorization": f"Bearer {token}"}) as r,
         ):
             if r.status != 200:
                 common.err.print(f"could not set the authority's fault {body}: {r.status}", highlight=False)

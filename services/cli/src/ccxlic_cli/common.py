@@ -2,53 +2,50 @@
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import typer
 from ccxlic_contract import Event
+from ccxlic_runtime.auth import Role, open_auth
+from ccxlic_runtime.client import DEFAULT_PORTS, PORT_VARS, SERVICES, ClientSettings
+from ccxlic_runtime.db import DatabaseError
 from ccxlic_runtime.http import BadRequest, check_instance
 from ccxlic_runtime.kafka import EventProducer, KafkaUnavailable, ensure_topics, wait_for_kafka
-from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
-from pydantic import Field
+from ccxlic_runtime.settings import ConfigError, load_settings
+from pydantic import Field, SecretStr
 from rich.console import Console
-
-from ccxlic_cli.status import Urls
 
 err = Console(stderr=True)
 
 SOURCE = "urn:ccxlic:cli"
-SERVICES = ("authority", "consumption", "compliance", "alerting", "agent")
-PORT_VARS = {
-    "consumption": "CCXLIC_CONSUMPTION_HTTP_PORT",
-    "compliance": "CCXLIC_COMPLIANCE_HTTP_PORT",
-    "alerting": "CCXLIC_ALERTING_HTTP_PORT",
-    "agent": "CCXLIC_AGENT_HTTP_PORT",
-    "authority": "CCXLIC_AUTHORITY_HTTP_PORT",
-}
-DEFAULT_PORTS = {"consumption": 8181, "compliance": 8182, "alerting": 8183, "agent": 8184, "authority": 8190}
 
 
-class CliSettings(RuntimeSettings):
-    consumption_url: str = Field("", validation_alias="CCXLIC_CONSUMPTION_URL")
-    compliance_url: str = Field("", validation_alias="CCXLIC_COMPLIANCE_URL")
-    alerting_url: str = Field("", validation_alias="CCXLIC_ALERTING_URL")
-    agent_url: str = Field("", validation_alias="CCXLIC_AGENT_URL")
-    authority_url: str = Field("", validation_alias="CCXLIC_AUTHORITY_URL")
+class CliSettings(ClientSettings):
+    token: SecretStr | None = Field(None, validation_alias="CCXLIC_TOKEN")
+    """An API token (ccxlic admin token create) for what needs a signed-in caller (silences)."""
 
-    def urls(self) -> Urls:
-        def url(service: str, given: str) -> str:
-            port = os.environ.get(PORT_VARS[service], str(DEFAULT_PORTS[service]))
-            return (given or f"http://127.0.0.1:{port}").rstrip("/")
 
-        return Urls(
-            url("consumption", self.consumption_url),
-            url("compliance", self.compliance_url),
-            url("alerting", self.alerting_url),
-            url("agent", self.agent_url),
-            url("authority", self.authority_url),
-        )
+def bearer(settings: CliSettings) -> dict[str, str]:
+    """The Authorization header of CCXLIC_TOKEN (none when unset)."""
+    return {} if settings.token is None else {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
+
+
+async def scenario_token(settings: CliSettings) -> str:
+    """A token for a scenario's setup at the licensing authority: CCXLIC_TOKEN, or else a new one of the admin
+    `ccxlic-scenario` (made in DATABASE_URL's auth schema, as `ccxlic admin` does; it expires in two days)."""
+    if settings.token is not None:
+        return settings.token.get_secret_value()
+    try:
+        async with open_auth(settings.database_url, settings.auth_schema) as auth:
+            await auth.create_user("ccxlic-scenario", Role.admin, secrets.token_urlsafe(24), replace=True)
+            _, token = await auth.create_token("ccxlic-scenario", "scenario setup", timedelta(days=2))
+    except DatabaseError as exc:
+        raise fail(
+            f"a scenario needs a token for the licensing authority: set CCXLIC_TOKEN, or reach PostgreSQL ({exc})", 1
+        ) from None
+    return token
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -99,6 +96,9 @@ async def publish(settings: CliSettings, events: Sequence[Event]) -> None:
         await kafka.publish_many(events)
     finally:
         await kafka.stop()
+
+
+__all__ = ["DEFAULT_PORTS", "PORT_VARS", "SERVICES", "CliSettings"]
 
 
 def said(event: Event) -> None:

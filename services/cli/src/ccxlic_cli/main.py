@@ -31,13 +31,16 @@ from ccxlic_contract.events import (
     EntitlementsSetData,
 )
 from ccxlic_rules import Entitlement
+from ccxlic_rules import report as report_mod
+from ccxlic_runtime.client import ServiceError, Urls, report_inputs, snapshot
 from ccxlic_runtime.kafka import KafkaUnavailable, wait_for_kafka
 from rich.console import Console
 from rich.live import Live
 
+from ccxlic_cli import admin as admin_commands
 from ccxlic_cli import agent as agent_commands
 from ccxlic_cli import authority as authority_commands
-from ccxlic_cli import report as report_mod
+from ccxlic_cli import common
 from ccxlic_cli.common import (
     DEFAULT_PORTS,
     PORT_VARS,
@@ -56,7 +59,7 @@ from ccxlic_cli.common import time as _time
 from ccxlic_cli.lifecycle import KINDS, lifecycle_event
 from ccxlic_cli.scenario import ScenarioError, load, shipped
 from ccxlic_cli.simulator import generate
-from ccxlic_cli.status import Urls, render, snapshot
+from ccxlic_cli.status import render
 
 app = typer.Typer(
     help="ccx-licensing: license consumption and compliance tracking for contact centers.",
@@ -70,6 +73,8 @@ entitlements_app = typer.Typer(
 app.add_typer(entitlements_app, name="entitlements")
 agent_commands.add_commands(app)
 app.add_typer(authority_commands.app, name="authority")
+app.add_typer(admin_commands.app, name="admin")
+app.add_typer(admin_commands.silence_app, name="silence")
 
 
 # ---------------------------------------------------------------- publish, entitlements, lifecycle, tick
@@ -229,7 +234,9 @@ def simulate(
     if duration is not None:
         sc = sc.model_copy(update={"duration": timedelta(hours=duration)})
     begin = _time(start, "--start") if start else sc.starts_at(datetime.now(UTC).replace(microsecond=0))
-    tokens = {} if dry_run else asyncio.run(authority_commands.prepare(_settings().urls().authority, sc, begin))
+    settings = _settings()
+    token = asyncio.run(common.scenario_token(settings)) if not dry_run and (sc.authority or sc.faults) else ""
+    tokens = {} if dry_run else asyncio.run(authority_commands.prepare(settings.urls().authority, sc, begin, token))
     events = generate(sc, begin, tokens)
     if dry_run:
         for e in events:
@@ -244,7 +251,7 @@ def simulate(
             highlight=False,
         )
     faults = authority_commands.fault_changes(sc, begin)
-    asyncio.run(_simulate(_settings(), events, begin, speed or sc.speed, sc.name, faults=faults))
+    asyncio.run(_simulate(settings, events, begin, speed or sc.speed, sc.name, faults=faults, token=token))
 
 
 async def _simulate(
@@ -256,6 +263,7 @@ async def _simulate(
     stop: asyncio.Event | None = None,
     quiet: bool = False,
     faults: list[tuple[datetime, dict[str, Any]]] | None = None,
+    token: str = "",
 ) -> None:
     faults = list(faults or [])
     producer = await _producer(settings)
@@ -270,7 +278,7 @@ async def _simulate(
             sim_now = first + timedelta(seconds=(time.monotonic() - started) * speed)
             while faults and faults[0][0] <= sim_now:
                 _, body = faults.pop(0)
-                await authority_commands.set_fault(settings.urls().authority, body, f"scenario:{name}")
+                await authority_commands.set_fault(settings.urls().authority, body, token)
                 if not quiet:
                     err.print(f"simulate {name}: the authority's fault is now {body}", highlight=False)
             due = []
@@ -362,7 +370,10 @@ def report(
     if until <= since:
         raise _fail("--to must be after --from")
     urls = _settings().urls()
-    body, usage = asyncio.run(_report_data(urls, _instance(instance), since, until))
+    try:
+        body, usage = asyncio.run(report_inputs(urls, _instance(instance), since, until))
+    except ServiceError as exc:
+        raise _fail(str(exc), 1) from None
     ent = usage.get("entitled") if usage else None
     entitled = Entitlement(ent["standard"], ent["premium"], ent["ivr_ports"]) if ent else None
     table = report_mod.rows(body["reports"], entitled)
@@ -377,23 +388,6 @@ def report(
         typer.echo(json.dumps(report_mod.as_json(instance, table, entitled), indent=2))
 
 
-async def _report_data(urls: Urls, instance: str, since: datetime, until: datetime) -> tuple[Any, Any]:
-    params = {"from": since.isoformat(), "to": until.isoformat()}
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-            async with http.get(f"{urls.consumption}/v1/instances/{instance}/intervals", params=params) as r:
-                body = await r.json()
-                if r.status != 200:
-                    raise _fail(f"consumption answered {r.status}: {body.get('error')}", 1)
-            async with http.get(f"{urls.consumption}/v1/instances/{instance}/usage") as r:
-                usage = await r.json() if r.status == 200 else None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise _fail(
-            f"the consumption computer at {urls.consumption} does not answer ({exc!r}); is it running?", 1
-        ) from None
-    return body, usage
-
-
 # ---------------------------------------------------------------- run
 
 
@@ -403,13 +397,14 @@ class Service(StrEnum):
     alerting = "alerting"
     agent = "agent"
     authority = "authority"
+    console = "console"
     all = "all"
 
 
 @app.command()
 def run(
     service: Annotated[
-        Service, typer.Argument(help="consumption, compliance, alerting, agent, authority or all")
+        Service, typer.Argument(help="consumption, compliance, alerting, agent, authority, console or all")
     ] = Service.all,
     no_ticker: Annotated[bool, typer.Option("--no-ticker", help="do not publish a clock tick every minute")] = False,
     tick_every: Annotated[float, typer.Option(min=1, help="seconds between ticks")] = 60.0,
@@ -508,11 +503,20 @@ async def _run(
             tasks.append(asyncio.create_task(_ticker(settings, tick_every, stop)))
         if sc is not None:
             begin = sc.starts_at(datetime.now(UTC).replace(microsecond=0))
-            tokens = await authority_commands.prepare(urls.authority, sc, begin) if "authority" in procs else {}
+            token = await common.scenario_token(settings) if "authority" in procs else ""
+            tokens = await authority_commands.prepare(urls.authority, sc, begin, token) if token else {}
             events = generate(sc, begin, tokens)
             faults = authority_commands.fault_changes(sc, begin)
             simulation = _simulate(
-                settings, events, begin, speed or sc.speed, sc.name, stop, quiet=show_status, faults=faults
+                settings,
+                events,
+                begin,
+                speed or sc.speed,
+                sc.name,
+                stop,
+                quiet=show_status,
+                faults=faults,
+                token=token,
             )
             tasks.append(asyncio.create_task(simulation))
         if show_status:

@@ -1,80 +1,14 @@
-"""`ccxlic status`: one view per instance, from the three services' HTTP APIs: usage against entitlement with
-headroom (consumption), the compliance state with its deadlines (compliance), and the active alerts (alerting)."""
+"""`ccxlic status`: one row per instance of the snapshot (ccxlic_runtime.client) of the services' HTTP views: usage
+against entitlement with headroom (consumption), the compliance state with its deadlines (compliance), and the
+active alerts (alerting)."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-
-
-@dataclass(frozen=True)
-class Urls:
-    consumption: str
-    compliance: str
-    alerting: str
-    agent: str = "http://127.0.0.1:8184"
-    authority: str = "http://127.0.0.1:8190"
-
-
-async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
-    async with http.get(url) as r:
-        return r.status, await r.json() if r.content_type == "application/json" else None
-
-
-async def snapshot(urls: Urls, instance: str | None = None) -> dict[str, Any]:
-    """Everything the view shows, as JSON-ready data; a service that does not answer is named in `errors`."""
-    errors: list[str] = []
-    out: list[dict[str, Any]] = []
-    timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        ids: list[str] = []
-        if instance is not None:
-            ids = [instance]
-        else:
-            try:
-                status, body = await _get(http, f"{urls.compliance}/v1/instances")
-                ids = [i["instance"] for i in body["instances"]] if status == 200 else []
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                errors.append(f"compliance at {urls.compliance} does not answer ({exc.__class__.__name__})")
-        alerts: list[dict[str, Any]] = []
-        try:
-            status, body = await _get(http, f"{urls.alerting}/v1/alerts?state=active")
-            alerts = body["alerts"] if status == 200 else []
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            errors.append(f"alerting at {urls.alerting} does not answer ({exc.__class__.__name__})")
-
-        async def one(i: str) -> dict[str, Any]:
-            entry: dict[str, Any] = {"instance": i, "usage": None, "compliance": None}
-            for key, url in (
-                ("usage", f"{urls.consumption}/v1/instances/{i}/usage"),
-                ("compliance", f"{urls.compliance}/v1/instances/{i}/compliance"),
-            ):
-                try:
-                    status, body = await _get(http, url)
-                    entry[key] = body if status == 200 else None
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    name = url.split("/v1/")[0]
-                    service = "consumption" if key == "usage" else "compliance"
-                    message = f"{service} at {name} does not answer ({exc.__class__.__name__})"
-                    if message not in errors:
-                        errors.append(message)
-            entry["alerts"] = [
-                {k: a[k] for k in ("alert", "severity", "summary", "raised_at", "deadline", "alert_id")}
-                for a in alerts
-                if a["instance"] == i
-            ]
-            return entry
-
-        out = list(await asyncio.gather(*(one(i) for i in ids)))
-    return {"as_of": datetime.now(UTC).isoformat(), "instances": out, "errors": errors}
-
 
 _SEVERITY_STYLE = {"critical": "bold red", "major": "red", "warning": "yellow"}
 _AUTH_STYLE = {

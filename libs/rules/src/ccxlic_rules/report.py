@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ccxlic_rules import Entitlement, Usage, deficit
+from ccxlic_rules.pool import Entitlement, Usage, deficit
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,185 @@
+"""What the faces (the `ccxlic` CLI and the console) share to read the services and to drive the Smart Agent: where
+each service answers, one status snapshot over their HTTP views, the report's inputs, and an agent command with its
+result."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from ccxlic_contract.events import AgentCommand, AgentCommandData
+from pydantic import Field, ValidationError
+
+from ccxlic_runtime.settings import RuntimeSettings
+
+SERVICES = ("authority", "consumption", "compliance", "alerting", "agent", "console")
+PORT_VARS = {
+    "consumption": "CCXLIC_CONSUMPTION_HTTP_PORT",
+    "compliance": "CCXLIC_COMPLIANCE_HTTP_PORT",
+    "alerting": "CCXLIC_ALERTING_HTTP_PORT",
+    "agent": "CCXLIC_AGENT_HTTP_PORT",
+    "authority": "CCXLIC_AUTHORITY_HTTP_PORT",
+    "console": "CCXLIC_CONSOLE_HTTP_PORT",
+}
+DEFAULT_PORTS = {
+    "consumption": 8181,
+    "compliance": 8182,
+    "alerting": 8183,
+    "agent": 8184,
+    "authority": 8190,
+    "console": 8180,
+}
+
+
+@dataclass(frozen=True)
+class Urls:
+    consumption: str
+    compliance: str
+    alerting: str
+    agent: str = "http://127.0.0.1:8184"
+    authority: str = "http://127.0.0.1:8190"
+    console: str = "http://127.0.0.1:8180"
+
+
+class ClientSettings(RuntimeSettings):
+    """The runtime's settings plus where each service answers (default: 127.0.0.1 on its port variable)."""
+
+    consumption_url: str = Field("", validation_alias="CCXLIC_CONSUMPTION_URL")
+    compliance_url: str = Field("", validation_alias="CCXLIC_COMPLIANCE_URL")
+    alerting_url: str = Field("", validation_alias="CCXLIC_ALERTING_URL")
+    agent_url: str = Field("", validation_alias="CCXLIC_AGENT_URL")
+    authority_url: str = Field("", validation_alias="CCXLIC_AUTHORITY_URL")
+    console_url: str = Field("", validation_alias="CCXLIC_CONSOLE_URL")
+
+    def urls(self) -> Urls:
+        def url(service: str) -> str:
+            given: str = getattr(self, f"{service}_url")
+            port = os.environ.get(PORT_VARS[service], str(DEFAULT_PORTS[service]))
+            return (given or f"http://127.0.0.1:{port}").rstrip("/")
+
+        return Urls(*(url(s) for s in ("consumption", "compliance", "alerting", "agent", "authority", "console")))
+
+
+class ServiceError(RuntimeError):
+    """A service that does not answer, or answers with an error; the message names it."""
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with http.get(url) as r:
+        return r.status, await r.json() if r.content_type == "application/json" else None
+
+
+async def snapshot(urls: Urls, instance: str | None = None) -> dict[str, Any]:
+    """Every instance's usage, compliance and active alerts, as JSON-ready data; a service that does not answer is
+    named in `errors`."""
+    errors: list[str] = []
+    out: list[dict[str, Any]] = []
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        ids: list[str] = []
+        if instance is not None:
+            ids = [instance]
+        else:
+            try:
+                status, body = await _get(http, f"{urls.compliance}/v1/instances")
+                ids = [i["instance"] for i in body["instances"]] if status == 200 else []
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                errors.append(f"compliance at {urls.compliance} does not answer ({exc.__class__.__name__})")
+        alerts: list[dict[str, Any]] = []
+        try:
+            status, body = await _get(http, f"{urls.alerting}/v1/alerts?state=active")
+            alerts = body["alerts"] if status == 200 else []
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            errors.append(f"alerting at {urls.alerting} does not answer ({exc.__class__.__name__})")
+
+        async def one(i: str) -> dict[str, Any]:
+            entry: dict[str, Any] = {"instance": i, "usage": None, "compliance": None}
+            for key, url in (
+                ("usage", f"{urls.consumption}/v1/instances/{i}/usage"),
+                ("compliance", f"{urls.compliance}/v1/instances/{i}/compliance"),
+            ):
+                try:
+                    status, body = await _get(http, url)
+                    entry[key] = body if status == 200 else None
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    name = url.split("/v1/")[0]
+                    service = "consumption" if key == "usage" else "compliance"
+                    message = f"{service} at {name} does not answer ({exc.__class__.__name__})"
+                    if message not in errors:
+                        errors.append(message)
+            entry["alerts"] = [
+                {k: a[k] for k in ("alert", "severity", "summary", "raised_at", "deadline", "alert_id")}
+                for a in alerts
+                if a["instance"] == i
+            ]
+            return entry
+
+        out = list(await asyncio.gather(*(one(i) for i in ids)))
+    return {"as_of": datetime.now(UTC).isoformat(), "instances": out, "errors": errors}
+
+
+async def report_inputs(urls: Urls, instance: str, since: datetime, until: datetime) -> tuple[Any, Any]:
+    """The interval reports in [since, until) and the live usage (for the entitlements) of one instance."""
+    params = {"from": since.isoformat(), "to": until.isoformat()}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.get(f"{urls.consumption}/v1/instances/{instance}/intervals", params=params) as r:
+                body = await r.json()
+                if r.status != 200:
+                    raise ServiceError(f"consumption answered {r.status}: {body.get('error')}")
+            async with http.get(f"{urls.consumption}/v1/instances/{instance}/usage") as r:
+                usage = await r.json() if r.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ServiceError(
+            f"the consumption computer at {urls.consumption} does not answer ({exc!r}); is it running?"
+        ) from None
+    return body, usage
+
+
+def agent_command(instance: str, operation: str, at: datetime, source: str, **fields: Any) -> AgentCommand:
+    """A `licensing.agent.command`; ValueError says what is wrong with the fields."""
+    try:
+        data = AgentCommandData.model_validate(
+            {"operation": operation, **{k: v for k, v in fields.items() if v is not None}}
+        )
+    except ValidationError as exc:
+        raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
+    return AgentCommand(id=str(uuid.uuid4()), source=source, time=at, subject=instance, data=data)
+
+
+async def agent_result(agent: str, instance: str, command_id: str, wait: float) -> dict[str, Any] | None:
+    """The Smart Agent's result of the command `command_id`, polled from its view for up to `wait` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while loop.time() < deadline:
+            try:
+                async with http.get(f"{agent}/v1/instances/{instance}/agent") as r:
+                    if r.status == 200:
+                        view = await r.json()
+                        last = view.get("last")
+                        if last is not None and last.get("command_id") == command_id:
+                            return last  # type: ignore[no-any-return]
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    return None
+
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "PORT_VARS",
+    "SERVICES",
+    "ClientSettings",
+    "ServiceError",
+    "Urls",
+    "agent_command",
+    "agent_result",
+    "report_inputs",
+    "snapshot",
+]

@@ -1,0 +1,1 @@
+"""The administration console (aiohttp, HTML rendered on the server)."""

@@ -1,0 +1,74 @@
+"""The users, sessions and tokens (ccxlic_runtime.auth) on the real PostgreSQL: sign-in, sessions that end,
+tokens that are revoked or expire, roles that change at once, and no secret stored as given."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from ccxlic_runtime.auth import AuthError, PgAuthStore, Role, digest, open_auth
+from ccxlic_testing.plugin import Stack, drop_schema
+
+pytestmark = pytest.mark.integration
+H = timedelta(hours=1)
+
+
+@pytest_asyncio.fixture
+async def auth(stack: Stack, pg_schema: str) -> AsyncIterator[PgAuthStore]:
+    async with open_auth(stack.database_url, f"{pg_schema}_auth") as store:
+        yield store
+    await drop_schema(stack.database_url, pg_schema)
+
+
+async def test_sign_in_with_the_password_only(auth: PgAuthStore) -> None:
+    assert await auth.create_user("alice", Role.admin, "a long enough secret")
+    assert not await auth.create_user("alice", Role.viewer, "another long secret")  # exists: unchanged
+    who = await auth.sign_in("alice", "a long enough secret")
+    assert who is not None and (who.user, who.role, who.via) == ("alice", Role.admin, "session")
+    assert await auth.sign_in("alice", "a long enough secreT") is None
+    assert await auth.sign_in("nobody", "a long enough secret") is None
+    stored = await auth.pool.fetchval("select password_hash from users where name = 'alice'")
+    assert stored.startswith("$argon2id$")
+    with pytest.raises(AuthError, match="at least 12"):
+        await auth.create_user("bob", Role.viewer, "short")
+    assert [u["name"] for u in await auth.users()] == ["alice"]
+
+
+async def test_a_session_carries_its_csrf_token_and_ends(auth: PgAuthStore) -> None:
+    await auth.create_user("alice", Role.viewer, "a long enough secret")
+    session, csrf = await auth.open_session("alice", H)
+    who = await auth.session(session)
+    assert who is not None and who.csrf == csrf and who.role is Role.viewer
+    assert await auth.pool.fetchval("select count(*) from sessions where digest = $1", session) == 0
+    assert await auth.pool.fetchval("select count(*) from sessions where digest = $1", digest(session)) == 1
+    # a role change counts at once, for the session already open
+    await auth.create_user("alice", Role.admin, "a new long secret!", replace=True)
+    assert await auth.session(session) is None  # replacing the password signs the user out
+    session, _ = await auth.open_session("alice", H)
+    assert (await auth.session(session)).role is Role.admin  # type: ignore[union-attr]
+    await auth.close_session(session)
+    assert await auth.session(session) is None
+    expired, _ = await auth.open_session("alice", -H)
+    assert await auth.session(expired) is None
+    assert await auth.session("made-up") is None
+
+
+async def test_tokens_act_as_their_user_until_revoked_or_expired(auth: PgAuthStore) -> None:
+    await auth.create_user("ci", Role.viewer, "a long enough secret")
+    token_id, token = await auth.create_token("ci", "pipeline")
+    who = await auth.token(token)
+    assert who is not None and (who.user, who.role, who.via) == ("ci", Role.viewer, "token")
+    listed = await auth.tokens()
+    assert [(t["id"], t["label"]) for t in listed] == [(token_id, "pipeline")] and token not in str(listed)
+    assert await auth.revoke_token(token_id) and not await auth.revoke_token(token_id)
+    assert await auth.token(token) is None
+    _, short = await auth.create_token("ci", "short", -H)
+    assert await auth.token(short) is None
+    _, kept = await auth.create_token("ci", "kept", H)
+    assert await auth.token(kept) is not None
+    assert await auth.delete_user("ci")
+    assert await auth.token(kept) is None  # a deleted user's tokens go with it
+    with pytest.raises(AuthError, match="no user 'ci'"):
+        await auth.create_token("ci", "again")
