@@ -7,10 +7,10 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console test test-unit test-integration test-e2e fuzz bench bench-quick lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
 
 deps: ## install what a fresh machine lacks: uv, PostgreSQL, the Python deps, the Kafka jars
 	@bash deploy/install-deps.sh
@@ -52,7 +52,10 @@ run-agent: up ## run only the Smart Agent
 run-console: up ## run only the console (http://127.0.0.1:8180; `ccxlic admin create-user NAME --role admin` first)
 	@.venv/bin/ccxlic run console --no-ticker
 
-test: up ## every tier (unit, integration, e2e) on the real stack
+browser: ## install the browser of the console's tests (Debian's chromium) if it is missing
+	@bash deploy/install-deps.sh browser
+
+test: up browser ## every tier (unit, integration, e2e and the console in a real browser) on the real stack
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: deps ## pure tests only, no broker or database
@@ -61,8 +64,11 @@ test-unit: deps ## pure tests only, no broker or database
 test-integration: up ## tests against real Kafka and PostgreSQL
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: up ## the services as separate processes on the real stack
+test-e2e: up browser ## the services as separate processes on the real stack (and the console in a browser)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+screenshots: up browser ## redraw docs/screenshots/ (the overview and an instance page) from the browser test
+	CCXLIC_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_console_browser.py -q $(PYTEST_ARGS)
 
 fuzz: deps ## the property and fuzz tests of the contract, the error policy and the state machines, long (FUZZ_EXAMPLES, default 20000)
 	CCXLIC_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest -p no:cacheprovider tests/unit/test_contract.py tests/unit/test_contract_differential.py tests/unit/test_policy.py tests/unit/compliance/test_machine.py tests/unit/alerting/test_machine.py -k "total or agree or describes or every_record or every_step" $(PYTEST_ARGS)

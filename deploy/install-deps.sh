@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what a fresh machine lacks for `make test` / `make run`: uv (from PyPI), Debian's postgresql, and a check
 # for Java and Maven (needed to fetch and run Kafka). Idempotent and quiet when everything is there.
+# `install-deps.sh browser`: only the browser of the console's tests (Debian's chromium; Playwright's own download
+# cannot be reached from everywhere, so the tests drive the system's).
 set -euo pipefail
 
 say() { printf 'deps: %s\n' "$*"; }
@@ -22,6 +24,11 @@ apt_install() {
   if [ -z "${_apt_updated:-}" ]; then apt-get update -qq >/dev/null; _apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null || die "apt-get install $2 failed"
 }
+
+if [ "${1:-}" = browser ]; then
+  command -v chromium >/dev/null 2>&1 || [ -n "${CCXLIC_CHROMIUM:-}" ] || apt_install "Chromium (the console's browser tests)" chromium
+  exit 0
+fi
 
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install "the PostgreSQL server" postgresql
 command -v psql >/dev/null 2>&1 || apt_install "psql" postgresql-client

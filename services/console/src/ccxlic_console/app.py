@@ -55,7 +55,7 @@ SERVICE = "console"
 SOURCE = "urn:ccxlic:console"
 HERE = Path(__file__).parent
 LOGIN_COOKIE = "ccxlic_login"
-PUBLIC = ("/login", "/static/", "/healthz", "/readyz", "/metrics")
+PUBLIC = ("/login", "/static/", "/favicon.ico", "/healthz", "/readyz", "/metrics")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -205,7 +205,9 @@ async def _headers(
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault(
+        "Referrer-Policy", "same-origin"
+    )  # not no-referrer: under it Chromium posts forms with `Origin: null`
     if response.content_type == "text/html":
         response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -264,7 +266,8 @@ def make_app(console: Console, registry: CollectorRegistry) -> web.Application:
     # ------------------------------------------------------------ sign-in
 
     async def login_form(request: web.Request) -> web.Response:
-        nonce = secrets.token_urlsafe(24)
+        # one nonce per browser until it signs in: a second sign-in page (another tab) does not void the first
+        nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         response = console.page(request, "login.html", login_csrf=nonce, next=_next(request.query.get("next")))
         response.set_cookie(LOGIN_COOKIE, nonce, path="/login", httponly=True, samesite="Strict", secure=console.secure)
         return response

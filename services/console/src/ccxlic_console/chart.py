@@ -69,8 +69,9 @@ def svg(rows: Sequence[Row], entitled: Entitlement | None, title: str) -> str:
             )
     labels = sorted({0, n - 1, (n - 1) // 2}) if n else []
     for i in labels:
+        anchor = "start" if i == 0 and n > 1 else ("end" if i == n - 1 and n > 1 else "middle")
         parts.append(
-            f'<text class="axis" x="{_x(i, n):.1f}" y="{HEIGHT - 12}" text-anchor="middle">'
+            f'<text class="axis" x="{_x(i, n):.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">'
             f"{escape(rows[i].interval_start[:16].replace('T', ' '))}</text>"
         )
     if not n:
