@@ -48,6 +48,9 @@ COMMANDS = [
     "authority reserve",
     "authority classic",
     "authority convert",
+    "admin create-user",
+    "admin token create",
+    "silence add",
 ]
 
 
@@ -95,10 +98,15 @@ def test_every_command_has_help_with_examples(command: str) -> None:
         (["transport", "x", "onprem"], "the onprem transport needs the SSM On-Prem url"),
         (["reservation", "x", "install"], "install needs --code"),
         (["license-type", "x", "gold"], "Invalid value"),
+        (["admin", "create-user", "x", "--password-stdin"], "a password needs at least 12 characters; this one has 0"),
+        (["admin", "create-user", "x", "--password-stdin", "--generate-password"], "not both"),
+        (["admin", "create-user", "x", "--role", "root"], "Invalid value"),
+        (["silence", "add", "--comment", "x"], "a silence selects by --instance, --alert or both"),
+        (["silence", "list"], "silences need an API token"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_clear_message(args: list[str], message: str) -> None:
-    r = ccxlic(args)
+    r = ccxlic(args, stdin="")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in " ".join(r.stderr.split()), r.stderr
 
@@ -345,3 +353,55 @@ async def test_run_all_with_a_scenario_then_ctrl_c_stops_everything(
     assert "ccxlic run: ready" in err and "ccxlic run: stopped" in err
     for s in ports:
         assert (tmp_path / "logs" / f"{s}.log").read_text().strip().endswith('"msg": "stopped"}')
+
+
+async def test_admin_users_tokens_and_silences_from_the_command_line(pipeline: Pipeline, instance_id: str) -> None:
+    env = {k: v for k, v in pipeline.env.items() if k != "CCXLIC_TOKEN"}
+    r = await asyncio.to_thread(
+        ccxlic, ["admin", "create-user", "alice", "--role", "admin", "--password-stdin"], env, "a long enough secret\n"
+    )
+    assert r.returncode == 0 and "user alice (admin) is ready" in r.stderr, r.stderr
+    r = await asyncio.to_thread(
+        ccxlic, ["admin", "create-user", "alice", "--password-stdin"], env, "another secret!!\n"
+    )
+    assert r.returncode == 1 and "exists; --replace" in r.stderr
+    r = await asyncio.to_thread(ccxlic, ["admin", "create-user", "vic", "--generate-password"], env)
+    assert r.returncode == 0 and len(r.stdout.strip()) >= 12  # the password, printed once
+    users = json.loads((await asyncio.to_thread(ccxlic, ["admin", "users"], env)).stdout)
+    assert [(u["name"], u["role"]) for u in users] == [("alice", "admin"), ("vic", "viewer")]
+    admin_token = (
+        await asyncio.to_thread(ccxlic, ["admin", "token", "create", "alice", "--days", "1"], env)
+    ).stdout.strip()
+    viewer_token = (await asyncio.to_thread(ccxlic, ["admin", "token", "create", "vic"], env)).stdout.strip()
+    assert admin_token.startswith("ccxlic_") and viewer_token.startswith("ccxlic_")
+    as_admin, as_viewer = {**env, "CCXLIC_TOKEN": admin_token}, {**env, "CCXLIC_TOKEN": viewer_token}
+    add = [
+        "silence",
+        "add",
+        "--instance",
+        instance_id,
+        "--alert",
+        "OutOfCompliance",
+        "--hours",
+        "2",
+        "--comment",
+        "buying",
+    ]
+    r = await asyncio.to_thread(ccxlic, add, as_viewer)
+    assert r.returncode == 1 and "refused (403)" in r.stderr and "only an admin" in r.stderr, r.stderr
+    r = await asyncio.to_thread(ccxlic, add, {**env, "CCXLIC_TOKEN": "ccxlic_made-up"})
+    assert r.returncode == 1 and "refused (401)" in r.stderr
+    r = await asyncio.to_thread(ccxlic, add, as_admin)
+    assert r.returncode == 0, r.stderr
+    silence = json.loads(r.stdout)
+    assert silence["author"] == "alice" and silence["instance"] == instance_id
+    listed = json.loads((await asyncio.to_thread(ccxlic, ["silence", "list"], as_viewer)).stdout)
+    assert [s["id"] for s in listed["silences"]] == [silence["id"]]
+    r = await asyncio.to_thread(ccxlic, ["silence", "remove", silence["id"]], as_admin)
+    assert r.returncode == 0 and "removed" in r.stderr
+    tokens = json.loads((await asyncio.to_thread(ccxlic, ["admin", "token", "list"], env)).stdout)
+    assert admin_token not in json.dumps(tokens)  # only digests are kept
+    viewer_id = next(t["id"] for t in tokens if t["username"] == "vic")
+    assert (await asyncio.to_thread(ccxlic, ["admin", "token", "revoke", viewer_id], env)).returncode == 0
+    r = await asyncio.to_thread(ccxlic, ["silence", "list"], as_viewer)
+    assert r.returncode == 1 and "refused (401)" in r.stderr

@@ -23,7 +23,16 @@ from ccxlic_contract import Event
 from ccxlic_contract.topics import AGENT_COMMANDS, CONSUMPTION, DEAD_LETTER, ENTITLEMENTS, LIFECYCLE
 from ccxlic_runtime.kafka import EventProducer
 from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import InProcess, ReadTopic, Stack, drop_schema, publish_on, service_settings, wait_for_topic
+from ccxlic_testing.plugin import (
+    InProcess,
+    ReadTopic,
+    Stack,
+    api_token,
+    drop_schema,
+    publish_on,
+    service_settings,
+    wait_for_topic,
+)
 from ccxlic_testing.tls import make_ca_and_cert
 
 pytestmark = pytest.mark.integration
@@ -47,9 +56,12 @@ class World:
         self.agent = f"http://127.0.0.1:{agent}"
         self.b = Build(instance, prefix=f"{instance}-in")
         self.instance = instance
+        self.token = ""
 
     async def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        async with self.http.request(method, self.authority + path, json=body) as r:
+        """The authority's account side, as its admin."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with self.http.request(method, self.authority + path, json=body, headers=headers) as r:
             answer = await r.json()
             assert r.status in (200, 201), answer
             return answer
@@ -116,6 +128,7 @@ async def world(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         w = World(http, auth_port, agent_port, producer, read_topic, contract_topics, instance_id)
         w.onprem_port = onprem_port  # type: ignore[attr-defined]
+        w.token = await api_token(stack.database_url, auth_settings.auth_schema, "ops")
         yield w
     await agent.stopped()
     await authority.stopped()

@@ -78,3 +78,19 @@ async def test_the_relay_does_not_sleep_through_a_commit_made_while_it_read_the_
     relay = Reading(db, None)  # type: ignore[arg-type]
     await asyncio.wait_for(relay.run(stop), timeout=0.5)  # the poll would take 1 s: only the wake-up is this fast
     assert calls == 2
+
+
+def test_the_faces_say_durations_and_the_nearest_deadline_alike() -> None:
+    from ccxlic_runtime.client import duration, nearest_deadline
+
+    assert [duration(s) for s in (-5, 59, 2700, 7380, 90061)] == [
+        "0 min 0 s",
+        "0 min 59 s",
+        "45 min 0 s",
+        "2 h 3 min",
+        "1 d 1 h",
+    ]
+    assert [duration(s, compact=True) for s in (2700, 7380, 90061)] == ["45m 0s", "2h 3m", "1d 1h"]
+    view = {"seconds_to": {"ooc_at": 2700.0, "enforcement_at": None, "authorization_expires_at": 60.0}}
+    assert nearest_deadline(view) == ("authorization_expires_at", 60.0)
+    assert nearest_deadline({"seconds_to": {"ooc_at": None}}) is None and nearest_deadline(None) is None

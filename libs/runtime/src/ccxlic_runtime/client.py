@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +64,29 @@ class ClientSettings(RuntimeSettings):
             return (given or f"http://127.0.0.1:{port}").rstrip("/")
 
         return Urls(*(url(s) for s in ("consumption", "compliance", "alerting", "agent", "authority", "console")))
+
+
+def nearest_deadline(compliance: Mapping[str, Any] | None) -> tuple[str, float] | None:
+    """The nearest pending deadline of a compliance view, (its name, seconds to it), counted on the instance's own
+    clock (event time); None when nothing is pending."""
+    if compliance is None:
+        return None
+    pending = [(v, k) for k, v in compliance.get("seconds_to", {}).items() if v is not None]
+    if not pending:
+        return None
+    seconds, name = min(pending)
+    return name, seconds
+
+
+def duration(seconds: float, *, compact: bool = False) -> str:
+    """`3 d 4 h`, `2 h 5 min`, `44 min 0 s` (compact: `3d 4h`, `2h 5m`, `44m 0s`)."""
+    d, h, m, s = ("d", "h", "m", "s") if compact else (" d", " h", " min", " s")
+    n = int(max(0, seconds))
+    if n >= 86400:
+        return f"{n // 86400}{d} {n % 86400 // 3600}{h}"
+    if n >= 3600:
+        return f"{n // 3600}{h} {n % 3600 // 60}{m}"
+    return f"{n // 60}{m} {n % 60}{s}"
 
 
 class ServiceError(RuntimeError):
@@ -180,6 +204,8 @@ __all__ = [
     "Urls",
     "agent_command",
     "agent_result",
+    "duration",
+    "nearest_deadline",
     "report_inputs",
     "snapshot",
 ]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -125,6 +126,37 @@ def add_ops_routes(
     router.add_get("/metrics", metrics)
     router.add_get("/healthz", healthz)
     router.add_get("/readyz", readyz)
+
+
+def tls_context(cert_file: str | None, key_file: str | None) -> ssl.SSLContext | None:
+    """A server TLS context from PEM files (None when not given: plain HTTP)."""
+    if not cert_file or not key_file:
+        return None
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert_file, key_file)
+    return tls
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    tls: ssl.SSLContext | None = None,
+    ready: Callable[[int], None] | None = None,
+    name: str = "service",
+) -> None:
+    """Serve `app` (a service with no consumer: the authority, the console) until `stop` is set."""
+    server = OpsServer(app, host, port, tls)
+    await server.start()
+    log.info(f"{name} ready", extra={"url": f"{'https' if tls else 'http'}://{host}:{server.port}/"})
+    if ready is not None:
+        ready(server.port)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
 
 
 class OpsServer:

@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import re
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from ccxlic_contract.events import UtcDatetime
 from ccxlic_rules import codes
 from ccxlic_runtime.auth import PgAuthStore, auth_middleware, identity, open_auth, writes_need_admin
 from ccxlic_runtime.db import Database, create_pool, migrate
-from ccxlic_runtime.http import OpsServer, add_ops_routes, json_response, problem
+from ccxlic_runtime.http import add_ops_routes, json_response, problem, serve, tls_context
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import TypeAdapter, ValidationError
 
@@ -336,18 +335,7 @@ async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callab
             registry = CollectorRegistry()
             app = make_app(authority, settings, Faults(), registry, auth)
             add_ops_routes(app.router, registry, {"database": db.ping})
-            tls = None
-            if settings.tls_cert_file and settings.tls_key_file:
-                tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-            server = OpsServer(app, settings.http_host, settings.http_port, tls)
-            await server.start()
-            log.info("authority ready", extra={"port": server.port})
-            if ready is not None:
-                ready(server.port)
-            try:
-                await stop.wait()
-            finally:
-                await server.stop()
+            tls = tls_context(settings.tls_cert_file, settings.tls_key_file)
+            await serve(app, settings.http_host, settings.http_port, stop, tls=tls, ready=ready, name="authority")
     finally:
         await pool.close()

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-import aiohttp
 import typer
 from ccxlic_runtime.auth import AuthError, PgAuthStore, Role, check_password, open_auth
 from ccxlic_runtime.db import DatabaseError
@@ -157,23 +156,7 @@ def _alerting(method: str, path: str, body: dict[str, Any] | None = None) -> Any
     settings = common.settings()
     if settings.token is None:
         raise common.fail("silences need an API token: export CCXLIC_TOKEN=$(ccxlic admin token create USER)")
-    base = settings.urls().alerting
-
-    async def go() -> tuple[int, Any]:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
-            http.request(method, base + path, json=body, headers=common.bearer(settings)) as r,
-        ):
-            return r.status, (await r.json(content_type=None)) if r.status != 204 else None
-
-    try:
-        status, answer = asyncio.run(go())
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise common.fail(f"alerting at {base} does not answer ({exc!r}); is it running?", 1) from None
-    if status >= 400:
-        error = answer.get("error") if isinstance(answer, dict) else answer
-        raise common.fail(f"alerting refused ({status}): {error}", 1)
-    return answer
+    return common.call(settings, "alerting", method, path, body)
 
 
 @silence_app.command("add")

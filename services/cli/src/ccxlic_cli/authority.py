@@ -4,7 +4,6 @@ a refusal prints its reason and exits 1."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,24 +19,7 @@ app = typer.Typer(help="The licensing authority's accounts, licenses, tokens and
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    settings = common.settings()
-    base = settings.urls().authority
-
-    async def go() -> tuple[int, Any]:
-        headers = common.bearer(settings)
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
-            http.request(method, base + path, json=body, headers=headers) as r,
-        ):
-            return r.status, await r.json(content_type=None)
-
-    try:
-        status, answer = asyncio.run(go())
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise common.fail(f"the licensing authority at {base} does not answer ({exc!r}); is it running?", 1) from None
-    if status >= 400:
-        error = answer.get("error") if isinstance(answer, dict) else answer
-        raise common.fail(f"the authority refused ({status}): {error}", 1)
+    answer = common.call(common.settings(), "authority", method, path, body)
     typer.echo(json.dumps(answer, indent=2))
     return answer
 

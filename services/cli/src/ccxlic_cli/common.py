@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import aiohttp
 import typer
 from ccxlic_contract import Event
 from ccxlic_runtime.auth import Role, open_auth
@@ -30,6 +33,28 @@ class CliSettings(ClientSettings):
 def bearer(settings: CliSettings) -> dict[str, str]:
     """The Authorization header of CCXLIC_TOKEN (none when unset)."""
     return {} if settings.token is None else {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
+
+
+def call(settings: CliSettings, service: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """A JSON call to a service with CCXLIC_TOKEN; its answer, or exit 1 saying why (no answer, or its refusal)."""
+    base = getattr(settings.urls(), service)
+
+    async def go() -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
+            http.request(method, base + path, json=body, headers=bearer(settings)) as r,
+        ):
+            return r.status, (await r.json(content_type=None)) if r.status != 204 else None
+
+    try:
+        status, answer = asyncio.run(go())
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise fail(f"{service} at {base} does not answer ({exc!r}); is it running?", 1) from None
+    if status >= 400:
+        error = answer.get("error") if isinstance(answer, dict) else answer
+        hint = " (set CCXLIC_TOKEN: ccxlic admin token create USER)" if status == 401 else ""
+        raise fail(f"{service} refused ({status}): {error}{hint}", 1)
+    return answer
 
 
 async def scenario_token(settings: CliSettings) -> str:

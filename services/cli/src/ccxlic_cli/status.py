@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ccxlic_runtime.client import duration, nearest_deadline
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -42,24 +43,13 @@ _DEADLINE_WORDS = {
 }
 
 
-def _in(seconds: float) -> str:
-    s = int(max(0, seconds))
-    if s >= 86400:
-        return f"{s // 86400}d {s % 86400 // 3600}h"
-    if s >= 3600:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 60}m {s % 60}s"
-
-
 def _deadline(c: dict[str, Any] | None) -> str:
     """The nearest pending deadline, counted from the instance's own clock (event time)."""
-    if c is None:
+    nearest = nearest_deadline(c)
+    if nearest is None:
         return "-"
-    pending = [(v, k) for k, v in c.get("seconds_to", {}).items() if v is not None]
-    if not pending:
-        return "-"
-    seconds, name = min(pending)
-    return f"{_DEADLINE_WORDS.get(name, name)} in {_in(seconds)}"
+    name, seconds = nearest
+    return f"{_DEADLINE_WORDS.get(name, name)} in {duration(seconds, compact=True)}"
 
 
 def _state(c: dict[str, Any] | None) -> str:

@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import logging
 import secrets
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +42,7 @@ from ccxlic_runtime.auth import (
     set_session_cookie,
 )
 from ccxlic_runtime.client import ServiceError, Urls, agent_command, agent_result, report_inputs, snapshot
-from ccxlic_runtime.http import BadRequest, OpsServer, add_ops_routes, check_instance, json_response, problem
+from ccxlic_runtime.http import BadRequest, add_ops_routes, check_instance, json_response, problem, serve, tls_context
 from ccxlic_runtime.kafka import EventProducer, ensure_topics, wait_for_kafka
 from prometheus_client import CollectorRegistry, Counter
 
@@ -680,18 +679,13 @@ async def run(settings: ConsoleSettings, stop: asyncio.Event, *, ready: Callable
     ):
         registry = CollectorRegistry()
         console = Console(settings, auth, kafka, registry)
-        app = make_app(console, registry)
-        tls = None
-        if settings.tls_cert_file and settings.tls_key_file:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-        server = OpsServer(app, settings.http_host, settings.http_port, tls)
-        await server.start()
-        scheme = "https" if tls else "http"
-        log.info("console ready", extra={"url": f"{scheme}://{settings.http_host}:{server.port}/"})
-        if ready is not None:
-            ready(server.port)
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
+        tls = tls_context(settings.tls_cert_file, settings.tls_key_file)
+        await serve(
+            make_app(console, registry),
+            settings.http_host,
+            settings.http_port,
+            stop,
+            tls=tls,
+            ready=ready,
+            name=SERVICE,
+        )

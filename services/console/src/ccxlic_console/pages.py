@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ccxlic_runtime.client import duration, nearest_deadline
+
 STATES: Mapping[str, tuple[str, str]] = {
     # authorization state -> (words, tone); a tone only colours what the words already say
     "no_licenses_in_use": ("No licenses in use", "calm"),
@@ -77,15 +79,6 @@ class OverviewRow:
     alerts: tuple[Mapping[str, Any], ...]
 
 
-def duration(seconds: float) -> str:
-    s = int(max(0, seconds))
-    if s >= 86400:
-        return f"{s // 86400} d {s % 86400 // 3600} h"
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 60} min {s % 60} s"
-
-
 def state_of(compliance: Mapping[str, Any] | None) -> tuple[str, str]:
     if compliance is None:
         return "Unknown (compliance has not seen it)", "calm"
@@ -99,12 +92,10 @@ def state_of(compliance: Mapping[str, Any] | None) -> tuple[str, str]:
 
 def next_deadline(compliance: Mapping[str, Any] | None) -> Deadline | None:
     """The nearest pending deadline, counted from the instance's own clock (event time)."""
-    if compliance is None:
+    nearest = nearest_deadline(compliance)
+    if compliance is None or nearest is None:
         return None
-    pending = [(v, k) for k, v in compliance.get("seconds_to", {}).items() if v is not None]
-    if not pending:
-        return None
-    seconds, key = min(pending)
+    key, seconds = nearest
     return Deadline(DEADLINES.get(key, key), str(compliance["deadlines"][key]), seconds)
 
 
