@@ -1,0 +1,101 @@
+"""The licensing authority's pages: its accounts and their licenses, a virtual account's instances and registration
+tokens (a new one is shown once), and moving licenses within a smart account. The console calls the authority with
+the signed-in user's own credentials, so the authority checks the same user and audits them."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+from ccxlic_runtime.client import ServiceError
+
+from ccxlic_console.console import Console
+
+
+def add_routes(router: web.UrlDispatcher, console: Console) -> None:
+    urls = console.urls
+
+    def actor(request: web.Request) -> dict[str, str]:
+        return console.credentials(request)
+
+    async def authority(request: web.Request) -> web.Response:
+        try:
+            status, body = await console.call("GET", f"{urls.authority}/v1/accounts", headers=actor(request))
+        except ServiceError as exc:
+            return console.error(request, 503, str(exc))
+        if status != 200:
+            return console.error(request, status, f"the licensing authority answered: {(body or {}).get('error')}")
+        return console.page(request, "authority.html", smart_accounts=body["smart_accounts"])
+
+    async def account(request: web.Request) -> web.Response:
+        name = request.match_info["account"]
+        base = f"{urls.authority}/v1/accounts/{quote(name, safe='')}"
+        try:
+            status, insts = await console.call("GET", f"{base}/instances", headers=actor(request))
+            if status != 200:
+                return console.error(request, status, f"the licensing authority answered: {(insts or {}).get('error')}")
+            _, toks = await console.call("GET", f"{base}/tokens", headers=actor(request))
+            _, accounts = await console.call("GET", f"{urls.authority}/v1/accounts", headers=actor(request))
+        except ServiceError as exc:
+            return console.error(request, 503, str(exc))
+        mine, siblings = None, []
+        for sa in accounts["smart_accounts"]:
+            for va in sa["virtual_accounts"]:
+                if va["name"] == name:
+                    mine = va
+                    siblings = [v["name"] for v in sa["virtual_accounts"] if v["name"] != name]
+        return console.page(
+            request,
+            "account.html",
+            account=name,
+            info=mine,
+            siblings=siblings,
+            instances=insts["instances"],
+            tokens=toks.get("tokens", []),
+            done=request.query.get("done", "")[:300],
+            new_token=None,
+        )
+
+    async def authority_post(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["account"]
+        what = request.match_info["what"]
+        form = await request.post()
+        base = f"{urls.authority}/v1/accounts/{quote(name, safe='')}"
+        try:
+            if what == "tokens":
+                body: dict[str, Any] = {
+                    "expires_in_days": int(str(form.get("expires_in_days") or 30)),
+                    "max_uses": int(str(form.get("max_uses") or 1)),
+                    "description": str(form.get("description", "")).strip(),
+                    "export_controlled": form.get("export_controlled") == "yes",
+                }
+                url = f"{base}/tokens"
+            elif what == "move":
+                body = {
+                    "to": str(form.get("to", "")),
+                    "quantities": {str(form.get("license", "")): int(str(form.get("quantity") or 0))},
+                    "reason": str(form.get("reason", "")).strip(),
+                }
+                url = f"{base}/licenses/move"
+            elif what == "revoke":
+                body = {}
+                url = f"{urls.authority}/v1/tokens/{quote(str(form.get('token', '')), safe='')}/revoke"
+            else:
+                return console.error(request, 404, f"nothing to do for {what!r}")
+        except ValueError:
+            return console.error(request, 400, "a number was expected (days, uses, quantity)")
+        try:
+            status, answer = await console.call("POST", url, headers=actor(request), body=body)
+        except ServiceError as exc:
+            return console.error(request, 503, str(exc))
+        if status not in (200, 201):
+            return console.error(request, status, f"the licensing authority refused: {(answer or {}).get('error')}")
+        if what == "tokens":  # shown once, on this page, never in a URL
+            return console.page(request, "token.html", account=name, token=answer)
+        done = "licenses moved" if what == "move" else "token revoked"
+        raise web.HTTPSeeOther(f"/authority/accounts/{quote(name)}?" + urlencode({"done": done}))
+
+    router.add_get("/authority", authority)
+    router.add_get("/authority/accounts/{account}", account)
+    router.add_post("/authority/accounts/{account}/{what}", authority_post)
