@@ -78,7 +78,13 @@ kafka_up() {
                    -Dkafka.logs.dir="$KAFKA_DIR/logs")
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     local cluster_id
-    cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')
+    # as Kafka's own Uuid.randomUuid: never one that starts with "-", which the tool would read as an option (1 in 64)
+    cluster_id=$(python3 -c 'import base64,uuid
+while True:
+    c = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+    if not c.startswith("-"):
+        break
+print(c)')
     java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" \
       --ignore-formatted >"$KAFKA_DIR/logs/format.log" 2>&1 || { cat "$KAFKA_DIR/logs/format.log" >&2; die "formatting the Kafka storage failed"; }
   fi
