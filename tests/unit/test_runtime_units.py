@@ -94,3 +94,5 @@ def test_the_faces_say_durations_and_the_nearest_deadline_alike() -> None:
     view = {"seconds_to": {"ooc_at": 2700.0, "enforcement_at": None, "authorization_expires_at": 60.0}}
     assert nearest_deadline(view) == ("authorization_expires_at", 60.0)
     assert nearest_deadline({"seconds_to": {"ooc_at": None}}) is None and nearest_deadline(None) is None
+    tie = {"seconds_to": {"evaluation_ends_at": 600.0, "enforcement_at": 600.0}}
+    assert nearest_deadline(tie) == ("evaluation_ends_at", 600.0)

@@ -14,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -123,7 +124,7 @@ class PgAuthStore:
         """Create the user; with `replace`, set the role and password of an existing one too. False when it exists
         (and `replace` is off)."""
         check_user(name)
-        hashed = hash_password(check_password(password))
+        hashed = await asyncio.to_thread(hash_password, check_password(password))
         if replace:
             await self.pool.execute(
                 "insert into users(name, role, password_hash) values ($1, $2, $3) on conflict (name) do update"
@@ -151,10 +152,11 @@ class PgAuthStore:
 
     async def sign_in(self, name: str, password: str) -> Identity | None:
         row = await self.pool.fetchrow("select role, password_hash from users where name = $1", name)
+        # argon2 takes ~0.1 s of CPU on purpose: off the event loop, so the pages and refreshes go on meanwhile
         if row is None:
-            password_matches(_DUMMY, password)
+            await asyncio.to_thread(password_matches, _DUMMY, password)
             return None
-        if not password_matches(row["password_hash"], password):
+        if not await asyncio.to_thread(password_matches, row["password_hash"], password):
             return None
         return Identity(name, Role(row["role"]), "session")
 

@@ -71,11 +71,11 @@ def nearest_deadline(compliance: Mapping[str, Any] | None) -> tuple[str, float] 
     clock (event time); None when nothing is pending."""
     if compliance is None:
         return None
-    pending = [(v, k) for k, v in compliance.get("seconds_to", {}).items() if v is not None]
+    pending = [(k, v) for k, v in compliance.get("seconds_to", {}).items() if v is not None]
     if not pending:
         return None
-    seconds, name = min(pending)
-    return name, seconds
+    # on a tie the first in the view's order wins: "evaluation ends" says more than the enforcement it starts
+    return min(pending, key=lambda p: float(p[1]))
 
 
 def duration(seconds: float, *, compact: bool = False) -> str:
