@@ -4,11 +4,20 @@ tokens that are revoked or expire, roles that change at once, and no secret stor
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from ccxlic_runtime.auth import AuthError, PgAuthStore, Role, digest, open_auth
+from ccxlic_runtime.auth import (
+    FAILURE_WINDOW,
+    MAX_FAILURES,
+    AuthError,
+    PgAuthStore,
+    Role,
+    TooManyFailures,
+    digest,
+    open_auth,
+)
 from ccxlic_testing.plugin import Stack, drop_schema
 
 pytestmark = pytest.mark.integration
@@ -72,3 +81,21 @@ async def test_tokens_act_as_their_user_until_revoked_or_expired(auth: PgAuthSto
     assert await auth.token(kept) is None  # a deleted user's tokens go with it
     with pytest.raises(AuthError, match="no user 'ci'"):
         await auth.create_token("ci", "again")
+
+
+async def test_too_many_failed_sign_ins_make_that_client_wait_not_the_others(auth: PgAuthStore) -> None:
+    await auth.create_user("alice", Role.admin, "a long enough secret")
+    for _ in range(MAX_FAILURES):
+        assert await auth.sign_in("alice", "a guess at it", "10.0.0.9") is None
+    with pytest.raises(TooManyFailures, match="too many failed sign-ins; try again after") as refused:
+        await auth.sign_in("alice", "a long enough secret", "10.0.0.9")  # even the right password waits
+    assert refused.value.until > datetime.now(UTC) + FAILURE_WINDOW - timedelta(minutes=1)
+    assert await auth.sign_in("alice", "a long enough secret", "10.0.0.1") is not None  # another client is not locked
+    # the window passes: the failures no longer count, and a success clears them
+    await auth.pool.execute("update sign_in_failures set at = at - $1::interval", FAILURE_WINDOW)
+    assert await auth.sign_in("alice", "a long enough secret", "10.0.0.9") is not None
+    assert await auth.pool.fetchval("select count(*) from sign_in_failures where client = '10.0.0.9'") == 0
+    for _ in range(MAX_FAILURES):  # an unknown name counts too (no hint of which names exist)
+        assert await auth.sign_in("mallory", "x", "10.0.0.9") is None
+    with pytest.raises(TooManyFailures):
+        await auth.sign_in("mallory", "x", "10.0.0.9")

@@ -178,3 +178,15 @@ async def test_over_tls_the_cookie_is_secure(console: Start, tmp_path: Path) -> 
         r = await _sign_in(http, base, "ada")
         cookie = next(c for c in r.headers.getall("Set-Cookie") if c.startswith("ccxlic_session="))
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+async def test_guessing_a_password_is_stopped_after_five_tries(console: Start) -> None:
+    base = await console()
+    async with aiohttp.ClientSession(cookie_jar=_jar()) as http:
+        for _ in range(5):
+            assert (await _sign_in(http, base, "vic", "a wrong guess")).status == 401
+        refused = await _sign_in(http, base, "vic")
+        assert refused.status == 429
+        async with http.get(f"{base}/", allow_redirects=False) as r:
+            assert r.status == 303  # not signed in
+        assert (await _sign_in(http, base, "ada")).status == 303  # another user is not affected

@@ -73,6 +73,18 @@ class AuthError(ValueError):
     """A user, password or token that cannot be accepted; the message says why."""
 
 
+class TooManyFailures(AuthError):
+    """Too many failed sign-ins of this user from this client lately; `until` says when it may try again."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"too many failed sign-ins; try again after {until:%H:%M:%S} UTC")
+        self.until = until
+
+
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+
+
 _hasher = PasswordHasher()
 # Verified when the user is unknown, so a sign-in takes as long for a wrong name as for a wrong password.
 _DUMMY = _hasher.hash("not a password of anyone")
@@ -150,14 +162,27 @@ class PgAuthStore:
     async def delete_user(self, name: str) -> bool:
         return bool(await self.pool.execute("delete from users where name = $1", name) == "DELETE 1")
 
-    async def sign_in(self, name: str, password: str) -> Identity | None:
+    async def sign_in(self, name: str, password: str, client: str = "") -> Identity | None:
+        """The user, when the password matches; None when not. After MAX_FAILURES failures of `name` from `client`
+        within FAILURE_WINDOW, TooManyFailures (without trying the password) until the oldest of them is that old."""
+        since = datetime.now(UTC) - FAILURE_WINDOW
+        recent = await self.pool.fetch(
+            "select at from sign_in_failures where username = $1 and client = $2 and at > $3 order by at desc limit $4",
+            name,
+            client,
+            since,
+            MAX_FAILURES,
+        )
+        if len(recent) >= MAX_FAILURES:
+            raise TooManyFailures(recent[-1]["at"] + FAILURE_WINDOW)
         row = await self.pool.fetchrow("select role, password_hash from users where name = $1", name)
         # argon2 takes ~0.1 s of CPU on purpose: off the event loop, so the pages and refreshes go on meanwhile
-        if row is None:
-            await asyncio.to_thread(password_matches, _DUMMY, password)
+        matches = await asyncio.to_thread(password_matches, _DUMMY if row is None else row["password_hash"], password)
+        if row is None or not matches:
+            await self.pool.execute("delete from sign_in_failures where at < $1", since)
+            await self.pool.execute("insert into sign_in_failures (username, client) values ($1, $2)", name, client)
             return None
-        if not await asyncio.to_thread(password_matches, row["password_hash"], password):
-            return None
+        await self.pool.execute("delete from sign_in_failures where username = $1 and client = $2", name, client)
         return Identity(name, Role(row["role"]), "session")
 
     async def open_session(self, user: str, ttl: timedelta) -> tuple[str, str]:
@@ -347,6 +372,7 @@ __all__ = [
     "Identity",
     "PgAuthStore",
     "Role",
+    "TooManyFailures",
     "auth_middleware",
     "check_password",
     "check_user",

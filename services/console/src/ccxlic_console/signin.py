@@ -7,7 +7,7 @@ import logging
 import secrets
 
 from aiohttp import web
-from ccxlic_runtime.auth import COOKIE, CSRF_FIELD, same, set_session_cookie
+from ccxlic_runtime.auth import COOKIE, CSRF_FIELD, TooManyFailures, same, set_session_cookie
 
 from ccxlic_console.console import Console
 
@@ -41,12 +41,17 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
         target = _next(str(form.get("next", "")))
         if not nonce or not given or not same(nonce, given):
             return console.error(request, 403, "the sign-in form expired or did not come from this console; try again")
-        who = await console.auth.sign_in(str(form.get("user", "")), str(form.get("password", "")))
+        try:
+            who = await console.auth.sign_in(
+                str(form.get("user", "")), str(form.get("password", "")), request.remote or ""
+            )
+            failed, status = "wrong user name or password", 401
+        except TooManyFailures as exc:
+            log.warning("sign-in refused: too many failures", extra={"user": str(form.get("user", ""))[:64]})
+            who, failed, status = None, str(exc), 429
         if who is None:
             fresh = secrets.token_urlsafe(24)
-            response = console.page(
-                request, "login.html", status=401, login_csrf=fresh, next=target, failed="wrong user name or password"
-            )
+            response = console.page(request, "login.html", status=status, login_csrf=fresh, next=target, failed=failed)
             response.set_cookie(
                 LOGIN_COOKIE, fresh, path="/login", httponly=True, samesite="Strict", secure=console.secure
             )
