@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from ccxlic_contract import TOPICS, Event, decode, encode
 from ccxlic_contract.events import AgentSignedOut, AgentSignedOutData, ClockTicked, DeadLettered
 from ccxlic_contract.examples import golden_examples
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, DEAD_LETTER
-from ccxlic_runtime.db import Database, Relay, Rows, Transaction, migrate, prune_processed
+from ccxlic_runtime.db import Database, MigrationChanged, Relay, Rows, Transaction, migrate, prune_processed
 from ccxlic_runtime.http import OpsServer, ops_app
 from ccxlic_runtime.kafka import EventProducer, delete_topics, ensure_topics
 from ccxlic_runtime.loop import ConsumerLoop
@@ -299,6 +300,26 @@ async def test_migrations_apply_once(db: Database) -> None:
     assert await migrate(db.pool, db.schema) == []
     names = [r["name"] for r in await db.fetch("select name from schema_migrations")]
     assert names == ["runtime/0001_runtime.sql"]
+
+
+async def test_a_migration_changed_after_it_was_applied_stops_the_runner(db: Database, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "0001_t.sql").write_text("create table t (a int);")
+    assert await migrate(db.pool, db.schema, folder) == ["migrations/0001_t.sql"]
+    assert await migrate(db.pool, db.schema, folder) == []  # unchanged: nothing to do
+    (folder / "0001_t.sql").write_text("create table t (a int, b int);")
+    (folder / "0002_u.sql").write_text("create table u (a int);")
+    with pytest.raises(
+        MigrationChanged, match=r"migration migrations/0001_t.sql of schema .* changed after it was applied"
+    ):
+        await migrate(db.pool, db.schema, folder)
+    assert await db.fetch("select 1 from information_schema.tables where table_name = 'u'") == []  # nothing after it
+    # a schema migrated before checksums were kept takes the files as they are now, then holds them to that
+    await db.pool.execute("update schema_migrations set checksum = null")
+    assert await migrate(db.pool, db.schema, folder) == ["migrations/0002_u.sql"]
+    stored = await db.fetch("select name, checksum from schema_migrations where name = 'migrations/0001_t.sql'")
+    assert stored[0]["checksum"] == hashlib.sha256(b"create table t (a int, b int);").hexdigest()
 
 
 async def test_ops_server_serves_metrics_health_and_readiness(db: Database) -> None:

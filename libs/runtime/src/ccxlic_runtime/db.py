@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import operator
 import re
@@ -53,6 +54,10 @@ class DatabaseError(RuntimeError):
     """The database could not be reached or migrated."""
 
 
+class MigrationChanged(DatabaseError):
+    """A migration file differs from the one applied: the service does not start on a schema it cannot trust."""
+
+
 def check_schema(schema: str) -> str:
     if not SCHEMA_PATTERN.match(schema):
         raise ValueError(f"schema name {schema!r} must match {SCHEMA_PATTERN.pattern}")
@@ -84,7 +89,9 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtim
     """Apply, in name order, the `*.sql` files not applied yet: the runtime's (unless `runtime` is False: a schema
     that holds no service's stream, such as `auth`), then each folder's.
 
-    One small runner for every service; an advisory lock keeps two processes from migrating at once.
+    One small runner for every service; an advisory lock keeps two processes from migrating at once. Each applied
+    file's SHA-256 is kept, and a file changed after it was applied stops the service (MigrationChanged): a
+    migration is never edited, a new one is added.
     """
     check_schema(schema)
     applied: list[str] = []
@@ -96,18 +103,33 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtim
                 "create table if not exists schema_migrations ("
                 " name text primary key, applied_at timestamptz not null default now())"
             )
-            done = {r["name"] for r in await conn.fetch("select name from schema_migrations")}
+            await conn.execute("alter table schema_migrations add column if not exists checksum text")
+            done = {r["name"]: r["checksum"] for r in await conn.fetch("select name, checksum from schema_migrations")}
             for folder in (RUNTIME_MIGRATIONS, *folders) if runtime else folders:
                 scripts = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
                 for script in scripts:
                     name = (
                         f"{folder.name}/{script.name}" if folder is not RUNTIME_MIGRATIONS else f"runtime/{script.name}"
                     )
+                    text = script.read_text()
+                    checksum = hashlib.sha256(text.encode()).hexdigest()
                     if name in done:
+                        if done[name] is None:  # applied before checksums were kept: this file is the reference
+                            await conn.execute(
+                                "update schema_migrations set checksum = $2 where name = $1", name, checksum
+                            )
+                        elif done[name] != checksum:
+                            raise MigrationChanged(
+                                f"migration {name} of schema {schema!r} changed after it was applied (SHA-256 "
+                                f"{done[name][:12]}... then, {checksum[:12]}... now): a migration is never edited; "
+                                "restore it and add a new one"
+                            )
                         continue
                     async with conn.transaction():
-                        await conn.execute(script.read_text())
-                        await conn.execute("insert into schema_migrations(name) values ($1)", name)
+                        await conn.execute(text)
+                        await conn.execute(
+                            "insert into schema_migrations(name, checksum) values ($1, $2)", name, checksum
+                        )
                     applied.append(name)
         finally:
             await conn.execute("select pg_advisory_unlock(hashtext($1))", schema)
