@@ -405,3 +405,19 @@ async def test_admin_users_tokens_and_silences_from_the_command_line(pipeline: P
     assert (await asyncio.to_thread(ccxlic, ["admin", "token", "revoke", viewer_id], env)).returncode == 0
     r = await asyncio.to_thread(ccxlic, ["silence", "list"], as_viewer)
     assert r.returncode == 1 and "refused (401)" in r.stderr
+
+
+def test_a_password_in_database_url_never_reaches_a_log_or_an_error(tmp_path: Path) -> None:
+    url = f"postgresql://ops:hunter2@127.0.0.1:{free_port()}/ccxlic"
+    env = {**os.environ, "DATABASE_URL": url, "CCXLIC_AUTHORITY_HTTP_PORT": "0"}
+    r = ccxlic(["admin", "users"], env)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "cannot connect to PostgreSQL at postgresql://ops:***@127.0.0.1" in said, said
+    service = subprocess.run(
+        [sys.executable, "-m", "ccxlic_authority"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert service.returncode == 1 and "ops:***@" in service.stderr, service.stderr
+    bad = ccxlic(["admin", "users"], {**env, "DATABASE_URL": "mysql://ops:hunter2@db/x"})
+    assert bad.returncode == 2 and "DATABASE_URL='mysql://ops:***@db/x'" in " ".join(bad.stderr.split())
+    for out in (r, service, bad):
+        assert "hunter2" not in out.stdout + out.stderr

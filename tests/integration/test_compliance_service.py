@@ -325,7 +325,7 @@ async def test_readiness_says_when_the_relay_cannot_publish_and_the_service_outl
     service is ready again. It never stopped."""
     w = Walk(producer, read_topic, contract_topics, instance_id)
     await w.then(w.b.register(T0), lambda v: v.authorization == "authorized")
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
     try:
         await conn.execute(f'alter table "{settings.schema_name}".outbox rename to outbox_away')
         body: Any = None

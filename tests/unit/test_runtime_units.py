@@ -19,7 +19,7 @@ def test_settings_default_to_the_local_stack(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("DATABASE_URL", raising=False)
     s = load_settings(RuntimeSettings)
     assert s.kafka_bootstrap_servers == "127.0.0.1:9092"
-    assert s.database_url == "postgresql://postgres@127.0.0.1:5432/ccxlic"
+    assert s.database_url.get_secret_value() == "postgresql://postgres@127.0.0.1:5432/ccxlic"
 
 
 def test_settings_are_frozen_and_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,3 +96,26 @@ def test_the_faces_say_durations_and_the_nearest_deadline_alike() -> None:
     assert nearest_deadline({"seconds_to": {"ooc_at": None}}) is None and nearest_deadline(None) is None
     tie = {"seconds_to": {"evaluation_ends_at": 600.0, "enforcement_at": 600.0}}
     assert nearest_deadline(tie) == ("evaluation_ends_at", 600.0)
+
+
+def test_a_password_in_the_settings_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ccxlic_alerting.settings import AlertingSettings
+    from ccxlic_runtime.settings import ConfigError
+
+    monkeypatch.setenv("DATABASE_URL", "mysql://ops:hunter2@db.example:3306/ccxlic")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(RuntimeSettings)
+    message = str(refused.value)
+    assert "hunter2" not in message and "DATABASE_URL='mysql://ops:***@db.example:3306/ccxlic'" in message
+    assert "must be a PostgreSQL URL" in message
+    monkeypatch.setenv("DATABASE_URL", "postgresql://ops:hunter2@db.example/ccxlic")
+    monkeypatch.setenv("CCXLIC_SMTP_PASSWORD", "s3cret-smtp")
+    settings = load_settings(AlertingSettings)
+    assert "hunter2" not in repr(settings) and "s3cret-smtp" not in repr(settings)
+    assert settings.database_url.get_secret_value().endswith("ops:hunter2@db.example/ccxlic")
+    assert settings.smtp_password is not None and settings.smtp_password.get_secret_value() == "s3cret-smtp"
+    monkeypatch.setenv("CCXLIC_SMTP_PASSWORD", "")
+    assert (
+        load_settings(AlertingSettings).smtp_password is None
+        or not load_settings(AlertingSettings).smtp_password.get_secret_value()
+    )  # type: ignore[union-attr]

@@ -32,6 +32,7 @@ import asyncpg
 from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import SecretStr
 
 from ccxlic_runtime.db import create_pool, migrate
 from ccxlic_runtime.http import problem
@@ -247,7 +248,7 @@ class PgAuthStore:
 
 
 @contextlib.asynccontextmanager
-async def open_auth(database_url: str, schema: str = "auth") -> AsyncIterator[PgAuthStore]:
+async def open_auth(database_url: str | SecretStr, schema: str = "auth") -> AsyncIterator[PgAuthStore]:
     """The auth store on its own small pool, its schema migrated."""
     pool = await create_pool(database_url, schema, max_size=2)
     try:

@@ -30,8 +30,10 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from ccxlic_contract import Event, Topic, encode, key_for, topic_for
 from ccxlic_contract.events import MAX_MESSAGE_BYTES
+from pydantic import SecretStr
 
 from ccxlic_runtime.kafka import EventProducer, topic_name
+from ccxlic_runtime.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,9 @@ def check_schema(schema: str) -> str:
     return schema
 
 
-async def create_pool(dsn: str, schema: str, *, max_size: int = 5) -> asyncpg.Pool:
+async def create_pool(dsn: str | SecretStr, schema: str, *, max_size: int = 5) -> asyncpg.Pool:
     """A pool whose connections see only `schema`."""
+    dsn = dsn.get_secret_value() if isinstance(dsn, SecretStr) else dsn
     try:
         pool = await asyncpg.create_pool(
             dsn,
@@ -75,14 +78,16 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 5) -> asyncpg.Po
         )
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(
-            f"cannot connect to PostgreSQL at {_redact(dsn)}: {exc}; is it up? Try `make up`."
+            f"cannot connect to PostgreSQL at {redact_url(dsn)}: {_without(str(exc), dsn)}; is it up? Try `make up`."
         ) from None
     assert pool is not None
     return pool
 
 
-def _redact(dsn: str) -> str:
-    return re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", dsn)
+def _without(text: str, dsn: str) -> str:
+    """`text` with the URL's password taken out, should a driver's message quote it."""
+    found = re.search(r"://[^:@/]*:([^@/]+)@", dsn)
+    return text.replace(found.group(1), "***") if found else text
 
 
 async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtime: bool = True) -> list[str]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated, Literal, TypeVar
 
 from ccxlic_contract.codec import describe
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
@@ -41,7 +41,9 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True)
 
     kafka_bootstrap_servers: str = Field(DEFAULT_KAFKA, validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
-    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL", pattern=r"^postgres(ql)?://")
+    # A secret: it may carry a password. Read it with `.get_secret_value()`; it is never shown in a repr, a log or an
+    # error (redact_url shows the rest).
+    database_url: SecretStr = Field(SecretStr(DEFAULT_DATABASE_URL), validation_alias="DATABASE_URL")
     topic_prefix: str = Field("", validation_alias="CCXLIC_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]*$")
     http_host: str = Field("127.0.0.1", validation_alias="CCXLIC_HTTP_HOST")
     # Where the users, sessions and API tokens live (libs/runtime auth.py): one schema every checking service shares.
@@ -66,6 +68,13 @@ class RuntimeSettings(BaseSettings):
     # Tests only: sleep this long before each batch (a slow consumer on demand).
     test_batch_delay: Duration = Field(timedelta(0), validation_alias="CCXLIC_TEST_BATCH_DELAY")
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^postgres(ql)?://", value.get_secret_value()):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user[:password]@host[:port]/database")
+        return value
+
     @field_validator("dedup_retention", "max_idle", "test_batch_delay")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
@@ -81,6 +90,11 @@ class RuntimeSettings(BaseSettings):
         return value
 
 
+def redact_url(url: str) -> str:
+    """A URL with its password replaced by `***` (user, host and the rest kept, to say where)."""
+    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)
+
+
 S = TypeVar("S", bound=RuntimeSettings)
 
 
@@ -89,7 +103,8 @@ def load_settings(cls: type[S], **overrides: object) -> S:
     try:
         return cls(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        fields = cls.model_fields
+        fields = dict(cls.model_fields)
+        fields.update({str(f.validation_alias): f for f in cls.model_fields.values() if f.validation_alias})
         parts = []
         for err in exc.errors(include_url=False):
             if not err["loc"]:  # a rule across several variables: its message names them
@@ -98,8 +113,11 @@ def load_settings(cls: type[S], **overrides: object) -> S:
             name = str(err["loc"][0])
             field = fields.get(name)
             alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else name
-            parts.append(f"{alias}={err.get('input')!r}: {str(err['msg']).removeprefix('Value error, ')}")
+            given = err.get("input")
+            if field is not None and field.annotation in (SecretStr, SecretStr | None):
+                given = redact_url(str(given)) if "://" in str(given) else "(hidden)"
+            parts.append(f"{alias}={given!r}: {str(err['msg']).removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration: " + "; ".join(parts)) from None
 
 
-__all__ = ["ConfigError", "Duration", "RuntimeSettings", "describe", "load_settings"]
+__all__ = ["ConfigError", "Duration", "RuntimeSettings", "describe", "load_settings", "redact_url"]

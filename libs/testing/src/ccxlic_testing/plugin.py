@@ -34,6 +34,7 @@ from ccxlic_runtime.auth import Role, open_auth
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.kafka import EventProducer, delete_topics, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.settings import RuntimeSettings, load_settings
+from pydantic import SecretStr
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ def service_settings(cls: type[S], stack: Stack, topic_prefix: str, pg_schema: s
     )
 
 
-async def api_token(database_url: str, auth_schema: str, user: str = "admin", role: str = "admin") -> str:
+async def api_token(database_url: str | SecretStr, auth_schema: str, user: str = "admin", role: str = "admin") -> str:
     """A user with `role` (created if missing) and a new API token of theirs, in `auth_schema`."""
     async with open_auth(database_url, auth_schema) as auth:
         await auth.create_user(user, Role(role), f"{user}-password-for-tests")
@@ -364,8 +365,9 @@ async def publish_on(producer: EventProducer, topic: str, events: Sequence[Event
     await producer.send_records([(topic, key_for(e), encode(e)) for e in events])
 
 
-async def drop_schema(database_url: str, schema: str) -> None:
-    conn = await asyncpg.connect(database_url)
+async def drop_schema(database_url: str | SecretStr, schema: str) -> None:
+    url = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
+    conn = await asyncpg.connect(url)
     try:
         await conn.execute(f'drop schema if exists "{schema}" cascade')
         await conn.execute(f'drop schema if exists "{schema}_auth" cascade')

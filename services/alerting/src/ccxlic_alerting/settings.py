@@ -7,7 +7,7 @@ from typing import get_args
 
 from ccxlic_contract.events import AlertName, Severity
 from ccxlic_runtime.settings import Duration, RuntimeSettings
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ccxlic_alerting.channels import FACILITIES, Channel, Email, Syslog, Webhook
 from ccxlic_alerting.machine import Rules
@@ -29,7 +29,7 @@ class AlertingSettings(RuntimeSettings):
     smtp_port: int = Field(25, validation_alias="CCXLIC_SMTP_PORT", ge=1, le=65535)
     smtp_starttls: bool = Field(False, validation_alias="CCXLIC_SMTP_STARTTLS")
     smtp_username: str = Field("", validation_alias="CCXLIC_SMTP_USERNAME")
-    smtp_password: str = Field("", validation_alias="CCXLIC_SMTP_PASSWORD")
+    smtp_password: SecretStr | None = Field(None, validation_alias="CCXLIC_SMTP_PASSWORD")
     smtp_from: str = Field("ccx-licensing@localhost", validation_alias="CCXLIC_SMTP_FROM")
     alert_emails: str = Field("", validation_alias="CCXLIC_ALERT_EMAILS")
     webhook_urls: str = Field("", validation_alias="CCXLIC_WEBHOOK_URLS")
@@ -119,7 +119,7 @@ class AlertingSettings(RuntimeSettings):
                     _csv(self.alert_emails),
                     self.smtp_starttls,
                     self.smtp_username or None,
-                    self.smtp_password or None,
+                    self.smtp_password.get_secret_value() if self.smtp_password else None,
                     timeout,
                 )
             )
