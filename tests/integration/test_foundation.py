@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError
 from ccxlic_contract import TOPICS, Event, decode, encode
 from ccxlic_contract.events import AgentSignedOut, AgentSignedOutData, ClockTicked, DeadLettered
@@ -28,10 +29,11 @@ from ccxlic_contract.examples import golden_examples
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, DEAD_LETTER
 from ccxlic_runtime.db import Database, MigrationChanged, Relay, Rows, Transaction, migrate, prune_processed
 from ccxlic_runtime.http import OpsServer, ops_app
-from ccxlic_runtime.kafka import EventProducer, delete_topics, ensure_topics
+from ccxlic_runtime.kafka import EventProducer, TopicsNotCreated, delete_topics, ensure_contract_topics, ensure_topics
 from ccxlic_runtime.loop import ConsumerLoop
 from ccxlic_runtime.metrics import RuntimeMetrics
 from ccxlic_runtime.policy import Delivery, PermanentError, RecordProcessor, partition_for
+from ccxlic_runtime.settings import RuntimeSettings, load_settings
 from ccxlic_testing.plugin import ReadTopic, Stack, free_port
 from prometheus_client import CollectorRegistry
 
@@ -263,6 +265,34 @@ async def test_queued_rows_are_written_at_the_flush_as_row_by_row_inserts_would_
             tx.queue(ordered, [("lost",)])
             raise RuntimeError("rolled back")
     assert await db.pool.fetchval("select count(*) from seq") == 4
+
+
+async def test_topics_take_replication_and_min_insync_from_the_settings_and_a_refusal_says_why(stack: Stack) -> None:
+    prefix = f"r{os.getpid()}x{time.monotonic_ns()}."
+    settings = load_settings(
+        RuntimeSettings, kafka_bootstrap_servers=stack.bootstrap, topic_prefix=prefix, min_insync_replicas=1
+    )
+    created = await ensure_contract_topics(settings)
+    assert len(created) == len(TOPICS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, created[0])])
+        configs = {c[0]: c[1] for c in described[0].resources[0][4]}
+        assert configs["min.insync.replicas"] == "1" and configs["message.timestamp.type"] == "LogAppendTime"
+    finally:
+        await admin.close()
+    # the local stack has one broker: three copies cannot be made, and the error says so and which setting
+    three = load_settings(
+        RuntimeSettings,
+        kafka_bootstrap_servers=stack.bootstrap,
+        topic_prefix=f"{prefix}three.",
+        replication_factor=3,
+        min_insync_replicas=2,
+    )
+    with pytest.raises(TopicsNotCreated, match=r"refused to create topic .*only 1 broker.*CCXLIC_REPLICATION_FACTOR=3"):
+        await ensure_contract_topics(three)
+    await delete_topics(stack.bootstrap, frozenset({prefix}))
 
 
 async def test_the_topics_of_a_prefix_are_deleted_and_no_others(stack: Stack) -> None:

@@ -119,3 +119,15 @@ def test_a_password_in_the_settings_is_never_shown(monkeypatch: pytest.MonkeyPat
         load_settings(AlertingSettings).smtp_password is None
         or not load_settings(AlertingSettings).smtp_password.get_secret_value()
     )  # type: ignore[union-attr]
+
+
+def test_min_insync_cannot_exceed_the_replication_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ccxlic_runtime.settings import ConfigError
+
+    monkeypatch.setenv("CCXLIC_REPLICATION_FACTOR", "2")
+    monkeypatch.setenv("CCXLIC_MIN_INSYNC_REPLICAS", "3")
+    with pytest.raises(ConfigError, match=r"CCXLIC_MIN_INSYNC_REPLICAS \(3\) cannot exceed CCXLIC_REPLICATION_FACTOR"):
+        load_settings(RuntimeSettings)
+    monkeypatch.setenv("CCXLIC_MIN_INSYNC_REPLICAS", "2")
+    s = load_settings(RuntimeSettings)
+    assert (s.replication_factor, s.min_insync_replicas) == (2, 2)

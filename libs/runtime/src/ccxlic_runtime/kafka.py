@@ -15,6 +15,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from ccxlic_contract import STRUCTURED_CONTENT_TYPE, TOPICS, Event, Topic, encode, key_for, topic_for
 from ccxlic_contract.events import ALL_INSTANCES, ClockTicked
 
+from ccxlic_runtime.settings import RuntimeSettings
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE_HEADERS: list[tuple[str, bytes]] = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
@@ -49,8 +51,33 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
     )
 
 
+class TopicsNotCreated(KafkaUnavailable):
+    """The broker refused to create a topic (e.g. a replication factor above its broker count); says why."""
+
+
+TOPIC_EXISTS = 36
+
+
+async def ensure_contract_topics(settings: RuntimeSettings) -> list[str]:
+    """The contract's topics as the settings say: partitions, replication factor, `min.insync.replicas`."""
+    return await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        settings.topic_prefix,
+        TOPICS,
+        partitions=settings.partitions,
+        replication=settings.replication_factor,
+        min_insync=settings.min_insync_replicas,
+    )
+
+
 async def ensure_topics(
-    bootstrap: str, prefix: str = "", topics: Iterable[Topic] = TOPICS, *, partitions: int | None = None
+    bootstrap: str,
+    prefix: str = "",
+    topics: Iterable[Topic] = TOPICS,
+    *,
+    partitions: int | None = None,
+    replication: int = 1,
+    min_insync: int = 1,
 ) -> list[str]:
     """Create the contract topics that do not exist yet, with their partitions and configs. Returns those created.
 
@@ -69,16 +96,24 @@ async def ensure_topics(
             NewTopic(
                 name=topic_name(t, prefix),
                 num_partitions=t.partitions if partitions is None or t.partitions == 1 else partitions,
-                replication_factor=1,
+                replication_factor=replication,
                 topic_configs={
                     "message.timestamp.type": "LogAppendTime",
+                    "min.insync.replicas": str(min_insync),
                     **({"cleanup.policy": "compact"} if t.compacted else {}),
                 },
             )
             for t in wanted
         ]
         with contextlib.suppress(TopicAlreadyExistsError):  # another process created them at the same moment
-            await admin.create_topics(new)
+            answer = await admin.create_topics(new)
+            refused = [(name, text) for name, code, text in answer.topic_errors if code not in (0, TOPIC_EXISTS)]
+            if refused:
+                name, text = refused[0]
+                raise TopicsNotCreated(
+                    f"Kafka at {bootstrap} refused to create topic {name}: {text} (CCXLIC_REPLICATION_FACTOR="
+                    f"{replication}, CCXLIC_MIN_INSYNC_REPLICAS={min_insync}, CCXLIC_PARTITIONS={partitions})"
+                )
         created = [n.name for n in new]
         log.info("created topics", extra={"topics": created})
         return created

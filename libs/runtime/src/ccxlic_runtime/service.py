@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 import asyncpg
 import uvloop
 from aiohttp import web
-from ccxlic_contract import TOPICS, Topic
+from ccxlic_contract import Topic
 from prometheus_client import CollectorRegistry
 
 from ccxlic_runtime.db import Database, Relay, create_pool, migrate, prune_processed
 from ccxlic_runtime.http import OpsServer, ops_app
 from ccxlic_runtime.instances import Instances
-from ccxlic_runtime.kafka import EventProducer, check_co_partitioned, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.kafka import EventProducer, check_co_partitioned, ensure_contract_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.logs import configure_logging
 from ccxlic_runtime.loop import ConsumerLoop
 from ccxlic_runtime.metrics import RuntimeMetrics
@@ -88,7 +88,7 @@ async def service_database(settings: RuntimeSettings, schema: str, *migrations: 
     """What every service does first: wait for Kafka, create the contract topics, open its pool on its schema and
     apply its migrations. Yields its Database; closes the pool on the way out."""
     await wait_for_kafka(settings.kafka_bootstrap_servers)
-    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TOPICS, partitions=settings.partitions)
+    await ensure_contract_topics(settings)
     pool = await create_pool(settings.database_url, schema, max_size=settings.db_pool_size)
     pruner: asyncio.Task[None] | None = None
     try:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated, Literal, TypeVar
 
 from ccxlic_contract.codec import describe
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
@@ -60,6 +60,10 @@ class RuntimeSettings(BaseSettings):
     # Partitions of each topic keyed by instance, when this service creates it: the inputs are co-partitioned, and
     # as many workers of a service as partitions can share the work.
     partitions: int = Field(3, validation_alias="CCXLIC_PARTITIONS", ge=1, le=1000)
+    # Of the topics a service creates: copies of each partition, and how many must have a write before the broker
+    # acknowledges it (the producers ask for acks=all). One broker (the local stack): 1 and 1; a cluster: 3 and 2.
+    replication_factor: int = Field(1, validation_alias="CCXLIC_REPLICATION_FACTOR", ge=1, le=16)
+    min_insync_replicas: int = Field(1, validation_alias="CCXLIC_MIN_INSYNC_REPLICAS", ge=1, le=16)
     # How long the merge waits for an input partition that is caught up but empty, for records being published at
     # this moment (one behind its high watermark is waited for however long it takes).
     max_idle: Duration = Field(timedelta(milliseconds=100), validation_alias="CCXLIC_MAX_IDLE")
@@ -67,6 +71,15 @@ class RuntimeSettings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", validation_alias="CCXLIC_EVENT_LOOP")
     # Tests only: sleep this long before each batch (a slow consumer on demand).
     test_batch_delay: Duration = Field(timedelta(0), validation_alias="CCXLIC_TEST_BATCH_DELAY")
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> RuntimeSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"CCXLIC_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) cannot exceed CCXLIC_REPLICATION_FACTOR "
+                f"({self.replication_factor}): no write could ever be acknowledged"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -15,7 +15,7 @@ from ccxlic_runtime.auth import Role, open_auth
 from ccxlic_runtime.client import DEFAULT_PORTS, PORT_VARS, SERVICES, ClientSettings
 from ccxlic_runtime.db import DatabaseError
 from ccxlic_runtime.http import BadRequest, check_instance
-from ccxlic_runtime.kafka import EventProducer, KafkaUnavailable, ensure_topics, wait_for_kafka
+from ccxlic_runtime.kafka import EventProducer, KafkaUnavailable, ensure_contract_topics, wait_for_kafka
 from ccxlic_runtime.settings import ConfigError, load_settings
 from pydantic import Field, SecretStr
 from rich.console import Console
@@ -109,7 +109,7 @@ async def producer(settings: CliSettings) -> EventProducer:
         await wait_for_kafka(settings.kafka_bootstrap_servers, timeout=15)
     except KafkaUnavailable as exc:
         raise fail(str(exc), 1) from None
-    await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
+    await ensure_contract_topics(settings)
     kafka = EventProducer(settings.kafka_bootstrap_servers, settings.topic_prefix, client_id="ccxlic-cli")
     await kafka.start()
     return kafka
