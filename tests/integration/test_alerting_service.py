@@ -327,6 +327,10 @@ async def test_a_silenced_alert_is_recorded_not_notified_and_its_resolve_is(
             assert r.status == 400 and "alert" in (await r.json())["error"]
         async with http.post(url, json={**silence, "author": "someone else"}, headers=admin) as r:
             assert r.status == 400 and "author" in (await r.json())["error"]
+        async with http.post(url, json={**silence, "ends_at": "2026-06-01T00:00:01Z"}, headers=admin) as r:
+            assert r.status == 400 and "a silence lasts at most 90 days" in (await r.json())["error"]
+        async with http.post(url, json={**silence, "comment": "x" * 70_000}, headers=admin) as r:
+            assert r.status == 413  # bodies are bounded before they are read
     b = Build(instance_id)
     await publish_on(producer, contract_topics[COMPLIANCE.name], [b.failure("authorization", T0, "SSM unreachable")])
     alert: dict[str, Any] = {}

@@ -87,8 +87,12 @@ def time_param(request: web.Request, name: str, default: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+MAX_REQUEST_BODY = 64 * 1024
+"""What a service's HTTP API accepts in one request body (a silence, a form): larger is refused with 413."""
+
+
 def ops_app(registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST_BODY)
     add_ops_routes(app.router, registry, checks)
     return app
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Annotated
 
@@ -136,6 +136,10 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
 InstanceField = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
 
 
+MAX_SILENCE = timedelta(days=90)
+"""The longest silence: an alert silenced for ever is an alert nobody sees again."""
+
+
 class SilenceRequest(BaseModel):
     """POST /v1/silences (an admin's bearer token or console session). Times are RFC 3339 with an offset and are
     compared with event time; the author is the caller."""
@@ -156,6 +160,10 @@ class SilenceRequest(BaseModel):
         starts = self.starts_at or datetime.now(UTC)
         if self.ends_at <= starts:
             raise ValueError("`ends_at` must be after `starts_at` (which defaults to now)")
+        if self.ends_at - starts > MAX_SILENCE:
+            raise ValueError(
+                f"a silence lasts at most {MAX_SILENCE.days} days (`ends_at` - `starts_at`); set a new one when it ends"
+            )
         return self
 
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 from ccxlic_runtime.auth import SAFE_METHODS, Role, auth_middleware, open_auth
-from ccxlic_runtime.http import add_ops_routes, problem, serve, tls_context
+from ccxlic_runtime.http import MAX_REQUEST_BODY, add_ops_routes, problem, serve, tls_context
 from ccxlic_runtime.kafka import EventProducer, ensure_contract_topics, wait_for_kafka
 from prometheus_client import CollectorRegistry
 
@@ -82,7 +82,7 @@ def make_app(console: Console, registry: CollectorRegistry) -> web.Application:
                 ),
             ),
         ],
-        client_max_size=64 * 1024,
+        client_max_size=MAX_REQUEST_BODY,
     )
     add_ops_routes(app.router, registry, {"database": lambda: console.auth.pool.fetchval("select true")})
     app.router.add_static("/static", HERE / "static")
