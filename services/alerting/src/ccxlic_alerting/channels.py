@@ -1,4 +1,4 @@
-"""Notification channels: syslog (RFC 5424 over UDP or TCP), email (SMTP, optional STARTTLS and auth) and webhook
+"""Notification channels: syslog (RFC 5424 over UDP or TCP), email (SMTP: plain, STARTTLS or implicit TLS; credentials only over TLS) and webhook
 (the Prometheus Alertmanager webhook format, version "4"). Each `send` raises on failure; the delivery worker
 retries with backoff and records the outcome."""
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -127,11 +127,12 @@ class Email:
     port: int
     sender: str
     recipients: Sequence[str]
-    starttls: bool = False
+    tls: Literal["none", "starttls", "implicit"] = "none"
     username: str | None = None
     password: str | None = None
     timeout: float = 10.0
     name: str = "email"
+    ca_file: str | None = None
 
     async def send(self, n: Notification) -> None:
         message = email_message(n, self.sender, self.recipients)
@@ -142,8 +143,9 @@ class Email:
                 recipients=list(self.recipients),
                 hostname=self.host,
                 port=self.port,
-                start_tls=self.starttls,
-                use_tls=False,
+                start_tls=self.tls == "starttls",  # True: refused when the server offers no STARTTLS, never plain
+                use_tls=self.tls == "implicit",
+                cert_bundle=self.ca_file,
                 username=self.username or None,
                 password=self.password or None,
                 timeout=self.timeout,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import get_args
+from typing import Literal, get_args
 
 from ccxlic_contract.events import AlertName, Severity
 from ccxlic_runtime.settings import Duration, RuntimeSettings
@@ -27,7 +27,11 @@ class AlertingSettings(RuntimeSettings):
     syslog_facility: str = Field("local0", validation_alias="CCXLIC_SYSLOG_FACILITY")
     smtp_host: str = Field("", validation_alias="CCXLIC_SMTP_HOST")
     smtp_port: int = Field(25, validation_alias="CCXLIC_SMTP_PORT", ge=1, le=65535)
-    smtp_starttls: bool = Field(False, validation_alias="CCXLIC_SMTP_STARTTLS")
+    # none: plain SMTP (port 25, no credentials); starttls: upgrade first (587), refused when the server cannot;
+    # implicit: TLS from the first byte (SMTPS, 465). Credentials are only ever sent over TLS.
+    smtp_tls: Literal["none", "starttls", "implicit"] = Field("none", validation_alias="CCXLIC_SMTP_TLS")
+    smtp_ca_file: str | None = Field(None, validation_alias="CCXLIC_SMTP_CA_FILE")
+    """Extra CA certificates (PEM) the SMTP server's certificate may chain to, besides the system's."""
     smtp_username: str = Field("", validation_alias="CCXLIC_SMTP_USERNAME")
     smtp_password: SecretStr | None = Field(None, validation_alias="CCXLIC_SMTP_PASSWORD")
     smtp_from: str = Field("ccx-licensing@localhost", validation_alias="CCXLIC_SMTP_FROM")
@@ -84,6 +88,11 @@ class AlertingSettings(RuntimeSettings):
     def _email_needs_recipients(self) -> AlertingSettings:
         if self.smtp_host and not _csv(self.alert_emails):
             raise ValueError("CCXLIC_SMTP_HOST is set but CCXLIC_ALERT_EMAILS (the admin addresses) is empty")
+        if (self.smtp_username or self.smtp_password) and self.smtp_tls == "none":
+            raise ValueError(
+                "CCXLIC_SMTP_USERNAME / CCXLIC_SMTP_PASSWORD are set but CCXLIC_SMTP_TLS is none: a password is never "
+                "sent in clear; set CCXLIC_SMTP_TLS=starttls (port 587) or implicit (465)"
+            )
         return self
 
     @staticmethod
@@ -117,10 +126,11 @@ class AlertingSettings(RuntimeSettings):
                     self.smtp_port,
                     self.smtp_from,
                     _csv(self.alert_emails),
-                    self.smtp_starttls,
+                    self.smtp_tls,
                     self.smtp_username or None,
                     self.smtp_password.get_secret_value() if self.smtp_password else None,
                     timeout,
+                    ca_file=self.smtp_ca_file,
                 )
             )
         for i, url in enumerate(_csv(self.webhook_urls)):
