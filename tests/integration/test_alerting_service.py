@@ -395,7 +395,8 @@ async def test_an_smtp_server_that_is_down_then_up_gets_the_notification_after_a
         text = await r.text()
     assert 'ccxlic_notifications_total{channel="email",outcome="retry"}' in text
     assert (
-        f'ccxlic_alerts_active{{alert="RenewRegistrationFailed",instance="{instance_id}",severity="major"}} 1.0' in text
+        f'ccxlic_alerts_active{{alert="RenewRegistrationFailed",product_instance="{instance_id}",severity="major"}} 1.0'
+        in text
     )
 
 

@@ -110,6 +110,7 @@ def test_a_password_in_the_settings_is_never_shown(monkeypatch: pytest.MonkeyPat
     assert "must be a PostgreSQL URL" in message
     monkeypatch.setenv("DATABASE_URL", "postgresql://ops:hunter2@db.example/ccxlic")
     monkeypatch.setenv("CCXLIC_SMTP_PASSWORD", "s3cret-smtp")
+    monkeypatch.setenv("CCXLIC_SMTP_TLS", "starttls")
     settings = load_settings(AlertingSettings)
     assert "hunter2" not in repr(settings) and "s3cret-smtp" not in repr(settings)
     assert settings.database_url.get_secret_value().endswith("ops:hunter2@db.example/ccxlic")
@@ -131,3 +132,10 @@ def test_min_insync_cannot_exceed_the_replication_factor(monkeypatch: pytest.Mon
     monkeypatch.setenv("CCXLIC_MIN_INSYNC_REPLICAS", "2")
     s = load_settings(RuntimeSettings)
     assert (s.replication_factor, s.min_insync_replicas) == (2, 2)
+
+
+def test_the_instance_label_is_capped_with_an_overflow_bucket() -> None:
+    from ccxlic_runtime.metrics import OVERFLOW, InstanceLabels
+
+    label = InstanceLabels(cap=2)
+    assert [label(i) for i in ("a", "b", "c", "a", "d", "b")] == ["a", "b", OVERFLOW, "a", OVERFLOW, "b"]

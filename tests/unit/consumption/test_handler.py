@@ -55,7 +55,7 @@ class Service(Worker):
 
     def rejected(self, instance: str, license: str) -> float:
         value = self.metrics_registry.get_sample_value(
-            "ccxlic_sign_ins_rejected_total", {"instance": instance, "license": license}
+            "ccxlic_sign_ins_rejected_total", {"product_instance": instance, "license": license}
         )
         return value or 0.0
 

@@ -4,6 +4,26 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+OVERFLOW = "_overflow"
+
+
+class InstanceLabels:
+    """The `product_instance` label of a product instance, capped: instance ids come from publishers, so after
+    `cap` distinct ones every further instance is labelled `_overflow` (a counter there sums them; a gauge there
+    holds the last one written: a sign to raise CCXLIC_METRICS_MAX_INSTANCES, not a figure)."""
+
+    def __init__(self, cap: int = 1000) -> None:
+        self.cap = cap
+        self.seen: set[str] = set()
+
+    def __call__(self, instance: str) -> str:
+        if instance in self.seen:
+            return instance
+        if len(self.seen) < self.cap:
+            self.seen.add(instance)
+            return instance
+        return OVERFLOW
+
 
 class RuntimeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -25,9 +45,17 @@ class RuntimeMetrics:
         )
         self.latency = Histogram(
             "ccxlic_event_processing_seconds",
-            "Time to handle one input event, its database transaction included",
+            "Time to handle one input event, its database transaction included (its batch's time over its events: "
+            "one observation per event)",
             ["service"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.batch = Histogram(
+            "ccxlic_batch_processing_seconds",
+            "Time to handle one batch of input records, its database transaction included (one observation per batch)",
+            ["service"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=registry,
         )
         self.relay_failures = Counter(

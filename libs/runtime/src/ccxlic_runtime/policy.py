@@ -241,7 +241,10 @@ class RecordProcessor:
             self.metrics.processed.labels(self.service, topic, kind).inc(n)
         for topic, ms in newest.items():
             self.metrics.consumed_timestamp.labels(self.service, topic).set(ms / 1000)
-        self.metrics.latency.labels(self.service).observe(elapsed / len(items))
+        per_event = self.metrics.latency.labels(self.service)
+        for _ in items:  # the histogram counts events: a batch of 500 is 500 observations of its mean
+            per_event.observe(elapsed / len(items))
+        self.metrics.batch.labels(self.service).observe(elapsed)
 
     async def _attempt_batch(self, items: Sequence[Record]) -> bool:
         """True once the batch committed; False when it failed for a reason other than a transient one."""

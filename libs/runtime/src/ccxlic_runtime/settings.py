@@ -60,6 +60,8 @@ class RuntimeSettings(BaseSettings):
     # Partitions of each topic keyed by instance, when this service creates it: the inputs are co-partitioned, and
     # as many workers of a service as partitions can share the work.
     partitions: int = Field(3, validation_alias="CCXLIC_PARTITIONS", ge=1, le=1000)
+    # Distinct product instances a service labels its metrics with; further ones share the `_overflow` label.
+    metrics_max_instances: int = Field(1000, validation_alias="CCXLIC_METRICS_MAX_INSTANCES", ge=1, le=100_000)
     # Of the topics a service creates: copies of each partition, and how many must have a write before the broker
     # acknowledges it (the producers ask for acks=all). One broker (the local stack): 1 and 1; a cluster: 3 and 2.
     replication_factor: int = Field(1, validation_alias="CCXLIC_REPLICATION_FACTOR", ge=1, le=16)

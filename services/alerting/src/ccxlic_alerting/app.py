@@ -24,6 +24,7 @@ from ccxlic_runtime.auth import PgAuthStore, auth_middleware, identity, open_aut
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, check_instance, int_param, json_response, problem
 from ccxlic_runtime.instances import Instances, Store
+from ccxlic_runtime.metrics import InstanceLabels
 from ccxlic_runtime.service import run_service, service_database
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
@@ -43,9 +44,13 @@ MIGRATIONS = resources.files("ccxlic_alerting") / "migrations"
 
 
 class AlertingMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, label: InstanceLabels | None = None) -> None:
+        self.label = label or InstanceLabels()
         self.active = Gauge(
-            "ccxlic_alerts_active", "1 while the alert is active", ["instance", "alert", "severity"], registry=registry
+            "ccxlic_alerts_active",
+            "1 while the alert is active",
+            ["product_instance", "alert", "severity"],
+            registry=registry,
         )
         self.notifications = Counter(
             "ccxlic_notifications_total",
@@ -59,9 +64,9 @@ class AlertingMetrics:
             for name, a in before.active.items():
                 if name not in after.active:
                     with contextlib.suppress(KeyError):
-                        self.active.remove(after.instance, a.alert, a.severity)
+                        self.active.remove(self.label(after.instance), a.alert, a.severity)
         for a in after.active.values():
-            self.active.labels(after.instance, a.alert, a.severity).set(1)
+            self.active.labels(self.label(after.instance), a.alert, a.severity).set(1)
 
     def outcome(self, channel: str, outcome: str) -> None:
         self.notifications.labels(channel, outcome).inc()
@@ -93,7 +98,7 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
         open_auth(settings.database_url, settings.auth_schema) as auth,
     ):
         registry = CollectorRegistry()
-        metrics = AlertingMetrics(registry)
+        metrics = AlertingMetrics(registry, InstanceLabels(settings.metrics_max_instances))
         for state in await views.states(db):  # the gauges start from what is stored
             metrics.observe(None, state)
         wakes = [asyncio.Event() for _ in channels]

@@ -20,6 +20,7 @@ from ccxlic_contract.topics import COMPLIANCE, CONSUMPTION
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, instance_param, int_param, json_response, problem
 from ccxlic_runtime.instances import Instances, Store
+from ccxlic_runtime.metrics import InstanceLabels
 from ccxlic_runtime.service import run_service, service_database
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -37,40 +38,41 @@ MIGRATIONS = resources.files("ccxlic_compliance") / "migrations"
 
 
 class ComplianceMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, label: InstanceLabels | None = None) -> None:
+        self.label = label or InstanceLabels()
         self.registration = Gauge(
             "ccxlic_compliance_registration",
             "1 for the instance's registration state",
-            ["instance", "state"],
+            ["product_instance", "state"],
             registry=registry,
         )
         self.authorization = Gauge(
             "ccxlic_compliance_authorization",
             "1 for the instance's authorization state",
-            ["instance", "state"],
+            ["product_instance", "state"],
             registry=registry,
         )
         self.enforcement = Gauge(
             "ccxlic_compliance_enforcement_active",
             "1 while the instance is in enforcement",
-            ["instance"],
+            ["product_instance"],
             registry=registry,
         )
         self.deficit = Gauge(
             "ccxlic_compliance_deficit",
             "Seats or ports in use beyond the entitlements",
-            ["instance", "license"],
+            ["product_instance", "license"],
             registry=registry,
         )
         self.deadline = Gauge(
             "ccxlic_compliance_deadline_seconds",
             "Seconds from the instance's latest event time to each pending deadline (negative: passed)",
-            ["instance", "deadline"],
+            ["product_instance", "deadline"],
             registry=registry,
         )
 
     def observe(self, state: State, rules: Rules) -> None:
-        view, i = state.view(rules), state.instance
+        view, i = state.view(rules), self.label(state.instance)
         for reg in get_args(Registration):
             self.registration.labels(i, reg).set(1 if view.registration == reg else 0)
         for auth in get_args(Authorization):
@@ -105,7 +107,7 @@ async def run(settings: ComplianceSettings, stop: asyncio.Event, *, ready: Calla
     rules = settings.rules()
     async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
         registry = CollectorRegistry()
-        metrics = ComplianceMetrics(registry)
+        metrics = ComplianceMetrics(registry, InstanceLabels(settings.metrics_max_instances))
         for state in await views.states(db):  # the gauges start from what is stored, not from zero
             metrics.observe(state, rules)
         app = build(settings, metrics, PgComplianceStore(rules))

@@ -19,6 +19,7 @@ from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, CONSUMPTION, ENTITLEME
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, instance_param, json_response, problem, time_param
 from ccxlic_runtime.instances import Instances, Store
+from ccxlic_runtime.metrics import InstanceLabels
 from ccxlic_runtime.service import run_service, service_database
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -37,19 +38,22 @@ MIGRATIONS = resources.files("ccxlic_consumption") / "migrations"
 
 
 class ConsumptionMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.in_use = Gauge("ccxlic_seats_in_use", "Agent seats in use now", ["instance", "license"], registry=registry)
+    def __init__(self, registry: CollectorRegistry, label: InstanceLabels | None = None) -> None:
+        self.label = label or InstanceLabels()
+        self.in_use = Gauge(
+            "ccxlic_seats_in_use", "Agent seats in use now", ["product_instance", "license"], registry=registry
+        )
         self.entitled = Gauge(
             "ccxlic_seats_entitled",
             "Seats or ports entitled (reservation counts while one is installed); absent in evaluation",
-            ["instance", "license"],
+            ["product_instance", "license"],
             registry=registry,
         )
-        self.ports = Gauge("ccxlic_ports_in_use", "Ports in use now", ["instance", "kind"], registry=registry)
+        self.ports = Gauge("ccxlic_ports_in_use", "Ports in use now", ["product_instance", "kind"], registry=registry)
         self.rejected = Counter(
             "ccxlic_sign_ins_rejected_total",
             "Sign-ins refused by License Control",
-            ["instance", "license"],
+            ["product_instance", "license"],
             registry=registry,
         )
 
@@ -58,19 +62,19 @@ class ConsumptionMetrics:
     ) -> None:
         for o in outputs:
             if isinstance(o, Rejected):
-                self.rejected.labels(instance, o.license).inc()
+                self.rejected.labels(self.label(instance), o.license).inc()
         state = after.live
         used = state.usage()
-        self.in_use.labels(instance, "standard").set(used.standard)
-        self.in_use.labels(instance, "premium").set(used.premium)
-        self.ports.labels(instance, "ivr").set(state.ports.ivr)
-        self.ports.labels(instance, "outbound").set(state.ports.outbound_ports)
-        self.ports.labels(instance, "outbound_seats").set(state.ports.outbound_seats)
+        self.in_use.labels(self.label(instance), "standard").set(used.standard)
+        self.in_use.labels(self.label(instance), "premium").set(used.premium)
+        self.ports.labels(self.label(instance), "ivr").set(state.ports.ivr)
+        self.ports.labels(self.label(instance), "outbound").set(state.ports.outbound_ports)
+        self.ports.labels(self.label(instance), "outbound_seats").set(state.ports.outbound_seats)
         ent = state.limits.effective
         if ent is not None:
-            self.entitled.labels(instance, "standard").set(ent.standard)
-            self.entitled.labels(instance, "premium").set(ent.premium)
-            self.entitled.labels(instance, "ivr_ports").set(ent.ivr_ports)
+            self.entitled.labels(self.label(instance), "standard").set(ent.standard)
+            self.entitled.labels(self.label(instance), "premium").set(ent.premium)
+            self.entitled.labels(self.label(instance), "ivr_ports").set(ent.ivr_ports)
 
 
 def build(
@@ -99,7 +103,11 @@ async def run(
             db=db,
             inputs=INPUTS,
             group_id=settings.group_id,
-            app=build(settings, ConsumptionMetrics(registry), PgConsumptionStore()),
+            app=build(
+                settings,
+                ConsumptionMetrics(registry, InstanceLabels(settings.metrics_max_instances)),
+                PgConsumptionStore(),
+            ),
             registry=registry,
             http_port=settings.http_port,
             routes=lambda app: add_routes(app, db),
