@@ -255,3 +255,16 @@ def test_every_record_ends_handled_once_or_dead_lettered_and_nothing_escapes(
         assert letter.data.error and letter.data.topic == AGENT_ACTIVITY.name
     assert all(json.loads(encode(e)) for _, e in db.outbox)
     assert {t for t, _ in db.outbox} <= {DEAD_LETTER.name}
+
+
+async def test_the_latency_histogram_counts_events_and_the_batch_one_batches() -> None:
+    b = Build("cc-1")
+    app = Recording()
+    db = FakeDatabase(app)
+    p = processor(app, db)
+    for start in (0, 7):  # two batches, 7 and 5 records
+        records = [delivery(b.sign_in(T0, f"a{n}"), offset=n) for n in range(start, start + (7 if start == 0 else 5))]
+        await p.process_batch([(d, p.decode(d)) for d in records])
+    sample = p.metrics.registry.get_sample_value
+    assert sample("ccxlic_event_processing_seconds_count", {"service": "test"}) == 12
+    assert sample("ccxlic_batch_processing_seconds_count", {"service": "test"}) == 2
