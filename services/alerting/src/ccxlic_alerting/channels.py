@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,17 +60,22 @@ def syslog_message(n: Notification, *, facility: int, hostname: str, app: str = 
 
 @dataclass
 class Syslog:
-    """`udp://host:port` or `tcp://host:port` (TCP frames use octet counting, RFC 6587)."""
+    """`udp://host:port`, `tcp://host:port` (octet counting, RFC 6587) or `tls://host:port` (TLS, RFC 5425: the
+    same octet-counted frames; the server's certificate must name its host and chain to the system's CAs or
+    `ca_file`)."""
 
     url: str
     facility: int = FACILITIES["local0"]
     timeout: float = 10.0
     name: str = "syslog"
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
-        if parts.scheme not in ("udp", "tcp") or not parts.hostname or not parts.port:
-            raise ValueError(f"syslog URL must be udp://host:port or tcp://host:port; got {self.url!r}")
+        if parts.scheme not in ("udp", "tcp", "tls") or not parts.hostname or not parts.port:
+            raise ValueError(
+                f"syslog URL must be udp://host:port, tcp://host:port or tls://host:port; got {self.url!r}"
+            )
         self.transport, self.host, self.port = parts.scheme, parts.hostname, parts.port
         self.hostname = socket.gethostname() or "-"
 
@@ -79,7 +85,8 @@ class Syslog:
             if self.transport == "udp":
                 await asyncio.wait_for(asyncio.to_thread(self._udp, message), self.timeout)
             else:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+                tls = ssl.create_default_context(cafile=self.ca_file) if self.transport == "tls" else None
+                _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, ssl=tls), self.timeout)
                 writer.write(f"{len(message)} ".encode() + message)
                 await asyncio.wait_for(writer.drain(), self.timeout)
                 writer.close()

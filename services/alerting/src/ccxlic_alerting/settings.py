@@ -25,6 +25,8 @@ class AlertingSettings(RuntimeSettings):
 
     syslog_url: str = Field("", validation_alias="CCXLIC_SYSLOG_URL")
     syslog_facility: str = Field("local0", validation_alias="CCXLIC_SYSLOG_FACILITY")
+    syslog_ca_file: str | None = Field(None, validation_alias="CCXLIC_SYSLOG_CA_FILE")
+    """Extra CA certificates (PEM) a `tls://` syslog server's certificate may chain to, besides the system's."""
     smtp_host: str = Field("", validation_alias="CCXLIC_SMTP_HOST")
     smtp_port: int = Field(25, validation_alias="CCXLIC_SMTP_PORT", ge=1, le=65535)
     # none: plain SMTP (port 25, no credentials); starttls: upgrade first (587), refused when the server cannot;
@@ -118,7 +120,7 @@ class AlertingSettings(RuntimeSettings):
         out: list[Channel] = []
         timeout = self.delivery_timeout_seconds
         if self.syslog_url:
-            out.append(Syslog(self.syslog_url, FACILITIES[self.syslog_facility], timeout))
+            out.append(Syslog(self.syslog_url, FACILITIES[self.syslog_facility], timeout, ca_file=self.syslog_ca_file))
         if self.smtp_host:
             out.append(
                 Email(

@@ -1,9 +1,10 @@
-"""Email over TLS against real SMTP servers (aiosmtpd) with a certificate from a CA made here: implicit TLS
-(SMTPS), STARTTLS with a login, and a server that offers no STARTTLS, to which nothing is sent in clear. The
-settings refuse credentials without TLS."""
+"""The notification channels over TLS, against real servers with a certificate from a CA made here: email by
+implicit TLS (SMTPS), STARTTLS with a login, and a server that offers no STARTTLS, to which nothing is sent in
+clear (the settings refuse credentials without TLS); syslog over TLS (RFC 5425)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from email.message import Message
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from ccxlic_alerting.channels import DeliveryError, Email
+from ccxlic_alerting.channels import DeliveryError, Email, Syslog
 from ccxlic_alerting.settings import AlertingSettings
 from ccxlic_runtime.settings import ConfigError, load_settings
 from ccxlic_testing.plugin import free_port
@@ -124,3 +125,31 @@ def test_credentials_without_tls_are_refused_at_start(monkeypatch: pytest.Monkey
     monkeypatch.setenv("CCXLIC_SMTP_TLS", "ssl")
     with pytest.raises(ConfigError, match="CCXLIC_SMTP_TLS"):
         load_settings(AlertingSettings)
+
+
+async def test_syslog_over_tls_rfc_5425(tls: tuple[Path, ssl.SSLContext]) -> None:
+    ca, context = tls
+    got: list[str] = []
+
+    async def on_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        length = await reader.readuntil(b" ")
+        got.append((await reader.readexactly(int(length))).decode())
+        writer.close()
+
+    server = await asyncio.start_server(on_frame, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await Syslog(f"tls://localhost:{port}", ca_file=str(ca), timeout=5).send(NOTICE)
+        for _ in range(50):
+            if got:
+                break
+            await asyncio.sleep(0.05)
+        assert len(got) == 1 and got[0].startswith("<130>1 ") and "OutOfCompliance on cc-east" in got[0]
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):  # not our CA: nothing is sent
+            await Syslog(f"tls://localhost:{port}", timeout=5).send(NOTICE)
+        assert len(got) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+    with pytest.raises(ValueError, match="udp://host:port, tcp://host:port or tls://host:port"):
+        Syslog("ssl://localhost:6514")
