@@ -162,6 +162,10 @@ async def test_the_json_api_takes_bearer_tokens(console: Start, stack: Stack, pg
         action = f"{base}/api/v1/instances/cc-east/actions"
         async with http.post(action, json={"operation": "renew_authorization"}, headers=viewer) as r:
             assert r.status == 403 and "only an admin" in (await r.json())["error"]
+        async with http.post(action, data="operation=deregister", headers={**admin, "Content-Type": "text/plain"}) as r:
+            assert r.status == 415
+        async with http.post(action, data="{not json", headers={**admin, "Content-Type": "application/json"}) as r:
+            assert r.status == 400
         async with http.post(action, json={"operation": "reboot"}, headers=admin) as r:
             assert r.status == 400 and "unknown operation 'reboot'" in (await r.json())["error"]
         async with http.post(action, json={"operation": "register"}, headers=admin) as r:

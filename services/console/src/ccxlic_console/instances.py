@@ -313,6 +313,8 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
     async def api_action(request: web.Request) -> web.Response:
         who = identity(request)
         assert who is not None
+        if request.content_type != "application/json":
+            return problem(415, f"send the action as application/json; got {request.content_type or 'no type'}")
         try:
             instance = instance_of(request)
             body = await request.json()
@@ -322,7 +324,7 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
             if operation not in OPERATIONS:
                 raise BadRequest(f"unknown operation {operation!r}; one of {', '.join(OPERATIONS)}")
             agent_command(instance, operation, datetime.now(UTC), SOURCE, **body)
-        except (BadRequest, ValueError) as exc:
+        except (BadRequest, ValueError) as exc:  # a body that is not JSON is a ValueError too
             return problem(400, str(exc))
         result = await console.command(who, instance, operation, body)
         return json_response(result, status=200 if result["ok"] else 502)
