@@ -147,22 +147,33 @@ async def snapshot(urls: Urls, instance: str | None = None) -> dict[str, Any]:
     return {"as_of": datetime.now(UTC).isoformat(), "instances": out, "errors": errors}
 
 
-async def report_inputs(urls: Urls, instance: str, since: datetime, until: datetime) -> tuple[Any, Any]:
-    """The interval reports in [since, until) and the live usage (for the entitlements) of one instance."""
-    params = {"from": since.isoformat(), "to": until.isoformat()}
+async def _consumption(urls: Urls, path: str, params: Mapping[str, str] | None = None) -> tuple[int, Any]:
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-            async with http.get(f"{urls.consumption}/v1/instances/{instance}/intervals", params=params) as r:
-                body = await r.json()
-                if r.status != 200:
-                    raise ServiceError(f"consumption answered {r.status}: {body.get('error')}")
-            async with http.get(f"{urls.consumption}/v1/instances/{instance}/usage") as r:
-                usage = await r.json() if r.status == 200 else None
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            http.get(f"{urls.consumption}{path}", params=params) as r,
+        ):
+            return r.status, await r.json()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ServiceError(
             f"the consumption computer at {urls.consumption} does not answer ({exc!r}); is it running?"
         ) from None
-    return body, usage
+
+
+async def intervals(urls: Urls, instance: str, since: datetime, until: datetime) -> list[Any]:
+    """The interval reports of one instance starting in [since, until), every revision."""
+    params = {"from": since.isoformat(), "to": until.isoformat()}
+    status, body = await _consumption(urls, f"/v1/instances/{instance}/intervals", params)
+    if status != 200:
+        raise ServiceError(f"consumption answered {status}: {body.get('error')}")
+    return list(body["reports"])
+
+
+async def report_inputs(urls: Urls, instance: str, since: datetime, until: datetime) -> tuple[Any, Any]:
+    """The interval reports in [since, until) and the live usage (for the entitlements) of one instance."""
+    reports = await intervals(urls, instance, since, until)
+    status, usage = await _consumption(urls, f"/v1/instances/{instance}/usage")
+    return {"reports": reports}, usage if status == 200 else None
 
 
 def agent_command(instance: str, operation: str, at: datetime, source: str, **fields: Any) -> AgentCommand:
@@ -205,6 +216,7 @@ __all__ = [
     "agent_command",
     "agent_result",
     "duration",
+    "intervals",
     "nearest_deadline",
     "report_inputs",
     "snapshot",

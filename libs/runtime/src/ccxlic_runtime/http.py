@@ -73,18 +73,21 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
-def time_param(request: web.Request, name: str, default: datetime) -> datetime:
-    """An RFC 3339 time from the query string (with an offset), as UTC."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
+def parse_time(raw: str, label: str) -> datetime:
+    """An RFC 3339 time with an offset, as UTC; BadRequest names `label` (a query parameter, a CLI option)."""
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"`{name}` must be an RFC 3339 time, e.g. 2026-03-02T08:00:00Z; got {raw!r}") from None
+        raise BadRequest(f"{label} must be an RFC 3339 time, e.g. 2026-03-02T08:00:00Z; got {raw!r}") from None
     if value.tzinfo is None:
-        raise BadRequest(f"`{name}` needs an offset (Z or +hh:mm); got {raw!r}")
+        raise BadRequest(f"{label} needs an offset (Z or +hh:mm); got {raw!r}")
     return value.astimezone(UTC)
+
+
+def time_param(request: web.Request, name: str, default: datetime) -> datetime:
+    """An RFC 3339 time from the query string (with an offset), as UTC."""
+    raw = request.query.get(name)
+    return default if raw is None else parse_time(raw, f"`{name}`")
 
 
 MAX_REQUEST_BODY = 64 * 1024

@@ -14,7 +14,7 @@ from ccxlic_contract import Event
 from ccxlic_runtime.auth import Role, open_auth
 from ccxlic_runtime.client import DEFAULT_PORTS, PORT_VARS, SERVICES, ClientSettings
 from ccxlic_runtime.db import DatabaseError
-from ccxlic_runtime.http import BadRequest, check_instance
+from ccxlic_runtime.http import BadRequest, check_instance, parse_time
 from ccxlic_runtime.kafka import EventProducer, KafkaUnavailable, ensure_contract_topics, wait_for_kafka
 from ccxlic_runtime.settings import ConfigError, load_settings
 from pydantic import Field, SecretStr
@@ -89,12 +89,9 @@ def time(value: str | None, name: str = "--at") -> datetime:
     if value is None:
         return datetime.now(UTC)
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise fail(f"{name} must be an RFC 3339 time such as 2026-03-02T08:00:00Z; got {value!r}") from None
-    if t.tzinfo is None:
-        raise fail(f"{name} needs an offset (Z or +hh:mm); got {value!r}")
-    return t.astimezone(UTC)
+        return parse_time(value, name)
+    except BadRequest as exc:
+        raise fail(str(exc)) from None
 
 
 def instance(value: str) -> str:

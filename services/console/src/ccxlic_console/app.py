@@ -19,12 +19,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 from ccxlic_runtime.auth import SAFE_METHODS, Role, auth_middleware, open_auth
-from ccxlic_runtime.http import MAX_REQUEST_BODY, add_ops_routes, problem, serve, tls_context
+from ccxlic_runtime.client import ServiceError
+from ccxlic_runtime.http import MAX_REQUEST_BODY, BadRequest, add_ops_routes, problem, serve, tls_context
 from ccxlic_runtime.kafka import EventProducer, ensure_contract_topics, wait_for_kafka
 from prometheus_client import CollectorRegistry
 
 from ccxlic_console import authority, instances, signin
-from ccxlic_console.console import HERE, Console
+from ccxlic_console.console import HERE, Console, PageError
 from ccxlic_console.settings import ConsoleSettings
 
 SERVICE = "console"
@@ -70,6 +71,25 @@ async def _headers(
 
 
 def make_app(console: Console, registry: CollectorRegistry) -> web.Application:
+    def refuse(request: web.Request, status: int, reason: str) -> web.Response:
+        """A refusal as the caller reads it: JSON under /api/, else the error page."""
+        return problem(status, reason) if request.path.startswith("/api/") else console.error(request, status, reason)
+
+    @web.middleware
+    async def errors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """One place that turns what a handler cannot serve into its answer: a bad parameter 400, a service that
+        does not answer 503, a PageError its status."""
+        try:
+            return await handler(request)
+        except PageError as exc:
+            return refuse(request, exc.status, str(exc))
+        except BadRequest as exc:
+            return refuse(request, 400, str(exc))
+        except ServiceError as exc:
+            return refuse(request, 503, str(exc))
+
     app = web.Application(
         middlewares=[
             _headers,
@@ -77,10 +97,9 @@ def make_app(console: Console, registry: CollectorRegistry) -> web.Application:
                 console.auth,
                 _policy,
                 on_unauthenticated=_to_login,
-                refuse=lambda request, reason: (
-                    problem(403, reason) if request.path.startswith("/api/") else console.error(request, 403, reason)
-                ),
+                refuse=lambda request, reason: refuse(request, 403, reason),
             ),
+            errors,
         ],
         client_max_size=MAX_REQUEST_BODY,
     )

@@ -8,37 +8,26 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from ccxlic_runtime.client import ServiceError
 
-from ccxlic_console.console import Console
+from ccxlic_console.console import Console, PageError
 
 
 def add_routes(router: web.UrlDispatcher, console: Console) -> None:
     urls = console.urls
 
-    def actor(request: web.Request) -> dict[str, str]:
-        return console.credentials(request)
-
     async def authority(request: web.Request) -> web.Response:
-        try:
-            status, body = await console.call("GET", f"{urls.authority}/v1/accounts", headers=actor(request))
-        except ServiceError as exc:
-            return console.error(request, 503, str(exc))
-        if status != 200:
-            return console.error(request, status, f"the licensing authority answered: {(body or {}).get('error')}")
+        body = await console.ask(
+            request, "GET", f"{urls.authority}/v1/accounts", refused="the licensing authority answered"
+        )
         return console.page(request, "authority.html", smart_accounts=body["smart_accounts"])
 
     async def account(request: web.Request) -> web.Response:
         name = request.match_info["account"]
         base = f"{urls.authority}/v1/accounts/{quote(name, safe='')}"
-        try:
-            status, insts = await console.call("GET", f"{base}/instances", headers=actor(request))
-            if status != 200:
-                return console.error(request, status, f"the licensing authority answered: {(insts or {}).get('error')}")
-            _, toks = await console.call("GET", f"{base}/tokens", headers=actor(request))
-            _, accounts = await console.call("GET", f"{urls.authority}/v1/accounts", headers=actor(request))
-        except ServiceError as exc:
-            return console.error(request, 503, str(exc))
+        said = "the licensing authority answered"
+        insts = await console.ask(request, "GET", f"{base}/instances", refused=said)
+        toks = await console.ask(request, "GET", f"{base}/tokens", refused=said)
+        accounts = await console.ask(request, "GET", f"{urls.authority}/v1/accounts", refused=said)
         mine, siblings = None, []
         for sa in accounts["smart_accounts"]:
             for va in sa["virtual_accounts"]:
@@ -82,15 +71,12 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
                 body = {}
                 url = f"{urls.authority}/v1/tokens/{quote(str(form.get('token', '')), safe='')}/revoke"
             else:
-                return console.error(request, 404, f"nothing to do for {what!r}")
+                raise PageError(404, f"nothing to do for {what!r}")
         except ValueError:
-            return console.error(request, 400, "a number was expected (days, uses, quantity)")
-        try:
-            status, answer = await console.call("POST", url, headers=actor(request), body=body)
-        except ServiceError as exc:
-            return console.error(request, 503, str(exc))
-        if status not in (200, 201):
-            return console.error(request, status, f"the licensing authority refused: {(answer or {}).get('error')}")
+            raise PageError(400, "a number was expected (days, uses, quantity)") from None
+        answer = await console.ask(
+            request, "POST", url, body=body, expect=(200, 201), refused="the licensing authority refused"
+        )
         if what == "tokens":  # shown once, on this page, never in a URL
             return console.page(request, "token.html", account=name, token=answer)
         done = "licenses moved" if what == "move" else "token revoked"

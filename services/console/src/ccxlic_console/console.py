@@ -27,6 +27,14 @@ SOURCE = "urn:ccxlic:console"
 HERE = Path(__file__).parent
 
 
+class PageError(Exception):
+    """A request the console cannot serve: the status and what to say (the error page, or JSON under /api/)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Console:
     """What the routes share: settings, where the services are, the auth store, the producer, the templates."""
 
@@ -95,6 +103,23 @@ class Console:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             service = url.split("/v1/")[0]
             raise ServiceError(f"{service} does not answer ({exc.__class__.__name__}); is it running?") from None
+
+    async def ask(
+        self,
+        request: web.Request,
+        method: str,
+        url: str,
+        *,
+        refused: str,
+        body: Any = None,
+        expect: tuple[int, ...] = (200,),
+    ) -> Any:
+        """A call to a service that checks the caller too, with their own credentials: its answer. Another status
+        raises PageError (`refused`: the service's reason); no answer, ServiceError (a 503 page)."""
+        status, answer = await self.call(method, url, headers=self.credentials(request), body=body)
+        if status not in expect:
+            raise PageError(status, f"{refused}: {(answer or {}).get('error')}")
+        return answer
 
     async def get(self, url: str, default: Any = None) -> Any:
         """A view's JSON, or `default` when it is not there (404) or the service does not answer."""

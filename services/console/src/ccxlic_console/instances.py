@@ -13,11 +13,11 @@ from aiohttp import web
 from ccxlic_rules import Entitlement
 from ccxlic_rules import report as report_rows
 from ccxlic_runtime.auth import identity
-from ccxlic_runtime.client import ServiceError, agent_command, report_inputs, snapshot
+from ccxlic_runtime.client import agent_command, intervals, snapshot
 from ccxlic_runtime.http import BadRequest, check_instance, json_response, problem
 
 from ccxlic_console import chart, pages
-from ccxlic_console.console import SOURCE, Console
+from ccxlic_console.console import SOURCE, Console, PageError
 
 OPERATIONS: Mapping[str, tuple[str, str]] = {
     # operation -> (what the button says, what the confirmation asks)
@@ -136,22 +136,16 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
         until = _day(request.query.get("to"), "to", default_to)
         if until <= since:
             raise BadRequest("`to` must be after `from`")
-        body, _ = await report_inputs(urls, instance, since, until)
-        ent = entitlement(usage)
-        return since, until, report_rows.rows(body["reports"], ent), ent
+        ent = entitlement(usage)  # the usage the page already has: the reports alone are fetched
+        return since, until, report_rows.rows(await intervals(urls, instance, since, until), ent), ent
 
     async def instance_page(request: web.Request) -> web.Response:
-        try:
-            instance = instance_of(request)
-            now = await live(instance)
-            usage = now["entry"]["usage"]
-            since, until, table, ent = await range_rows(request, instance, usage)
-        except BadRequest as exc:
-            return console.error(request, 400, str(exc))
-        except ServiceError as exc:
-            return console.error(request, 503, str(exc))
+        instance = instance_of(request)
+        now = await live(instance)
+        usage = now["entry"]["usage"]
+        since, until, table, ent = await range_rows(request, instance, usage)
         if usage is None and now["entry"]["compliance"] is None and now["agent"] is None:
-            return console.error(request, 404, f"no service has heard of instance {instance!r}")
+            raise PageError(404, f"no service has heard of instance {instance!r}")
         history = await console.get(f"{urls.compliance}/v1/instances/{instance}/compliance/history?limit=1000", {})
         alerts = await console.get(f"{urls.alerting}/v1/alerts?instance={instance}&limit=200", {"alerts": []})
         status, silences = await console.call(
@@ -182,21 +176,13 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
         )
 
     async def instance_fragment(request: web.Request) -> web.Response:
-        try:
-            instance = instance_of(request)
-        except BadRequest as exc:
-            return console.error(request, 400, str(exc))
+        instance = instance_of(request)
         return console.page(request, "_instance_live.html", instance=instance, live=await live(instance))
 
     async def report_csv(request: web.Request) -> web.StreamResponse:
-        try:
-            instance = instance_of(request)
-            usage = await console.get(f"{urls.consumption}/v1/instances/{instance}/usage")
-            since, until, table, _ = await range_rows(request, instance, usage)
-        except BadRequest as exc:
-            return console.error(request, 400, str(exc))
-        except ServiceError as exc:
-            return console.error(request, 503, str(exc))
+        instance = instance_of(request)
+        usage = await console.get(f"{urls.consumption}/v1/instances/{instance}/usage")
+        since, until, table, _ = await range_rows(request, instance, usage)
         name = f"{instance}-{since.date().isoformat()}-{until.date().isoformat()}.csv"
         return web.Response(
             text=report_rows.as_csv(table),
@@ -209,14 +195,11 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
     async def action(request: web.Request) -> web.Response:
         who = identity(request)
         assert who is not None
-        try:
-            instance = instance_of(request)
-        except BadRequest as exc:
-            return console.error(request, 400, str(exc))
+        instance = instance_of(request)
         form = await request.post()
         operation = str(form.get("operation", ""))
         if operation not in OPERATIONS:
-            return console.error(request, 400, f"unknown operation {operation!r}")
+            raise PageError(400, f"unknown operation {operation!r}")
         fields = _form_fields(form)
         try:  # check the fields before asking for a confirmation
             agent_command(instance, operation, datetime.now(UTC), SOURCE, **fields)
@@ -255,17 +238,14 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
     # ------------------------------------------------------------ silences
 
     async def add_silence(request: web.Request) -> web.StreamResponse:
-        try:
-            instance = instance_of(request)
-        except BadRequest as exc:
-            return console.error(request, 400, str(exc))
+        instance = instance_of(request)
         form = await request.post()
         try:
             hours = float(str(form.get("hours", "")))
         except ValueError:
-            return console.error(request, 400, "the silence needs a duration in hours, e.g. 4")
+            raise PageError(400, "the silence needs a duration in hours, e.g. 4") from None
         if not 0 < hours <= 24 * 90:
-            return console.error(request, 400, "a silence lasts more than 0 and at most 2160 hours (90 days)")
+            raise PageError(400, "a silence lasts more than 0 and at most 2160 hours (90 days)")
         body: dict[str, Any] = {
             "instance": instance,
             "ends_at": (datetime.now(UTC) + timedelta(hours=hours)).isoformat(),
@@ -273,34 +253,23 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
         }
         if form.get("alert"):
             body["alert"] = str(form["alert"])
-        try:
-            status, answer = await console.call(
-                "POST", f"{urls.alerting}/v1/silences", headers=console.credentials(request), body=body
-            )
-        except ServiceError as exc:
-            return console.error(request, 503, str(exc))
-        if status != 201:
-            return console.error(request, status, f"alerting refused the silence: {(answer or {}).get('error')}")
+        answer = await console.ask(
+            request,
+            "POST",
+            f"{urls.alerting}/v1/silences",
+            body=body,
+            expect=(201,),
+            refused="alerting refused the silence",
+        )
         raise web.HTTPSeeOther(
             f"/instances/{quote(instance)}?" + urlencode({"done": f"silence {answer['id']} set"}) + "#alerts"
         )
 
     async def delete_silence(request: web.Request) -> web.StreamResponse:
-        try:
-            instance = instance_of(request)
-        except BadRequest as exc:
-            return console.error(request, 400, str(exc))
+        instance = instance_of(request)
         silence = request.match_info["silence"]
-        try:
-            status, answer = await console.call(
-                "DELETE",
-                f"{urls.alerting}/v1/silences/{quote(silence, safe='')}",
-                headers=console.credentials(request),
-            )
-        except ServiceError as exc:
-            return console.error(request, 503, str(exc))
-        if status != 204:
-            return console.error(request, status, f"alerting refused: {(answer or {}).get('error')}")
+        url = f"{urls.alerting}/v1/silences/{quote(silence, safe='')}"
+        await console.ask(request, "DELETE", url, expect=(204,), refused="alerting refused")
         raise web.HTTPSeeOther(
             f"/instances/{quote(instance)}?" + urlencode({"done": f"silence {silence} cleared"}) + "#alerts"
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from ccxlic_runtime.client import duration, nearest_deadline
@@ -215,11 +214,3 @@ def _evidence(evidence: Any) -> str:
     if isinstance(evidence, Mapping):
         return ", ".join(f"{k} {v}" for k, v in list(evidence.items())[:6])
     return str(evidence)[:200]
-
-
-def window(as_of: str | None, days: int) -> tuple[datetime, datetime] | None:
-    """The chart's default range: the `days` before the instance's own now (event time)."""
-    if not as_of:
-        return None
-    end = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-    return end - timedelta(days=days), end
