@@ -6,6 +6,10 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+STACK_DIR := $(or $(CCXLIC_STACK_DIR),$(CURDIR)/.stack)
+# What runs here reads what `make up` wrote: each program's PostgreSQL role (pg.env) and, with
+# KAFKA_SECURITY=scram-tls (the broker with SCRAM+TLS only), the Kafka clients' settings. The tests read them themselves.
+CLIENT_ENV = set -a && . "$(STACK_DIR)/pg.env" && $(if $(filter scram-tls,$(KAFKA_SECURITY)),. "$(STACK_DIR)/kafka-scram-tls/client.env" &&,) set +a &&
 
 .PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
@@ -17,7 +21,7 @@ deps: ## install what a fresh machine lacks: uv, PostgreSQL, the Python deps, th
 	@$(UV) sync --frozen --all-packages
 	@bash deploy/stack.sh fetch
 
-up: deps ## start Kafka (KRaft, 127.0.0.1:9092) and PostgreSQL (127.0.0.1:5432/ccxlic); idempotent
+up: deps ## start Kafka (KRaft, 127.0.0.1:9092; KAFKA_SECURITY=scram-tls: SASL/SCRAM over TLS only) and PostgreSQL (127.0.0.1:5432/ccxlic); idempotent
 	@bash deploy/stack.sh up
 
 down: ## stop Kafka and PostgreSQL
@@ -27,30 +31,30 @@ status: ## say whether the stack runs
 	@bash deploy/stack.sh status
 
 run: up ## start the stack, the services (the licensing authority, the Smart Agent and the console too), a demo admin, the demo simulation and the live status (Ctrl-C stops; `make down` stops the stack)
-	@.venv/bin/ccxlic admin demo-user admin
+	@$(CLIENT_ENV) .venv/bin/ccxlic admin demo-user admin
 	@echo "consumption: http://127.0.0.1:$${CCXLIC_CONSUMPTION_HTTP_PORT:-8181}  compliance: http://127.0.0.1:$${CCXLIC_COMPLIANCE_HTTP_PORT:-8182}  alerting: http://127.0.0.1:$${CCXLIC_ALERTING_HTTP_PORT:-8183}  agent: http://127.0.0.1:$${CCXLIC_AGENT_HTTP_PORT:-8184}  authority: http://127.0.0.1:$${CCXLIC_AUTHORITY_HTTP_PORT:-8190}  console: http://127.0.0.1:$${CCXLIC_CONSOLE_HTTP_PORT:-8180}"
-	@.venv/bin/ccxlic run all --scenario $${SCENARIO:-demo} --status
+	@$(CLIENT_ENV) .venv/bin/ccxlic run all --scenario $${SCENARIO:-demo} --status
 
 run-services: up ## run the services (the authority and the agent too) and the minute ticker, no simulation (logs on stderr)
-	@.venv/bin/ccxlic run all
+	@$(CLIENT_ENV) .venv/bin/ccxlic run all
 
 run-consumption: up ## run only the consumption computer
-	@.venv/bin/ccxlic run consumption --no-ticker
+	@$(CLIENT_ENV) .venv/bin/ccxlic run consumption --no-ticker
 
 run-compliance: up ## run only compliance
-	@.venv/bin/ccxlic run compliance --no-ticker
+	@$(CLIENT_ENV) .venv/bin/ccxlic run compliance --no-ticker
 
 run-alerting: up ## run only alerting
-	@.venv/bin/ccxlic run alerting --no-ticker
+	@$(CLIENT_ENV) .venv/bin/ccxlic run alerting --no-ticker
 
 run-authority: up ## run only the licensing authority (http://127.0.0.1:8190, API at /openapi.json)
-	@.venv/bin/ccxlic run authority --no-ticker
+	@$(CLIENT_ENV) .venv/bin/ccxlic run authority --no-ticker
 
 run-agent: up ## run only the Smart Agent
-	@.venv/bin/ccxlic run agent --no-ticker
+	@$(CLIENT_ENV) .venv/bin/ccxlic run agent --no-ticker
 
 run-console: up ## run only the console (http://127.0.0.1:8180; `ccxlic admin create-user NAME --role admin` first)
-	@.venv/bin/ccxlic run console --no-ticker
+	@$(CLIENT_ENV) .venv/bin/ccxlic run console --no-ticker
 
 browser: ## install the browser of the console's tests (Debian's chromium) if it is missing
 	@bash deploy/install-deps.sh browser
@@ -74,10 +78,10 @@ fuzz: deps ## the property and fuzz tests of the contract, the error policy and 
 	CCXLIC_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest -p no:cacheprovider tests/unit/test_contract.py tests/unit/test_contract_differential.py tests/unit/test_policy.py tests/unit/compliance/test_machine.py tests/unit/alerting/test_machine.py -k "total or agree or describes or every_record or every_step" $(PYTEST_ARGS)
 
 bench: up ## the benchmarks (B0-B4, each next to its baseline) on the local stack; prints a table, writes bench/results.json
-	$(PY) bench/run.py --profile $(BENCH_ARGS)
+	$(CLIENT_ENV) $(PY) bench/run.py --profile $(BENCH_ARGS)
 
 bench-quick: up ## the benchmarks at smoke size (what `make test` runs)
-	$(PY) bench/run.py --quick --json /tmp/ccxlic-bench-quick.json
+	$(CLIENT_ENV) $(PY) bench/run.py --quick --json /tmp/ccxlic-bench-quick.json
 
 lint: ## ruff: lint and format check (changes nothing)
 	$(UV) run --frozen ruff check .

@@ -61,11 +61,16 @@ from ccxlic_contract.events import (
     InstanceRegisteredData,
     RosterAgent,
 )
-from ccxlic_runtime.kafka import delete_topics, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.kafka import Broker, delete_topics, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.settings import RuntimeSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ccxlic")
+BROKER = Broker.of(load_settings(RuntimeSettings))  # KAFKA_BOOTSTRAP_SERVERS and the KAFKA_SECURITY_* of the README
+KAFKA = BROKER.options()
+# the superuser (it makes and drops the schemas of each run): what `make up` wrote to .stack/pg.env, else DATABASE_URL
+DSN = os.environ.get("CCXLIC_PG_SUPERUSER_URL") or os.environ.get(
+    "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ccxlic"
+)
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 CAPS: tuple[tuple[Capability, ...], ...] = (
     ("inbound_voice",),
@@ -99,9 +104,7 @@ class Run:
 
 async def produce(events: list[Event], prefix: str, *, label: str) -> float:
     """Produce pre-encoded events as fast as the broker takes them; return events/s."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP, acks=1, linger_ms=20, max_batch_size=512 * 1024, compression_type=None
-    )
+    producer = AIOKafkaProducer(**KAFKA, acks=1, linger_ms=20, max_batch_size=512 * 1024, compression_type=None)
     await producer.start()
     started = time.perf_counter()
     try:
@@ -134,8 +137,8 @@ async def send(producer: AIOKafkaProducer, prefix: str, e: Event) -> list[Any]:
 
 def start_service(run: Run, service: str, schema: str, group: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
     env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+        # the benchmark makes, reads and drops each run's schemas as the superuser: its services use DSN too
+        **{k: v for k, v in os.environ.items() if not (k.startswith("CCXLIC_") and k.endswith("_DATABASE_URL"))},
         "DATABASE_URL": DSN,
         "CCXLIC_TOPIC_PREFIX": run.prefix,
         f"CCXLIC_{service.upper()}_SCHEMA": schema,
@@ -243,7 +246,7 @@ def b1_events(total: int, instances: int, agents: int, seed: int = 42) -> list[E
 async def b0(run: Run, topic: str, expected: int) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=BOOTSTRAP,
+        **KAFKA,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -521,9 +524,7 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
         "licensing.alerts": {},
     }
     raised = hops["licensing.alerts"]
-    alerts = AIOKafkaConsumer(
-        *(run.topic(t) for t in hops), bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="latest"
-    )
+    alerts = AIOKafkaConsumer(*(run.topic(t) for t in hops), **KAFKA, group_id=None, auto_offset_reset="latest")
     await alerts.start()
     await alerts.seek_to_end()
 
@@ -546,7 +547,7 @@ async def b2(run: Run, rate: int, seconds: float, probes: int) -> dict[str, Any]
                     seen[e.subject] = now
 
     watcher = asyncio.create_task(watch())
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks=1, linger_ms=0)
+    producer = AIOKafkaProducer(**KAFKA, acks=1, linger_ms=0)
     await producer.start()
     sent: dict[str, float] = {}
     rnd = random.Random(7)
@@ -643,12 +644,12 @@ async def raw_round_trip(run: Run, rate: int, seconds: float, probes: int) -> di
     topic = run.topic("bench.rtt")
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    admin = AIOKafkaAdminClient(**KAFKA)
     await admin.start()
     with contextlib.suppress(Exception):
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     await admin.close()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(topic, **KAFKA, group_id=None, auto_offset_reset="latest")
     await consumer.start()
     await consumer.seek_to_end()
     got: dict[int, float] = {}
@@ -662,7 +663,7 @@ async def raw_round_trip(run: Run, rate: int, seconds: float, probes: int) -> di
                     got[int(rec.key)] = now
 
     watcher = asyncio.create_task(watch())
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks=1, linger_ms=0)
+    producer = AIOKafkaProducer(**KAFKA, acks=1, linger_ms=0)
     await producer.start()
     sent: dict[int, float] = {}
     total = int(rate * seconds)
@@ -796,7 +797,7 @@ async def b3(run: Run, quick: bool, instances: int, days: int) -> dict[str, Any]
                 # the live run's input log, copied as it is to topics of the replay's own (untimed), so that the
                 # replay's outputs are its own and can be compared with the live run's
                 run.prefix = f"{live_prefix}replay."
-                await ensure_topics(BOOTSTRAP, run.prefix, TOPICS)
+                await ensure_topics(BROKER, run.prefix, TOPICS)
                 await produce(events, run.prefix, label="B3 replay input")
             ports = {s: free_port() for s in ("consumption", "compliance", "alerting")}
             procs = [
@@ -853,10 +854,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     async def scenario_topics(name: str) -> None:
         """Each scenario has its own topics (a prefix), so no service reads another scenario's input."""
         run.prefix = f"{root}{name}."
-        await ensure_topics(BOOTSTRAP, run.prefix, TOPICS)
+        await ensure_topics(BROKER, run.prefix, TOPICS)
 
     only = set(args.only.split(",")) if args.only else {"B0", "B1", "B2", "B3", "B4"}
-    await wait_for_kafka(BOOTSTRAP, timeout=60)
+    await wait_for_kafka(BROKER, timeout=60)
     size = 20_000 if quick else args.events
     instances, agents = (20, 100) if quick else (100, 400)
     res = run.results
@@ -908,7 +909,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for schema in set(run.schemas):
             await conn.execute(f'drop schema if exists "{schema}" cascade')
         await conn.close()
-        deleted = await delete_topics(BOOTSTRAP, frozenset({root}))
+        deleted = await delete_topics(BROKER, frozenset({root}))
         log(f"deleted the run's {deleted} topics")
     return res
 

@@ -8,10 +8,22 @@
 #
 # Environment (defaults in brackets):
 #   KAFKA_PORT [9092]  KAFKA_CONTROLLER_PORT [9093]  PG_PORT [5432]  PG_DATABASE [ccxlic]
+#   KAFKA_PROXIED_PORT [9094] KAFKA_PROXY_PORT [9095]  plaintext only: a second listener on the first port that
+#                      advertises the second, where `make chaos` puts a TCP proxy it can cut (a client that bootstraps
+#                      at the proxy reaches the broker only through it)
+#   KAFKA_SECURITY [plaintext]  plaintext, or scram-tls: the broker's only client listener is SASL_SSL with
+#                      SCRAM-SHA-512, its certificate signed by a CA made here; the clients' settings (user, password,
+#                      CA file) are written to <stack>/kafka-scram-tls/client.env. Each mode keeps its own data.
 #   CCXLIC_STACK_DIR [<repo>/.stack]   data, logs and pid files
 #   CCXLIC_CACHE_DIR [~/.cache/ccxlic] downloaded Kafka jars, shared by every checkout
 #   CCXLIC_PG_FALLBACK_DIR [/var/tmp/ccxlic-stack/pg] the PostgreSQL cluster when run as root from a directory the
 #                      postgres user cannot reach (a checkout in root's home): every such checkout shares it
+#
+# PostgreSQL takes passwords (scram-sha-256) over TCP, and only the cluster's owner on its private socket (peer).
+# Each program has its own login role, owning its schema, no superuser: ccxlic_consumption, ccxlic_compliance,
+# ccxlic_alerting, ccxlic_agent, ccxlic_authority, ccxlic_console and ccxlic_cli; the shared `auth` schema belongs
+# to the group role ccxlic_auth (members: alerting, authority, console, cli). Their URLs, and the superuser's (for
+# tests and benchmarks), go to <stack>/pg.env.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,15 +31,24 @@ repo=$(cd "$here/.." && pwd)
 
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_PROXIED_PORT=${KAFKA_PROXIED_PORT:-9094}
+KAFKA_PROXY_PORT=${KAFKA_PROXY_PORT:-9095}
 PG_PORT=${PG_PORT:-5432}
 PG_DATABASE=${PG_DATABASE:-ccxlic}
 STACK_DIR=${CCXLIC_STACK_DIR:-$repo/.stack}
 CACHE_DIR=${CCXLIC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ccxlic}
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
 KAFKA_LIBS=$CACHE_DIR/kafka-$KAFKA_VERSION/libs
-KAFKA_DIR=$STACK_DIR/kafka
+KAFKA_SECURITY=${KAFKA_SECURITY:-plaintext}
+case "$KAFKA_SECURITY" in
+  plaintext) KAFKA_DIR=$STACK_DIR/kafka ;;
+  scram-tls) KAFKA_DIR=$STACK_DIR/kafka-scram-tls ;;
+  *) printf 'stack: error: KAFKA_SECURITY=%s: expected plaintext or scram-tls\n' "$KAFKA_SECURITY" >&2; exit 2 ;;
+esac
 PG_DIR=$STACK_DIR/pg
 PG_FALLBACK_DIR=${CCXLIC_PG_FALLBACK_DIR:-/var/tmp/ccxlic-stack/pg}
+PG_PROGRAMS="consumption compliance alerting agent authority console cli"
+PG_AUTH_MEMBERS="alerting authority console cli"
 
 say() { printf 'stack: %s\n' "$*"; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -72,8 +93,34 @@ kafka_up() {
   need_port_free "$KAFKA_CONTROLLER_PORT" "the Kafka controller" KAFKA_CONTROLLER_PORT
   kafka_fetch
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
+  local listener=PLAINTEXT scram=() extra="" advertised=""
+  if [ "$KAFKA_SECURITY" = plaintext ]; then
+    need_port_free "$KAFKA_PROXIED_PORT" "the Kafka listener behind make chaos's proxy" KAFKA_PROXIED_PORT
+    extra=",PROXIED://127.0.0.1:$KAFKA_PROXIED_PORT"; advertised=",PROXIED://127.0.0.1:$KAFKA_PROXY_PORT"
+  fi
+  if [ "$KAFKA_SECURITY" = scram-tls ]; then
+    listener=SASL_SSL
+    kafka_tls
+    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(cat "$KAFKA_DIR/tls/admin.password")]"
+           --add-scram "SCRAM-SHA-512=[name=ccxlic,password=$(cat "$KAFKA_DIR/tls/ccxlic.password")]")
+  fi
   sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-      -e "s|@DATA_DIR@|$KAFKA_DIR/data|g" "$here/kafka/server.properties.in" >"$KAFKA_DIR/server.properties"
+      -e "s|@LISTENER@|$listener|g" -e "s|@EXTRA@|$extra|g" -e "s|@ADVERTISED@|$advertised|g" \
+      -e "s|@DATA_DIR@|$KAFKA_DIR/data|g" "$here/kafka/server.properties.in" \
+      >"$KAFKA_DIR/server.properties"
+  if [ "$KAFKA_SECURITY" = scram-tls ]; then
+    cat >>"$KAFKA_DIR/server.properties" <<EOF
+# KAFKA_SECURITY=scram-tls: clients and the broker itself authenticate with SCRAM-SHA-512 over TLS.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(cat "$KAFKA_DIR/tls/admin.password")";
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_DIR/tls/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_DIR/tls/ca.pem
+ssl.client.auth=none
+EOF
+  fi
   local java_opts=(-cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties"
                    -Dkafka.logs.dir="$KAFKA_DIR/logs")
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
@@ -86,9 +133,9 @@ while True:
         break
 print(c)')
     java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" \
-      --ignore-formatted >"$KAFKA_DIR/logs/format.log" 2>&1 || { cat "$KAFKA_DIR/logs/format.log" >&2; die "formatting the Kafka storage failed"; }
+      "${scram[@]}" --ignore-formatted >"$KAFKA_DIR/logs/format.log" 2>&1 || { cat "$KAFKA_DIR/logs/format.log" >&2; die "formatting the Kafka storage failed"; }
   fi
-  say "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (logs: $KAFKA_DIR/logs)"
+  say "starting kafka $KAFKA_VERSION ($KAFKA_SECURITY) on 127.0.0.1:$KAFKA_PORT (logs: $KAFKA_DIR/logs)"
   : >"$KAFKA_DIR/logs/server.log"
   nohup setsid java -Xms256m -Xmx768m -XX:+UseG1GC "${java_opts[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" \
     >"$KAFKA_DIR/logs/stdout.log" 2>&1 </dev/null &
@@ -103,6 +150,7 @@ print(c)')
       die "kafka exited during startup (logs above)"
     fi
     if grep -q "Kafka Server started" "$KAFKA_DIR/logs/server.log" 2>/dev/null && port_in_use "$KAFKA_PORT"; then
+      kafka_client_env >"$KAFKA_DIR/client.env"; chmod 600 "$KAFKA_DIR/client.env"
       say "kafka ready after ${i}x0.5 s"; return 0
     fi
     size=$(wc -c <"$KAFKA_DIR/logs/server.log" 2>/dev/null || echo 0)
@@ -116,17 +164,52 @@ print(c)')
   die "kafka did not become ready within 30 min; see $KAFKA_DIR/logs/server.log"
 }
 
+kafka_tls() {
+  # A CA and the broker's certificate (127.0.0.1 and localhost), made once per stack directory, and the passwords of
+  # the SCRAM users: `admin` (the broker itself) and `ccxlic` (the clients).
+  local d=$KAFKA_DIR/tls
+  [ -f "$d/broker.pem" ] && [ -f "$d/ccxlic.password" ] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl is needed for KAFKA_SECURITY=scram-tls: apt-get install -y openssl"
+  rm -rf "$d"; mkdir -p "$d"; chmod 700 "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 -subj "/CN=ccx-licensing local CA" \
+      -keyout ca.key -out ca.pem
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" -keyout broker.key -out broker.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 -extfile broker.ext -out broker.crt
+    openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.p8
+    cat broker.p8 broker.crt >broker.pem
+    rm -f broker.csr broker.ext broker.p8 ca.srl
+    openssl rand -hex 24 >admin.password
+    openssl rand -hex 24 >ccxlic.password
+  ) >"$KAFKA_DIR/logs/tls.log" 2>&1 || { cat "$KAFKA_DIR/logs/tls.log" >&2; die "making the broker's certificate failed"; }
+  chmod 600 "$d"/*
+}
+
+kafka_client_env() {
+  # What a client needs to reach this broker, as the environment variables the services, the CLI and the tests read.
+  if [ "$KAFKA_SECURITY" = scram-tls ]; then
+    printf 'KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%s\nKAFKA_SECURITY_PROTOCOL=SASL_SSL\nKAFKA_SASL_MECHANISM=SCRAM-SHA-512\nKAFKA_SASL_USERNAME=ccxlic\nKAFKA_SASL_PASSWORD=%s\nKAFKA_SSL_CAFILE=%s\n' \
+      "$KAFKA_PORT" "$(cat "$KAFKA_DIR/tls/ccxlic.password")" "$KAFKA_DIR/tls/ca.pem"
+  else
+    printf 'KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%s\n' "$KAFKA_PORT"
+  fi
+}
+
 kafka_down() {
-  if pid_alive "$KAFKA_DIR/kafka.pid"; then
-    local pid; pid=$(cat "$KAFKA_DIR/kafka.pid")
-    say "stopping kafka (pid $pid)"
+  # Either mode's broker: `make down` stops what runs, whatever KAFKA_SECURITY says now.
+  local dir pid stopped=0
+  for dir in "$STACK_DIR/kafka" "$STACK_DIR/kafka-scram-tls"; do
+    pid_alive "$dir/kafka.pid" || { rm -f "$dir/kafka.pid"; continue; }
+    pid=$(cat "$dir/kafka.pid"); stopped=1
+    say "stopping kafka (pid $pid, $dir)"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -0 "$pid" 2>/dev/null && { say "kafka did not stop in 30 s; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
-  else
-    say "kafka is not running"
-  fi
-  rm -f "$KAFKA_DIR/kafka.pid"
+    rm -f "$dir/kafka.pid"
+  done
+  [ "$stopped" = 1 ] || say "kafka is not running"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -176,19 +259,96 @@ pg_up() {
     pg_prepare_dir
     if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
       say "initdb $PG_DIR/data"
-      as_pg "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
+      # the superuser's first password: replaced by the one pg_roles keeps (initdb wants one for scram-sha-256)
+      as_pg sh -c "umask 077; openssl rand -hex 24 >'$PG_DIR/initdb.pw'"
+      as_pg "$bin/initdb" -D "$PG_DIR/data" -U postgres -A scram-sha-256 --no-instructions -E UTF8 \
+        --pwfile="$PG_DIR/initdb.pw" >"$PG_DIR/initdb.log" 2>&1 \
         || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+      as_pg rm -f "$PG_DIR/initdb.pw"
     fi
     as_pg mkdir -p "$PG_DIR/run"
+    pg_hba
     say "starting postgresql ($("$bin/postgres" --version | awk '{print $3}')) on 127.0.0.1:$PG_PORT"
     as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
       -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR/run -c max_connections=200 -c fsync=off -c synchronous_commit=off" \
       start >/dev/null || { tail -n 20 "$PG_DIR/server.log" >&2; die "postgresql did not start"; }
   fi
-  if ! "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "select 1 from pg_database where datname='$PG_DATABASE'" | grep -q 1; then
-    "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "create database \"$PG_DATABASE\"" >/dev/null
+  pg_hba  # a cluster that was running keeps no older rule
+  if ! pg_sql -tAc "select 1 from pg_database where datname='$PG_DATABASE'" | grep -q 1; then
+    pg_sql -qc "create database \"$PG_DATABASE\"" >/dev/null
     say "created database $PG_DATABASE"
   fi
+  pg_roles
+}
+
+pg_sql() {
+  # psql as the superuser over the cluster's private socket (peer authentication: no password, no TCP).
+  as_pg "$bin/psql" -h "$PG_DIR/run" -p "$PG_PORT" -U postgres -d "${PGDB:-postgres}" -v ON_ERROR_STOP=1 "$@"
+}
+
+pg_hba() {
+  # Passwords (scram-sha-256) over TCP; on the socket, only the OS user that runs the cluster (or starts the stack)
+  # as the superuser. Rewritten at every start, so a cluster made before (with trust) is brought in line.
+  local me; me=$(id -un)
+  as_pg sh -c "cat >'$PG_DIR/data/pg_hba.conf'" <<EOF
+# written by deploy/stack.sh
+local all postgres peer map=stack
+host  all all 127.0.0.1/32 scram-sha-256
+EOF
+  as_pg sh -c "printf 'stack postgres postgres\nstack %s postgres\n' '$me' >'$PG_DIR/data/pg_ident.conf'"
+  if as_pg "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then as_pg "$bin/pg_ctl" -D "$PG_DIR/data" reload >/dev/null; fi
+}
+
+pg_roles() {
+  # One login role per program (passwords drawn once per cluster, kept in it), the auth group, their grants, and the
+  # URLs in <stack>/pg.env. Schemas made before the roles existed (by the superuser) are handed to their owners.
+  local secrets=$PG_DIR/passwords.env p pw url
+  if ! as_pg test -f "$secrets"; then
+    { for p in postgres $PG_PROGRAMS; do printf '%s=%s\n' "$p" "$(openssl rand -hex 24)"; done; } | as_pg sh -c "umask 077; cat >'$secrets'"
+  fi
+  local sql="set client_min_messages = warning;
+do \$\$ begin if not exists (select from pg_roles where rolname = 'ccxlic_auth') then create role ccxlic_auth nologin; end if; end \$\$;
+"
+  for p in $PG_PROGRAMS; do
+    pw=$(as_pg sed -n "s/^$p=//p" "$secrets")
+    sql+="do \$\$ begin if not exists (select from pg_roles where rolname = 'ccxlic_$p') then create role ccxlic_$p login; end if; end \$\$;
+alter role ccxlic_$p with login nosuperuser nocreatedb nocreaterole password '$pw';
+grant connect, create on database \"$PG_DATABASE\" to ccxlic_$p;
+"
+  done
+  for p in $PG_AUTH_MEMBERS; do sql+="grant ccxlic_auth to ccxlic_$p;
+"; done
+  sql+="alter role postgres password '$(as_pg sed -n 's/^postgres=//p' "$secrets")';
+"
+  pg_sql -q <<<"$sql" >/dev/null
+  local owners="auth:ccxlic_auth"
+  for p in consumption compliance alerting agent authority; do owners+=" $p:ccxlic_$p"; done
+  sql="set client_min_messages = warning;
+revoke create on schema public from public;
+create schema if not exists auth authorization ccxlic_auth;
+"
+  for pair in $owners; do
+    sql+="do \$\$ declare r record; begin
+  if exists (select from pg_namespace where nspname = '${pair%%:*}' and nspowner <> '${pair#*:}'::regrole) then
+    execute 'alter schema ${pair%%:*} owner to ${pair#*:}';
+    for r in select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = '${pair%%:*}' and c.relkind in ('r', 'p', 'v', 'm') loop
+      execute format('alter table ${pair%%:*}.%I owner to ${pair#*:}', r.relname);
+    end loop;
+  end if; end \$\$;
+"
+  done
+  PGDB=$PG_DATABASE pg_sql -q <<<"$sql" >/dev/null
+  {
+    echo "# written by deploy/stack.sh: each program's own login role (make run reads this file)"
+    for p in $PG_PROGRAMS; do
+      pw=$(as_pg sed -n "s/^$p=//p" "$secrets")
+      printf 'CCXLIC_%s_DATABASE_URL=postgresql://ccxlic_%s:%s@127.0.0.1:%s/%s\n' "${p^^}" "$p" "$pw" "$PG_PORT" "$PG_DATABASE"
+    done
+    echo "# the superuser: for the tests and the benchmarks (they make and drop schemas), never for a service"
+    printf 'CCXLIC_PG_SUPERUSER_URL=postgresql://postgres:%s@127.0.0.1:%s/%s\n' "$(as_pg sed -n 's/^postgres=//p' "$secrets")" "$PG_PORT" "$PG_DATABASE"
+  } >"$STACK_DIR/pg.env.tmp"
+  chmod 600 "$STACK_DIR/pg.env.tmp"; mv "$STACK_DIR/pg.env.tmp" "$STACK_DIR/pg.env"
 }
 
 pg_down() {
@@ -203,7 +363,13 @@ pg_down() {
 }
 
 status() {
-  if pid_alive "$KAFKA_DIR/kafka.pid"; then say "kafka: running (pid $(cat "$KAFKA_DIR/kafka.pid")) at 127.0.0.1:$KAFKA_PORT"; else say "kafka: stopped"; fi
+  local dir running=0
+  for dir in "$STACK_DIR/kafka" "$STACK_DIR/kafka-scram-tls"; do
+    if pid_alive "$dir/kafka.pid"; then
+      running=1; say "kafka: running (pid $(cat "$dir/kafka.pid")) at 127.0.0.1:$KAFKA_PORT, $(basename "$dir" | sed 's/^kafka-\?//; s/^$/plaintext/')"
+    fi
+  done
+  [ "$running" = 1 ] || say "kafka: stopped"
   if port_in_use "$PG_PORT"; then say "postgresql: listening at 127.0.0.1:$PG_PORT"; else say "postgresql: stopped"; fi
 }
 
@@ -215,7 +381,10 @@ case "${1:-}" in
       "") kafka_up; pg_up ;;
       *) echo "usage: $0 up [kafka|postgresql]" >&2; exit 2 ;;
     esac
-    say "up: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/$PG_DATABASE"
+    if [ "$KAFKA_SECURITY" = scram-tls ]; then
+      say "up: Kafka over SCRAM+TLS; the clients' settings are in $KAFKA_DIR/client.env (make run and make test read it)"
+    fi
+    say "up: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT; PostgreSQL at 127.0.0.1:$PG_PORT/$PG_DATABASE, one role per program: their URLs are in $STACK_DIR/pg.env"
     ;;
   down)
     case "${2:-}" in

@@ -48,7 +48,7 @@ class Chain:
         cls = SERVICES[service][0]
         return load_settings(
             cls,
-            kafka_bootstrap_servers=self.stack.bootstrap,
+            **self.stack.kafka_settings(),
             database_url=self.stack.database_url,
             topic_prefix=self.prefix,
             schema_name=f"{self.schema}_{service}",
@@ -103,8 +103,8 @@ class Chain:
                     out[f"{service} outbox"] = n
         finally:
             await conn.close()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
-        probe = AIOKafkaConsumer(bootstrap_servers=self.stack.bootstrap)
+        admin = AIOKafkaAdminClient(**self.stack.broker.options())
+        probe = AIOKafkaConsumer(**self.stack.broker.options())
         await admin.start()
         await probe.start()
         try:
@@ -127,13 +127,13 @@ class Chain:
     async def outputs(self, service: str) -> dict[str, list[Event]]:
         """Everything `service` published, per instance, in order (one instance's events share a partition)."""
         topic = topic_name(OUTPUTS[service], self.prefix)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
+        admin = AIOKafkaAdminClient(**self.stack.broker.options())
         await admin.start()
         try:
             tps = await self._partitions(admin, [topic])
         finally:
             await admin.close()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.stack.bootstrap, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(**self.stack.broker.options(), auto_offset_reset="earliest")
         await consumer.start()
         out: dict[str, list[Event]] = defaultdict(list)
         try:

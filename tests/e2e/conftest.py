@@ -92,7 +92,7 @@ async def pipeline(
     sinks.start_smtp()
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        **stack.kafka_env(),
         "DATABASE_URL": stack.database_url,
         "CCXLIC_TOPIC_PREFIX": topic_prefix,
         "CCXLIC_WEBHOOK_URLS": sinks.webhook_url,
@@ -132,7 +132,7 @@ async def licensing(
     console; `env` has each one's URL and CCXLIC_TOKEN, an admin's API token."""
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        **stack.kafka_env(),
         "DATABASE_URL": stack.database_url,
         "CCXLIC_TOPIC_PREFIX": topic_prefix,
         "CCXLIC_MAX_SESSION_SECONDS": str(365 * 86400),  # agents stay signed in for the months of a walk

@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[2]
 
 def test_the_quick_benchmarks_run_and_are_correct(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    env = {"KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "DATABASE_URL": stack.database_url}
+    env = {**stack.kafka_env(), "DATABASE_URL": stack.database_url}
     r = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
         env={**__import__("os").environ, **env},

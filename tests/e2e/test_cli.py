@@ -66,7 +66,7 @@ def ccxlic(
 def env(stack: Stack, topic_prefix: str, contract_topics: dict[str, str]) -> dict[str, str]:
     return {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        **stack.kafka_env(),
         "CCXLIC_TOPIC_PREFIX": topic_prefix,
         "COLUMNS": "200",
     }
@@ -294,7 +294,7 @@ async def test_run_all_with_a_scenario_then_ctrl_c_stops_everything(
     ports = {s: free_port() for s in ("consumption", "compliance", "alerting", "agent", "authority", "console")}
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        **stack.kafka_env(),
         "DATABASE_URL": stack.database_url,
         "CCXLIC_TOPIC_PREFIX": topic_prefix,
         "CCXLIC_AUTH_SCHEMA": f"{pg_schema}_auth",

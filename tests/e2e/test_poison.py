@@ -60,7 +60,7 @@ async def test_poison_of_every_kind_is_dead_lettered_and_everything_after_it_sti
         (encode(b.sign_in(T0, "keyless")), CT, None, part, "no key"),
         (encode(b.sign_in(T0, "elsewhere")), CT, key, (part + 1) % 3, "belongs on partition"),  # last: see below
     ]
-    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, max_request_size=2_000_000)
+    raw = AIOKafkaProducer(**stack.broker.options(), max_request_size=2_000_000)
     await raw.start()
     try:
         for value, headers, k, p, _ in poison:

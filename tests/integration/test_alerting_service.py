@@ -422,7 +422,7 @@ async def test_a_restart_in_mid_stream_notifies_nothing_twice(
     s = _settings(stack, topic_prefix, pg_schema, sinks)
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        **stack.kafka_env(),
         "DATABASE_URL": stack.database_url,
         "CCXLIC_TOPIC_PREFIX": topic_prefix,
         "CCXLIC_ALERTING_SCHEMA": pg_schema,

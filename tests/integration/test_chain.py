@@ -43,8 +43,8 @@ async def _run(stack: Stack, workers: int, events: list, partitions: int) -> dic
     """Publish everything first (a replay: the order the chain sees is the log's, whatever the fetches), then run
     the chain with `workers` workers per service until it drains; return each service's outputs per instance."""
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(stack.bootstrap, prefix, TOPICS, partitions=partitions)
-    async with EventProducer(stack.bootstrap, prefix) as producer:
+    await ensure_topics(stack.broker, prefix, TOPICS, partitions=partitions)
+    async with EventProducer(stack.broker, prefix) as producer:
         await producer.publish_many(events)
     chain = Chain(stack, prefix, f"s_{uuid.uuid4().hex[:8]}", workers=workers, overrides={"max_event_skew": None})
     try:
@@ -86,7 +86,7 @@ async def test_a_slow_consumption_computer_with_ticks_far_ahead_makes_no_verdict
     the broker far ahead of what it has handled. Time reaches compliance only behind the usage before it, so no
     out-of-compliance, no OOC alert and no enforcement follow (read from the topics themselves)."""
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(stack.bootstrap, prefix, TOPICS)
+    await ensure_topics(stack.broker, prefix, TOPICS)
     b = Build("slow-1")
     setup = [b.entitle(T0, 10, 2, 0), b.register(T0)]
     usage = [b.sign_in(T0 + 60 * M + n * M, f"p{n}", "chat") for n in range(3)]  # the third puts Premium over
@@ -100,7 +100,7 @@ async def test_a_slow_consumption_computer_with_ticks_far_ahead_makes_no_verdict
     )
     try:
         await chain.start()
-        async with EventProducer(stack.bootstrap, prefix) as producer:
+        async with EventProducer(stack.broker, prefix) as producer:
             await producer.publish_many(sorted(setup + usage + ticks, key=lambda e: e.time))
         await chain.drained(timeout=240)
         compliance = (await chain.outputs("compliance"))["slow-1"]

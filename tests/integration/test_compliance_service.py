@@ -271,7 +271,7 @@ async def test_kill_9_in_mid_stream_then_restart_gives_the_replayed_history(
             events.append(b.failure("reporting", t))
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        **stack.kafka_env(),
         "DATABASE_URL": stack.database_url,
         "CCXLIC_TOPIC_PREFIX": settings.topic_prefix,
         "CCXLIC_COMPLIANCE_SCHEMA": settings.schema_name,

@@ -242,7 +242,7 @@ async def test_kill_9_in_mid_stream_then_restart_gives_the_uninterrupted_result(
     events += [inputs.sign_out(f"a{i}", 200 + i) for i in range(0, 300, 2)]
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        **stack.kafka_env(),
         "DATABASE_URL": stack.database_url,
         "CCXLIC_TOPIC_PREFIX": settings.topic_prefix,
         "CCXLIC_CONSUMPTION_SCHEMA": settings.schema_name,

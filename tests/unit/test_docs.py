@@ -14,13 +14,14 @@ from ccxlic_compliance.settings import ComplianceSettings
 from ccxlic_console.settings import ConsoleSettings
 from ccxlic_consumption.settings import ConsumptionSettings
 from ccxlic_runtime.settings import RuntimeSettings
+from pydantic import AliasChoices
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
 TABLE = README.split("## Configuration (every variable)")[1].split("\n## ")[0]
 VARIABLES = sorted(
     {
-        str(f.validation_alias)
+        str(alias)
         for cls in (
             RuntimeSettings,
             ConsumptionSettings,
@@ -32,6 +33,9 @@ VARIABLES = sorted(
             CliSettings,
         )
         for f in cls.model_fields.values()
+        for alias in (
+            f.validation_alias.choices if isinstance(f.validation_alias, AliasChoices) else [f.validation_alias]
+        )
     }
 )
 
@@ -43,6 +47,8 @@ def test_every_variable_is_in_the_configuration_table(variable: str) -> None:
 
 NOT_SETTINGS = {
     # read by deploy/stack.sh, make or the tests, not by a service
+    "KAFKA_SECURITY",
+    "CCXLIC_PG_SUPERUSER_URL",
     "KAFKA_PORT",
     "KAFKA_CONTROLLER_PORT",
     "PG_PORT",

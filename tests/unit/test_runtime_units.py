@@ -6,12 +6,15 @@ import asyncio
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from ccxlic_runtime.db import Relay
+from ccxlic_runtime.kafka import Broker
 from ccxlic_runtime.logs import JsonFormatter
 from ccxlic_runtime.settings import ConfigError, RuntimeSettings, load_settings
+from ccxlic_testing.tls import make_ca_and_cert
 
 
 def test_settings_default_to_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,6 +40,47 @@ def test_bad_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DATABASE_URL", "postgresql://x/y")
     monkeypatch.setenv("CCXLIC_LOG_LEVEL", "loud")
     with pytest.raises(ConfigError, match="CCXLIC_LOG_LEVEL"):
+        load_settings(RuntimeSettings)
+
+
+def test_kafka_security_settings_make_the_clients_options_and_refuse_what_cannot_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert Broker.of(load_settings(RuntimeSettings)).options() == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "PLAINTEXT",
+    }
+    ca, _, _ = make_ca_and_cert(tmp_path, "localhost")
+    for name, value in {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_USERNAME": "svc",
+        "KAFKA_SASL_PASSWORD": "pw-123",
+        "KAFKA_SSL_CAFILE": str(ca),
+    }.items():
+        monkeypatch.setenv(name, value)
+    broker = Broker.of(load_settings(RuntimeSettings))
+    opts = broker.options()
+    assert opts["security_protocol"] == "SASL_SSL" and opts["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert opts["sasl_plain_username"] == "svc" and opts["sasl_plain_password"] == "pw-123"
+    assert opts["ssl_context"].verify_mode.name == "CERT_REQUIRED" and opts["ssl_context"].check_hostname
+    assert "pw-123" not in repr(broker) + str(broker) and "SCRAM-SHA-512 as svc" in str(broker)
+    monkeypatch.delenv("KAFKA_SASL_PASSWORD")
+    with pytest.raises(ConfigError, match="SASL_SSL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"):
+        load_settings(RuntimeSettings)
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "pw-123")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "PLAIN")
+    with pytest.raises(ConfigError, match="would send the password in clear") as clear:
+        load_settings(RuntimeSettings)
+    assert "pw-123" not in str(clear.value)
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    with pytest.raises(ConfigError, match="would not use them"):
+        load_settings(RuntimeSettings)
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.delenv("KAFKA_SASL_USERNAME")
+    monkeypatch.delenv("KAFKA_SASL_PASSWORD")
+    monkeypatch.setenv("KAFKA_SSL_CAFILE", str(ca) + ".missing")
+    with pytest.raises(ConfigError, match="KAFKA_SSL_CAFILE"):
         load_settings(RuntimeSettings)
 
 

@@ -104,6 +104,13 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtim
         await conn.execute("select pg_advisory_lock(hashtext($1))", schema)
         try:
             await conn.execute(f'create schema if not exists "{schema}"')
+            # A schema shared by several programs (`auth`) belongs to a group role they are members of: its tables
+            # are made as that role, so every member can use them (made as the member, only it could).
+            owner = await conn.fetchval("select nspowner::regrole::text from pg_namespace where nspname = $1", schema)
+            if owner != await conn.fetchval("select quote_ident(current_user)") and await conn.fetchval(
+                "select pg_has_role(current_user, nspowner, 'MEMBER') from pg_namespace where nspname = $1", schema
+            ):
+                await conn.execute(f"set role {owner}")
             await conn.execute(
                 "create table if not exists schema_migrations ("
                 " name text primary key, applied_at timestamptz not null default now())"
@@ -137,6 +144,7 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtim
                         )
                     applied.append(name)
         finally:
+            await conn.execute("reset role")
             await conn.execute("select pg_advisory_unlock(hashtext($1))", schema)
     if applied:
         log.info("migrated", extra={"schema": schema, "applied": applied})

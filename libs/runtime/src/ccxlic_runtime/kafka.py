@@ -1,19 +1,26 @@
-"""Kafka for every service: topic names, topic creation, and the one producer (idempotent, acks=all)."""
+"""Kafka for every service: how to reach the broker, topic names, topic creation, and the one producer (idempotent,
+acks=all)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from ccxlic_contract import STRUCTURED_CONTENT_TYPE, TOPICS, Event, Topic, encode, key_for, topic_for
 from ccxlic_contract.events import ALL_INSTANCES, ClockTicked
+from pydantic import SecretStr
 
 from ccxlic_runtime.settings import RuntimeSettings
 
@@ -22,8 +29,63 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE_HEADERS: list[tuple[str, bytes]] = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 
+@dataclass(frozen=True)
+class Broker:
+    """Where the broker is and how to reach it (TLS, SASL): every Kafka client of the runtime is made from one."""
+
+    bootstrap: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    username: str | None = None
+    password: SecretStr | None = field(default=None, repr=False)
+    cafile: str | None = None
+
+    @classmethod
+    def of(cls, settings: RuntimeSettings) -> Broker:
+        sasl = settings.kafka_security_protocol.startswith("SASL_")
+        return cls(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_security_protocol,
+            settings.kafka_sasl_mechanism if sasl else None,
+            settings.kafka_sasl_username if sasl else None,
+            settings.kafka_sasl_password if sasl else None,
+            str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        )
+
+    def __str__(self) -> str:
+        return self.bootstrap if self.security_protocol == "PLAINTEXT" else f"{self.bootstrap} ({self.described()})"
+
+    def described(self) -> str:
+        if self.username:
+            return f"{self.security_protocol}, {self.sasl_mechanism} as {self.username}"
+        return self.security_protocol
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments every aiokafka client (producer, consumer, admin) takes to reach this broker."""
+        opts: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            opts["ssl_context"] = self.ssl_context()
+        if self.username:
+            opts |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password.get_secret_value() if self.password else None,
+            }
+        return opts
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context: ssl.SSLContext = create_ssl_context(cafile=self.cafile)
+        if self.cafile is None:
+            context.load_default_certs()
+        return context
+
+
 class KafkaUnavailable(RuntimeError):
     """The broker did not answer in time."""
+
+
+class KafkaRefused(KafkaUnavailable):
+    """The broker answered but refused us: wrong credentials, or a certificate we do not trust. Waiting will not help."""
 
 
 def topic_name(topic: Topic, prefix: str = "") -> str:
@@ -31,12 +93,13 @@ def topic_name(topic: Topic, prefix: str = "") -> str:
     return f"{prefix}{topic.name}"
 
 
-async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
-    """Wait until the broker answers an admin call (an open port is not enough)."""
+async def wait_for_kafka(broker: Broker, timeout: float = 60.0) -> None:
+    """Wait until the broker answers an admin call (an open port is not enough). Wrong credentials or an untrusted
+    certificate raise KafkaRefused at once, saying which."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(**broker.options(), request_timeout_ms=5000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -45,10 +108,31 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
             last = exc
         finally:
             await admin.close()
+        refused = await _refusal(broker)
+        if refused:
+            raise KafkaRefused(f"Kafka at {broker} refused the connection: {refused}")
         await asyncio.sleep(0.5)
     raise KafkaUnavailable(
-        f"Kafka at {bootstrap} did not answer within {timeout:.0f} s ({last!r}); is it up? Try `make up`."
+        f"Kafka at {broker} did not answer within {timeout:.0f} s ({last!r}); is it up? Try `make up`."
     )
+
+
+async def _refusal(broker: Broker) -> str | None:
+    """Why the first bootstrap server refuses us, when it is something waiting will not fix (the admin client only
+    logs it)."""
+    host, _, port = broker.bootstrap.split(",")[0].strip().rpartition(":")
+    opts = broker.options()
+    del opts["bootstrap_servers"]
+    try:
+        conn = await create_conn(host or "localhost", int(port or 9092), request_timeout_ms=5000, **opts)
+    except SaslAuthenticationFailed as exc:
+        return f"authentication failed ({exc}); check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+    except ssl.SSLCertVerificationError as exc:
+        return f"its certificate is not trusted ({exc.verify_message}); check KAFKA_SSL_CAFILE"
+    except (KafkaError, OSError, ValueError):
+        return None  # not there yet, or not answering: keep waiting
+    conn.close()
+    return None
 
 
 class TopicsNotCreated(KafkaUnavailable):
@@ -61,7 +145,7 @@ TOPIC_EXISTS = 36
 async def ensure_contract_topics(settings: RuntimeSettings) -> list[str]:
     """The contract's topics as the settings say: partitions, replication factor, `min.insync.replicas`."""
     return await ensure_topics(
-        settings.kafka_bootstrap_servers,
+        Broker.of(settings),
         settings.topic_prefix,
         TOPICS,
         partitions=settings.partitions,
@@ -71,7 +155,7 @@ async def ensure_contract_topics(settings: RuntimeSettings) -> list[str]:
 
 
 async def ensure_topics(
-    bootstrap: str,
+    broker: Broker,
     prefix: str = "",
     topics: Iterable[Topic] = TOPICS,
     *,
@@ -85,7 +169,7 @@ async def ensure_topics(
     co-partitioned. Records are stamped by the broker (`LogAppendTime`): the record timestamp is when the record
     reached the broker, whatever the publisher's clock says (the consumption computer compares event times with it).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**broker.options(), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -111,7 +195,7 @@ async def ensure_topics(
             if refused:
                 name, text = refused[0]
                 raise TopicsNotCreated(
-                    f"Kafka at {bootstrap} refused to create topic {name}: {text} (CCXLIC_REPLICATION_FACTOR="
+                    f"Kafka at {broker} refused to create topic {name}: {text} (CCXLIC_REPLICATION_FACTOR="
                     f"{replication}, CCXLIC_MIN_INSYNC_REPLICAS={min_insync}, CCXLIC_PARTITIONS={partitions})"
                 )
         created = [n.name for n in new]
@@ -125,9 +209,9 @@ class NotCoPartitioned(RuntimeError):
     """A service's input topics have different partition counts, so one instance's inputs would be split."""
 
 
-async def check_co_partitioned(bootstrap: str, names: Sequence[str]) -> dict[str, int]:
+async def check_co_partitioned(broker: Broker, names: Sequence[str]) -> dict[str, int]:
     """The partition count of each topic; raise NotCoPartitioned when they differ."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**broker.options(), request_timeout_ms=15000)
     await admin.start()
     try:
         described = await admin.describe_topics(list(names))
@@ -145,10 +229,10 @@ async def check_co_partitioned(bootstrap: str, names: Sequence[str]) -> dict[str
 class EventProducer:
     """Publishes contract events: key = subject, the structured content-type header, idempotent with acks=all."""
 
-    def __init__(self, bootstrap: str, prefix: str = "", *, linger_ms: int = 5, client_id: str = "ccxlic") -> None:
+    def __init__(self, broker: Broker, prefix: str = "", *, linger_ms: int = 5, client_id: str = "ccxlic") -> None:
         self.prefix = prefix
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **broker.options(),
             enable_idempotence=True,
             acks="all",
             linger_ms=linger_ms,
@@ -204,12 +288,12 @@ class EventProducer:
             await asyncio.gather(*futures)
 
 
-async def delete_topics(bootstrap: str, prefixes: set[str] | frozenset[str]) -> int:
+async def delete_topics(broker: Broker, prefixes: set[str] | frozenset[str]) -> int:
     """Delete the topics whose names start with one of `prefixes` (what a test session or a benchmark made); best
     effort: a warning, never a failure."""
     if not prefixes:
         return 0
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(**broker.options(), request_timeout_ms=30000)
     try:
         await admin.start()
         names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]

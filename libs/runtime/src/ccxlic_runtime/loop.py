@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError, KafkaError
 
+from ccxlic_runtime.kafka import Broker
 from ccxlic_runtime.merge import TP, Item, Merge, Waiting
 from ccxlic_runtime.policy import Delivery, Record, RecordProcessor, Stopping
 
@@ -43,7 +44,7 @@ class ConsumerLoop:
         self,
         processor: RecordProcessor,
         *,
-        bootstrap: str,
+        broker: Broker,
         group_id: str,
         topics: Sequence[str],
         batch: int = 500,
@@ -52,7 +53,7 @@ class ConsumerLoop:
         batch_delay: float = 0.0,
     ) -> None:
         self.processor = processor
-        self.bootstrap = bootstrap
+        self.broker = broker
         self.group_id = group_id
         self.topics = list(topics)
         self.batch = batch
@@ -76,7 +77,7 @@ class ConsumerLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.broker.options(),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -25,7 +25,14 @@ from prometheus_client import CollectorRegistry
 from ccxlic_runtime.db import Database, Relay, create_pool, migrate, prune_processed
 from ccxlic_runtime.http import OpsServer, ops_app
 from ccxlic_runtime.instances import Instances
-from ccxlic_runtime.kafka import EventProducer, check_co_partitioned, ensure_contract_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.kafka import (
+    Broker,
+    EventProducer,
+    check_co_partitioned,
+    ensure_contract_topics,
+    topic_name,
+    wait_for_kafka,
+)
 from ccxlic_runtime.logs import configure_logging
 from ccxlic_runtime.loop import ConsumerLoop
 from ccxlic_runtime.metrics import RuntimeMetrics
@@ -87,7 +94,7 @@ def main_for(settings_cls: type[S], run: Callable[[S, asyncio.Event], Awaitable[
 async def service_database(settings: RuntimeSettings, schema: str, *migrations: Traversable) -> AsyncIterator[Database]:
     """What every service does first: wait for Kafka, create the contract topics, open its pool on its schema and
     apply its migrations. Yields its Database; closes the pool on the way out."""
-    await wait_for_kafka(settings.kafka_bootstrap_servers)
+    await wait_for_kafka(Broker.of(settings))
     await ensure_contract_topics(settings)
     pool = await create_pool(settings.database_url, schema, max_size=settings.db_pool_size)
     pruner: asyncio.Task[None] | None = None
@@ -134,7 +141,7 @@ async def run_service(
 ) -> None:
     """A service: the consumer loop (event-time merge + the error policy) feeding `app`, the outbox relay, the HTTP
     server (ops routes + the service's `routes`) and any extra `tasks`, until `stop` is set or one of them fails."""
-    await check_co_partitioned(settings.kafka_bootstrap_servers, [topic_name(t, settings.topic_prefix) for t in inputs])
+    await check_co_partitioned(Broker.of(settings), [topic_name(t, settings.topic_prefix) for t in inputs])
     metrics = RuntimeMetrics(registry)
     loop: ConsumerLoop | None = None
 
@@ -154,7 +161,7 @@ async def run_service(
     )
     loop = ConsumerLoop(
         processor,
-        bootstrap=settings.kafka_bootstrap_servers,
+        broker=Broker.of(settings),
         group_id=f"{settings.topic_prefix}{group_id}",
         topics=[topic_name(t, settings.topic_prefix) for t in inputs],
         batch=settings.batch_size,
@@ -163,9 +170,7 @@ async def run_service(
         batch_delay=settings.test_batch_delay.total_seconds(),
     )
     # linger 0: the relay hands the producer a whole batch of rows at once, so waiting for more only adds latency
-    async with EventProducer(
-        settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=service, linger_ms=0
-    ) as producer:
+    async with EventProducer(Broker.of(settings), settings.topic_prefix, client_id=service, linger_ms=0) as producer:
         relay = Relay(
             db,
             producer,

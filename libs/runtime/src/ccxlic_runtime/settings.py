@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from ccxlic_contract.codec import describe
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
@@ -31,6 +41,15 @@ Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
 (`PT45M`, `P90D`)."""
 
 
+def database_url_field(program: str) -> Any:
+    """The `database_url` of one program: `CCXLIC_<PROGRAM>_DATABASE_URL` (its own login role, which owns its schema),
+    else `DATABASE_URL`. The local stack writes one per program to `.stack/pg.env`."""
+    return Field(
+        SecretStr(DEFAULT_DATABASE_URL),
+        validation_alias=AliasChoices(f"CCXLIC_{program.upper()}_DATABASE_URL", "DATABASE_URL"),
+    )
+
+
 class ConfigError(ValueError):
     """Configuration from the environment that is missing or invalid. The message names the variable."""
 
@@ -41,6 +60,18 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True)
 
     kafka_bootstrap_servers: str = Field(DEFAULT_KAFKA, validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
+    # How every client (the services, the CLI, the simulator) reaches the broker: Kafka's own names. SASL_SSL with
+    # SCRAM-SHA-512 is what `KAFKA_SECURITY=scram-tls make up` serves (its deploy/stack.sh writes these to client.env).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", validation_alias="KAFKA_SASL_MECHANISM"
+    )
+    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME", min_length=1)
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
+    # The CA that signed the broker's certificate (PEM); unset: the system's CAs.
+    kafka_ssl_cafile: FilePath | None = Field(None, validation_alias="KAFKA_SSL_CAFILE")
     # A secret: it may carry a password. Read it with `.get_secret_value()`; it is never shown in a repr, a log or an
     # error (redact_url shows the rest).
     database_url: SecretStr = Field(SecretStr(DEFAULT_DATABASE_URL), validation_alias="DATABASE_URL")
@@ -73,6 +104,26 @@ class RuntimeSettings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", validation_alias="CCXLIC_EVENT_LOOP")
     # Tests only: sleep this long before each batch (a slow consumer on demand).
     test_batch_delay: Duration = Field(timedelta(0), validation_alias="CCXLIC_TEST_BATCH_DELAY")
+
+    @model_validator(mode="after")
+    def _kafka_credentials(self) -> RuntimeSettings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and (not self.kafka_sasl_username or self.kafka_sasl_password is None):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password is not None):
+            raise ValueError(
+                "KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL="
+                f"{self.kafka_security_protocol} would not use them; set it to SASL_SSL"
+            )
+        if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism == "PLAIN":
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM=PLAIN over KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT would send the password in "
+                "clear; use SASL_SSL (or a SCRAM mechanism)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> RuntimeSettings:
@@ -119,7 +170,11 @@ def load_settings(cls: type[S], **overrides: object) -> S:
         return cls(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         fields = dict(cls.model_fields)
-        fields.update({str(f.validation_alias): f for f in cls.model_fields.values() if f.validation_alias})
+        for f in cls.model_fields.values():
+            aliases = (
+                f.validation_alias.choices if isinstance(f.validation_alias, AliasChoices) else [f.validation_alias]
+            )
+            fields.update({str(a): f for a in aliases if a})
         parts = []
         for err in exc.errors(include_url=False):
             if not err["loc"]:  # a rule across several variables: its message names them
@@ -127,7 +182,13 @@ def load_settings(cls: type[S], **overrides: object) -> S:
                 continue
             name = str(err["loc"][0])
             field = fields.get(name)
-            alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else name
+            alias = name
+            if field is not None and isinstance(field.validation_alias, str):
+                alias = field.validation_alias
+            elif field is not None and isinstance(field.validation_alias, AliasChoices):
+                # pydantic names the first choice; say the one that was set (the first set wins)
+                choices = [str(c) for c in field.validation_alias.choices]
+                alias = next((c for c in choices if c in os.environ), " or ".join(choices))
             given = err.get("input")
             if field is not None and field.annotation in (SecretStr, SecretStr | None):
                 given = redact_url(str(given)) if "://" in str(given) else "(hidden)"
@@ -135,4 +196,12 @@ def load_settings(cls: type[S], **overrides: object) -> S:
         raise ConfigError("invalid configuration: " + "; ".join(parts)) from None
 
 
-__all__ = ["ConfigError", "Duration", "RuntimeSettings", "describe", "load_settings", "redact_url"]
+__all__ = [
+    "ConfigError",
+    "Duration",
+    "RuntimeSettings",
+    "database_url_field",
+    "describe",
+    "load_settings",
+    "redact_url",
+]

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,16 +32,54 @@ from aiokafka import AIOKafkaConsumer
 from ccxlic_contract import TOPICS, Event, decode_message, encode, key_for
 from ccxlic_runtime.auth import Role, open_auth
 from ccxlic_runtime.db import Database, create_pool, migrate
-from ccxlic_runtime.kafka import EventProducer, delete_topics, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.kafka import Broker, EventProducer, delete_topics, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.settings import RuntimeSettings, load_settings
 from pydantic import SecretStr
 
 
 @dataclass(frozen=True)
 class Stack:
-    bootstrap: str
-    database_url: str
+    broker: Broker
+    database_url: str  # the superuser: tests make and drop a schema each
     origin: str
+    roles: dict[str, str] = field(default_factory=dict)
+    """Each program's own login role (`consumption` -> its URL), from the local stack's pg.env; empty elsewhere."""
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def kafka_env(self) -> dict[str, str]:
+        """The environment variables that make a service, the CLI or the simulator reach this broker."""
+        b = self.broker
+        env = {"KAFKA_BOOTSTRAP_SERVERS": b.bootstrap, "KAFKA_SECURITY_PROTOCOL": b.security_protocol}
+        if b.username and b.password and b.sasl_mechanism:
+            env |= {
+                "KAFKA_SASL_MECHANISM": b.sasl_mechanism,
+                "KAFKA_SASL_USERNAME": b.username,
+                "KAFKA_SASL_PASSWORD": b.password.get_secret_value(),
+            }
+        if b.cafile:
+            env["KAFKA_SSL_CAFILE"] = b.cafile
+        return env
+
+    def kafka_settings(self) -> dict[str, str]:
+        """The same, as keyword arguments of `load_settings`."""
+        return {name.lower(): value for name, value in self.kafka_env().items()}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines (what deploy/stack.sh writes to client.env and pg.env); `#` starts a comment line."""
+    lines = [line for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")]
+    pairs = (line.split("=", 1) for line in lines)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def broker_from_env(env: dict[str, str]) -> Broker:
+    """A broker from those variables, checked as a service checks them."""
+    keys = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
+    given = {k.lower(): env[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", *keys, "KAFKA_SSL_CAFILE") if env.get(k)}
+    return Broker.of(load_settings(RuntimeSettings, **given))
 
 
 class StackUnavailable(RuntimeError):
@@ -70,17 +108,22 @@ def _docker_answers() -> bool:
 def _start_stack(rootdir: Path) -> tuple[Stack, Callable[[], None]]:
     env_kafka, env_db = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("DATABASE_URL")
     if env_kafka and env_db:
-        return Stack(env_kafka, env_db, "environment"), lambda: None
+        return Stack(broker_from_env(dict(os.environ)), env_db, "environment"), lambda: None
     script = _find_stack_script(rootdir)
     if script is not None:
         proc = subprocess.run(["bash", str(script), "up"], capture_output=True, text=True, timeout=600)
         if proc.returncode == 0:
-            port = os.environ.get("KAFKA_PORT", "9092")
-            pg_port = os.environ.get("PG_PORT", "5432")
-            return (
-                Stack(f"127.0.0.1:{port}", f"postgresql://postgres@127.0.0.1:{pg_port}/ccxlic", "local stack"),
-                lambda: None,
-            )
+            stack_dir = Path(os.environ.get("CCXLIC_STACK_DIR") or script.parent.parent / ".stack")
+            mode = os.environ.get("KAFKA_SECURITY") or "plaintext"
+            client = read_env_file(stack_dir / ("kafka" if mode == "plaintext" else f"kafka-{mode}") / "client.env")
+            pg_env = read_env_file(stack_dir / "pg.env")
+            roles = {
+                name.removeprefix("CCXLIC_").removesuffix("_DATABASE_URL").lower(): url
+                for name, url in pg_env.items()
+                if name.endswith("_DATABASE_URL")
+            }
+            found = Stack(broker_from_env(client), pg_env["CCXLIC_PG_SUPERUSER_URL"], f"local stack, {mode}", roles)
+            return found, lambda: None
         local_error = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]
     else:
         local_error = ["deploy/stack.sh not found"]
@@ -98,12 +141,12 @@ def _start_stack(rootdir: Path) -> tuple[Stack, Callable[[], None]]:
             kafka.stop()
             pg.stop()
 
-        return Stack(kafka.get_bootstrap_server(), url, "testcontainers"), stop
+        return Stack(Broker(kafka.get_bootstrap_server()), url, "testcontainers"), stop
     raise StackUnavailable(f"no Kafka/PostgreSQL: local stack: {local_error[0]}; no Docker engine answers")
 
 
 async def _check(stack: Stack) -> None:
-    await wait_for_kafka(stack.bootstrap, timeout=60)
+    await wait_for_kafka(stack.broker, timeout=60)
     conn = await asyncpg.connect(stack.database_url, timeout=10)
     await conn.close()
 
@@ -119,10 +162,13 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         if _in_ci():
             pytest.fail(message + " (CI=true: failing, not skipping)", pytrace=False)
         pytest.skip(message)
-    os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", found.bootstrap)
+    for name, value in found.kafka_env().items():
+        os.environ.setdefault(name, value)
+    for name in [n for n in os.environ if n.startswith("CCXLIC_") and n.endswith("_DATABASE_URL")]:
+        del os.environ[name]  # a program's own URL would win over the test's DATABASE_URL (its schema, its stack)
     os.environ.setdefault("DATABASE_URL", found.database_url)
     yield found
-    asyncio.run(delete_topics(found.bootstrap, _PREFIXES))
+    asyncio.run(delete_topics(found.broker, _PREFIXES))
     stop()
 
 
@@ -161,7 +207,7 @@ def pg_schema() -> str:
 @pytest_asyncio.fixture
 async def contract_topics(stack: Stack, topic_prefix: str) -> dict[str, str]:
     """Creates every contract topic under the test's prefix; maps contract name -> real name."""
-    await ensure_topics(stack.bootstrap, topic_prefix, TOPICS)
+    await ensure_topics(stack.broker, topic_prefix, TOPICS)
     return {t.name: topic_name(t, topic_prefix) for t in TOPICS}
 
 
@@ -180,7 +226,7 @@ async def db(stack: Stack, pg_schema: str, topic_prefix: str) -> AsyncIterator[D
 
 @pytest_asyncio.fixture
 async def producer(stack: Stack, topic_prefix: str, contract_topics: dict[str, str]) -> AsyncIterator[EventProducer]:
-    async with EventProducer(stack.bootstrap, topic_prefix) as p:
+    async with EventProducer(stack.broker, topic_prefix) as p:
         yield p
 
 
@@ -193,7 +239,7 @@ def read_topic(stack: Stack) -> ReadTopic:
 
     async def read(name: str, count: int, *, timeout: float = 20.0, raw: bool = False) -> list[Any]:
         consumer = AIOKafkaConsumer(
-            name, bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+            name, **stack.broker.options(), auto_offset_reset="earliest", enable_auto_commit=False
         )
         await consumer.start()
         out: list[Any] = []
@@ -235,7 +281,7 @@ def service_settings(cls: type[S], stack: Stack, topic_prefix: str, pg_schema: s
     return load_settings(
         cls,
         **{
-            "kafka_bootstrap_servers": stack.bootstrap,
+            **stack.kafka_settings(),
             "database_url": stack.database_url,
             "topic_prefix": topic_prefix,
             "schema_name": pg_schema,

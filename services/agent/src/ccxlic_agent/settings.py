@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ccxlic_runtime.settings import Duration, RuntimeSettings
-from pydantic import Field
+from ccxlic_runtime.settings import Duration, RuntimeSettings, database_url_field
+from pydantic import Field, SecretStr
 
 
 class AgentSettings(RuntimeSettings):
+    database_url: SecretStr = database_url_field("agent")
     http_port: int = Field(8184, validation_alias="CCXLIC_AGENT_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("agent", validation_alias="CCXLIC_AGENT_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-agent", validation_alias="CCXLIC_AGENT_GROUP")

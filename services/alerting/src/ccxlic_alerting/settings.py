@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Literal, get_args
 
 from ccxlic_contract.events import AlertName, Severity
-from ccxlic_runtime.settings import Duration, RuntimeSettings
+from ccxlic_runtime.settings import Duration, RuntimeSettings, database_url_field
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ccxlic_alerting.channels import FACILITIES, Channel, Email, Syslog, Webhook
@@ -18,6 +18,7 @@ def _csv(value: str) -> list[str]:
 
 
 class AlertingSettings(RuntimeSettings):
+    database_url: SecretStr = database_url_field("alerting")
     http_port: int = Field(8183, validation_alias="CCXLIC_ALERTING_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("alerting", validation_alias="CCXLIC_ALERTING_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-alerting", validation_alias="CCXLIC_ALERTING_GROUP")

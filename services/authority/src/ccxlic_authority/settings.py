@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from ccxlic_runtime.settings import RuntimeSettings
-from pydantic import Field, model_validator
+from ccxlic_runtime.settings import RuntimeSettings, database_url_field
+from pydantic import Field, SecretStr, model_validator
 
 
 class AuthoritySettings(RuntimeSettings):
+    database_url: SecretStr = database_url_field("authority")
     http_port: int = Field(8190, validation_alias="CCXLIC_AUTHORITY_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("authority", validation_alias="CCXLIC_AUTHORITY_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     caller_clock: bool = Field(True, validation_alias="CCXLIC_AUTHORITY_CALLER_CLOCK")

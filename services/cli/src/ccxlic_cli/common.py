@@ -15,8 +15,8 @@ from ccxlic_runtime.auth import Role, open_auth
 from ccxlic_runtime.client import DEFAULT_PORTS, PORT_VARS, SERVICES, ClientSettings
 from ccxlic_runtime.db import DatabaseError
 from ccxlic_runtime.http import BadRequest, check_instance, parse_time
-from ccxlic_runtime.kafka import EventProducer, KafkaUnavailable, ensure_contract_topics, wait_for_kafka
-from ccxlic_runtime.settings import ConfigError, load_settings
+from ccxlic_runtime.kafka import Broker, EventProducer, KafkaUnavailable, ensure_contract_topics, wait_for_kafka
+from ccxlic_runtime.settings import ConfigError, database_url_field, load_settings
 from pydantic import Field, SecretStr
 from rich.console import Console
 
@@ -26,6 +26,7 @@ SOURCE = "urn:ccxlic:cli"
 
 
 class CliSettings(ClientSettings):
+    database_url: SecretStr = database_url_field("cli")
     token: SecretStr | None = Field(None, validation_alias="CCXLIC_TOKEN")
     """An API token (ccxlic admin token create) for what needs a signed-in caller (silences)."""
 
@@ -103,11 +104,11 @@ def instance(value: str) -> str:
 
 async def producer(settings: CliSettings) -> EventProducer:
     try:
-        await wait_for_kafka(settings.kafka_bootstrap_servers, timeout=15)
+        await wait_for_kafka(Broker.of(settings), timeout=15)
     except KafkaUnavailable as exc:
         raise fail(str(exc), 1) from None
     await ensure_contract_topics(settings)
-    kafka = EventProducer(settings.kafka_bootstrap_servers, settings.topic_prefix, client_id="ccxlic-cli")
+    kafka = EventProducer(Broker.of(settings), settings.topic_prefix, client_id="ccxlic-cli")
     await kafka.start()
     return kafka
 

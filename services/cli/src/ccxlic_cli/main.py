@@ -33,7 +33,7 @@ from ccxlic_contract.events import (
 from ccxlic_rules import Entitlement
 from ccxlic_rules import report as report_mod
 from ccxlic_runtime.client import ServiceError, Urls, report_inputs, snapshot
-from ccxlic_runtime.kafka import KafkaUnavailable, wait_for_kafka
+from ccxlic_runtime.kafka import Broker, KafkaUnavailable, wait_for_kafka
 from rich.console import Console
 from rich.live import Live
 
@@ -437,7 +437,7 @@ def run(
         except ScenarioError as exc:
             raise _fail(str(exc)) from None
     try:
-        asyncio.run(wait_for_kafka(settings.kafka_bootstrap_servers, timeout=30))
+        asyncio.run(wait_for_kafka(Broker.of(settings), timeout=30))
     except KafkaUnavailable as exc:
         raise _fail(str(exc), 1) from None
     # A simulation runs ahead of the wall clock: the consumption computer must not refuse its future events. The

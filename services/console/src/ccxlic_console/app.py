@@ -21,7 +21,7 @@ from aiohttp import web
 from ccxlic_runtime.auth import SAFE_METHODS, Role, auth_middleware, open_auth
 from ccxlic_runtime.client import ServiceError
 from ccxlic_runtime.http import MAX_REQUEST_BODY, BadRequest, add_ops_routes, problem, serve, tls_context
-from ccxlic_runtime.kafka import EventProducer, ensure_contract_topics, wait_for_kafka
+from ccxlic_runtime.kafka import Broker, EventProducer, ensure_contract_topics, wait_for_kafka
 from prometheus_client import CollectorRegistry
 
 from ccxlic_console import authority, instances, signin
@@ -112,11 +112,11 @@ def make_app(console: Console, registry: CollectorRegistry) -> web.Application:
 
 async def run(settings: ConsoleSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
     """Serve the console until `stop` is set."""
-    await wait_for_kafka(settings.kafka_bootstrap_servers)
+    await wait_for_kafka(Broker.of(settings))
     await ensure_contract_topics(settings)
     async with (
         open_auth(settings.database_url, settings.auth_schema) as auth,
-        EventProducer(settings.kafka_bootstrap_servers, settings.topic_prefix, client_id=SERVICE, linger_ms=0) as kafka,
+        EventProducer(Broker.of(settings), settings.topic_prefix, client_id=SERVICE, linger_ms=0) as kafka,
     ):
         registry = CollectorRegistry()
         console = Console(settings, auth, kafka, registry)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ccxlic_runtime.client import ClientSettings
-from ccxlic_runtime.settings import Duration
-from pydantic import Field, model_validator
+from ccxlic_runtime.settings import Duration, database_url_field
+from pydantic import Field, SecretStr, model_validator
 
 
 class ConsoleSettings(ClientSettings):
+    database_url: SecretStr = database_url_field("console")
     http_port: int = Field(8180, validation_alias="CCXLIC_CONSOLE_HTTP_PORT", ge=0, le=65535)
     tls_cert_file: str | None = Field(None, validation_alias="CCXLIC_CONSOLE_TLS_CERT")
     tls_key_file: str | None = Field(None, validation_alias="CCXLIC_CONSOLE_TLS_KEY")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from ccxlic_runtime.settings import Duration, RuntimeSettings
-from pydantic import BeforeValidator, Field, field_validator
+from ccxlic_runtime.settings import Duration, RuntimeSettings, database_url_field
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
 from ccxlic_consumption.machine import Rules
 
@@ -16,6 +16,7 @@ def _off(value: object) -> object:
 
 
 class ConsumptionSettings(RuntimeSettings):
+    database_url: SecretStr = database_url_field("consumption")
     http_port: int = Field(8181, validation_alias="CCXLIC_CONSUMPTION_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("consumption", validation_alias="CCXLIC_CONSUMPTION_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_GROUP")
