@@ -11,7 +11,7 @@ STACK_DIR := $(or $(CCXLIC_STACK_DIR),$(CURDIR)/.stack)
 # KAFKA_SECURITY=scram-tls (the broker with SCRAM+TLS only), the Kafka clients' settings. The tests read them themselves.
 CLIENT_ENV = set -a && . "$(STACK_DIR)/pg.env" && $(if $(filter scram-tls,$(KAFKA_SECURITY)),. "$(STACK_DIR)/kafka-scram-tls/client.env" &&,) set +a &&
 
-.PHONY: help deps up down status run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench bench-quick lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status chaos run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ fuzz: deps ## the property and fuzz tests of the contract, the error policy and 
 bench: up ## the benchmarks (B0-B4, each next to its baseline) on the local stack; prints a table, writes bench/results.json
 	$(CLIENT_ENV) $(PY) bench/run.py --profile $(BENCH_ARGS)
 
+chaos: up ## fault injection: the chain as processes under twelve faults (FAULTS=3,12 picks some); prints the table, writes bench/chaos.json
+	$(CLIENT_ENV) $(PY) bench/chaos.py $(if $(FAULTS),--only $(FAULTS),)
+
 bench-quick: up ## the benchmarks at smoke size (what `make test` runs)
 	$(CLIENT_ENV) $(PY) bench/run.py --quick --json /tmp/ccxlic-bench-quick.json
 
@@ -93,7 +96,7 @@ format: ## ruff: fix what it can and format
 
 typecheck: ## mypy --strict on every source file: the libs, the services (their apps and the CLI too) and the bench
 	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
-	  services/consumption/src services/compliance/src services/alerting/src services/authority/src services/agent/src services/console/src services/cli/src bench/run.py
+	  services/consumption/src services/compliance/src services/alerting/src services/authority/src services/agent/src services/console/src services/cli/src bench/run.py bench/chaos.py
 
 schemas: ## regenerate docs/schemas from the contract models
 	$(PY) -m ccxlic_contract.schemas docs/schemas

@@ -215,6 +215,14 @@ async def test_every_alert_is_raised_and_resolved_and_delivered_to_every_channel
     }
     resolved_hooks = [h for h in sinks.webhook if h["status"] == "resolved"]
     assert len(resolved_hooks) == len(CATALOGUE)
+    # every notification has one id, the same on every channel, for a receiver to deduplicate on
+    mail_ids = [str(m["X-Ccxlic-Notification-Id"]) for m in sinks.mailbox.messages]
+    assert all(
+        str(m["Message-ID"]) == f"<{i}@ccx-licensing>" for m, i in zip(sinks.mailbox.messages, mail_ids, strict=True)
+    )
+    syslog_ids = [re.search(r'notification_id="([^"]+)"', m).group(1) for m in sinks.udp]  # type: ignore[union-attr]
+    assert len(set(mail_ids)) == 2 * len(CATALOGUE)
+    assert set(mail_ids) == set(syslog_ids) == set(sinks.webhook_ids)
 
     status, body_json = await _get(port, f"/v1/alerts?state=resolved&instance={instance_id}-ooc")
     assert status == 200 and {a["alert"] for a in body_json["alerts"]} == {

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from ccxlic_alerting import views
 from ccxlic_alerting.app import MIGRATIONS
+from ccxlic_alerting.channels import DeliveryError, notification_id
 from ccxlic_alerting.decider import Acted
 from ccxlic_alerting.delivery import Deliverer
 from ccxlic_alerting.machine import Active, Held, Notice, Raised, Resolved, Rules, Silence, State, replay
@@ -162,19 +163,24 @@ class Counting:
         self.sent.append(n["alert_id"])
 
 
+async def raise_and_notify(db: Database, alert_ids: list[str]) -> None:
+    """Alerts raised and notified (one email delivery each), as the service writes them."""
+    s = PgAlertingStore(["email"])
+    uow = Transaction(db.pool, "")  # type: ignore[arg-type]
+    for alert_id in alert_ids:
+        _, a = raised_alert()
+        a = a.model_copy(update={"alert_id": alert_id})
+        await s.write(uow, "cc-1", [Acted(Raised(a), "in"), Acted(Notice("raised", a, T0, "RAISED"), "in")])
+
+
 async def test_two_workers_delivery_loops_send_each_notification_once(db: Database) -> None:
     """Two alerting workers share the deliveries table: each takes a lease on the rows it sends, so an email or a
     webhook goes out once, not once per worker."""
     await migrate(db.pool, db.schema, MIGRATIONS)
-    s = PgAlertingStore(["email"])
-    uow = Transaction(db.pool, "")  # type: ignore[arg-type]
-    for n in range(40):
-        _, a = raised_alert()
-        a = a.model_copy(update={"alert_id": f"al-{n}"})
-        await s.write(uow, "cc-1", [Acted(Raised(a), "in"), Acted(Notice("raised", a, T0, "RAISED"), "in")])
+    await raise_and_notify(db, [f"al-{n}" for n in range(40)])
     sent: list[str] = []
     loops = [
-        Deliverer(db, Counting(sent), max_attempts=3, backoff=0.1, max_backoff=1, lease=30, wake=asyncio.Event())
+        Deliverer(db, Counting(sent), give_up_after=60, backoff=0.1, max_backoff=1, lease=30, wake=asyncio.Event())
         for _ in range(2)
     ]
     while len(sent) < 40:
@@ -183,3 +189,44 @@ async def test_two_workers_delivery_loops_send_each_notification_once(db: Databa
     assert sorted(sent) == sorted(f"al-{n}" for n in range(40))  # every one once
     rows = await db.fetch("select status, attempts from deliveries")
     assert {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}
+
+
+class Down:
+    """A channel that is down until told otherwise."""
+
+    name = "email"
+
+    def __init__(self) -> None:
+        self.up = False
+        self.sent: list[str] = []
+
+    async def send(self, n: Any) -> None:
+        if not self.up:
+            raise DeliveryError("connection refused")
+        self.sent.append(notification_id(n))
+
+
+async def test_a_failing_delivery_is_retried_until_the_channel_is_back_then_given_up_only_when_too_old(
+    db: Database,
+) -> None:
+    await migrate(db.pool, db.schema, MIGRATIONS)
+    await raise_and_notify(db, ["down-0", "down-1"])
+    channel = Down()
+    loop = Deliverer(db, channel, give_up_after=3600, backoff=0.01, max_backoff=0.05, lease=30, wake=asyncio.Event())
+    for _ in range(12):  # far more attempts than the old bound of 8: still pending, never given up
+        await loop.once()
+        await asyncio.sleep(0.06)
+    rows = await db.fetch("select status, attempts from deliveries order by id")
+    assert [r["status"] for r in rows] == ["pending", "pending"] and min(r["attempts"] for r in rows) >= 10
+    channel.up = True
+    await asyncio.sleep(0.06)
+    await loop.once()
+    assert len(channel.sent) == 2 and len(set(channel.sent)) == 2  # each with its own stable id
+    assert {r["status"] for r in await db.fetch("select status from deliveries")} == {"sent"}
+    # a delivery older than give_up_after is marked failed at its next failure
+    await raise_and_notify(db, ["too-old"])
+    await db.fetch("update deliveries set created_at = now() - interval '2 hours' where status = 'pending'")
+    channel.up = False
+    await loop.once()
+    row = await db.fetch("select status, last_error from deliveries where status <> 'sent'")
+    assert [(r["status"], r["last_error"]) for r in row] == [("failed", "connection refused")]

@@ -11,7 +11,7 @@ from ccxlic_runtime.settings import ConfigError, load_settings
 
 def test_the_skew_check_defaults_to_a_day_and_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CCXLIC_MAX_EVENT_SKEW", raising=False)
-    assert load_settings(ConsumptionSettings).max_event_skew == timedelta(days=1)
+    assert load_settings(ConsumptionSettings).max_event_skew == timedelta(minutes=5)
     monkeypatch.setenv("CCXLIC_MAX_EVENT_SKEW", "off")
     assert load_settings(ConsumptionSettings).max_event_skew is None
     monkeypatch.setenv("CCXLIC_MAX_EVENT_SKEW", "PT2H")

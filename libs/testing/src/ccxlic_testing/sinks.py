@@ -36,6 +36,7 @@ class Sinks:
     udp: list[str] = field(default_factory=list)
     tcp: list[str] = field(default_factory=list)
     webhook: list[dict[str, Any]] = field(default_factory=list)
+    webhook_ids: list[str] = field(default_factory=list)  # each request's X-Ccxlic-Notification-Id
     smtp: Controller | None = None
     smtp_socket: socket.socket | None = None
 
@@ -98,6 +99,7 @@ async def sinks() -> AsyncIterator[Sinks]:
 
     async def hook(request: web.Request) -> web.Response:
         s.webhook.append(await request.json())
+        s.webhook_ids.append(request.headers.get("X-Ccxlic-Notification-Id", ""))
         return web.Response(text="ok")
 
     app = web.Application()

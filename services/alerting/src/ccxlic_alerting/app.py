@@ -111,7 +111,7 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
             Deliverer(
                 db,
                 c,
-                max_attempts=settings.delivery_max_attempts,
+                give_up_after=settings.delivery_give_up_after.total_seconds(),
                 backoff=settings.delivery_backoff_seconds,
                 max_backoff=settings.delivery_max_backoff_seconds,
                 lease=2 * settings.delivery_timeout_seconds + 5,

@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import ssl
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,8 +21,17 @@ import aiohttp
 import aiosmtplib
 
 Notification = Mapping[str, Any]
-"""What every channel renders (stored as JSON with the delivery): kind (raised | repeat | reminder | resolved),
-alert_id, alert, title, severity, instance, summary, action, deadline, raised_at, at, details."""
+"""What every channel renders (stored as JSON with the delivery): notification_id, kind (raised | repeat | reminder |
+resolved), alert_id, alert, title, severity, instance, summary, action, deadline, raised_at, at, details."""
+
+NOTIFICATIONS = uuid.UUID("5f0c8e2a-93d1-4b6e-a7c4-2e9d1f3b8a61")
+
+
+def notification_id(n: Notification) -> str:
+    """The notification's stable id: the same on every attempt, every channel and every replay (a UUID from the
+    alert, the kind of notice and its time), for a receiver to deduplicate at-least-once deliveries on."""
+    given = n.get("notification_id")
+    return str(given) if given else str(uuid.uuid5(NOTIFICATIONS, f"{n['alert_id']}:{n['kind']}:{n['at']}"))
 
 
 class Channel(Protocol):
@@ -48,7 +58,8 @@ def _sd_escape(value: str) -> str:
 def syslog_message(n: Notification, *, facility: int, hostname: str, app: str = "ccxlic-alerting") -> bytes:
     """One RFC 5424 message: PRI, version 1, timestamp, host, app, procid, msgid, structured data, message."""
     severity = NOTICE if n["kind"] == "resolved" else SYSLOG_SEVERITY.get(str(n["severity"]), 4)
-    params = {k: str(n[k]) for k in ("alert_id", "alert", "instance", "severity", "kind")}
+    params = {"notification_id": notification_id(n)}
+    params |= {k: str(n[k]) for k in ("alert_id", "alert", "instance", "severity", "kind")}
     if n.get("deadline"):
         params["deadline"] = str(n["deadline"])
     sd = "[ccxlic@32473 " + " ".join(f'{k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
@@ -109,6 +120,8 @@ def email_message(n: Notification, sender: str, recipients: Sequence[str]) -> Em
     msg["Subject"] = f"[ccx-licensing {state}] {n['title']} on {n['instance']}"
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
+    msg["Message-ID"] = f"<{notification_id(n)}@ccx-licensing>"  # the same on a resend: mail systems dedupe on it
+    msg["X-Ccxlic-Notification-Id"] = notification_id(n)
     lines = [
         f"What happened: {n['summary']}",
         f"Instance:      {n['instance']}",
@@ -121,7 +134,7 @@ def email_message(n: Notification, sender: str, recipients: Sequence[str]) -> Em
     else:
         lines.append(f"What to do:    {n['action']}")
         lines.append(f"By when:       {n['deadline'] or 'as soon as possible (no deadline)'}")
-    lines += ["", f"Alert id: {n['alert_id']}"]
+    lines += ["", f"Alert id: {n['alert_id']}", f"Notification id: {notification_id(n)}"]
     if n.get("details"):
         lines.append("Details: " + json.dumps(n["details"], sort_keys=True, default=str))
     msg.set_content("\n".join(lines) + "\n")
@@ -206,7 +219,7 @@ class Webhook:
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http,
-                http.post(self.url, json=body) as r,
+                http.post(self.url, json=body, headers={"X-Ccxlic-Notification-Id": notification_id(n)}) as r,
             ):
                 if r.status >= 300:
                     raise DeliveryError(f"webhook {self.url}: HTTP {r.status} {(await r.text())[:200]}")

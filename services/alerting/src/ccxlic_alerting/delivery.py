@@ -1,7 +1,9 @@
 """The delivery worker: one loop per channel, so a broken channel never blocks the others or the consumer.
 
 Deliveries are rows written in the same transaction as the alert that caused them; each loop sends the rows due
-for its channel, records the outcome, and retries a failure with exponential backoff up to a bound of attempts.
+for its channel, records the outcome, and retries a failure with exponential backoff (up to a longest delay) until
+the delivery is `give_up_after` seconds old: a channel that comes back after an outage gets every notification, within
+the longest delay.
 Several workers of alerting share the table: a loop first takes a lease on the rows it sends (their next attempt
 moves `lease` seconds ahead, rows another loop holds are skipped), so a notification is sent once; if the worker
 dies mid-send, the lease runs out and another sends it (at least once).
@@ -30,7 +32,7 @@ class Deliverer:
         db: Database,
         channel: Channel,
         *,
-        max_attempts: int,
+        give_up_after: float,
         backoff: float,
         max_backoff: float,
         lease: float,
@@ -39,7 +41,7 @@ class Deliverer:
     ) -> None:
         self.db = db
         self.channel = channel
-        self.max_attempts = max_attempts
+        self.give_up_after = give_up_after
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.lease = lease
@@ -99,20 +101,20 @@ class Deliverer:
         self._outcome("sent")
 
     async def _failed(self, delivery_id: int, attempt: int, error: str) -> None:
-        final = attempt >= self.max_attempts
-        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        delay = min(self.max_backoff, self.backoff * 2 ** min(attempt - 1, 30))
         async with self.db.pool.acquire() as conn:
-            await conn.execute(
+            status = await conn.fetchval(
                 "update deliveries set attempts = $2, last_error = $3,"
-                " status = case when $4 then 'failed' else 'pending' end,"
-                " finished_at = case when $4 then now() end,"
-                " next_attempt_at = now() + make_interval(secs => $5) where id = $1",
+                " status = case when now() - created_at >= make_interval(secs => $4) then 'failed' else 'pending' end,"
+                " finished_at = case when now() - created_at >= make_interval(secs => $4) then now() end,"
+                " next_attempt_at = now() + make_interval(secs => $5) where id = $1 returning status",
                 delivery_id,
                 attempt,
                 error[:2000],
-                final,
+                self.give_up_after,
                 delay,
             )
+        final = status == "failed"
         log.warning(
             "delivery failed" + ("; giving up" if final else "; will retry"),
             extra={"channel": self.channel.name, "attempt": attempt, "error": error, "retry_in_s": delay},

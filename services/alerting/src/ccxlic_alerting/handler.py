@@ -10,6 +10,7 @@ from typing import Any
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import AlertRaised, AlertRaisedData, AlertResolved, AlertResolvedData
 
+from ccxlic_alerting.channels import notification_id
 from ccxlic_alerting.decider import Output
 from ccxlic_alerting.machine import CATALOGUE, Notice, Raised, Resolved
 
@@ -57,7 +58,7 @@ def notification(instance: str, n: Notice, reason: str | None) -> dict[str, Any]
     """What every channel renders (stored with each delivery)."""
     a = n.alert
     spec = CATALOGUE[a.alert]
-    return {
+    out = {
         "kind": n.kind,
         "alert_id": a.alert_id,
         "alert": a.alert,
@@ -72,3 +73,4 @@ def notification(instance: str, n: Notice, reason: str | None) -> dict[str, Any]
         "reason": reason,
         "details": a.details,
     }
+    return {"notification_id": notification_id(out), **out}

@@ -41,9 +41,13 @@ class AlertingSettings(RuntimeSettings):
     alert_emails: str = Field("", validation_alias="CCXLIC_ALERT_EMAILS")
     webhook_urls: str = Field("", validation_alias="CCXLIC_WEBHOOK_URLS")
 
-    delivery_max_attempts: int = Field(8, validation_alias="CCXLIC_DELIVERY_MAX_ATTEMPTS", ge=1, le=100)
+    # A failing delivery is tried again (backoff doubling up to the max) until it is this old, then marked failed:
+    # a channel down for hours still gets every notification when it is back, within the max backoff.
+    delivery_give_up_after: Duration = Field(
+        timedelta(days=1), validation_alias="CCXLIC_DELIVERY_GIVE_UP_AFTER", gt=timedelta(0)
+    )
     delivery_backoff_seconds: float = Field(1.0, validation_alias="CCXLIC_DELIVERY_BACKOFF_SECONDS", gt=0)
-    delivery_max_backoff_seconds: float = Field(300.0, validation_alias="CCXLIC_DELIVERY_MAX_BACKOFF_SECONDS", gt=0)
+    delivery_max_backoff_seconds: float = Field(5.0, validation_alias="CCXLIC_DELIVERY_MAX_BACKOFF_SECONDS", gt=0)
     delivery_timeout_seconds: float = Field(10.0, validation_alias="CCXLIC_DELIVERY_TIMEOUT_SECONDS", gt=0)
 
     repeat_critical: Duration = Field(timedelta(hours=4), validation_alias="CCXLIC_REPEAT_CRITICAL", gt=timedelta(0))

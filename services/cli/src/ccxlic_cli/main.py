@@ -243,10 +243,10 @@ def simulate(
             typer.echo(e.model_dump_json())
         return
     ahead = (events[-1].time - datetime.now(UTC)) if events else timedelta(0)
-    if ahead > timedelta(days=1):
+    if ahead > timedelta(minutes=5):
         err.print(
-            f"simulate: this run ends {ahead.days} d {ahead.seconds // 3600} h ahead of the wall clock; the "
-            "consumption computer dead-letters events more than CCXLIC_MAX_EVENT_SKEW (default 1 d) ahead: run it "
+            f"simulate: this run ends {ahead.total_seconds() / 3600:.1f} h ahead of the wall clock; the "
+            "consumption computer dead-letters events more than CCXLIC_MAX_EVENT_SKEW (default 5 min) ahead: run it "
             "with CCXLIC_MAX_EVENT_SKEW=off (`ccxlic run --scenario` does), or start the simulation earlier (--start)",
             highlight=False,
         )

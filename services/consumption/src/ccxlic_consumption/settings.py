@@ -23,10 +23,11 @@ class ConsumptionSettings(RuntimeSettings):
     lateness_seconds: int = Field(300, validation_alias="CCXLIC_LATENESS_SECONDS", ge=0)
     max_session_seconds: int = Field(24 * 3600, validation_alias="CCXLIC_MAX_SESSION_SECONDS", ge=60)
     # An input whose event time is further ahead than this of the record's timestamp (the broker's clock) is
-    # dead-lettered: one event from a wrong clock must not move an instance's time (and its deadlines) years ahead.
-    # `off` for simulated time, which runs ahead of the wall clock.
+    # dead-lettered: one event from a wrong clock must not move an instance's time (and its deadlines) ahead. Five
+    # minutes: a clock further ahead is broken (1 day let a clock a day fast close intervals and raise alerts that
+    # had not happened: `make chaos`, fault 10). `off` for simulated time, which runs ahead of the wall clock.
     max_event_skew: Annotated[Duration | None, BeforeValidator(_off)] = Field(
-        timedelta(days=1), validation_alias="CCXLIC_MAX_EVENT_SKEW"
+        timedelta(minutes=5), validation_alias="CCXLIC_MAX_EVENT_SKEW"
     )
 
     @field_validator("max_event_skew")
