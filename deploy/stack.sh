@@ -8,7 +8,7 @@
 #
 # Environment (defaults in brackets):
 #   KAFKA_PORT [9092]  KAFKA_CONTROLLER_PORT [9093]  PG_PORT [5432]  PG_DATABASE [ccxlic]
-#   KAFKA_PROXIED_PORT [9094] KAFKA_PROXY_PORT [9095]  plaintext only: a second listener on the first port that
+#   KAFKA_PROXIED_PORT [9094] KAFKA_PROXY_PORT [9095]  a second listener (same security) on the first port that
 #                      advertises the second, where `make chaos` puts a TCP proxy it can cut (a client that bootstraps
 #                      at the proxy reaches the broker only through it)
 #   KAFKA_SECURITY [plaintext]  plaintext, or scram-tls: the broker's only client listener is SASL_SSL with
@@ -93,11 +93,8 @@ kafka_up() {
   need_port_free "$KAFKA_CONTROLLER_PORT" "the Kafka controller" KAFKA_CONTROLLER_PORT
   kafka_fetch
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
-  local listener=PLAINTEXT scram=() extra="" advertised=""
-  if [ "$KAFKA_SECURITY" = plaintext ]; then
-    need_port_free "$KAFKA_PROXIED_PORT" "the Kafka listener behind make chaos's proxy" KAFKA_PROXIED_PORT
-    extra=",PROXIED://127.0.0.1:$KAFKA_PROXIED_PORT"; advertised=",PROXIED://127.0.0.1:$KAFKA_PROXY_PORT"
-  fi
+  local listener=PLAINTEXT scram=()
+  need_port_free "$KAFKA_PROXIED_PORT" "the Kafka listener behind make chaos's proxy" KAFKA_PROXIED_PORT
   if [ "$KAFKA_SECURITY" = scram-tls ]; then
     listener=SASL_SSL
     kafka_tls
@@ -105,7 +102,7 @@ kafka_up() {
            --add-scram "SCRAM-SHA-512=[name=ccxlic,password=$(cat "$KAFKA_DIR/tls/ccxlic.password")]")
   fi
   sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-      -e "s|@LISTENER@|$listener|g" -e "s|@EXTRA@|$extra|g" -e "s|@ADVERTISED@|$advertised|g" \
+      -e "s|@LISTENER@|$listener|g" -e "s|@PROXIED_PORT@|$KAFKA_PROXIED_PORT|g" -e "s|@PROXY_PORT@|$KAFKA_PROXY_PORT|g" \
       -e "s|@DATA_DIR@|$KAFKA_DIR/data|g" "$here/kafka/server.properties.in" \
       >"$KAFKA_DIR/server.properties"
   if [ "$KAFKA_SECURITY" = scram-tls ]; then
@@ -114,6 +111,7 @@ kafka_up() {
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(cat "$KAFKA_DIR/tls/admin.password")";
+listener.name.proxied.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PEM
 ssl.keystore.location=$KAFKA_DIR/tls/broker.pem
 ssl.truststore.type=PEM

@@ -41,6 +41,8 @@ def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         "KAFKA_SECURITY": "scram-tls",
         "KAFKA_PORT": str(_free_port()),
         "KAFKA_CONTROLLER_PORT": str(_free_port()),
+        "KAFKA_PROXIED_PORT": str(_free_port()),
+        "KAFKA_PROXY_PORT": str(_free_port()),
     }
     script = str(ROOT / "deploy" / "stack.sh")
     up = subprocess.run(["bash", script, "up", "kafka"], env=env, capture_output=True, text=True, timeout=300)

@@ -46,6 +46,9 @@ def test_bad_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
 def test_kafka_security_settings_make_the_clients_options_and_refuse_what_cannot_work(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE"):
+        monkeypatch.delenv(name, raising=False)  # a run over SCRAM+TLS sets them for the session
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     assert Broker.of(load_settings(RuntimeSettings)).options() == {
         "bootstrap_servers": "127.0.0.1:9092",
         "security_protocol": "PLAINTEXT",
