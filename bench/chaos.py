@@ -42,8 +42,11 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
+from ccxlic_alerting.app import INPUTS as ALERTING
 from ccxlic_cli.scenario import Agents, Entitlements, Instance, Scenario
 from ccxlic_cli.simulator import generate
+from ccxlic_compliance.app import INPUTS as COMPLIANCE
+from ccxlic_consumption.app import INPUTS as CONSUMPTION
 from ccxlic_contract import TOPICS, Event, decode_message, encode, key_for, topic_for
 from ccxlic_contract.events import ClockTicked, DeadLettered
 from ccxlic_contract.topics import AGENT_ACTIVITY, DEAD_LETTER
@@ -69,6 +72,7 @@ FAULTS = {
 QUICK = (1, 3, 7, 11, 12)
 SERVICES = ("consumption", "compliance", "alerting")
 SINKS = ("email", "syslog", "webhook")
+INPUTS = {"consumption": CONSUMPTION, "compliance": COMPLIANCE, "alerting": ALERTING}  # each service's input topics
 PROXIED_PORT = int(os.environ.get("KAFKA_PROXIED_PORT", "9094"))  # the broker's listener that advertises the proxy
 PROXY_PORT = int(os.environ.get("KAFKA_PROXY_PORT", "9095"))
 
@@ -341,11 +345,7 @@ async def behind(trial: Trial) -> dict[str, Any]:
     try:
         await admin.start()
         await probe.start()
-        from ccxlic_alerting.app import INPUTS as ALERTING
-        from ccxlic_compliance.app import INPUTS as COMPLIANCE
-        from ccxlic_consumption.app import INPUTS as CONSUMPTION
-
-        for s, inputs in (("consumption", CONSUMPTION), ("compliance", COMPLIANCE), ("alerting", ALERTING)):
+        for s, inputs in INPUTS.items():
             committed = await admin.list_consumer_group_offsets(f"{trial.prefix}chaos-{s}")
             described = await admin.describe_topics([topic_name(t, trial.prefix) for t in inputs])
             tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]

@@ -7,21 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+from ccxlic_testing.plugin import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_make_up_from_a_fresh_clone_in_a_private_home_twice_then_down(tmp_path: Path) -> None:
@@ -34,11 +28,11 @@ def test_make_up_from_a_fresh_clone_in_a_private_home_twice_then_down(tmp_path: 
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "DATABASE_URL", "CCXLIC_", "PG_"))}
     env = {
         **keep,
-        "KAFKA_PORT": str(_free_port()),
-        "KAFKA_CONTROLLER_PORT": str(_free_port()),
-        "KAFKA_PROXIED_PORT": str(_free_port()),
-        "KAFKA_PROXY_PORT": str(_free_port()),
-        "PG_PORT": str(_free_port()),
+        "KAFKA_PORT": str(free_port()),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_PROXIED_PORT": str(free_port()),
+        "KAFKA_PROXY_PORT": str(free_port()),
+        "PG_PORT": str(free_port()),
         "CCXLIC_PG_FALLBACK_DIR": str(fallback / "pg"),
     }
 

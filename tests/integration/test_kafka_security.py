@@ -5,7 +5,6 @@ from it, and the clear error of a client with wrong credentials or without the C
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from ccxlic_contract.events import ComplianceChanged, ConsumptionChanged
 from ccxlic_runtime.kafka import Broker, KafkaRefused, wait_for_kafka
-from ccxlic_testing.plugin import Stack, broker_from_env, read_env_file
+from ccxlic_testing.plugin import Stack, broker_from_env, free_port, read_env_file
 from pydantic import SecretStr
 
 from tests.chain import Chain
@@ -26,12 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CCXLIC = str(Path(sys.executable).with_name("ccxlic"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A second broker, SCRAM+TLS only, made the way `make up` makes it; the database is the session's."""
@@ -39,10 +32,10 @@ def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         **os.environ,
         "CCXLIC_STACK_DIR": str(tmp_path_factory.mktemp("scram-tls")),
         "KAFKA_SECURITY": "scram-tls",
-        "KAFKA_PORT": str(_free_port()),
-        "KAFKA_CONTROLLER_PORT": str(_free_port()),
-        "KAFKA_PROXIED_PORT": str(_free_port()),
-        "KAFKA_PROXY_PORT": str(_free_port()),
+        "KAFKA_PORT": str(free_port()),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_PROXIED_PORT": str(free_port()),
+        "KAFKA_PROXY_PORT": str(free_port()),
     }
     script = str(ROOT / "deploy" / "stack.sh")
     up = subprocess.run(["bash", script, "up", "kafka"], env=env, capture_output=True, text=True, timeout=300)

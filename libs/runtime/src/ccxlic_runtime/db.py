@@ -106,11 +106,13 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtim
             await conn.execute(f'create schema if not exists "{schema}"')
             # A schema shared by several programs (`auth`) belongs to a group role they are members of: its tables
             # are made as that role, so every member can use them (made as the member, only it could).
-            owner = await conn.fetchval("select nspowner::regrole::text from pg_namespace where nspname = $1", schema)
-            if owner != await conn.fetchval("select quote_ident(current_user)") and await conn.fetchval(
-                "select pg_has_role(current_user, nspowner, 'MEMBER') from pg_namespace where nspname = $1", schema
-            ):
-                await conn.execute(f"set role {owner}")
+            shared = await conn.fetchrow(
+                "select nspowner::regrole::text, nspowner::regrole::text <> quote_ident(current_user)"
+                " and pg_has_role(current_user, nspowner, 'MEMBER') from pg_namespace where nspname = $1",
+                schema,
+            )
+            if shared is not None and shared[1]:  # owned by a group role this one is a member of
+                await conn.execute(f"set role {shared[0]}")
             await conn.execute(
                 "create table if not exists schema_migrations ("
                 " name text primary key, applied_at timestamptz not null default now())"

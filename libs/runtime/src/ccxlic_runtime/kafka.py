@@ -53,12 +53,11 @@ class Broker:
         )
 
     def __str__(self) -> str:
-        return self.bootstrap if self.security_protocol == "PLAINTEXT" else f"{self.bootstrap} ({self.described()})"
-
-    def described(self) -> str:
-        if self.username:
-            return f"{self.security_protocol}, {self.sasl_mechanism} as {self.username}"
-        return self.security_protocol
+        """Where, and how when it is not plaintext (never the password)."""
+        if self.security_protocol == "PLAINTEXT":
+            return self.bootstrap
+        how = f", {self.sasl_mechanism} as {self.username}" if self.username else ""
+        return f"{self.bootstrap} ({self.security_protocol}{how})"
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments every aiokafka client (producer, consumer, admin) takes to reach this broker."""

@@ -45,10 +45,6 @@ class Stack:
     roles: dict[str, str] = field(default_factory=dict)
     """Each program's own login role (`consumption` -> its URL), from the local stack's pg.env; empty elsewhere."""
 
-    @property
-    def bootstrap(self) -> str:
-        return self.broker.bootstrap
-
     def kafka_env(self) -> dict[str, str]:
         """The environment variables that make a service, the CLI or the simulator reach this broker."""
         b = self.broker
