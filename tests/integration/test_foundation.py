@@ -156,6 +156,13 @@ async def test_malformed_message_is_dead_lettered_and_the_loop_goes_on(
             if len(await db.fetch("select 1 from seen")) == 2:
                 break
             await asyncio.sleep(0.1)
+        # every record handled or dead-lettered: nothing left behind on the partition the loop owns
+        lag = {"service": "test", "topic": activity, "partition": "0"}
+        for _ in range(50):
+            if loop.processor.metrics.registry.get_sample_value("ccxlic_consumer_lag_records", lag) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert loop.processor.metrics.registry.get_sample_value("ccxlic_consumer_lag_records", lag) == 0
     finally:
         stop.set()
         await task
@@ -362,7 +369,11 @@ async def test_ops_server_serves_metrics_health_and_readiness(db: Database) -> N
             base = f"http://127.0.0.1:{server.port}"
             async with http.get(f"{base}/metrics") as r:
                 assert r.status == 200
-                assert 'ccxlic_events_processed_total{service="svc",topic="t",type="x"} 1.0' in await r.text()
+                text = await r.text()
+                assert 'ccxlic_events_processed_total{service="svc",topic="t",type="x"} 1.0' in text
+                # what /readyz says, for Prometheus
+                assert 'ccxlic_ready_check{check="db"} 1.0' in text
+                assert 'ccxlic_ready_check{check="kafka"} 0.0' in text
             async with http.get(f"{base}/healthz") as r:
                 assert r.status == 200
             async with http.get(f"{base}/readyz") as r:

@@ -43,6 +43,25 @@ def test_bad_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
         load_settings(RuntimeSettings)
 
 
+def test_secrets_come_from_files_of_ccxlic_secrets_dir_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ccxlic_consumption.settings import ConsumptionSettings
+
+    for name in ("DATABASE_URL", "CCXLIC_CONSUMPTION_DATABASE_URL", "KAFKA_SASL_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "CCXLIC_CONSUMPTION_DATABASE_URL").write_text("postgresql://ccxlic_consumption:s3cret@pg:5432/ccxlic\n")
+    monkeypatch.setenv("CCXLIC_SECRETS_DIR", str(tmp_path))
+    s = load_settings(ConsumptionSettings)
+    assert s.database_url.get_secret_value() == "postgresql://ccxlic_consumption:s3cret@pg:5432/ccxlic"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://from-env/ccxlic")
+    monkeypatch.setenv("CCXLIC_CONSUMPTION_DATABASE_URL", "postgresql://own-from-env/ccxlic")
+    assert load_settings(ConsumptionSettings).database_url.get_secret_value() == "postgresql://own-from-env/ccxlic"
+    monkeypatch.setenv("CCXLIC_SECRETS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"CCXLIC_SECRETS_DIR=.*missing.*not a directory"):
+        load_settings(ConsumptionSettings)
+
+
 def test_kafka_security_settings_make_the_clients_options_and_refuse_what_cannot_work(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -3,7 +3,8 @@
 - `/healthz` answers 200 while the process runs its event loop.
 - `/readyz` answers 200 when every readiness check passes (Kafka consumer joined and making progress, the outbox
   relay publishing, the database answering), else 503 with the failing checks named and why.
-- `/metrics` is the Prometheus text format of the injected registry.
+- `/metrics` is the Prometheus text format of the injected registry, with `ccxlic_ready_check{check}` (1 when that
+  readiness check passes, 0 when not) evaluated at each scrape, so Prometheus sees what `/readyz` says.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 from ccxlic_contract.events import INSTANCE_ID_PATTERN
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +105,14 @@ def add_ops_routes(
     router: web.UrlDispatcher, registry: CollectorRegistry, checks: Mapping[str, ReadinessCheck]
 ) -> None:
     """Add /metrics, /healthz and /readyz to an aiohttp router."""
+    ready_gauge = Gauge(
+        "ccxlic_ready_check",
+        "1 when this readiness check of /readyz passes, 0 when not (evaluated at each scrape)",
+        ["check"],
+        registry=registry,
+    )
 
-    async def metrics(_: web.Request) -> web.Response:
-        resp = web.Response(body=generate_latest(registry))
-        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return resp
-
-    async def healthz(_: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
-
-    async def readyz(_: web.Request) -> web.Response:
+    async def readiness() -> tuple[dict[str, bool], dict[str, str]]:
         results: dict[str, bool] = {}
         problems: dict[str, str] = {}
         for name, check in checks.items():
@@ -124,6 +123,21 @@ def add_ops_routes(
             results[name] = answer is True
             if answer is not True:
                 problems[name] = answer if isinstance(answer, str) else "not ready"
+        return results, problems
+
+    async def metrics(_: web.Request) -> web.Response:
+        results, _problems = await readiness()
+        for name, ok in results.items():
+            ready_gauge.labels(name).set(1 if ok else 0)
+        resp = web.Response(body=generate_latest(registry))
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def healthz(_: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        results, problems = await readiness()
         ok = all(results.values())
         body: dict[str, Any] = {"ready": ok, "checks": results}
         if problems:

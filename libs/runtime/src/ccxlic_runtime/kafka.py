@@ -198,6 +198,12 @@ async def ensure_topics(
                     f"{replication}, CCXLIC_MIN_INSYNC_REPLICAS={min_insync}, CCXLIC_PARTITIONS={partitions})"
                 )
         created = [n.name for n in new]
+        # The controller has them; the broker answers metadata from a cache it updates a moment later. Return once
+        # it lists them, so whatever comes next (a producer, a consumer, a cleanup by prefix) finds them.
+        for _ in range(100):
+            if set(created) <= set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.1)
         log.info("created topics", extra={"topics": created})
         return created
     finally:

@@ -64,6 +64,7 @@ class ConsumerLoop:
         self.ready = asyncio.Event()
         self.waiting: list[Waiting] = []
         self.stalled_since: float | None = None
+        self._lag_series: set[TP] = set()
 
     def partitions(self, topic: str) -> int | None:
         return self.partition_counts.get(topic)
@@ -142,6 +143,10 @@ class ConsumerLoop:
                 lags[(tp.topic, tp.partition)] = None if hw is None else max(0, hw - await consumer.position(tp))
             except IllegalStateError:  # revoked meanwhile
                 continue
+            unfetched = lags[(tp.topic, tp.partition)]
+            if unfetched is not None:
+                held = self.merge.buffered((tp.topic, tp.partition))
+                self._lag_gauge(tp.topic, tp.partition).set(unfetched + held)
             full = self.merge.buffered((tp.topic, tp.partition)) >= 2 * self.batch
             if full and tp not in paused:
                 pause.append(tp)
@@ -153,8 +158,16 @@ class ConsumerLoop:
         if resume:
             consumer.resume(*resume)
 
+    def _lag_gauge(self, topic: str, partition: int) -> Any:
+        self._lag_series.add((topic, partition))
+        return self.processor.metrics.consumer_lag.labels(self.processor.service, topic, str(partition))
+
     def _assignment(self, consumer: AIOKafkaConsumer) -> None:
         assigned = consumer.assignment()
+        for topic, partition in self._lag_series - {(tp.topic, tp.partition) for tp in assigned}:
+            # another worker owns it now and reports its lag
+            self.processor.metrics.consumer_lag.remove(self.processor.service, topic, str(partition))
+        self._lag_series &= {(tp.topic, tp.partition) for tp in assigned}
         self.merge.assign((tp.topic, tp.partition) for tp in assigned)
         for topic in self.topics:
             parts = consumer.partitions_for_topic(topic)

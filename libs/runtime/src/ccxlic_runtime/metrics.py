@@ -67,6 +67,13 @@ class RuntimeMetrics:
         self.published = Counter(
             "ccxlic_outbox_published_total", "Events the outbox relay published", ["service"], registry=registry
         )
+        self.consumer_lag = Gauge(
+            "ccxlic_consumer_lag_records",
+            "Input records of a partition this worker owns that it has not handled yet: the partition's high "
+            "watermark minus what it fetched, plus what it fetched and still holds (as of its last fetch)",
+            ["service", "topic", "partition"],
+            registry=registry,
+        )
         self.consumed_timestamp = Gauge(
             "ccxlic_consumed_record_timestamp_seconds",
             "Kafka timestamp of the newest input record handled: time() minus this is how far the service is behind",

@@ -165,9 +165,15 @@ S = TypeVar("S", bound=RuntimeSettings)
 
 
 def load_settings(cls: type[S], **overrides: object) -> S:
-    """Build settings from the environment (and overrides); raise ConfigError naming what is wrong."""
+    """Build settings from the environment (and overrides); raise ConfigError naming what is wrong.
+
+    With `CCXLIC_SECRETS_DIR` set, a variable may also come from a file of that directory named after it (a
+    Kubernetes Secret or a compose volume mounted there, e.g. `DATABASE_URL`); the environment wins over a file."""
+    secrets_dir = os.environ.get("CCXLIC_SECRETS_DIR") or None
+    if secrets_dir is not None and not os.path.isdir(secrets_dir):
+        raise ConfigError(f"invalid configuration: CCXLIC_SECRETS_DIR={secrets_dir!r}: not a directory")
     try:
-        return cls(**overrides)  # type: ignore[arg-type]
+        return cls(_secrets_dir=secrets_dir, **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         fields = dict(cls.model_fields)
         for f in cls.model_fields.values():
