@@ -25,6 +25,41 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null || die "apt-get install $2 failed"
 }
 
+if [ "${1:-}" = promtool ]; then
+  # promtool (Prometheus 3.x) for the rules and dashboards checks, built once from the Go module of the version in
+  # deploy/promtool.version (without the service-discovery plugins, which promtool's checks do not use) and cached.
+  version=$(tr -d '[:space:]' <"$(dirname "$0")/promtool.version")
+  dir=${XDG_CACHE_HOME:-$HOME/.cache}/ccxlic/promtool-$version
+  if [ ! -x "$dir/promtool" ]; then
+    command -v go >/dev/null 2>&1 || die "Go is needed to build promtool (github.com/prometheus/prometheus/cmd/promtool@$version)"
+    say "building promtool $version from its Go module (about 2-3 minutes, once; cached in $dir)"
+    rm -rf "$dir.tmp"
+    GOBIN="$dir.tmp" GOFLAGS=-buildvcs=false go install -tags remove_all_sd \
+      "github.com/prometheus/prometheus/cmd/promtool@$version" || die "building promtool failed"
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  fi
+  exit 0
+fi
+
+if [ "${1:-}" = asyncapi ]; then
+  # The AsyncAPI 3.0 JSON Schema, to validate docs/schemas/asyncapi.json: from the npm package @asyncapi/specs, fetched
+  # once from the npm registry, checked against its published integrity, and cached.
+  version=6.11.1
+  integrity=A3WBLqAKGoJ2+6FWFtpjBlCQ1oFCcs4GxF7zsIGvNqp/klGUHjlA3aAcZ9XMMpLGE8zPeYDz2x9FmO6DSuKraQ==
+  dir=${XDG_CACHE_HOME:-$HOME/.cache}/ccxlic/asyncapi-specs-$version
+  if [ ! -f "$dir/3.0.0-without-\$id.json" ]; then
+    say "fetching the AsyncAPI 3.0 schema (@asyncapi/specs $version from registry.npmjs.org)"
+    tmp=$(mktemp -d)
+    curl -fsSL --retry 3 -o "$tmp/specs.tgz" "https://registry.npmjs.org/@asyncapi/specs/-/specs-$version.tgz" \
+      || { rm -rf "$tmp"; die "could not fetch @asyncapi/specs $version from registry.npmjs.org"; }
+    [ "$(openssl dgst -sha512 -binary "$tmp/specs.tgz" | base64 -w0)" = "$integrity" ] \
+      || { rm -rf "$tmp"; die "@asyncapi/specs $version does not match its published integrity"; }
+    tar -xzf "$tmp/specs.tgz" -C "$tmp" 'package/schemas/3.0.0-without-$id.json' package/LICENSE
+    mkdir -p "$dir"; mv "$tmp/package/schemas/3.0.0-without-\$id.json" "$tmp/package/LICENSE" "$dir/"; rm -rf "$tmp"
+  fi
+  exit 0
+fi
+
 if [ "${1:-}" = browser ]; then
   command -v chromium >/dev/null 2>&1 || [ -n "${CCXLIC_CHROMIUM:-}" ] || apt_install "Chromium (the console's browser tests)" chromium
   exit 0

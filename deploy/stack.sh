@@ -47,8 +47,8 @@ case "$KAFKA_SECURITY" in
 esac
 PG_DIR=$STACK_DIR/pg
 PG_FALLBACK_DIR=${CCXLIC_PG_FALLBACK_DIR:-/var/tmp/ccxlic-stack/pg}
-PG_PROGRAMS="consumption compliance alerting agent authority console cli"
-PG_AUTH_MEMBERS="alerting authority console cli"
+# shellcheck source=deploy/pg-roles.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pg-roles.sh"  # PG_PROGRAMS, PG_AUTH_MEMBERS, pg_roles_sql, pg_passwords
 
 say() { printf 'stack: %s\n' "$*"; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -300,43 +300,13 @@ EOF
 pg_roles() {
   # One login role per program (passwords drawn once per cluster, kept in it), the auth group, their grants, and the
   # URLs in <stack>/pg.env. Schemas made before the roles existed (by the superuser) are handed to their owners.
-  local secrets=$PG_DIR/passwords.env p pw url
+  local secrets=$PG_DIR/passwords.env p pw
   if ! as_pg test -f "$secrets"; then
-    { for p in postgres $PG_PROGRAMS; do printf '%s=%s\n' "$p" "$(openssl rand -hex 24)"; done; } | as_pg sh -c "umask 077; cat >'$secrets'"
+    pg_passwords | as_pg sh -c "umask 077; cat >'$secrets'"
   fi
-  local sql="set client_min_messages = warning;
-do \$\$ begin if not exists (select from pg_roles where rolname = 'ccxlic_auth') then create role ccxlic_auth nologin; end if; end \$\$;
-"
-  for p in $PG_PROGRAMS; do
-    pw=$(as_pg sed -n "s/^$p=//p" "$secrets")
-    sql+="do \$\$ begin if not exists (select from pg_roles where rolname = 'ccxlic_$p') then create role ccxlic_$p login; end if; end \$\$;
-alter role ccxlic_$p with login nosuperuser nocreatedb nocreaterole password '$pw';
-grant connect, create on database \"$PG_DATABASE\" to ccxlic_$p;
-"
-  done
-  for p in $PG_AUTH_MEMBERS; do sql+="grant ccxlic_auth to ccxlic_$p;
-"; done
-  sql+="alter role postgres password '$(as_pg sed -n 's/^postgres=//p' "$secrets")';
-"
-  pg_sql -q <<<"$sql" >/dev/null
-  local owners="auth:ccxlic_auth"
-  for p in consumption compliance alerting agent authority; do owners+=" $p:ccxlic_$p"; done
-  sql="set client_min_messages = warning;
-revoke create on schema public from public;
-create schema if not exists auth authorization ccxlic_auth;
-"
-  for pair in $owners; do
-    sql+="do \$\$ declare r record; begin
-  if exists (select from pg_namespace where nspname = '${pair%%:*}' and nspowner <> '${pair#*:}'::regrole) then
-    execute 'alter schema ${pair%%:*} owner to ${pair#*:}';
-    for r in select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-             where n.nspname = '${pair%%:*}' and c.relkind in ('r', 'p', 'v', 'm') loop
-      execute format('alter table ${pair%%:*}.%I owner to ${pair#*:}', r.relname);
-    end loop;
-  end if; end \$\$;
-"
-  done
-  PGDB=$PG_DATABASE pg_sql -q <<<"$sql" >/dev/null
+  local tmp; tmp=$(mktemp); as_pg cat "$secrets" >"$tmp"
+  pg_roles_sql "$PG_DATABASE" "$tmp" | PGDB=$PG_DATABASE pg_sql -q >/dev/null || { rm -f "$tmp"; die "could not set up the roles"; }
+  rm -f "$tmp"
   {
     echo "# written by deploy/stack.sh: each program's own login role (make run reads this file)"
     for p in $PG_PROGRAMS; do

@@ -58,6 +58,10 @@ NOT_SETTINGS = {
     "CCXLIC_STACK_DIR",
     "CCXLIC_CACHE_DIR",
     "CCXLIC_PG_FALLBACK_DIR",
+    # read by the runtime's settings loader, `ccxlic serve`/`health`, and the observability check
+    "CCXLIC_SECRETS_DIR",
+    "CCXLIC_RUN_DIR",
+    "CCXLIC_PROMTOOL",
     "CCXLIC_FUZZ_EXAMPLES",
     "CCXLIC_CHROMIUM",
     "CCXLIC_SCREENSHOTS",
@@ -72,6 +76,8 @@ def test_every_variable_outside_the_services_is_read_where_it_is_said_to_be(vari
         ROOT / "Makefile",
         ROOT / "bench" / "chaos.py",
         *sorted((ROOT / "tests").rglob("*.py")),
+        *sorted((ROOT / "libs").rglob("src/**/*.py")),
+        *sorted((ROOT / "services").rglob("src/**/*.py")),
     ]
     assert any(variable in path.read_text() for path in readers if path.name != "test_docs.py")
 

@@ -1,4 +1,5 @@
-"""JSON Schemas of the contract, one file per type, generated from the models.
+"""JSON Schemas of the contract, one file per type, and the AsyncAPI 3.0 document (asyncapi.json), generated from the
+models.
 
 python -m ccxlic_contract.schemas docs/schemas          write them
 python -m ccxlic_contract.schemas docs/schemas --check  exit 1 when the files differ from the models
@@ -10,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ccxlic_contract.asyncapi import render_asyncapi
 from ccxlic_contract.events import EVENT_CLASSES, type_name
 from ccxlic_contract.topics import TOPICS, topic_for
 
@@ -36,6 +38,7 @@ def render() -> dict[str, str]:
             entry["forwarded_on"] = forwarded
         index.append(entry)
     files["index.json"] = json.dumps(index, indent=2) + "\n"
+    files["asyncapi.json"] = json.dumps(render_asyncapi(), indent=2) + "\n"
     return files
 
 

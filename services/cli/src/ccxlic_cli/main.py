@@ -41,6 +41,7 @@ from ccxlic_cli import admin as admin_commands
 from ccxlic_cli import agent as agent_commands
 from ccxlic_cli import authority as authority_commands
 from ccxlic_cli import common
+from ccxlic_cli import container as container_commands
 from ccxlic_cli.common import (
     DEFAULT_PORTS,
     PORT_VARS,
@@ -56,6 +57,7 @@ from ccxlic_cli.common import publish as _publish
 from ccxlic_cli.common import said as _said
 from ccxlic_cli.common import settings as _settings
 from ccxlic_cli.common import time as _time
+from ccxlic_cli.container import ticker as _ticker
 from ccxlic_cli.lifecycle import KINDS, lifecycle_event
 from ccxlic_cli.scenario import ScenarioError, load, shipped
 from ccxlic_cli.simulator import generate
@@ -75,6 +77,7 @@ agent_commands.add_commands(app)
 app.add_typer(authority_commands.app, name="authority")
 app.add_typer(admin_commands.app, name="admin")
 app.add_typer(admin_commands.silence_app, name="silence")
+container_commands.add_commands(app)
 
 
 # ---------------------------------------------------------------- publish, entitlements, lifecycle, tick
@@ -571,16 +574,3 @@ async def _wait_ready(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
     return not pending
-
-
-async def _ticker(settings: CliSettings, every: float, stop: asyncio.Event) -> None:
-    producer = await _producer(settings)
-    try:
-        while not stop.is_set():
-            await producer.publish(
-                ClockTicked(id=str(uuid.uuid4()), source=SOURCE, time=datetime.now(UTC), subject="*")
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
-    finally:
-        await producer.stop()
