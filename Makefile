@@ -11,7 +11,7 @@ STACK_DIR := $(or $(CCXLIC_STACK_DIR),$(CURDIR)/.stack)
 # KAFKA_SECURITY=scram-tls (the broker with SCRAM+TLS only), the Kafka clients' settings. The tests read them themselves.
 CLIENT_ENV = set -a && . "$(STACK_DIR)/pg.env" && $(if $(filter scram-tls,$(KAFKA_SECURITY)),. "$(STACK_DIR)/kafka-scram-tls/client.env" &&,) set +a &&
 
-.PHONY: help deps up down status promtool asyncapi-spec chaos run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench bench-quick lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status promtool kustomize asyncapi-spec chaos run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,16 +59,19 @@ run-console: up ## run only the console (http://127.0.0.1:8180; `ccxlic admin cr
 promtool: ## build promtool (the Prometheus rules and dashboards checks) from its Go module once; cached in ~/.cache/ccxlic
 	@bash deploy/install-deps.sh promtool
 
+kustomize: ## build kustomize (to render deploy/k8s for its validation) from its Go module once; cached in ~/.cache/ccxlic
+	@bash deploy/install-deps.sh kustomize
+
 asyncapi-spec: ## fetch the AsyncAPI 3.0 JSON Schema (npm's @asyncapi/specs, integrity-checked) once; cached in ~/.cache/ccxlic
 	@bash deploy/install-deps.sh asyncapi
 
 browser: ## install the browser of the console's tests (Debian's chromium) if it is missing
 	@bash deploy/install-deps.sh browser
 
-test: up browser promtool asyncapi-spec ## every tier (unit, integration, e2e and the console in a real browser) on the real stack
+test: up browser promtool kustomize asyncapi-spec ## every tier (unit, integration, e2e and the console in a real browser) on the real stack
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: deps promtool asyncapi-spec ## pure tests only, no broker or database
+test-unit: deps promtool kustomize asyncapi-spec ## pure tests only, no broker or database
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: up ## tests against real Kafka and PostgreSQL

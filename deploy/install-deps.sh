@@ -25,19 +25,28 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null || die "apt-get install $2 failed"
 }
 
+go_tool() {
+  # go_tool NAME MODULE VERSION [TAGS]: build a Go command once from its module, cached in ~/.cache/ccxlic/NAME-VERSION.
+  local name=$1 module=$2 version=$3 tags=${4:-} dir
+  dir=${XDG_CACHE_HOME:-$HOME/.cache}/ccxlic/$name-$version
+  [ -x "$dir/$name" ] && return 0
+  command -v go >/dev/null 2>&1 || die "Go is needed to build $name ($module@$version)"
+  say "building $name $version from its Go module (a few minutes with an empty Go cache, once; cached in $dir)"
+  rm -rf "$dir.tmp"
+  GOBIN="$dir.tmp" GOFLAGS=-buildvcs=false go install ${tags:+-tags "$tags"} "$module@$version" || die "building $name failed"
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+}
+
 if [ "${1:-}" = promtool ]; then
-  # promtool (Prometheus 3.x) for the rules and dashboards checks, built once from the Go module of the version in
-  # deploy/promtool.version (without the service-discovery plugins, which promtool's checks do not use) and cached.
-  version=$(tr -d '[:space:]' <"$(dirname "$0")/promtool.version")
-  dir=${XDG_CACHE_HOME:-$HOME/.cache}/ccxlic/promtool-$version
-  if [ ! -x "$dir/promtool" ]; then
-    command -v go >/dev/null 2>&1 || die "Go is needed to build promtool (github.com/prometheus/prometheus/cmd/promtool@$version)"
-    say "building promtool $version from its Go module (about 2-3 minutes, once; cached in $dir)"
-    rm -rf "$dir.tmp"
-    GOBIN="$dir.tmp" GOFLAGS=-buildvcs=false go install -tags remove_all_sd \
-      "github.com/prometheus/prometheus/cmd/promtool@$version" || die "building promtool failed"
-    rm -rf "$dir"; mv "$dir.tmp" "$dir"
-  fi
+  # promtool (Prometheus 3.x) for the rules and dashboards checks, at the version in deploy/promtool.version, without
+  # the service-discovery plugins (promtool's checks do not use them).
+  go_tool promtool github.com/prometheus/prometheus/cmd/promtool "$(tr -d '[:space:]' <"$(dirname "$0")/promtool.version")" remove_all_sd
+  exit 0
+fi
+
+if [ "${1:-}" = kustomize ]; then
+  # kustomize, to build deploy/k8s for its validation, at the version in deploy/kustomize.version.
+  go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$(tr -d '[:space:]' <"$(dirname "$0")/kustomize.version")"
   exit 0
 fi
 
