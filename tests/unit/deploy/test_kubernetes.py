@@ -59,7 +59,9 @@ def test_the_validation_refuses_a_broken_manifest(tmp_path: Path) -> None:
 
 def test_the_base_lists_every_file_of_it() -> None:
     kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
 
 
 def test_a_deployment_per_program_with_probes_resources_settings_and_its_own_secret(
@@ -75,7 +77,10 @@ def test_a_deployment_per_program_with_probes_resources_settings_and_its_own_sec
         pod = d["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         (c,) = pod["containers"]
-        assert c["image"] == f"ccx-licensing:{yaml.safe_load((BASE / 'kustomization.yaml').read_text())['images'][0]['newTag']}"
+        assert (
+            c["image"]
+            == f"ccx-licensing:{yaml.safe_load((BASE / 'kustomization.yaml').read_text())['images'][0]['newTag']}"
+        )
         assert c["args"][:2] == ["serve", name] and parse(c["args"]) == "ccxlic serve"
         assert c["envFrom"] == [{"configMapRef": {"name": "ccxlic-config"}}]
         assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
