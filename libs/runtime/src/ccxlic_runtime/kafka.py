@@ -59,6 +59,19 @@ class Broker:
         how = f", {self.sasl_mechanism} as {self.username}" if self.username else ""
         return f"{self.bootstrap} ({self.security_protocol}{how})"
 
+    def env(self) -> dict[str, str]:
+        """The environment variables that make a program of ccx-licensing reach this broker (the inverse of `of`)."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_SECURITY_PROTOCOL": self.security_protocol}
+        if self.username and self.password and self.sasl_mechanism:
+            env |= {
+                "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+                "KAFKA_SASL_USERNAME": self.username,
+                "KAFKA_SASL_PASSWORD": self.password.get_secret_value(),
+            }
+        if self.cafile:
+            env["KAFKA_SSL_CAFILE"] = self.cafile
+        return env
+
     def options(self) -> dict[str, Any]:
         """The keyword arguments every aiokafka client (producer, consumer, admin) takes to reach this broker."""
         opts: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}

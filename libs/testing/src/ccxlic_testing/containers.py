@@ -45,10 +45,10 @@ from ccxlic_testing.plugin import (
     Spawned,
     Stack,
     StackUnavailable,
-    _docker_answers,
-    _start_stack,
+    docker_answers,
     drop_schema,
     free_port,
+    start_stack,
 )
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -149,17 +149,7 @@ class CcxLicensing:
 
     def kafka_env(self) -> dict[str, str]:
         """The same as the environment variables ccx-licensing's programs read (KAFKA_*, CCXLIC_TOPIC_PREFIX)."""
-        b = self._started_broker()
-        env = {"KAFKA_BOOTSTRAP_SERVERS": b.bootstrap, "KAFKA_SECURITY_PROTOCOL": b.security_protocol}
-        if b.username and b.password and b.sasl_mechanism:
-            env |= {
-                "KAFKA_SASL_MECHANISM": b.sasl_mechanism,
-                "KAFKA_SASL_USERNAME": b.username,
-                "KAFKA_SASL_PASSWORD": b.password.get_secret_value(),
-            }
-        if b.cafile:
-            env["KAFKA_SSL_CAFILE"] = b.cafile
-        return env | {"CCXLIC_TOPIC_PREFIX": self.prefix}
+        return self._started_broker().env() | {"CCXLIC_TOPIC_PREFIX": self.prefix}
 
     def topic(self, name: str) -> str:
         """The name of a contract topic for this CcxLicensing (`ccx.agent-activity` -> `<prefix>ccx.agent-activity`)."""
@@ -187,7 +177,7 @@ class CcxLicensing:
         """Start everything and wait until every service is ready; stops what it started when it cannot."""
         if self.mode is not None:
             raise RuntimeError("already started")
-        use_containers = self.requested == "containers" or (self.requested == "auto" and _docker_answers())
+        use_containers = self.requested == "containers" or (self.requested == "auto" and docker_answers())
         try:
             if use_containers:
                 self.mode = "containers"
@@ -253,7 +243,7 @@ class CcxLicensing:
 
     def _start_local(self) -> None:
         try:
-            stack, _ = _start_stack(ROOT)
+            stack, _ = start_stack(ROOT)
         except StackUnavailable as exc:
             raise RuntimeError(f"no Docker engine answers and the local stack did not start: {exc}") from None
         self._stack = stack

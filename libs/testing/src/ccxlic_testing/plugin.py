@@ -47,17 +47,7 @@ class Stack:
 
     def kafka_env(self) -> dict[str, str]:
         """The environment variables that make a service, the CLI or the simulator reach this broker."""
-        b = self.broker
-        env = {"KAFKA_BOOTSTRAP_SERVERS": b.bootstrap, "KAFKA_SECURITY_PROTOCOL": b.security_protocol}
-        if b.username and b.password and b.sasl_mechanism:
-            env |= {
-                "KAFKA_SASL_MECHANISM": b.sasl_mechanism,
-                "KAFKA_SASL_USERNAME": b.username,
-                "KAFKA_SASL_PASSWORD": b.password.get_secret_value(),
-            }
-        if b.cafile:
-            env["KAFKA_SSL_CAFILE"] = b.cafile
-        return env
+        return self.broker.env()
 
     def kafka_settings(self) -> dict[str, str]:
         """The same, as keyword arguments of `load_settings`."""
@@ -94,14 +84,18 @@ def _find_stack_script(start: Path) -> Path | None:
     return None
 
 
-def _docker_answers() -> bool:
+def docker_answers() -> bool:
+    """Whether a Docker engine answers here."""
     try:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-def _start_stack(rootdir: Path) -> tuple[Stack, Callable[[], None]]:
+def start_stack(rootdir: Path) -> tuple[Stack, Callable[[], None]]:
+    """The broker and database to use, and how to stop them: the environment's (KAFKA_BOOTSTRAP_SERVERS and
+    DATABASE_URL), else the local stack of the checkout above `rootdir` (started if needed), else Kafka and
+    PostgreSQL in containers when a Docker engine answers; StackUnavailable says why none."""
     env_kafka, env_db = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("DATABASE_URL")
     if env_kafka and env_db:
         return Stack(broker_from_env(dict(os.environ)), env_db, "environment"), lambda: None
@@ -123,7 +117,7 @@ def _start_stack(rootdir: Path) -> tuple[Stack, Callable[[], None]]:
         local_error = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]
     else:
         local_error = ["deploy/stack.sh not found"]
-    if _docker_answers():
+    if docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 
@@ -151,7 +145,7 @@ async def _check(stack: Stack) -> None:
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The real broker and database, or a skip (a failure under CI=true)."""
     try:
-        found, stop = _start_stack(Path(str(request.config.rootpath)))
+        found, stop = start_stack(Path(str(request.config.rootpath)))
         asyncio.run(_check(found))
     except Exception as exc:
         message = f"the real Kafka/PostgreSQL stack is not available: {exc}"
@@ -422,10 +416,13 @@ __all__ = [
     "ReadTopic",
     "Spawned",
     "Stack",
+    "StackUnavailable",
     "api_token",
+    "docker_answers",
     "drop_schema",
     "free_port",
     "publish_on",
+    "start_stack",
     "until_ready",
     "wait_for_topic",
 ]
