@@ -3,6 +3,7 @@ that parses, every variable it sets is one the programs read, and it has what an
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -64,6 +65,13 @@ def test_every_variable_given_to_our_programs_is_one_they_read() -> None:
             assert var in VARIABLES or var == "CCXLIC_SECRETS_DIR", f"{name}: {var} is read by no program"
 
 
+def test_kafka_gets_a_valid_kraft_cluster_id() -> None:
+    import base64
+
+    cluster = SERVICES["kafka"]["environment"]["CLUSTER_ID"]
+    assert len(base64.urlsafe_b64decode(cluster + "==")) == 16 and cluster[0] not in "-_"
+
+
 def test_restart_policies_volumes_and_pinned_images() -> None:
     for name, service in SERVICES.items():
         if name in ("secrets", "ccxlic"):
@@ -86,6 +94,7 @@ def test_postgresql_takes_passwords_and_each_program_gets_only_its_own_url() -> 
     for name, service in OURS.items():
         if name == "ticker":
             assert not service.get("volumes"), "the ticker needs no database"
+            assert service["environment"]["CCXLIC_SECRETS_DIR"] == "", "a secrets dir that is not mounted stops it"
             continue
         (secret,) = [v for v in service["volumes"] if isinstance(v, dict) and v["source"] == "secrets"]
         program = "cli" if name == "ccxlic" else name
@@ -107,3 +116,41 @@ def test_prometheus_and_grafana_are_provisioned_from_the_repository() -> None:
     targets = {t for job in prometheus["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
     ports = {n: s["ports"][0].rsplit(":", 1)[1] for n, s in OURS.items() if s.get("ports")}
     assert targets == {f"{n}:{p}" for n, p in ports.items()}
+
+
+SETTINGS = {
+    "consumption": "ccxlic_consumption.settings:ConsumptionSettings",
+    "compliance": "ccxlic_compliance.settings:ComplianceSettings",
+    "alerting": "ccxlic_alerting.settings:AlertingSettings",
+    "agent": "ccxlic_agent.settings:AgentSettings",
+    "authority": "ccxlic_authority.settings:AuthoritySettings",
+    "console": "ccxlic_console.settings:ConsoleSettings",
+    "ticker": "ccxlic_cli.common:CliSettings",
+    "ccxlic": "ccxlic_cli.common:CliSettings",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_each_program_accepts_the_settings_compose_gives_it(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib
+
+    from ccxlic_runtime.settings import load_settings
+
+    for var in [v for v in os.environ if v.startswith(("CCXLIC_", "KAFKA_")) or v == "DATABASE_URL"]:
+        monkeypatch.delenv(var)
+    env = OURS[name].get("environment", OURS["consumption"]["environment"])
+    mounted = any(isinstance(v, dict) and v["source"] == "secrets" for v in OURS[name].get("volumes", []))
+    for var, value in env.items():
+        value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))  # compose's ${VAR:-default}, nothing set
+        if var == "CCXLIC_SECRETS_DIR" and value:
+            assert mounted, f"{name}: {value} is not mounted"
+            (tmp_path / "DATABASE_URL").write_text(f"postgresql://ccxlic_{name}:pw@postgres:5432/ccxlic\n")
+            value = str(tmp_path)
+        monkeypatch.setenv(var, value)
+    module, cls = SETTINGS[name].split(":")
+    settings = load_settings(getattr(importlib.import_module(module), cls))
+    assert settings.kafka_bootstrap_servers == "kafka:29092"
+    if mounted:
+        assert settings.database_url.get_secret_value().startswith(f"postgresql://ccxlic_{name}:")

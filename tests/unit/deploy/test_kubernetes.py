@@ -103,3 +103,25 @@ def test_a_deployment_per_program_with_probes_resources_settings_and_its_own_sec
         pdb = resources[("PodDisruptionBudget", f"ccxlic-{name}")]
         assert pdb["spec"]["selector"]["matchLabels"] == d["spec"]["selector"]["matchLabels"]
         assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_every_program_accepts_the_configmap_and_its_secret(
+    resources: dict[tuple[str, str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from ccxlic_runtime.settings import load_settings
+
+    config = resources[("ConfigMap", "ccxlic-config")]["data"]
+    secret = resources[("Secret", "ccxlic-database")]["stringData"]
+    for name in [*PORTS, "ticker"]:
+        for var in [v for v in os.environ if v.startswith(("CCXLIC_", "KAFKA_")) or v == "DATABASE_URL"]:
+            monkeypatch.delenv(var)
+        for var, value in config.items():
+            monkeypatch.setenv(var, value)
+        if name in secret:
+            monkeypatch.setenv("DATABASE_URL", secret[name])
+        module = "ccxlic_cli.common" if name == "ticker" else f"ccxlic_{name}.settings"
+        cls = "CliSettings" if name == "ticker" else f"{name.capitalize()}Settings"
+        settings = load_settings(getattr(importlib.import_module(module), cls))
+        assert settings.replication_factor == 3 and settings.partitions == 6, name
