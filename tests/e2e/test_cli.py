@@ -51,6 +51,8 @@ COMMANDS = [
     "admin create-user",
     "admin token create",
     "silence add",
+    "serve",
+    "health",
 ]
 
 
@@ -103,6 +105,8 @@ def test_every_command_has_help_with_examples(command: str) -> None:
         (["admin", "create-user", "x", "--role", "root"], "Invalid value"),
         (["silence", "add", "--comment", "x"], "a silence selects by --instance, --alert or both"),
         (["silence", "list"], "silences need an API token"),
+        (["serve", "billing"], "Invalid value"),
+        (["serve", "ticker", "--tick-every", "0"], "Invalid value"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_clear_message(args: list[str], message: str) -> None:
@@ -421,3 +425,51 @@ def test_a_password_in_database_url_never_reaches_a_log_or_an_error(tmp_path: Pa
     assert bad.returncode == 2 and "DATABASE_URL='mysql://ops:***@db/x'" in " ".join(bad.stderr.split())
     for out in (r, service, bad):
         assert "hunter2" not in out.stdout + out.stderr
+
+
+async def test_serve_becomes_the_service_and_health_checks_it_as_the_image_does(
+    env: dict[str, str],
+    stack: Stack,
+    pg_schema: str,
+    read_topic: ReadTopic,
+    contract_topics: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """What every container runs: `ccxlic serve NAME` (the service itself, the same pid) and its HEALTHCHECK,
+    `ccxlic health`; the ticker's too."""
+    port = free_port()
+    service_env = {
+        **env,
+        "DATABASE_URL": stack.database_url,
+        "CCXLIC_COMPLIANCE_SCHEMA": f"{pg_schema}_compliance",
+        "CCXLIC_COMPLIANCE_HTTP_PORT": str(port),
+        "CCXLIC_RUN_DIR": str(tmp_path / "compliance"),
+    }
+    ticker_env = {**env, "CCXLIC_RUN_DIR": str(tmp_path / "ticker")}
+    nothing = await asyncio.to_thread(ccxlic, ["health"], {**env, "CCXLIC_RUN_DIR": str(tmp_path / "none")})
+    assert nothing.returncode == 1 and "nothing is served here" in " ".join(nothing.stderr.split())
+    served = subprocess.Popen([*CLI, "serve", "compliance"], env=service_env, stderr=subprocess.DEVNULL)
+    ticker = subprocess.Popen([*CLI, "serve", "ticker", "--tick-every", "1"], env=ticker_env, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            ready = await asyncio.to_thread(ccxlic, ["health", "--ready"], service_env)
+            if ready.returncode == 0:
+                break
+            await asyncio.sleep(0.2)
+        assert ready.returncode == 0, ready.stderr
+        assert f"compliance: http://127.0.0.1:{port}/readyz 200" in ready.stdout
+        # exec: the process that answers is the one started, no supervisor in between
+        cmdline = Path(f"/proc/{served.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"ccxlic_compliance" in cmdline
+        ticks = await wait_for_topic(read_topic, contract_topics[CLOCK.name], lambda o: len({t.id for t in o}) >= 2)
+        assert all(t.subject == "*" for t in ticks)
+        healthy = await asyncio.to_thread(ccxlic, ["health"], ticker_env)
+        assert healthy.returncode == 0 and "ticker: ticked" in healthy.stdout
+    finally:
+        served.send_signal(signal.SIGTERM)
+        ticker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(served.wait, 30) == 0
+        assert await asyncio.to_thread(ticker.wait, 30) == 0
+        await drop_schema(stack.database_url, f"{pg_schema}_compliance")
+    down = await asyncio.to_thread(ccxlic, ["health"], service_env)
+    assert down.returncode == 1 and f"http://127.0.0.1:{port}/healthz answered nothing" in " ".join(down.stderr.split())

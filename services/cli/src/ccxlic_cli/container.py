@@ -115,6 +115,8 @@ def health(
 ) -> None:
     """Exit 0 when what `ccxlic serve` runs here is healthy, else 1 with the reason: the service answers /healthz
     (or /readyz with --ready) with 200, or the ticker ticked within three of its periods. The image's HEALTHCHECK.
+
+    Example: ccxlic health --ready
     """
     path = marker()
     try:
