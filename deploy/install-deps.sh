@@ -25,10 +25,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null || die "apt-get install $2 failed"
 }
 
+# Where downloaded and built tools are kept: the same place as deploy/stack.sh's Kafka jars.
+CACHE_DIR=${CCXLIC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ccxlic}
+
 go_tool() {
-  # go_tool NAME MODULE VERSION [TAGS]: build a Go command once from its module, cached in ~/.cache/ccxlic/NAME-VERSION.
+  # go_tool NAME MODULE VERSION [TAGS]: build a Go command once from its module, cached in CACHE_DIR/NAME-VERSION.
   local name=$1 module=$2 version=$3 tags=${4:-} dir
-  dir=${XDG_CACHE_HOME:-$HOME/.cache}/ccxlic/$name-$version
+  dir=$CACHE_DIR/$name-$version
   [ -x "$dir/$name" ] && return 0
   command -v go >/dev/null 2>&1 || die "Go is needed to build $name ($module@$version)"
   say "building $name $version from its Go module (a few minutes with an empty Go cache, once; cached in $dir)"
@@ -55,7 +58,7 @@ if [ "${1:-}" = asyncapi ]; then
   # once from the npm registry, checked against its published integrity, and cached.
   version=6.11.1
   integrity=A3WBLqAKGoJ2+6FWFtpjBlCQ1oFCcs4GxF7zsIGvNqp/klGUHjlA3aAcZ9XMMpLGE8zPeYDz2x9FmO6DSuKraQ==
-  dir=${XDG_CACHE_HOME:-$HOME/.cache}/ccxlic/asyncapi-specs-$version
+  dir=$CACHE_DIR/asyncapi-specs-$version
   if [ ! -f "$dir/3.0.0-without-\$id.json" ]; then
     say "fetching the AsyncAPI 3.0 schema (@asyncapi/specs $version from registry.npmjs.org)"
     tmp=$(mktemp -d)

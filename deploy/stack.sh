@@ -304,18 +304,18 @@ pg_roles() {
   if ! as_pg test -f "$secrets"; then
     pg_passwords | as_pg sh -c "umask 077; cat >'$secrets'"
   fi
-  local tmp; tmp=$(mktemp); as_pg cat "$secrets" >"$tmp"
+  local tmp; tmp=$(mktemp); as_pg cat "$secrets" >"$tmp"  # read once: the SQL and the URLs come from this copy
   pg_roles_sql "$PG_DATABASE" "$tmp" | PGDB=$PG_DATABASE pg_sql -q >/dev/null || { rm -f "$tmp"; die "could not set up the roles"; }
-  rm -f "$tmp"
   {
     echo "# written by deploy/stack.sh: each program's own login role (make run reads this file)"
     for p in $PG_PROGRAMS; do
-      pw=$(as_pg sed -n "s/^$p=//p" "$secrets")
+      pw=$(sed -n "s/^$p=//p" "$tmp")
       printf 'CCXLIC_%s_DATABASE_URL=postgresql://ccxlic_%s:%s@127.0.0.1:%s/%s\n' "${p^^}" "$p" "$pw" "$PG_PORT" "$PG_DATABASE"
     done
     echo "# the superuser: for the tests and the benchmarks (they make and drop schemas), never for a service"
-    printf 'CCXLIC_PG_SUPERUSER_URL=postgresql://postgres:%s@127.0.0.1:%s/%s\n' "$(as_pg sed -n 's/^postgres=//p' "$secrets")" "$PG_PORT" "$PG_DATABASE"
+    printf 'CCXLIC_PG_SUPERUSER_URL=postgresql://postgres:%s@127.0.0.1:%s/%s\n' "$(sed -n 's/^postgres=//p' "$tmp")" "$PG_PORT" "$PG_DATABASE"
   } >"$STACK_DIR/pg.env.tmp"
+  rm -f "$tmp"
   chmod 600 "$STACK_DIR/pg.env.tmp"; mv "$STACK_DIR/pg.env.tmp" "$STACK_DIR/pg.env"
 }
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,11 @@ import pytest
 from ccxlic_contract.events import EVENT_CLASSES, type_name
 from ccxlic_contract.examples import golden_examples
 from ccxlic_contract.topics import TOPICS
+from ccxlic_testing.plugin import tool_cache
 
 ROOT = Path(__file__).parents[2]
 DOC: dict[str, Any] = json.loads((ROOT / "docs/schemas/asyncapi.json").read_text())
-SPEC = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    / "ccxlic/asyncapi-specs-6.11.1/3.0.0-without-$id.json"
-)
+SPEC = tool_cache() / "asyncapi-specs-6.11.1" / "3.0.0-without-$id.json"
 
 
 @pytest.fixture(scope="module")

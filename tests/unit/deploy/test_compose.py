@@ -3,7 +3,6 @@ that parses, every variable it sets is one the programs read, and it has what an
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.deploy.ccxlic_commands import parse
+from tests.unit.deploy.programs import SETTINGS, parse, program_settings
 from tests.unit.test_docs import VARIABLES
 
 ROOT = Path(__file__).parents[3]
@@ -118,39 +117,21 @@ def test_prometheus_and_grafana_are_provisioned_from_the_repository() -> None:
     assert targets == {f"{n}:{p}" for n, p in ports.items()}
 
 
-SETTINGS = {
-    "consumption": "ccxlic_consumption.settings:ConsumptionSettings",
-    "compliance": "ccxlic_compliance.settings:ComplianceSettings",
-    "alerting": "ccxlic_alerting.settings:AlertingSettings",
-    "agent": "ccxlic_agent.settings:AgentSettings",
-    "authority": "ccxlic_authority.settings:AuthoritySettings",
-    "console": "ccxlic_console.settings:ConsoleSettings",
-    "ticker": "ccxlic_cli.common:CliSettings",
-    "ccxlic": "ccxlic_cli.common:CliSettings",
-}
-
-
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_each_program_accepts_the_settings_compose_gives_it(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import importlib
-
-    from ccxlic_runtime.settings import load_settings
-
-    for var in [v for v in os.environ if v.startswith(("CCXLIC_", "KAFKA_")) or v == "DATABASE_URL"]:
-        monkeypatch.delenv(var)
     env = OURS[name].get("environment", OURS["consumption"]["environment"])
     mounted = any(isinstance(v, dict) and v["source"] == "secrets" for v in OURS[name].get("volumes", []))
+    given = {}
     for var, value in env.items():
         value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))  # compose's ${VAR:-default}, nothing set
         if var == "CCXLIC_SECRETS_DIR" and value:
             assert mounted, f"{name}: {value} is not mounted"
             (tmp_path / "DATABASE_URL").write_text(f"postgresql://ccxlic_{name}:pw@postgres:5432/ccxlic\n")
             value = str(tmp_path)
-        monkeypatch.setenv(var, value)
-    module, cls = SETTINGS[name].split(":")
-    settings = load_settings(getattr(importlib.import_module(module), cls))
+        given[var] = value
+    settings = program_settings(name, given, monkeypatch)
     assert settings.kafka_bootstrap_servers == "kafka:29092"
     if mounted:
         assert settings.database_url.get_secret_value().startswith(f"postgresql://ccxlic_{name}:")

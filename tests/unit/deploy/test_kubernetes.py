@@ -3,7 +3,6 @@ against the Kubernetes schemas (kubernetes-validate, strict), and the workloads 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
+from ccxlic_testing.plugin import tool_cache
 
-from tests.unit.deploy.ccxlic_commands import parse
+from tests.unit.deploy.programs import parse, program_settings
 from tests.unit.test_docs import VARIABLES
 
 ROOT = Path(__file__).parents[3]
 BASE = ROOT / "deploy/k8s"
 KUSTOMIZE_VERSION = (ROOT / "deploy/kustomize.version").read_text().strip()
-KUSTOMIZE = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / f"ccxlic/kustomize-{KUSTOMIZE_VERSION}/kustomize"
-)
+KUSTOMIZE = tool_cache() / f"kustomize-{KUSTOMIZE_VERSION}" / "kustomize"
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
 PORTS = {"consumption": 8181, "compliance": 8182, "alerting": 8183, "agent": 8184, "authority": 8190, "console": 8180}
 
@@ -108,20 +106,9 @@ def test_a_deployment_per_program_with_probes_resources_settings_and_its_own_sec
 def test_every_program_accepts_the_configmap_and_its_secret(
     resources: dict[tuple[str, str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib
-
-    from ccxlic_runtime.settings import load_settings
-
     config = resources[("ConfigMap", "ccxlic-config")]["data"]
     secret = resources[("Secret", "ccxlic-database")]["stringData"]
     for name in [*PORTS, "ticker"]:
-        for var in [v for v in os.environ if v.startswith(("CCXLIC_", "KAFKA_")) or v == "DATABASE_URL"]:
-            monkeypatch.delenv(var)
-        for var, value in config.items():
-            monkeypatch.setenv(var, value)
-        if name in secret:
-            monkeypatch.setenv("DATABASE_URL", secret[name])
-        module = "ccxlic_cli.common" if name == "ticker" else f"ccxlic_{name}.settings"
-        cls = "CliSettings" if name == "ticker" else f"{name.capitalize()}Settings"
-        settings = load_settings(getattr(importlib.import_module(module), cls))
+        env = config | ({"DATABASE_URL": secret[name]} if name in secret else {})
+        settings = program_settings(name, env, monkeypatch)
         assert settings.replication_factor == 3 and settings.partitions == 6, name

@@ -27,9 +27,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -49,6 +46,7 @@ from ccxlic_testing.plugin import (
     drop_schema,
     free_port,
     start_stack,
+    until_ready,
 )
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -79,25 +77,6 @@ def _blocking(coro: Coroutine[Any, Any, T]) -> T:
     if "error" in box:
         raise box["error"]
     return box["value"]  # type: ignore[no-any-return]
-
-
-def _ready(url: str, timeout: float, alive: Any = None) -> None:
-    """Wait until GET url/readyz answers 200; raise with the last answer."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if alive is not None and not alive():
-            raise RuntimeError(f"{url}: the service exited while starting")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"{exc.code} {exc.read().decode(errors='replace')[:300]}"
-        except (urllib.error.URLError, OSError) as exc:
-            last = repr(exc)
-        time.sleep(0.2)
-    raise TimeoutError(f"{url}/readyz did not answer 200 within {timeout:.0f} s; last: {last}")
 
 
 class CcxLicensing:
@@ -265,7 +244,12 @@ class CcxLicensing:
             port = _blocking(spawned.started(self.timeout))
             self._urls[service] = f"http://127.0.0.1:{port}"
             proc = spawned.proc
-            _ready(self._urls[service], self.timeout, alive=lambda p=proc: p is not None and p.poll() is None)
+            assert proc is not None
+
+            def alive(p: subprocess.Popen[bytes] = proc) -> bool:
+                return p.poll() is None
+
+            _blocking(until_ready(self._urls[service], self.timeout, alive))
 
     def _start_containers(self) -> None:
         from testcontainers.core.container import DockerContainer
@@ -323,7 +307,7 @@ class CcxLicensing:
             self._containers.append(container)
             host = container.get_container_host_ip()
             self._urls[service] = f"http://{host}:{container.get_exposed_port(DEFAULT_PORTS[service])}"
-            _ready(self._urls[service], self.timeout)
+            _blocking(until_ready(self._urls[service], self.timeout))
 
     def _ensure_image(self) -> None:
         present = subprocess.run(["docker", "image", "inspect", self.image], capture_output=True, timeout=60)

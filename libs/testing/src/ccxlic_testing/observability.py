@@ -33,6 +33,8 @@ from typing import Any
 import promql_parser
 import yaml
 
+from ccxlic_testing.plugin import tool_cache
+
 ROOT = Path(__file__).resolve().parents[4]
 PROMTOOL_VERSION = (ROOT / "deploy" / "promtool.version").read_text().strip()
 """The version of the Prometheus Go module promtool is built from (Prometheus 3.x): deploy/install-deps.sh promtool."""
@@ -45,11 +47,10 @@ _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(.+?)\s*,\s*\w+\s*\)\s*$")
 
 
 def promtool_path(given: str | None = None) -> Path:
-    """--promtool, else CCXLIC_PROMTOOL, else where `make promtool` caches it."""
+    """--promtool, else CCXLIC_PROMTOOL, else where `make promtool` caches it (`tool_cache()`)."""
     if given or os.environ.get("CCXLIC_PROMTOOL"):
         return Path(given or os.environ["CCXLIC_PROMTOOL"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "ccxlic" / f"promtool-{PROMTOOL_VERSION}" / "promtool"
+    return tool_cache() / f"promtool-{PROMTOOL_VERSION}" / "promtool"
 
 
 @dataclass(frozen=True)

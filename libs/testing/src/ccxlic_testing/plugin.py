@@ -321,14 +321,17 @@ class InProcess:
         await asyncio.wait_for(self.task, timeout)
 
 
-async def until_ready(base_url: str, timeout: float = 60) -> dict[str, Any]:
-    """Poll `{base_url}/readyz` until it answers 200; return its body (raise with the last answer if it never does)."""
+async def until_ready(base_url: str, timeout: float = 60, alive: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Poll `{base_url}/readyz` until it answers 200; return its body (raise with the last answer if it never does,
+    or at once when `alive` says the process behind it has exited)."""
     import aiohttp
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last: Any = None
     while loop.time() < deadline:
+        if alive is not None and not alive():
+            raise AssertionError(f"{base_url}: the service exited while starting; last: {last}")
         try:
             async with aiohttp.ClientSession() as http, http.get(f"{base_url}/readyz") as r:
                 last = await r.json()
@@ -338,6 +341,14 @@ async def until_ready(base_url: str, timeout: float = 60) -> dict[str, Any]:
             last = repr(exc)
         await asyncio.sleep(0.2)
     raise AssertionError(f"{base_url}/readyz never answered 200; last: {last}")
+
+
+def tool_cache() -> Path:
+    """Where `make` keeps what it downloads and builds once (the Kafka jars, promtool, kustomize, the AsyncAPI
+    schema): CCXLIC_CACHE_DIR, else ~/.cache/ccxlic (under XDG_CACHE_HOME when set), as deploy/stack.sh and
+    deploy/install-deps.sh put it."""
+    given = os.environ.get("CCXLIC_CACHE_DIR")
+    return Path(given) if given else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccxlic"
 
 
 def free_port() -> int:
@@ -423,6 +434,7 @@ __all__ = [
     "free_port",
     "publish_on",
     "start_stack",
+    "tool_cache",
     "until_ready",
     "wait_for_topic",
 ]
