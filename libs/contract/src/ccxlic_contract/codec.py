@@ -30,6 +30,7 @@ from ccxlic_contract.events import (
     DeadLettered,
     EntitlementsFetchFailed,
     EntitlementsSet,
+    InstanceConfigured,
     InstanceDeregistered,
     InstanceRegistered,
     IntervalClosed,
@@ -54,6 +55,7 @@ Event = Annotated[
     | EntitlementsSet
     | InstanceRegistered
     | InstanceDeregistered
+    | InstanceConfigured
     | AuthorizationRenewed
     | AuthorizationRenewalFailed
     | RegistrationRenewed

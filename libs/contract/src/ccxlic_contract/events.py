@@ -100,7 +100,9 @@ Capability = Literal[
     "outbound_progressive",
 ]
 License = Literal["standard", "premium"]
-Deployment = Literal["production", "non_production"]
+Deployment = Literal["production", "lab", "non_production"]
+"""The vendor's main license types: Production, or Lab (a non-production system; `non_production` is the same, the
+name this contract used first)."""
 Registration = Literal["unregistered", "registered", "registration_expired", "reserved"]
 Authorization = Literal[
     "no_licenses_in_use",
@@ -126,8 +128,16 @@ AlertName = Literal[
     "EvaluationExpiring",
     "UsageReportingFailed",
     "LicenseControlBreach",
+    "ReservationBreach",
+    "RequiredLicenseMissing",
 ]
 Severity = Literal["critical", "major", "warning"]
+HardLimit = Literal["license_control", "reservation", "ova"]
+"""What refuses a sign-in: License Control (overage off), a Specific License Reservation (over-consumption is never
+allowed there), or the maximum of signed-in agents configured in the instance's OVA."""
+PresenceLicense = Literal["server", "warm_standby"]
+"""Licenses that must be present and are never consumed (the vendor: "The Server or Warm Standby license never shows
+to be a consumed unit; however, it is required to be present")."""
 
 
 class Data(BaseModel):
@@ -185,16 +195,18 @@ class PortsSampledData(Data):
 
 
 class EntitlementsSetData(Data):
+    """The licenses an instance may use, its license type (`deployment`: Production or Lab; `license_type`: the
+    sub-type, Flex) and whether overage is allowed. `server` and `warm_standby`: how many Server and Warm Standby
+    licenses the account holds (null: not reported; 0: missing, which is shown and alerted on)."""
+
     license_type: Literal["flex"] = "flex"
     standard_seats: Count
     premium_seats: Count
     ivr_ports: Count
     overage_allowed: StrictBool = True
     deployment: Deployment = "production"
-
-
-class InstanceRegisteredData(Data):
-    virtual_account: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    server: Count | None = None
+    warm_standby: Count | None = None
 
 
 class LicenseCounts(Data):
@@ -205,15 +217,40 @@ class LicenseCounts(Data):
     ivr_ports: Count
 
 
+class InstanceRegisteredData(Data):
+    """The instance registered with a virtual account. When the account is still out of compliance, the licensing
+    authority says since when and what its licenses must cover (`required`): the instance continues that clock (it
+    judges compliance per virtual account), it does not start a new one."""
+
+    virtual_account: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    out_of_compliance_since: UtcDatetime | None = None
+    required: LicenseCounts | None = None
+
+
+MAX_AGENTS_LIMIT = 100_000
+
+
+class InstanceConfiguredData(Data):
+    """How the product instance is installed: the maximum of signed-in agents its OVA allows (null: no limit known),
+    and the OVA profile it came from (a name, for people)."""
+
+    max_agents: Annotated[StrictInt, Field(ge=1, le=MAX_AGENTS_LIMIT)] | None = None
+    ova_profile: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
 Verdict = Literal["in_compliance", "out_of_compliance"]
 
 
 class ReportingSucceededData(Data):
     """A usage report the licensing authority accepted, with its answer against the virtual account's pool when it
-    gave one (`{}`: accepted, no answer). `shortfall` is by how much each license is out of compliance."""
+    gave one (`{}`: accepted, no answer). `shortfall` is by how much each license is out of compliance; with
+    `out_of_compliance`, the authority may say since when the account is out of compliance and what its licenses
+    must cover to end it (`required`: the peaks that caused it)."""
 
     verdict: Verdict | None = None
     shortfall: LicenseCounts | None = None
+    out_of_compliance_since: UtcDatetime | None = None
+    required: LicenseCounts | None = None
     reports: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] | None = None
     """How many interval reports it carried."""
 
@@ -339,17 +376,20 @@ class ConsumptionChangedData(Data):
     outbound_seats: Count
     headroom: Headroom
     control_breach: LicenseCounts | None = None
-    """While License Control applies: by how much usage exceeds its limits (a roster or a port sample above the
-    cap is counted, as the platform's truth, and is a breach). Null when License Control does not apply."""
+    """While a hard limit applies (License Control, or a Specific License Reservation): by how much usage exceeds it
+    (a roster or a port sample above the cap is counted, as the platform's truth, and is a breach). Null when no hard
+    limit applies."""
 
 
 class ControlBreachData(Data):
-    """Usage went over License Control's limits: what is in use, the limits, the excess, and what caused it."""
+    """Usage went over a hard limit (`limit`: License Control's, or the reservation's): what is in use, the limits,
+    the excess, and what caused it."""
 
     usage: LicenseCounts
     limits: LicenseCounts
     excess: LicenseCounts
     cause: Reason
+    limit: Literal["license_control", "reservation"] = "license_control"
 
 
 class Peak(Data):
@@ -395,6 +435,7 @@ class SignInRejectedData(Data):
     agent_id: AgentId
     license: License
     reason: Reason
+    limit: HardLimit = "license_control"
 
 
 class Enforcement(Data):
@@ -418,6 +459,10 @@ class Deadlines(Data):
 
 
 class ComplianceChangedData(Data):
+    """`required`: while out of compliance, what the entitlements must cover to end it for good (the peaks that
+    caused it); enforcement for out-of-compliance expiry ends only when they do (a purchase). `missing_licenses`:
+    licenses a registered instance must hold and does not (Server, Warm Standby)."""
+
     registration: Registration
     authorization: Authorization
     enforcement: Enforcement
@@ -426,6 +471,17 @@ class ComplianceChangedData(Data):
     over_stage: OverStage | None = None
     ooc_since: UtcDatetime | None = None
     deadlines: Deadlines
+    required: LicenseCounts | None = None
+    missing_licenses: Annotated[
+        tuple[PresenceLicense, ...], Field(max_length=2, json_schema_extra={"uniqueItems": True})
+    ] = ()
+
+    @field_validator("missing_licenses")
+    @classmethod
+    def _once_each(cls, value: tuple[PresenceLicense, ...]) -> tuple[PresenceLicense, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("missing_licenses must not repeat a license")
+        return value
 
 
 DetailKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -558,6 +614,13 @@ class EntitlementsSet(CloudEvent):
 class InstanceRegistered(CloudEvent):
     type: Literal["licensing.instance.registered"] = "licensing.instance.registered"
     data: InstanceRegisteredData
+
+
+class InstanceConfigured(CloudEvent):
+    """How the product instance is installed (its OVA's agent limit); the latest by time holds."""
+
+    type: Literal["licensing.instance.configured"] = "licensing.instance.configured"
+    data: InstanceConfiguredData
 
 
 class InstanceDeregistered(CloudEvent):
@@ -693,6 +756,7 @@ EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
     EntitlementsSet,
     InstanceRegistered,
     InstanceDeregistered,
+    InstanceConfigured,
     AuthorizationRenewed,
     AuthorizationRenewalFailed,
     RegistrationRenewed,

@@ -28,6 +28,7 @@ from ccxlic_contract.events import (
     DeadLettered,
     EntitlementsFetchFailed,
     EntitlementsSet,
+    InstanceConfigured,
     InstanceDeregistered,
     InstanceRegistered,
     IntervalClosed,
@@ -76,6 +77,7 @@ LIFECYCLE = Topic(
     _types(
         InstanceRegistered,
         InstanceDeregistered,
+        InstanceConfigured,
         AuthorizationRenewed,
         AuthorizationRenewalFailed,
         RegistrationRenewed,

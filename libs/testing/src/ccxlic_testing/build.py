@@ -6,7 +6,7 @@ Ids are `<instance>-<n>` in creation order, so a rebuilt scenario has the same i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
@@ -37,6 +37,8 @@ from ccxlic_contract.events import (
     EntitlementsSetData,
     FailureReason,
     Headroom,
+    InstanceConfigured,
+    InstanceConfiguredData,
     InstanceDeregistered,
     InstanceRegistered,
     InstanceRegisteredData,
@@ -52,6 +54,7 @@ from ccxlic_contract.events import (
     RegistrationRenewed,
     ReportingFailed,
     ReportingSucceeded,
+    ReportingSucceededData,
     ReservationInstalled,
     ReservationInstalledData,
     ReservationReturned,
@@ -115,14 +118,26 @@ class Build:
         )
         return self._event(ConsumptionChanged, t, data)
 
-    def breach(self, t: datetime, standard: int = 0, premium: int = 0, ivr_ports: int = 0) -> Event:
-        """A licensing.control.breached: usage over limits of 40 Standard, 10 Premium, 12 IVR ports by this much."""
+    def breach(
+        self,
+        t: datetime,
+        standard: int = 0,
+        premium: int = 0,
+        ivr_ports: int = 0,
+        limit: Literal["license_control", "reservation"] = "license_control",
+    ) -> Event:
+        """A licensing.control.breached: usage over limits of 40 Standard, 10 Premium, 12 IVR ports by this much
+        (License Control's, or a reservation's)."""
         limits = _counts(40, 10, 12)
         usage = _counts(
             40 + standard if standard else 0, 10 + premium if premium else 0, 12 + ivr_ports if ivr_ports else 0
         )
         data = ControlBreachData(
-            usage=usage, limits=limits, excess=_counts(standard, premium, ivr_ports), cause="a roster over the cap"
+            usage=usage,
+            limits=limits,
+            excess=_counts(standard, premium, ivr_ports),
+            cause="a roster over the cap",
+            limit=limit,
         )
         return self._event(LicenseControlBreached, t, data)
 
@@ -134,6 +149,8 @@ class Build:
         ivr_ports: int = 10,
         deployment: Deployment = "production",
         overage_allowed: bool = True,
+        server: int | None = None,
+        warm_standby: int | None = None,
     ) -> Event:
         data = EntitlementsSetData(
             standard_seats=standard,
@@ -141,6 +158,8 @@ class Build:
             ivr_ports=ivr_ports,
             deployment=deployment,
             overage_allowed=overage_allowed,
+            server=server,
+            warm_standby=warm_standby,
         )
         return self._event(EntitlementsSet, t, data)
 
@@ -162,8 +181,27 @@ class Build:
         data = IntervalClosedData(interval_start=start, interval_end=end, revision=revision, peak=peak, witness=witness)
         return self._event(IntervalClosed, t, data)
 
-    def register(self, t: datetime, account: str = "va-test") -> Event:
-        return self._event(InstanceRegistered, t, InstanceRegisteredData(virtual_account=account))
+    def register(
+        self,
+        t: datetime,
+        account: str = "va-test",
+        ooc_since: datetime | None = None,
+        required: tuple[int, int, int] | None = None,
+    ) -> Event:
+        """A registration; `ooc_since` and `required` (Standard, Premium, IVR ports): the account is still out of
+        compliance, as the licensing authority says."""
+        data = InstanceRegisteredData(
+            virtual_account=account,
+            out_of_compliance_since=ooc_since,
+            required=None if required is None else _counts(*required),
+        )
+        return self._event(InstanceRegistered, t, data)
+
+    def configure(self, t: datetime, max_agents: int | None, ova_profile: str | None = None) -> Event:
+        """A licensing.instance.configured: the OVA's maximum of signed-in agents."""
+        return self._event(
+            InstanceConfigured, t, InstanceConfiguredData(max_agents=max_agents, ova_profile=ova_profile)
+        )
 
     def deregister(self, t: datetime) -> Event:
         return self._event(InstanceDeregistered, t, {})
@@ -175,13 +213,27 @@ class Build:
         return self._event(RegistrationRenewed, t, {})
 
     def reporting_succeeded(
-        self, t: datetime, verdict: str | None = None, standard: int = 0, premium: int = 0, ivr_ports: int = 0
+        self,
+        t: datetime,
+        verdict: str | None = None,
+        standard: int = 0,
+        premium: int = 0,
+        ivr_ports: int = 0,
+        *,
+        ooc_since: datetime | None = None,
+        required: tuple[int, int, int] | None = None,
     ) -> Event:
-        """A usage report accepted; with `verdict`, the authority's answer (the counts are the shortfall)."""
+        """A usage report accepted; with `verdict`, the authority's answer (the counts are the shortfall; `ooc_since`
+        and `required`, the account's out-of-compliance start and what its licenses must cover)."""
         if verdict is None:
             return self._event(ReportingSucceeded, t, {})
         shortfall = {"standard": standard, "premium": premium, "ivr_ports": ivr_ports}
-        return self._event(ReportingSucceeded, t, {"verdict": verdict, "shortfall": shortfall, "reports": 1})
+        data: dict[str, Any] = {"verdict": verdict, "shortfall": shortfall, "reports": 1}
+        if ooc_since is not None:
+            data["out_of_compliance_since"] = ooc_since
+        if required is not None:
+            data["required"] = _counts(*required)
+        return self._event(ReportingSucceeded, t, ReportingSucceededData.model_validate(data))
 
     def reserve(self, t: datetime, standard: int, premium: int, ivr_ports: int = 10) -> Event:
         data = ReservationInstalledData(standard_seats=standard, premium_seats=premium, ivr_ports=ivr_ports)
@@ -221,6 +273,7 @@ class Build:
         enforcement: tuple[EnforcementReason, ...] = (),
         enforcement_since: datetime | None = None,
         deficit: tuple[int, int, int] = (0, 0, 0),
+        missing: tuple[str, ...] = (),
         **deadlines: datetime | None,
     ) -> Event:
         """A licensing.compliance.changed, as compliance would publish it."""
@@ -244,6 +297,7 @@ class Build:
                 "over_stage": over_stage,
                 "ooc_since": ooc_since,
                 "deadlines": Deadlines(**deadlines),
+                "missing_licenses": missing,
             }
         )
         return self._event(ComplianceChanged, t, data)
