@@ -55,7 +55,8 @@ class Service(Worker):
 
     def rejected(self, instance: str, license: str) -> float:
         value = self.metrics_registry.get_sample_value(
-            "ccxlic_sign_ins_rejected_total", {"product_instance": instance, "license": license}
+            "ccxlic_sign_ins_rejected_total",
+            {"product_instance": instance, "license": license, "limit": "license_control"},
         )
         return value or 0.0
 
@@ -68,14 +69,23 @@ async def test_every_input_that_changes_the_counts_publishes_its_change_in_order
     s, b = Service(), Build("cc-1")
     out = await s.batch(
         b.entitle(at(0), 40, 10),
+        b.register(at(0)),
         b.sign_in(at(1), "a1", "inbound_voice"),
         b.sign_in(at(2), "a2", "chat"),
         b.sign_in(at(3), "a3", supervisor=True),
     )
-    # the entitlements are forwarded, and change the headroom too
-    assert [type(e).__name__ for e in out] == ["EntitlementsSet", *["ConsumptionChanged"] * 4]
-    counts = [(c.time, c.data.standard, c.data.premium) for c in of(out, ConsumptionChanged)]
-    assert counts == [(at(0), 0, 0), (at(1), 1, 0), (at(2), 1, 1), (at(3), 1, 2)]
+    # the entitlements and the registration are forwarded; registered, the entitlements are the limits: the headroom
+    # changes (before, in evaluation, it was unlimited)
+    assert [type(e).__name__ for e in out] == [
+        "EntitlementsSet",
+        "ConsumptionChanged",
+        "InstanceRegistered",
+        *["ConsumptionChanged"] * 4,
+    ]
+    changes = of(out, ConsumptionChanged)
+    assert changes[0].data.headroom.premium is None and changes[1].data.headroom.premium == 10
+    counts = [(c.time, c.data.standard, c.data.premium) for c in changes]
+    assert counts == [(at(0), 0, 0), (at(0), 0, 0), (at(1), 1, 0), (at(2), 1, 1), (at(3), 1, 2)]
     assert (out[-1].data.headroom.standard, out[-1].data.headroom.premium) == (47, 8)
 
 
@@ -126,6 +136,26 @@ async def test_a_roster_or_a_port_sample_over_the_cap_is_published_as_a_breach_o
     roster = b.roster(at(4), *[(f"p{n}", ("chat",)) for n in range(11)])
     [breached] = of(await s.batch(roster), LicenseControlBreached)
     assert breached.data.excess.premium == 1 and breached.data.usage.premium == 11
+
+
+async def test_a_reservation_refuses_the_51st_sign_in_and_a_roster_above_it_is_a_reservation_breach() -> None:
+    """A reservation's own hard limit, through the runtime: the refusal is published with its limit and counted under
+    it, and a roster above the reservation is a breach of the reservation (never License Control's)."""
+    s, b = Service(), Build("cc-1")
+    await s.batch(b.reserve(at(0), 40, 10))
+    out = await s.batch(*(b.sign_in(at(1 + n), f"s{n}", "inbound_voice") for n in range(51)))
+    [rejected] = of(out, SignInRejected)
+    assert rejected.data.agent_id == "s50" and rejected.data.limit == "reservation"
+    value = s.metrics_registry.get_sample_value(
+        "ccxlic_sign_ins_rejected_total", {"product_instance": "cc-1", "license": "standard", "limit": "reservation"}
+    )
+    assert value == 1.0
+    roster = b.roster(at(60), *[f"s{n}" for n in range(50)], *[(f"p{n}", ("chat",)) for n in range(2)])
+    out = await s.batch(roster)
+    [breached] = of(out, LicenseControlBreached)
+    assert breached.data.limit == "reservation" and breached.data.excess.standard == 2
+    assert "reservation" in breached.data.cause
+    assert of(out, ConsumptionChanged)[-1].data.control_breach.standard == 2  # type: ignore[union-attr]
 
 
 async def test_a_failed_commit_leaves_no_trace_in_the_store_or_the_cache() -> None:

@@ -18,6 +18,8 @@ from ccxlic_contract.events import (
     ClockTicked,
     EntitlementsSet,
     EntitlementsSetData,
+    InstanceConfigured,
+    InstanceConfiguredData,
     InstanceDeregistered,
     InstanceRegistered,
     InstanceRegisteredData,
@@ -197,19 +199,86 @@ def test_license_control_does_not_apply_during_evaluation() -> None:
     assert rejected == [] and state.usage().premium == 4
 
 
-def test_license_control_does_not_apply_under_a_reservation() -> None:
-    """The vendor: License Control is "not applicable ... for License Reservation". The reservation is the limit
-    usage is measured against (compliance runs the tolerance and OOC on it), but no sign-in is refused."""
-    state, rejected = run(
-        [
-            entitle(at(0), 40, 10, overage=False),
-            reserve(at(0), 0, 1),
-            sign_in("a", at(1), "chat"),
-            sign_in("b", at(2), "chat"),
-        ]
-    )
-    assert rejected == [] and state.usage().premium == 2 and state.deficit().premium == 1
-    assert state.control_breach() is None
+def _reserved(overage: bool) -> list[Event]:
+    """The vendor's Specific License Reservation example: 10 Flex Premium + 40 Flex Standard reserved."""
+    return [entitle(at(0), 0, 0, overage=overage), reserve(at(0), 40, 10)]
+
+
+@pytest.mark.parametrize("overage", [True, False])
+def test_a_reservation_refuses_the_51st_sign_in_whatever_the_overage_setting(overage: bool) -> None:
+    """The vendor: "Over-consumption of licenses is not allowed in Specific License Reservation": at most 50 sign-ins
+    (10 Premium + 40 Standard). It is the reservation's own limit, not License Control (which does not apply to a
+    reservation), so it holds with overage allowed too."""
+    state, rejected = run([*_reserved(overage), *(sign_in(f"s{i}", at(1 + i), "inbound_voice") for i in range(51))])
+    assert state.usage().standard == 50 and rejected == ["s50"]
+    step = apply(state, sign_in("one-more", at(60), "inbound_voice"), RULES)
+    assert step.rejection is not None and step.rejection.limit == "reservation"
+    assert "Specific License Reservation" in step.rejection.reason and step.fact is None
+    assert state.limits.controlled is False  # License Control itself does not apply under a reservation
+
+
+def test_a_reservation_allows_at_most_ten_premium_and_45_standard_beside_5_premium() -> None:
+    """The vendor's worked example: at most 10 Premium; with 5 Premium, at most 45 Standard; with 45 Standard, at most
+    5 Premium."""
+    state, rejected = run([*_reserved(True), *(sign_in(f"p{i}", at(1 + i), "chat") for i in range(11))])
+    assert state.usage().premium == 10 and rejected == ["p10"]
+    events = [*_reserved(True), *(sign_in(f"p{i}", at(1), "email") for i in range(5))]
+    events += [sign_in(f"s{i}", at(2 + i), "inbound_voice") for i in range(46)]
+    state, rejected = run(events)
+    assert (state.usage().premium, state.usage().standard) == (5, 45) and rejected == ["s45"]
+    events = [*_reserved(True), *(sign_in(f"s{i}", at(1), "inbound_voice") for i in range(45))]
+    events += [sign_in(f"p{i}", at(2 + i), "chat") for i in range(6)]
+    state, rejected = run(events)
+    assert (state.usage().premium, state.usage().standard) == (5, 45) and rejected == ["p5"]
+
+
+def test_a_roster_or_a_port_sample_above_a_reservation_is_counted_and_is_a_breach() -> None:
+    """Rosters and samples are the platform's truth: counted, and the excess over the reservation is a breach."""
+    listed = tuple(RosterAgent(agent_id=f"p{n}", capabilities=("chat",)) for n in range(12))
+    state, rejected = run([*_reserved(True), env(AgentRoster, at(5), AgentRosterData(agents=listed))])
+    assert rejected == [] and state.usage().premium == 12
+    breach = state.control_breach()
+    assert breach is not None and breach.premium == 2 and state.limits.hard == "reservation"
+    state, _ = run([reserve(at(0), 40, 10, ivr=4), env(PortsSampled, at(6), PortsSampledData(inbound_ivr_ports=6))])
+    breach = state.control_breach()
+    assert state.usage().ivr_ports == 6 and breach is not None and breach.ivr_ports == 2
+
+
+def test_evaluation_means_unregistered_and_unreserved_whatever_entitlements_were_set() -> None:
+    """One meaning of evaluation: entitlements set on an instance that is not registered are not its limits (the
+    vendor: evaluation has an "unlimited number of licenses"); registered, they are; deregistered, evaluation again."""
+    state, _ = run([entitle(at(0), 1, 1), *(sign_in(f"p{i}", at(1 + i), "chat") for i in range(3))])
+    assert state.limits.mode == "evaluation" and state.limits.effective is None
+    assert state.headroom().premium is None and state.deficit().premium == 0
+    state, _ = run([register(at(10))], state)
+    assert state.limits.mode == "entitlements" and state.deficit().premium == 2 and state.headroom().premium == 0
+    state, _ = run([env(InstanceDeregistered, at(11), {})], state)
+    assert state.limits.mode == "evaluation" and state.deficit().premium == 0 and state.headroom().premium is None
+    state, _ = run([reserve(at(12), 5, 1)], state)
+    assert state.limits.mode == "reservation" and state.deficit().premium == 2
+
+
+def configure(t: datetime, max_agents: int | None) -> Event:
+    return env(InstanceConfigured, t, InstanceConfiguredData(max_agents=max_agents, ova_profile=None))
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [[], [entitle(at(0), 1000, 1000), register(at(0))], _reserved(True), [entitle(at(0), 1000, 1000, False)]],
+)
+def test_the_ova_limit_refuses_a_sign_in_beyond_it_whatever_the_licenses(limits: list[Event]) -> None:
+    """The vendor: "Sign in additional agents to Unified CCX up to the maximum limit that is configured in your OVA":
+    in evaluation, with licenses to spare, under a reservation alike."""
+    events = [*limits, configure(at(0), 3), *(sign_in(f"a{i}", at(1 + i), "inbound_voice") for i in range(4))]
+    state, rejected = run(events)
+    assert state.usage().standard == 3 and rejected == ["a3"]
+    step = apply(state, sign_in("a3", at(10)), RULES)
+    assert step.rejection is not None and step.rejection.limit == "ova" and "OVA" in step.rejection.reason
+    # an agent already signed in signs in again (a new class): not one more agent, not refused
+    assert apply(state, sign_in("a0", at(11), "chat"), RULES).rejection is None
+    # the limit raised (a bigger OVA profile), or cleared: the next one signs in
+    assert apply(run([configure(at(12), 4)], state)[0], sign_in("a3", at(13)), RULES).rejection is None
+    assert apply(run([configure(at(12), None)], state)[0], sign_in("a3", at(13)), RULES).rejection is None
 
 
 def test_a_reservation_is_installed_only_on_an_unregistered_instance() -> None:

@@ -9,6 +9,7 @@ runtime's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -52,8 +53,8 @@ class ConsumptionMetrics:
         self.ports = Gauge("ccxlic_ports_in_use", "Ports in use now", ["product_instance", "kind"], registry=registry)
         self.rejected = Counter(
             "ccxlic_sign_ins_rejected_total",
-            "Sign-ins refused by License Control",
-            ["product_instance", "license"],
+            "Sign-ins refused, by the limit that refused them (license_control, reservation, ova)",
+            ["product_instance", "license", "limit"],
             registry=registry,
         )
 
@@ -62,7 +63,7 @@ class ConsumptionMetrics:
     ) -> None:
         for o in outputs:
             if isinstance(o, Rejected):
-                self.rejected.labels(self.label(instance), o.license).inc()
+                self.rejected.labels(self.label(instance), o.license, o.limit).inc()
         state = after.live
         used = state.usage()
         self.in_use.labels(self.label(instance), "standard").set(used.standard)
@@ -71,10 +72,13 @@ class ConsumptionMetrics:
         self.ports.labels(self.label(instance), "outbound").set(state.ports.outbound_ports)
         self.ports.labels(self.label(instance), "outbound_seats").set(state.ports.outbound_seats)
         ent = state.limits.effective
-        if ent is not None:
-            self.entitled.labels(self.label(instance), "standard").set(ent.standard)
-            self.entitled.labels(self.label(instance), "premium").set(ent.premium)
-            self.entitled.labels(self.label(instance), "ivr_ports").set(ent.ivr_ports)
+        for license in ("standard", "premium", "ivr_ports"):
+            if ent is not None:
+                self.entitled.labels(self.label(instance), license).set(getattr(ent, license))
+            elif before is not None and before.live.limits.effective is not None:
+                # back in evaluation (deregistered, a reservation returned): nothing is entitled, so no series
+                with contextlib.suppress(KeyError):
+                    self.entitled.remove(self.label(instance), license)
 
 
 def build(

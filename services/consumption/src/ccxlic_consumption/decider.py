@@ -3,15 +3,15 @@
 Per input (machine.py gives the live state, the fact and any rejection):
 1. what downstream needs from the input itself is forwarded: `licensing.entitlements.set`, every lifecycle event,
    and a clock tick that moves the instance's time (the chain's time travels in-band, after the usage before it);
-2. a License Control refusal is published;
+2. a refusal (the OVA's agent limit, a reservation's counts, or License Control) is published;
 3. an accepted fact is recorded; if it is older than intervals already closed, those are swept again
    (revisions);
 4. the reporting intervals that the watermark has passed by their end + lateness are closed (revision 1). An
    interval with no fact in it or within `max_session` before it is *quiet*: no seat can be in use then, and it is
    not reported, so a clock that jumps far ahead costs work for the intervals that had data only;
-5. `licensing.consumption.changed` follows when the live counts, headroom or License Control breach changed,
-   stamped with the watermark; `licensing.control.breached` comes first when usage went over License Control's
-   limits (a roster or a port sample above the cap, or limits lowered under usage).
+5. `licensing.consumption.changed` follows when the live counts, headroom or breach changed, stamped with the
+   watermark; `licensing.control.breached` comes first when usage went over a hard limit, a reservation's or License
+   Control's (a roster or a port sample above the cap, or limits lowered under usage).
 Closing and revising need the stored facts: the decision asks for them (`need`) and `resume` goes on.
 """
 
@@ -25,6 +25,7 @@ from ccxlic_contract.events import (
     ClockTicked,
     ConsumptionChangedData,
     ControlBreachData,
+    HardLimit,
     Headroom,
     IntervalClosedData,
     License,
@@ -76,13 +77,14 @@ class Recorded:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A sign-in License Control refused."""
+    """A sign-in a hard limit refused."""
 
     cause_id: str
     at: datetime
     agent_id: str
     license: License
     reason: str
+    limit: HardLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,8 @@ class Changed:
 
 @dataclass(frozen=True, slots=True)
 class Breached:
-    """Usage went over License Control's limits: it was within them (or Control did not apply) before."""
+    """Usage went over a hard limit (a reservation's or License Control's): it was within it (or none applied)
+    before."""
 
     cause_id: str
     at: datetime
@@ -160,7 +163,7 @@ class ConsumptionDecider:
             outputs.append(Forwarded(event))
         if step.rejection is not None:
             r = step.rejection
-            outputs.append(Rejected(event.id, event.time, r.agent_id, r.license, r.reason))
+            outputs.append(Rejected(event.id, event.time, r.agent_id, r.license, r.reason, r.limit))
         if step.changed_agents:
             state.unsaved |= step.changed_agents
         revise: tuple[datetime, ...] = ()
@@ -250,7 +253,7 @@ class ConsumptionDecider:
 
     def _publish(self, state: Consumption, cause: Event, outputs: list[Output]) -> None:
         """A `licensing.consumption.changed` when the counts, headroom or breach changed since the last one (in
-        place), after a `licensing.control.breached` when usage just went over License Control's limits."""
+        place), after a `licensing.control.breached` when usage just went over a hard limit."""
         now = state.live.watermark
         counts = _counts(state.live)
         before = state.published
@@ -325,13 +328,22 @@ def _any(c: LicenseCounts) -> bool:
 def _breach(state: Consumption, excess: LicenseCounts, cause: Event) -> ControlBreachData:
     used = state.live.usage()
     limits = state.live.limits.effective
-    assert limits is not None  # License Control applies only with entitlements
+    hard = state.live.limits.hard
+    # a hard limit applies only with counts to hold usage to
+    assert limits is not None
+    assert hard is not None
     what = {
         "ccx.agent.roster": "a roster",
         "ccx.ports.sampled": "a ports sample",
         "licensing.entitlements.set": "entitlements lowered",
         "licensing.instance.registered": "registration with overage not allowed",
+        "licensing.reservation.installed": "a reservation below usage",
     }.get(cause.type, cause.type)
+    whose = (
+        "the reservation's limits (over-consumption is not allowed in Specific License Reservation)"
+        if hard == "reservation"
+        else "License Control's limits (overage not allowed)"
+    )
     over = ", ".join(
         f"{name} {u} > {lim}"
         for name, u, lim, e in (
@@ -345,7 +357,8 @@ def _breach(state: Consumption, excess: LicenseCounts, cause: Event) -> ControlB
         usage=LicenseCounts(standard=used.standard, premium=used.premium, ivr_ports=used.ivr_ports),
         limits=LicenseCounts(standard=limits.standard, premium=limits.premium, ivr_ports=limits.ivr_ports),
         excess=excess,
-        cause=f"{what} put usage over License Control's limits (overage not allowed): {over}",
+        cause=f"{what} put usage over {whose}: {over}",
+        limit=hard,
     )
 
 

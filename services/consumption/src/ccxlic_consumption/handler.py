@@ -36,7 +36,9 @@ def publish(instance: str, output: Output) -> Sequence[Event]:
         case Forwarded(event=event):
             return (event,)
         case Rejected():
-            data = SignInRejectedData(agent_id=output.agent_id, license=output.license, reason=output.reason)
+            data = SignInRejectedData(
+                agent_id=output.agent_id, license=output.license, reason=output.reason, limit=output.limit
+            )
             rejected = SignInRejected(
                 id=_id("rejected", output.cause_id), source=SOURCE, time=output.at, subject=instance, data=data
             )

@@ -11,16 +11,22 @@ Rules:
   agent it does not list. A roster reports what the platform has: it is never rejected.
 - A session with no event for longer than `max_session` ends at its latest event + max_session, cause `expired`.
 - Ports: the latest sample by time is the current value.
-- Limits: the latest `licensing.entitlements.set`; while a reservation is installed its counts replace the
-  entitlements. No entitlements and no reservation is evaluation: unlimited.
+- Limits, one meaning of evaluation: an instance that is neither registered nor reserved is in evaluation,
+  unlimited ("unlimited number of licenses"), whatever entitlements were set; a registered one is held to the latest
+  `licensing.entitlements.set`; a reserved one to its reservation's counts.
 - Registration: `licensing.instance.registered` to `licensing.instance.deregistered`. A reservation is installed
   only on an unregistered instance, and a registration is ignored while a reservation is installed (the vendor's
   order: return the reservation first).
-- License Control applies to a registered production instance with `overage_allowed` false; not during evaluation
-  (unregistered: "unlimited number of licenses") and not under a reservation (the vendor: "not applicable ... for
-  License Reservation"). While it applies, a sign-in that would create (or grow) a Premium or Standard deficit is
-  rejected: it is not counted and not a fact. Rosters and port samples are observed, not asked for: they are
-  counted as the platform's truth, and usage above the limits is a breach (see `control_breach`).
+- Hard limits refuse sign-ins; a refused sign-in is not counted and not a fact:
+  - the OVA's maximum of signed-in agents (`licensing.instance.configured`), whatever the licenses ("Sign in
+    additional agents ... up to the maximum limit that is configured in your OVA");
+  - a reservation's counts, whatever the overage setting ("Over-consumption of licenses is not allowed in Specific
+    License Reservation"): a sign-in that would create (or grow) a Premium or Standard deficit against them;
+  - License Control, on a registered production instance with `overage_allowed` false: the same rule against the
+    entitlements. Not during evaluation, not under a reservation, not on a Lab system (the vendor: "License Control
+    is not applicable: For Non Production Systems License, For License Reservation").
+  Rosters and port samples are observed, not asked for: they are counted as the platform's truth, and usage above a
+  reservation's or License Control's limits is a breach (see `control_breach`), never out of compliance.
 - The watermark is the largest event time seen, or a clock tick; sessions expire as it passes.
 """
 
@@ -29,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
@@ -36,6 +43,8 @@ from ccxlic_contract.events import (
     AgentSignedIn,
     AgentSignedOut,
     EntitlementsSet,
+    HardLimit,
+    InstanceConfigured,
     InstanceDeregistered,
     InstanceRegistered,
     License,
@@ -46,6 +55,7 @@ from ccxlic_contract.events import (
 from ccxlic_rules import Entitlement, Usage, classify, deficit, headroom, intervals
 from ccxlic_rules.pool import Amounts, Room
 
+Mode = Literal["evaluation", "entitlements", "reservation"]
 Order = tuple[datetime, str]
 """(time, event id): the order of facts. Ties in time are broken by id, so every arrival order agrees."""
 
@@ -86,10 +96,22 @@ class Limits:
     reservation_last: Order | None = None
     registered: bool = False
     registered_last: Order | None = None
+    max_agents: int | None = None  # the OVA's maximum of signed-in agents (None: no limit known)
+    configured_last: Order | None = None
+
+    @property
+    def mode(self) -> Mode:
+        """Reservation, entitlements (registered) or evaluation (neither): the one meaning every service shares."""
+        if self.reservation is not None:
+            return "reservation"
+        return "entitlements" if self.registered else "evaluation"
 
     @property
     def effective(self) -> Entitlement | None:
-        return self.reservation if self.reservation is not None else self.entitlement
+        """What usage is measured against: None in evaluation (unlimited), or while registered with none known."""
+        if self.reservation is not None:
+            return self.reservation
+        return self.entitlement if self.registered else None
 
     @property
     def controlled(self) -> bool:
@@ -102,6 +124,13 @@ class Limits:
             and not self.overage_allowed
             and self.production
         )
+
+    @property
+    def hard(self) -> Literal["license_control", "reservation"] | None:
+        """The limit that refuses sign-ins and makes a roster or sample above it a breach, if any."""
+        if self.reservation is not None:
+            return "reservation"
+        return "license_control" if self.controlled else None
 
 
 @dataclass(slots=True)
@@ -150,8 +179,8 @@ class InstanceState:
         return deficit(self.usage(), self.limits.effective)
 
     def control_breach(self) -> Amounts | None:
-        """By how much usage exceeds License Control's limits (None: License Control does not apply)."""
-        return self.deficit() if self.limits.controlled else None
+        """By how much usage exceeds a hard limit, a reservation's or License Control's (None: none applies)."""
+        return self.deficit() if self.limits.hard is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +228,7 @@ class Rejection:
     agent_id: str
     license: License
     reason: str
+    limit: HardLimit
 
 
 _NONE: frozenset[str] = frozenset()
@@ -247,6 +277,10 @@ def update(state: InstanceState, event: Event, rules: Rules) -> Step:
                     production=d2.deployment == "production",
                     entitlement_last=order,
                 )
+        case InstanceConfigured():
+            limits = state.limits
+            if limits.configured_last is None or order > limits.configured_last:
+                state.limits = replace(limits, max_agents=event.data.max_agents, configured_last=order)
         case InstanceRegistered() | InstanceDeregistered():
             limits = state.limits
             registering = isinstance(event, InstanceRegistered)
@@ -353,28 +387,53 @@ def _sign_in(
     if _is_stale(state, d.agent_id, order):
         return fact, None, _NONE
     change = {d.agent_id: Agent(True, license, why, order, "signed_in")}
-    if state.limits.controlled:
+    limits = state.limits
+    if limits.max_agents is not None or limits.hard is not None:
         seats = _seats_with(state, change)
-        reason = _control(state, Usage(standard=seats[0], premium=seats[1], ivr_ports=state.ports.ivr), license)
-        if reason is not None:
-            return None, Rejection(d.agent_id, license, reason), _NONE
+        used = Usage(standard=seats[0], premium=seats[1], ivr_ports=state.ports.ivr)
+        rejection = _refusal(state, used, d.agent_id, license)
+        if rejection is not None:
+            return None, Rejection(d.agent_id, license, *rejection), _NONE
     _set_agents(state, change)
     return fact, None, frozenset(change)
 
 
-def _control(before: InstanceState, used: Usage, license: License) -> str | None:
-    """Why License Control refuses the change from `before` to the usage `used`, or None when it allows it."""
-    ent = before.limits.effective
+def _refusal(before: InstanceState, used: Usage, agent_id: str, license: License) -> tuple[str, HardLimit] | None:
+    """Why a hard limit refuses a sign-in that takes usage from `before` to `used` (the reason and the limit), or
+    None when every limit allows it. The OVA's agent limit first: it holds whatever the licenses."""
+    limits = before.limits
+    signed_in = used.standard + used.premium
+    current = before.agents.get(agent_id)
+    already = current is not None and current.signed_in
+    if limits.max_agents is not None and signed_in > limits.max_agents and not already:
+        return (
+            f"OVA limit: {signed_in - 1} agents are signed in, the most the instance's OVA allows "
+            f"({limits.max_agents}), whatever the licenses",
+            "ova",
+        )
+    hard = limits.hard
+    if hard is None:
+        return None
+    ent = limits.effective
+    assert ent is not None
     old, new = before.deficit(), deficit(used, ent)
     if new.premium <= old.premium and new.standard <= old.standard:
         return None
-    assert ent is not None
-    mode = "overage not allowed"
     grown = "Premium" if new.premium > old.premium else "Standard"
+    counts = (
+        f"Premium {used.premium}/{ent.premium}, Standard {used.standard}/{ent.standard} with unused Premium "
+        "covering Standard"
+    )
+    if hard == "reservation":
+        return (
+            f"Specific License Reservation (over-consumption is not allowed): a {license.capitalize()} sign-in would "
+            f"put {grown} over the reserved licenses ({counts})",
+            "reservation",
+        )
     return (
-        f"License Control ({mode}): a {license.capitalize()} sign-in would put {grown} over its entitlement "
-        f"(Premium {used.premium}/{ent.premium}, Standard {used.standard}/{ent.standard} with unused Premium "
-        f"covering Standard)"
+        f"License Control (overage not allowed): a {license.capitalize()} sign-in would put {grown} over its "
+        f"entitlement ({counts})",
+        "license_control",
     )
 
 

@@ -56,6 +56,8 @@ def limits_json(limits: Limits) -> str:
             "reservation_last": _order_json(limits.reservation_last),
             "registered": limits.registered,
             "registered_last": _order_json(limits.registered_last),
+            "max_agents": limits.max_agents,
+            "configured_last": _order_json(limits.configured_last),
         }
     )
 
@@ -73,6 +75,8 @@ def _limits(raw: str) -> Limits:
         reservation_last=_order(v["reservation_last"]),
         registered=v.get("registered", False),  # absent in rows written before registration was tracked
         registered_last=_order(v.get("registered_last")),
+        max_agents=v.get("max_agents"),  # absent in rows written before the OVA limit was tracked
+        configured_last=_order(v.get("configured_last")),
     )
 
 

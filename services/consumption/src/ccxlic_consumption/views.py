@@ -20,7 +20,7 @@ async def usage(db: Database, instance: str) -> dict[str, Any] | None:
     if found is None:
         return None
     state = found[0].live
-    used, room, short = state.usage(), state.headroom(), state.deficit()
+    used, room, short, breach = state.usage(), state.headroom(), state.deficit(), state.control_breach()
     ent = state.limits.effective
     return {
         "instance": state.instance,
@@ -35,8 +35,13 @@ async def usage(db: Database, instance: str) -> dict[str, Any] | None:
         "entitled": None
         if ent is None
         else {"standard": ent.standard, "premium": ent.premium, "ivr_ports": ent.ivr_ports},
-        "mode": "evaluation" if ent is None else ("reservation" if state.limits.reservation else "entitlements"),
+        "mode": state.limits.mode,
         "license_control": state.limits.controlled,
+        "hard_limit": state.limits.hard,
+        "max_agents": state.limits.max_agents,
+        "breach": None
+        if breach is None
+        else {"standard": breach.standard, "premium": breach.premium, "ivr_ports": breach.ivr_ports},
         "headroom": {"standard": room.standard, "premium": room.premium, "ivr_ports": room.ivr_ports},
         "deficit": {"standard": short.standard, "premium": short.premium, "ivr_ports": short.ivr_ports},
         "agents": [
