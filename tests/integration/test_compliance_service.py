@@ -162,11 +162,16 @@ async def test_ooc_ladder_grace_enforcement_and_raised_licenses(
     changes = await w.then(b.tick(T0 + 91 * D), lambda v: v.enforcement.active)
     assert changes[-1].data.enforcement.reasons == ("out_of_compliance_expired",)
     assert changes[-1].data.enforcement.since == T0 + 105 * M + 90 * D
+    assert changes[-1].data.required is not None and changes[-1].data.required.premium == 11
+    # usage back within the entitlements does not end it (the vendor: "Purchase new licenses to exit")
+    await w.then(b.usage(T0 + 91 * D + M, 0, 9), lambda v: v.deficit.premium == 0 and v.enforcement.active)
+    _, provisioning = await _get(service, f"/v1/instances/{instance_id}/provisioning")
+    assert provisioning["exits"][0]["action"] == "purchase" and "Premium 11" in provisioning["exits"][0]["needed"]
     await w.then(
-        b.entitle(T0 + 91 * D + M, 10, 12), lambda v: v.authorization == "authorized" and not v.enforcement.active
+        b.entitle(T0 + 91 * D + 2 * M, 10, 11), lambda v: v.authorization == "authorized" and not v.enforcement.active
     )
     _, hist = await _get(service, f"/v1/instances/{instance_id}/compliance/history")
-    assert "they cover live usage" in hist["transitions"][-1]["evidence"]
+    assert "they cover the peaks that caused the out-of-compliance enforcement" in hist["transitions"][-1]["evidence"]
 
 
 async def test_authorization_expiry_then_enforcement(
@@ -187,7 +192,14 @@ async def test_authorization_expiry_then_enforcement(
     assert changes[-1].data.enforcement.reasons == ("authorization_expired",)
     status, body = await _get(service, f"/v1/instances/{instance_id}/provisioning")
     assert status == 200 and body["synchronisation_allowed"] is False
-    assert body["to_leave_enforcement"] == ["renew the authorization"] and "not synchronised" in body["reason"]
+    assert body["exits"] == [
+        {
+            "cause": "authorization_expired",
+            "action": "renew_authorization",
+            "needed": "renew the authorization (a usage report does not end it)",
+        }
+    ]
+    assert body["to_leave_enforcement"] == [body["exits"][0]["needed"]] and "not synchronised" in body["reason"]
     await w.then(
         b.authorization_renewed(T0 + 201 * D), lambda v: v.authorization == "authorized" and not v.enforcement.active
     )
@@ -202,14 +214,16 @@ async def test_reservation(
     b = w.b
     await w.then(b.usage(T0, 2, 2), lambda v: v.authorization == "evaluation")
     await w.then(b.reserve(T0 + D, 5, 1), lambda v: v.authorization == "reserved" and v.registration == "reserved")
-    await w.then(b.usage(T0 + D + M, 3, 3), lambda v: v.deficit.premium == 2 and v.over_stage == "detected")
-    # over-consumption under a reservation goes through the tolerance, OOC and its grace like any other
+    # usage above a reservation (a roster the consumption computer counted) is a breach, never out of compliance:
+    # "Over-consumption of licenses is not allowed in Specific License Reservation"
+    await w.publish(b.usage(T0 + D + M, 3, 3))
     await w.publish(b.tick(T0 + 500 * D))
     body = await _seen(service, instance_id, T0 + 500 * D)
-    assert (body["registration"], body["authorization"], body["enforcement"]["reasons"]) == (
+    assert (body["registration"], body["authorization"], body["enforcement"]["reasons"], body["ooc_since"]) == (
         "reserved",
-        "out_of_compliance",
-        ["out_of_compliance_expired"],
+        "reserved",
+        [],
+        None,
     )
     await w.then(b.reservation_returned(T0 + 501 * D), lambda v: v.registration == "unregistered")
 

@@ -253,9 +253,53 @@ CASES = [
     Case(
         "raised entitlements that cover live usage and the interval peak end OOC and its enforcement",
         lambda b: [*_registered_over(b), b.tick(T0 + 91 * D), b.entitle(T0 + 91 * D + M, 10, 12)],
-        {"authorization": "authorized", "ooc_since": None, "enforcement.active": False},
+        {"authorization": "authorized", "ooc_since": None, "enforcement.active": False, "required": None},
         rules=LONG_AUTH,
-        evidence="they cover live usage",
+        evidence="they cover the peaks that caused the out-of-compliance enforcement",
+    ),
+    Case(
+        "an enforced instance stays enforced after its usage drops: no interval, answer or usage ends it",
+        lambda b: [
+            *_registered_over(b),
+            b.tick(T0 + 91 * D),
+            b.usage(T0 + 91 * D + M, 0, 5),
+            b.closed(T0 + 92 * D, T0 + 91 * D + 8 * 60 * M, T0 + 91 * D + 16 * 60 * M, 0, 5),
+            b.reporting_succeeded(T0 + 92 * D + M, "in_compliance"),
+            b.tick(T0 + 200 * D),
+        ],
+        {
+            "authorization": "out_of_compliance",
+            "enforcement.reasons": ("out_of_compliance_expired",),
+            "required.premium": 11,
+        },
+        rules=LONG_AUTH,
+    ),
+    Case(
+        "a purchase short of the peaks that caused it leaves the enforcement in place",
+        lambda b: [
+            *_registered_over(b),
+            b.usage(T0 + 2 * D, 0, 14),  # the episode's peak, inside the grace
+            b.usage(T0 + 3 * D, 0, 9),
+            b.tick(T0 + 91 * D),
+            b.entitle(T0 + 92 * D, 10, 12),  # covers live usage, not the 14 that caused it
+        ],
+        {"authorization": "out_of_compliance", "enforcement.active": True, "required.premium": 14},
+        rules=LONG_AUTH,
+    ),
+    Case(
+        "a purchase that covers the peaks that caused it ends the enforcement",
+        lambda b: [
+            *_registered_over(b),
+            b.usage(T0 + 2 * D, 0, 14),
+            b.usage(T0 + 3 * D, 0, 9),
+            b.tick(T0 + 91 * D),
+            b.usage(T0 + 91 * D + M, 0, 20),  # usage in enforcement does not raise what the purchase must cover
+            b.usage(T0 + 91 * D + 2 * M, 0, 9),
+            b.entitle(T0 + 92 * D, 10, 14),
+        ],
+        {"authorization": "authorized", "enforcement.active": False, "ooc_since": None},
+        rules=LONG_AUTH,
+        evidence="they cover the peaks that caused the out-of-compliance enforcement",
     ),
     Case(
         "raised entitlements below this interval's peak leave OOC in place",
@@ -310,15 +354,16 @@ CASES = [
         },
     ),
     Case(
-        "over-consumption under a reservation goes through the tolerance and OOC like any other",
-        lambda b: [b.usage(T0, 1, 0), b.reserve(T0 + D, 5, 5), b.usage(T0 + D + M, 6, 6), b.tick(T0 + D + 50 * M)],
+        "a reserved instance is never out of compliance or enforced from its usage (a breach, not OOC)",
+        lambda b: [b.usage(T0, 1, 0), b.reserve(T0 + D, 5, 5), b.usage(T0 + D + M, 6, 6), b.tick(T0 + 400 * D)],
         {
             "registration": "reserved",
-            "authorization": "out_of_compliance",
-            "ooc_since": T0 + D + 46 * M,
-            "deficit.premium": 1,
-            "deficit.standard": 1,
-            "deadlines.enforcement_at": T0 + 91 * D + 46 * M,
+            "authorization": "reserved",
+            "ooc_since": None,
+            "over_since": None,
+            "deficit.premium": 0,
+            "enforcement.active": False,
+            "deadlines.enforcement_at": None,
         },
     ),
     Case(
@@ -327,8 +372,8 @@ CASES = [
         {"registration": "registered", "authorization": "authorized"},
     ),
     Case(
-        "a modified reservation that covers usage ends out of compliance",
-        lambda b: [b.reserve(T0, 5, 5), b.usage(T0 + M, 0, 6), b.tick(T0 + 50 * M), b.reserve(T0 + 60 * M, 5, 8)],
+        "a modified reservation replaces the counts",
+        lambda b: [b.reserve(T0, 5, 5), b.usage(T0 + M, 0, 6), b.reserve(T0 + 60 * M, 5, 8)],
         {"registration": "reserved", "authorization": "reserved", "ooc_since": None},
     ),
     # 10b. the licensing authority's answer to a usage report
@@ -393,6 +438,109 @@ CASES = [
         "non-production without communication for 180 days: authorization expired, never enforced",
         lambda b: [b.entitle(T0, 10, 10, deployment="non_production"), b.register(T0), b.tick(T0 + 400 * D)],
         {"authorization": "authorization_expired", "enforcement.active": False},
+    ),
+    # enforcement exits, per cause
+    Case(
+        "a usage report does not end authorization expiry: only a renewal does",
+        lambda b: [b.register(T0), b.tick(T0 + 91 * D), b.reporting_succeeded(T0 + 92 * D)],
+        {"authorization": "authorization_expired", "enforcement.reasons": ("authorization_expired",)},
+    ),
+    Case(
+        "an authorization renewal after a report ends authorization expiry",
+        lambda b: [
+            b.register(T0),
+            b.tick(T0 + 91 * D),
+            b.reporting_succeeded(T0 + 92 * D),
+            b.authorization_renewed(T0 + 93 * D),
+        ],
+        {"authorization": "authorized", "enforcement.active": False},
+    ),
+    # the licensing authority judges per virtual account: its out-of-compliance start carries over
+    Case(
+        "registering into an account still out of compliance continues the account's clock",
+        lambda b: [b.usage(T0, 1, 0), b.register(T0 + 30 * D, ooc_since=T0 + 10 * D, required=(10, 12, 0))],
+        {
+            "authorization": "out_of_compliance",
+            "ooc_since": T0 + 10 * D,
+            "required.premium": 12,
+            "deadlines.enforcement_at": T0 + 100 * D,
+        },
+        rules=LONG_AUTH,
+        evidence="the virtual account is out of compliance since 2026-03-12",
+    ),
+    Case(
+        "registering into an account whose out-of-compliance grace is over: enforcement at once",
+        lambda b: [b.usage(T0, 1, 0), b.register(T0 + 120 * D, ooc_since=T0 + 10 * D, required=(10, 12, 0))],
+        {
+            "authorization": "out_of_compliance",
+            "enforcement.reasons": ("out_of_compliance_expired",),
+            "enforcement.since": T0 + 120 * D,
+        },
+        rules=LONG_AUTH,
+        evidence="grace ended at 2026-06-10",
+    ),
+    Case(
+        "a deregister/register round trip into an account still short keeps the out-of-compliance start",
+        lambda b: [
+            *_registered_over(b),
+            b.tick(T0 + 30 * D),
+            b.deregister(T0 + 30 * D + M),
+            b.register(T0 + 30 * D + 2 * M, ooc_since=T0 + 105 * M, required=(10, 11, 0)),
+        ],
+        {
+            "authorization": "out_of_compliance",
+            "ooc_since": T0 + 105 * M,
+            "deadlines.enforcement_at": T0 + 105 * M + 90 * D,
+        },
+        rules=LONG_AUTH,
+    ),
+    Case(
+        "deregistered out of compliance: evaluation resumes with only the days left",
+        lambda b: [b.usage(T0, 1, 0), b.entitle(T0, 10, 10), b.register(T0 + 30 * D), b.deregister(T0 + 40 * D)],
+        {"authorization": "evaluation", "ooc_since": None, "deadlines.evaluation_ends_at": T0 + 100 * D},
+    ),
+    Case(
+        "the authority's answer carries the account's out-of-compliance start",
+        lambda b: [
+            b.entitle(T0, 10, 10),
+            b.register(T0),
+            b.reporting_succeeded(T0 + 20 * D, "out_of_compliance", premium=2, ooc_since=T0 + 5 * D),
+        ],
+        {"authorization": "out_of_compliance", "ooc_since": T0 + 5 * D, "required.premium": 12},
+        rules=LONG_AUTH,
+    ),
+    # Lab: never enforced, unless the site chooses to (ours, not the vendor's)
+    Case(
+        "a Lab instance is enforced when the site sets enforce_lab",
+        lambda b: [b.entitle(T0, 1, 1, deployment="lab"), b.usage(T0, 1, 0), b.tick(T0 + 365 * D)],
+        {"authorization": "evaluation_expired", "enforcement.active": True},
+        rules=replace(RULES, enforce_lab=True),
+    ),
+    Case(
+        "a Lab instance is never enforced by default",
+        lambda b: [b.entitle(T0, 1, 1, deployment="lab"), b.usage(T0, 1, 0), b.tick(T0 + 365 * D)],
+        {"authorization": "evaluation_expired", "enforcement.active": False},
+    ),
+    # the Server and Warm Standby licenses must be present
+    Case(
+        "a registered instance without a Server license shows it missing",
+        lambda b: [b.register(T0), b.entitle(T0, 10, 10, server=0, warm_standby=1)],
+        {"missing_licenses": ("server",)},
+        evidence="missing: the Server license",
+    ),
+    Case(
+        "with both present, nothing is missing",
+        lambda b: [
+            b.register(T0),
+            b.entitle(T0, 10, 10, server=0, warm_standby=1),
+            b.entitle(T0 + M, 10, 10, 10, server=1, warm_standby=1),
+        ],
+        {"missing_licenses": ()},
+    ),
+    Case(
+        "in evaluation nothing is missing",
+        lambda b: [b.entitle(T0, 10, 10, server=0, warm_standby=0)],
+        {"missing_licenses": ()},
     ),
     # time and order
     Case(

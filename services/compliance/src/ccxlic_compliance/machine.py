@@ -11,6 +11,23 @@ handled in three moves:
 
 Every change of the published view (state, deficit or deadlines) is one `Transition`, with its cause (the input's
 id and type) and its evidence in words.
+
+The vendor's rules this module keeps (../shared/domain, "License States"):
+- Evaluation is an unregistered, unreserved instance: 90 days of unlimited use, then enforcement; registering ends
+  it ("Register the Product Instance with Cisco SSM to exit the evaluation expiry state").
+- A registered instance over its entitlements for the 45-minute tolerance, or answered "out of compliance" by the
+  licensing authority, is Out of Compliance; 90 days later it is in enforcement, and only a purchase ends that
+  ("Purchase new licenses to exit the Enforcement state"): entitlements that cover the peaks that caused it
+  (`required`). Usage that drops back does not.
+- 90 days without communication expire the authorization and start enforcement; only an authorization renewal ends
+  it ("Renew the license authorizations to exit the Authorization expiry state"), not a usage report.
+- A reserved instance is never out of compliance from its usage ("Over-consumption of licenses is not allowed in
+  Specific License Reservation"): the consumption computer refuses what would exceed it, and reports a roster or a
+  sample above it as a breach.
+- The licensing authority judges compliance per virtual account: an instance that registers into an account still
+  out of compliance continues the account's clock.
+- A Lab (non-production) instance is never put in enforcement: the document is silent, and this is our choice,
+  a setting (`enforce_lab`).
 """
 
 from __future__ import annotations
@@ -35,10 +52,13 @@ from ccxlic_contract.events import (
     InstanceDeregistered,
     InstanceRegistered,
     IntervalClosed,
+    LicenseCounts,
     OverStage,
+    PresenceLicense,
     Registration,
     RegistrationRenewed,
     ReportingSucceeded,
+    ReportingSucceededData,
     ReservationInstalled,
     ReservationReturned,
 )
@@ -61,6 +81,7 @@ class Rules:
     authorization_grace: timedelta = timedelta(0)  # README "Enforcement after authorization expiry": 90 d, not 180
     registration_valid: timedelta = 365 * DAY
     interval: timedelta = timedelta(hours=8)
+    enforce_lab: bool = False  # ours, not the vendor's: the document does not say whether a Lab system is enforced
 
 
 class Counts(BaseModel):
@@ -85,6 +106,17 @@ class Counts(BaseModel):
 
     def busy(self) -> bool:
         return self.standard > 0 or self.premium > 0 or self.ivr_ports > 0
+
+    def covered_by(self, limits: Counts) -> bool:
+        """These counts in use fit `limits` (idle Premium covering Standard)."""
+        return not over(deficit(self.usage(), limits.entitlement()))
+
+    def wire(self) -> LicenseCounts:
+        return LicenseCounts(standard=self.standard, premium=self.premium, ivr_ports=self.ivr_ports)
+
+    @classmethod
+    def of(cls, c: LicenseCounts) -> Counts:
+        return cls(standard=c.standard, premium=c.premium, ivr_ports=c.ivr_ports)
 
 
 class State(BaseModel):
@@ -113,6 +145,10 @@ class State(BaseModel):
     ooc_since: datetime | None = None
     enforcement_reasons: tuple[EnforcementReason, ...] = ()
     enforcement_since: datetime | None = None
+    # the highest usage of the current over-consumption episode, from its start until the out-of-compliance grace
+    # ends (then frozen): what the entitlements must cover to end it for good (`required` in the view)
+    over_peak: Counts | None = None
+    missing: tuple[PresenceLicense, ...] = ()  # Server / Warm Standby licenses the last entitlements lacked
     computation_failed: bool = False  # a licensing.consumption.failed came and no consumption.changed since
     control_breached: bool = False  # a licensing.control.breached came and no consumption.changed without one since
 
@@ -130,18 +166,28 @@ class State(BaseModel):
 
     def deficit(self) -> Counts:
         limits = self.limits()
-        if self.evaluating() or limits is None:
+        if not self.watched() or limits is None:
             return Counts()
         d = deficit(self.usage.usage(), limits.entitlement())
         return Counts(standard=d.standard, premium=d.premium, ivr_ports=d.ivr_ports)
 
     def watched(self) -> bool:
-        """Usage is held to limits (the over-consumption ladder runs): registered, or under a reservation."""
-        return self.registration in ("registered", "registration_expired", "reserved")
+        """Usage is held to entitlements (the over-consumption ladder runs): registered. Not in evaluation
+        (unlimited), and not under a reservation, which refuses over-consumption instead of tolerating it."""
+        return self.registration in ("registered", "registration_expired")
+
+    def enforceable(self, rules: Rules) -> bool:
+        """Enforcement can happen: a production instance, or a Lab one where the site chose to enforce Lab."""
+        return self.deployment == "production" or rules.enforce_lab
+
+    def ooc_enforced(self) -> bool:
+        """In enforcement for out-of-compliance expiry: only a purchase (entitlements that cover `over_peak`) ends
+        it."""
+        return "out_of_compliance_expired" in self.enforcement_reasons
 
     def authorization(self) -> Authorization:
         if self.registration == "reserved":
-            return "out_of_compliance" if self.ooc_since is not None else "reserved"
+            return "reserved"
         if self.evaluating():
             if self.evaluation_expired:
                 return "evaluation_expired"
@@ -154,13 +200,13 @@ class State(BaseModel):
         """What the published view is made of, as plain values: cheap to compare on every input (a transition is a
         change of it); `view` builds the event's data from it only when it changed."""
         limits = self.limits()
-        if self.evaluating() or limits is None:
+        if not self.watched() or limits is None:
             d: tuple[int, int, int] = (0, 0, 0)
         else:
             a = deficit(self.usage.usage(), limits.entitlement())
             d = (a.standard, a.premium, a.ivr_ports)
         enforcement_at = None
-        if self.deployment == "production":
+        if self.enforceable(rules):
             pending = _enforcement_deadlines(self, rules)
             enforcement_at = min(pending) if pending else None
         registered = self.registered()
@@ -169,10 +215,12 @@ class State(BaseModel):
             self.authorization(),
             self.enforcement_reasons,
             self.enforcement_since,
-            d,
             self.over_since,
             self.over_stage,
             self.ooc_since,
+            d,
+            self.over_peak if self.ooc_since is not None else None,
+            self.missing if registered else (),
             self.evaluation_ends_at(rules),
             None if self.over_since is None else self.over_since + rules.ooc_tolerance,
             enforcement_at,
@@ -192,7 +240,9 @@ class State(BaseModel):
 
 
 def _view(key: tuple[Any, ...]) -> ComplianceChangedData:
-    registration, authorization, reasons, since, d, over_since, over_stage, ooc_since, *deadlines = key
+    registration, authorization, reasons, since, over_since, over_stage, ooc_since, d, required, missing, *deadlines = (
+        key
+    )
     ends, ooc_at, enforcement_at, authorization_expires_at, registration_expires_at = deadlines
     return ComplianceChangedData(
         registration=registration,
@@ -202,6 +252,8 @@ def _view(key: tuple[Any, ...]) -> ComplianceChangedData:
         over_since=over_since,
         over_stage=over_stage,
         ooc_since=ooc_since,
+        required=None if required is None else required.wire(),
+        missing_licenses=missing,
         deadlines=Deadlines(
             evaluation_ends_at=ends,
             ooc_at=ooc_at,
@@ -257,9 +309,9 @@ def _deadlines(s: State, rules: Rules) -> list[tuple[datetime, int, Fire]]:
         if s.over_stage == "detected":
             out.append((s.over_since + rules.ooc_warning, 1, _ooc_imminent))
         out.append((s.over_since + rules.ooc_tolerance, 2, _ooc_starts))
-    # A grace that ends in enforcement is pending only where enforcement can happen (production): a deadline that
+    # A grace that ends in enforcement is pending only where enforcement can happen: a deadline that
     # fires without changing anything would stay due for ever.
-    production = s.deployment == "production"
+    production = s.enforceable(rules)
     if production and s.ooc_since is not None and "out_of_compliance_expired" not in s.enforcement_reasons:
         out.append((s.ooc_since + rules.ooc_grace, 3, _ooc_grace_ends))
     if s.registered() and s.last_communication is not None:
@@ -278,8 +330,8 @@ def _deadlines(s: State, rules: Rules) -> list[tuple[datetime, int, Fire]]:
     return out
 
 
-def _enforce(s: State, reason: EnforcementReason, at: datetime) -> State:
-    if s.deployment != "production" or reason in s.enforcement_reasons:
+def _enforce(s: State, reason: EnforcementReason, at: datetime, rules: Rules) -> State:
+    if not s.enforceable(rules) or reason in s.enforcement_reasons:
         return s
     reasons = tuple(sorted((*s.enforcement_reasons, reason)))
     return s.model_copy(update={"enforcement_reasons": reasons, "enforcement_since": s.enforcement_since or at})
@@ -294,7 +346,9 @@ def _lift(s: State, *reasons: EnforcementReason) -> State:
 
 def _evaluation_expires(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
     s = s.model_copy(update={"evaluation_expired": True, "evaluation_used": rules.evaluation, "evaluation_since": None})
-    return _enforce(s, "evaluation_expired", at), f"evaluation period ({_days(rules.evaluation)}) used up at {_t(at)}"
+    return _enforce(
+        s, "evaluation_expired", at, rules
+    ), f"evaluation period ({_days(rules.evaluation)}) used up at {_t(at)}"
 
 
 def _ooc_imminent(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
@@ -305,13 +359,14 @@ def _ooc_imminent(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
 
 def _ooc_starts(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
     words = _over_words(s)
-    s = s.model_copy(update={"ooc_since": at, "over_since": None, "over_stage": None})
+    s = s.model_copy(update={"ooc_since": at, "over_since": None, "over_stage": None})  # over_peak carries on
     return s, f"over entitlements for the {_minutes(rules.ooc_tolerance)} tolerance: {words}"
 
 
 def _ooc_grace_ends(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
-    return _enforce(s, "out_of_compliance_expired", at), (
-        f"out of compliance since {_t(s.ooc_since)}: the {_days(rules.ooc_grace)} grace ended at {_t(at)}"
+    return _enforce(s, "out_of_compliance_expired", at, rules), (
+        f"out of compliance since {_t(s.ooc_since)}: the {_days(rules.ooc_grace)} grace ended at {_t(at)}; only a "
+        f"purchase ends the enforcement: entitlements that cover {_usage_words(s.over_peak or s.usage)}"
     )
 
 
@@ -322,7 +377,7 @@ def _authorization_expires(s: State, at: datetime, rules: Rules) -> tuple[State,
 
 
 def _authorization_grace_ends(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
-    return _enforce(s, "authorization_expired", at), (
+    return _enforce(s, "authorization_expired", at, rules), (
         f"authorization expired and not renewed within {_days(rules.authorization_grace)}; "
         f"last successful communication {_t(s.last_communication)}"
     )
@@ -391,32 +446,26 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
         s, words = _check_over(s, t)
         return s, words or f"usage now {_usage_words(usage)}"
     if isinstance(event, EntitlementsSet):
-        d2 = event.data
-        ent = Counts(standard=d2.standard_seats, premium=d2.premium_seats, ivr_ports=d2.ivr_ports)
-        s = s.model_copy(update={"entitled": ent, "deployment": d2.deployment})
-        if d2.deployment != "production":
-            s = _lift(s, "evaluation_expired", "out_of_compliance_expired", "authorization_expired")
-        words = f"entitlements set to {_usage_words(ent)} ({d2.deployment})"
-        if s.ooc_since is not None and s.registration != "reserved":
-            peak = s.interval_peak.maximum(s.usage)
-            if not over(deficit(peak.usage(), ent.entitlement())):
-                s = _leave_ooc(s)
-                words += f"; they cover live usage and this interval's peak so far ({_usage_words(peak)})"
-        s, over_words = _check_over(s, t)
-        return s, words + (f"; {over_words}" if over_words else "")
+        return _entitlements(s, event, t, rules)
     if isinstance(event, IntervalClosed):
         d3 = event.data
         peak = Counts(standard=d3.peak.standard, premium=d3.peak.premium, ivr_ports=d3.peak.ivr_ports)
         limits = s.limits()
         words = f"interval from {_t(d3.interval_start)} closed (revision {d3.revision}), peak {_usage_words(peak)}"
+        episode = s.over_since or (s.ooc_since - rules.ooc_tolerance if s.ooc_since is not None else None)
+        if episode is not None and d3.interval_end > episode:
+            s = _episode_peak(s, peak)
         if (
             s.ooc_since is not None
             and d3.interval_start >= s.ooc_since
             and limits is not None
-            and not over(deficit(peak.usage(), limits.entitlement()))
+            and peak.covered_by(limits)
         ):
-            s = _leave_ooc(s)
-            words += f", within entitlements {_usage_words(limits)}"
+            if s.ooc_enforced():
+                words += f", within entitlements {_usage_words(limits)}, but enforcement ends only with a purchase"
+            else:
+                s = _leave_ooc(s)
+                words += f", within entitlements {_usage_words(limits)}"
         s, over_words = _check_over(s, t)
         return s, words + (f"; {over_words}" if over_words else "")
     if isinstance(event, InstanceRegistered):
@@ -433,15 +482,26 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
             }
         )
         s = _lift(s, "evaluation_expired", "authorization_expired")
+        words = f"registered with virtual account {event.data.virtual_account!r}"
+        since = event.data.out_of_compliance_since
+        if since is not None:
+            required = None if event.data.required is None else Counts.of(event.data.required)
+            s, carried = _account_ooc(s, since, required, t, rules)
+            words += f"; {carried}"
         s, over_words = _check_over(s, t)
-        return s, f"registered with virtual account {event.data.virtual_account!r}" + (
-            f"; {over_words}" if over_words else ""
-        )
+        return s, words + (f"; {over_words}" if over_words else "")
     if isinstance(event, AuthorizationRenewed | ReportingSucceeded | RegistrationRenewed):
         if not s.registered():
             return s, f"{event.type} ignored: the instance is {s.registration}"
         if s.registration == "registration_expired":
             return s, f"{event.type} refused: the registration expired; register the instance again"
+        if s.authorization_expired and isinstance(event, ReportingSucceeded):
+            # the vendor: "Renew the license authorizations to exit the Authorization expiry state"
+            words = "usage report accepted; the authorization is still expired: it ends only with a renewal"
+            if event.data.verdict is not None:
+                s, verdict = _verdict(s, event.data, t, rules)
+                words += f"; {verdict}"
+            return s, words
         last = _later(s.last_communication, t)
         s = s.model_copy(update={"last_communication": last})
         words = f"successful communication at {_t(t)}"
@@ -454,7 +514,7 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
             s = s.model_copy(update={"registration_valid_until": valid})
             words += f"; registration valid until {_t(valid)}"
         if isinstance(event, ReportingSucceeded) and event.data.verdict is not None:
-            s, verdict = _verdict(s, event.data.verdict, event.data.shortfall, t)
+            s, verdict = _verdict(s, event.data, t, rules)
             words += f"; {verdict}"
         return s, words
     if isinstance(event, ReservationInstalled):
@@ -475,14 +535,10 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
             }
         )
         s = _lift(s, "evaluation_expired", "authorization_expired")
-        words = f"specific license reservation installed: {_usage_words(reserved)}"
-        if s.ooc_since is not None:  # a modified reservation: like new entitlements
-            peak = s.interval_peak.maximum(s.usage)
-            if not over(deficit(peak.usage(), reserved.entitlement())):
-                s = _leave_ooc(s)
-                words += f"; it covers live usage and this interval's peak so far ({_usage_words(peak)})"
-        s, over_words = _check_over(s, t)
-        return s, words + (f"; {over_words}" if over_words else "")
+        return s, (
+            f"specific license reservation installed: {_usage_words(reserved)} (over-consumption is not allowed: "
+            "sign-ins beyond it are refused, never out of compliance)"
+        )
     if isinstance(event, InstanceDeregistered | ReservationReturned):
         what = "deregistered" if isinstance(event, InstanceDeregistered) else "reservation returned"
         s = s.model_copy(
@@ -495,13 +551,14 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
                 "ooc_since": None,
                 "over_since": None,
                 "over_stage": None,
+                "over_peak": None,
             }
         )
         s = _lift(s, "authorization_expired", "out_of_compliance_expired")
         if s.ever_used or s.usage.busy():
             s = s.model_copy(update={"ever_used": True})
             if s.evaluation_used >= rules.evaluation:
-                s = _enforce(s.model_copy(update={"evaluation_expired": True}), "evaluation_expired", t)
+                s = _enforce(s.model_copy(update={"evaluation_expired": True}), "evaluation_expired", t, rules)
                 return s, f"{what}: the evaluation period is used up"
             s = s.model_copy(update={"evaluation_since": t})
             left = rules.evaluation - s.evaluation_used
@@ -510,51 +567,118 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
     return s, f"time {_t(t)}"
 
 
+def _entitlements(s: State, event: EntitlementsSet, t: datetime, rules: Rules) -> tuple[State, str]:
+    """New entitlements: the limits of a registered instance, its license type, and the Server and Warm Standby
+    licenses it must hold. A purchase that covers the peaks that caused an out-of-compliance enforcement ends it."""
+    d = event.data
+    ent = Counts(standard=d.standard_seats, premium=d.premium_seats, ivr_ports=d.ivr_ports)
+    held: tuple[tuple[PresenceLicense, int | None], ...] = (("server", d.server), ("warm_standby", d.warm_standby))
+    missing = tuple(name for name, n in held if n is not None and n < 1)
+    s = s.model_copy(update={"entitled": ent, "deployment": d.deployment, "missing": missing})
+    words = f"entitlements set to {_usage_words(ent)} ({d.deployment})"
+    if missing and s.registered():
+        words += f"; missing: {', '.join(_PRESENCE[m] for m in missing)}"
+    if not s.enforceable(rules):
+        s = _lift(s, "evaluation_expired", "out_of_compliance_expired", "authorization_expired")
+    if s.ooc_since is not None and s.watched():
+        if s.ooc_enforced():
+            need = s.over_peak or s.usage
+            if need.covered_by(ent):
+                s = _leave_ooc(s)
+                words += f"; they cover the peaks that caused the out-of-compliance enforcement ({_usage_words(need)})"
+        else:
+            peak = s.interval_peak.maximum(s.usage)
+            if peak.covered_by(ent):
+                s = _leave_ooc(s)
+                words += f"; they cover live usage and this interval's peak so far ({_usage_words(peak)})"
+    s, over_words = _check_over(s, t)
+    return s, words + (f"; {over_words}" if over_words else "")
+
+
+_PRESENCE: dict[PresenceLicense, str] = {"server": "the Server license", "warm_standby": "the Warm Standby license"}
+
+
+def _episode_peak(s: State, peak: Counts) -> State:
+    """Raise the episode's highest usage (until the out-of-compliance grace ends: then it is what caused it)."""
+    if s.ooc_enforced():
+        return s
+    return s.model_copy(update={"over_peak": peak if s.over_peak is None else s.over_peak.maximum(peak)})
+
+
+def _account_ooc(s: State, since: datetime, required: Counts | None, t: datetime, rules: Rules) -> tuple[State, str]:
+    """The licensing authority says the virtual account is out of compliance since `since` (it judges per account):
+    the instance continues that clock, and enters enforcement at once when the account's grace is over."""
+    if s.ooc_since is not None and s.ooc_since <= since:
+        since = s.ooc_since
+    peak = required if required is not None else s.usage
+    s = s.model_copy(update={"ooc_since": since, "over_since": None, "over_stage": None})
+    s = _episode_peak(s, peak)
+    words = f"the virtual account is out of compliance since {_t(since)}"
+    if since + rules.ooc_grace <= t and not s.ooc_enforced() and s.enforceable(rules):
+        s = _enforce(s, "out_of_compliance_expired", t, rules)
+        words += f": its {_days(rules.ooc_grace)} grace ended at {_t(since + rules.ooc_grace)}: Enforcement"
+    return s, words
+
+
 def _observe_usage(s: State, usage: Counts, t: datetime, rules: Rules) -> State:
-    """Live usage, and the current interval's peak so far."""
+    """Live usage, and the current interval's peak so far (and the episode's, while over or out of compliance)."""
     start = interval_start(t, rules.interval)
     if s.interval_start is None or start > s.interval_start:
-        return s.model_copy(update={"usage": usage, "interval_start": start, "interval_peak": usage})
-    if start == s.interval_start:
-        return s.model_copy(update={"usage": usage, "interval_peak": s.interval_peak.maximum(usage)})
-    return s.model_copy(update={"usage": usage})  # a late sample from an earlier interval: live usage only
+        s = s.model_copy(update={"usage": usage, "interval_start": start, "interval_peak": usage})
+    elif start == s.interval_start:
+        s = s.model_copy(update={"usage": usage, "interval_peak": s.interval_peak.maximum(usage)})
+    else:
+        s = s.model_copy(update={"usage": usage})  # a late sample from an earlier interval: live usage only
+    if s.over_since is not None or s.ooc_since is not None:
+        s = _episode_peak(s, usage)
+    return s
 
 
 def _check_over(s: State, t: datetime) -> tuple[State, str]:
     """Start or clear the over-consumption ladder (only for a registered instance, outside OOC)."""
     limits = s.limits()
-    is_over = (
-        s.watched()
-        and s.ooc_since is None
-        and limits is not None
-        and over(deficit(s.usage.usage(), limits.entitlement()))
-    )
+    is_over = s.watched() and s.ooc_since is None and limits is not None and not s.usage.covered_by(limits)
     if is_over and s.over_since is None:
-        s = s.model_copy(update={"over_since": t, "over_stage": "detected"})
+        s = s.model_copy(update={"over_since": t, "over_stage": "detected", "over_peak": s.usage})
         return s, f"over entitlements: {_over_words(s)}"
     if not is_over and s.over_since is not None:
-        return s.model_copy(update={"over_since": None, "over_stage": None}), "back within entitlements"
+        s = s.model_copy(update={"over_since": None, "over_stage": None, "over_peak": None})
+        return s, "back within entitlements"
     return s, ""
 
 
-def _verdict(s: State, verdict: str, shortfall: Any, t: datetime) -> tuple[State, str]:
+def _verdict(s: State, data: ReportingSucceededData, t: datetime, rules: Rules) -> tuple[State, str]:
     """The licensing authority's answer to a usage report. Out of compliance enters OOC at once (the vendor: "If
     Cisco SSM reports out-of-compliance for the reported value, then the Product Instance is transitioned to Out
-    of Compliance state"); in compliance leaves OOC when live usage is within the limits too."""
-    short = "" if shortfall is None else f" ({_usage_words(Counts.model_validate(shortfall.model_dump()))} short)"
-    if verdict == "out_of_compliance":
-        if s.ooc_since is not None:
+    of Compliance state"), from the account's own start when the authority gives it; in compliance leaves OOC when
+    live usage is within the limits too, unless the grace is over (then only a purchase ends it)."""
+    shortfall = None if data.shortfall is None else Counts.of(data.shortfall)
+    short = "" if shortfall is None else f" ({_usage_words(shortfall)} short)"
+    if data.verdict == "out_of_compliance":
+        required = Counts.of(data.required) if data.required is not None else None
+        if required is None and shortfall is not None and s.entitled is not None:
+            # what the entitlements must reach: the entitlements and the shortfall
+            required = Counts(
+                standard=s.entitled.standard + shortfall.standard,
+                premium=s.entitled.premium + shortfall.premium,
+                ivr_ports=s.entitled.ivr_ports + shortfall.ivr_ports,
+            )
+        since = data.out_of_compliance_since if data.out_of_compliance_since is not None else t
+        was = s.ooc_since
+        s, words = _account_ooc(s, min(since, t), required, t, rules)
+        if was is not None:
             return s, f"the licensing authority answered out of compliance{short}"
-        s = s.model_copy(update={"ooc_since": t, "over_since": None, "over_stage": None})
-        return s, f"the licensing authority answered out of compliance{short}: Out of Compliance"
+        return s, f"the licensing authority answered out of compliance{short}: Out of Compliance; {words}"
     limits = s.limits()
-    if s.ooc_since is not None and limits is not None and not over(deficit(s.usage.usage(), limits.entitlement())):
+    if s.ooc_since is not None and limits is not None and s.usage.covered_by(limits):
+        if s.ooc_enforced():
+            return s, "the licensing authority answered in compliance; enforcement ends only with a purchase"
         return _leave_ooc(s), "the licensing authority answered in compliance, and live usage is within the limits"
     return s, "the licensing authority answered in compliance"
 
 
 def _leave_ooc(s: State) -> State:
-    return _lift(s.model_copy(update={"ooc_since": None}), "out_of_compliance_expired")
+    return _lift(s.model_copy(update={"ooc_since": None, "over_peak": None}), "out_of_compliance_expired")
 
 
 def _stop_evaluation(s: State, t: datetime, rules: Rules) -> State:

@@ -35,6 +35,9 @@ class ComplianceSettings(RuntimeSettings):
         _DEFAULTS.authorization_grace, "CCXLIC_AUTHORIZATION_GRACE", allow_zero=True
     )
     registration_valid: Duration = _duration(_DEFAULTS.registration_valid, "CCXLIC_REGISTRATION_VALID")
+    enforce_lab: bool = Field(_DEFAULTS.enforce_lab, validation_alias="CCXLIC_ENFORCE_LAB")
+    """Ours, not the vendor's (its document does not say): whether a Lab (non-production) instance can be put in
+    enforcement. Default false: tracked through every state, never enforced."""
 
     @model_validator(mode="after")
     def _warning_before_tolerance(self) -> ComplianceSettings:
@@ -54,4 +57,5 @@ class ComplianceSettings(RuntimeSettings):
             authorization_grace=self.authorization_grace,
             registration_valid=self.registration_valid,
             interval=timedelta(seconds=self.interval_seconds),
+            enforce_lab=self.enforce_lab,
         )

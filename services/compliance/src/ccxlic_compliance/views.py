@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ccxlic_contract.events import ComplianceChangedData
+from ccxlic_rules.exits import exits
 from ccxlic_runtime.db import Database
 
 from ccxlic_compliance.machine import Rules, State
@@ -57,18 +58,12 @@ async def compliance(db: Database, rules: Rules, instance: str) -> dict[str, Any
     }
 
 
-_LEAVE = {
-    "evaluation_expired": "register the product instance",
-    "out_of_compliance_expired": "purchase licenses to cover the usage",
-    "authorization_expired": "renew the authorization",
-}
-
-
 def provisioning(instance: str, view: ComplianceChangedData) -> dict[str, Any]:
     """Whether a platform may synchronise agent additions, changes and deletions (the vendor blocks
     synchronisation from Unified CM during enforcement), and why not."""
     e = view.enforcement
     allowed = not e.active
+    leave = exits(view.model_dump(mode="json"))
     return {
         "instance": instance,
         "synchronisation_allowed": allowed,
@@ -76,7 +71,8 @@ def provisioning(instance: str, view: ComplianceChangedData) -> dict[str, Any]:
         if allowed
         else f"enforcement since {e.since.isoformat() if e.since else '-'} ({', '.join(e.reasons)}): agent additions, "
         "changes and deletions are not synchronised",
-        "to_leave_enforcement": [_LEAVE[r] for r in e.reasons],
+        "to_leave_enforcement": [x["needed"] for x in leave],
+        "exits": leave,
         "enforcement": e.model_dump(mode="json"),
     }
 
