@@ -76,6 +76,18 @@ CATALOGUE_CASES = [
         lambda b: b.breach(T0, ivr_ports=2),
         lambda b: b.usage(T0 + H, 1, 1),
     ),
+    (
+        "ReservationBreach",
+        "major",
+        lambda b: b.breach(T0, premium=2, limit="reservation"),
+        lambda b: b.usage(T0 + H, 1, 1),
+    ),
+    (
+        "RequiredLicenseMissing",
+        "major",
+        lambda b: b.compliance(T0, missing=("server",)),
+        lambda b: b.compliance(T0 + H),
+    ),
     ("SmartAgentInitFailed", "critical", lambda b: b.failure("agent_init", T0), lambda b: b.agent_initialized(T0 + H)),
     (
         "OutOfComplianceDetected",
@@ -162,6 +174,21 @@ def test_a_license_control_breach_stays_while_usage_is_over() -> None:
         ("resolved", "LicenseControlBreach"),
     ]
     assert [a.at for a in actions if isinstance(a, Resolved)] == [T0 + 2 * H]
+
+
+def test_a_reservation_breach_is_its_own_alert_never_license_control() -> None:
+    """The vendor: License Control does not apply to a reservation; usage above one is the reservation's breach."""
+    b = Build("i")
+    state, _ = replay("i", [b.breach(T0, standard=3, limit="reservation")], RULES)
+    assert set(state.active) == {"ReservationBreach"}
+
+
+def test_enforcement_says_how_each_cause_ends() -> None:
+    b = Build("i")
+    state, _ = replay(
+        "i", [b.compliance(T0, "out_of_compliance", ooc_since=T0, enforcement=("out_of_compliance_expired",))], RULES
+    )
+    assert "purchase licenses" in state.active["EnforcementMode"].summary
 
 
 def test_a_resolve_without_an_active_alert_does_nothing() -> None:

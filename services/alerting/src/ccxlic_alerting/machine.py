@@ -44,6 +44,7 @@ from ccxlic_contract.events import (
     SmartAgentInitFailed,
     SmartAgentInitialized,
 )
+from ccxlic_rules.exits import exits
 from pydantic import BaseModel, ConfigDict
 
 IDS = uuid.UUID("9a3e51c2-6f0d-4b7a-8c1e-2d4f6a8b0c13")
@@ -94,6 +95,19 @@ CATALOGUE: Mapping[AlertName, Spec] = {
         "Usage the platform reports (a roster or IVR ports) is above License Control's limits: sign agents out, "
         "free ports, or add licenses.",
     ),
+    "ReservationBreach": Spec(
+        "major",
+        "Specific License Reservation exceeded",
+        "Usage the platform reports (a roster or IVR ports) is above the reserved licenses, and over-consumption is "
+        "not allowed in Specific License Reservation: sign agents out, free ports, or reserve more (a new "
+        "authorization code from the licensing authority).",
+    ),
+    "RequiredLicenseMissing": Spec(
+        "major",
+        "Required license missing",
+        "The Server and Warm Standby licenses are never consumed but must be present: deposit the missing one in the "
+        "virtual account; the Smart Agent sees it at its next authorization or usage report.",
+    ),
     "OutOfComplianceDetected": Spec(
         "warning",
         "System to enter OOC",
@@ -113,8 +127,9 @@ CATALOGUE: Mapping[AlertName, Spec] = {
     "EnforcementMode": Spec(
         "critical",
         "Enforcement Mode",
-        "System functions are restricted. Register the product instance (evaluation expired), purchase licenses "
-        "(out of compliance expired) or renew the authorization (authorization expired) to leave Enforcement.",
+        "System functions are restricted, and each cause has its own exit: register the product instance "
+        "(evaluation expired), purchase licenses that cover the peaks that caused it (out of compliance expired: "
+        "usage that drops back does not end it) or renew the authorization (authorization expired).",
     ),
     "SmartAgentInitFailed": Spec(
         "critical",
@@ -148,8 +163,7 @@ _FAILURES: Mapping[type, AlertName] = {
     EntitlementsFetchFailed: "EntitlementReportingFailed",
     ReportingFailed: "UsageReportingFailed",
     SmartAgentInitFailed: "SmartAgentInitFailed",
-    LicenseControlBreached: "LicenseControlBreach",
-}
+}  # and licensing.control.breached: LicenseControlBreach or ReservationBreach, by the limit it breached
 _RECOVERIES: Mapping[type, tuple[AlertName, ...]] = {
     AuthorizationRenewed: ("RenewAuthorizationFailed",),
     RegistrationRenewed: ("RenewRegistrationFailed",),
@@ -300,7 +314,7 @@ def step(state: State, event: Event, rules: Rules, silences: Sequence[Silence] =
         if a is not None:
             resolved.append(Resolved(a, now, reason))
 
-    failed = _FAILURES.get(type(event))
+    failed = _breach_alert(event) if isinstance(event, LicenseControlBreached) else _FAILURES.get(type(event))
     if failed is not None:
         reason = (
             event.data.cause if isinstance(event, LicenseControlBreached) else str(getattr(event.data, "reason", ""))
@@ -317,9 +331,11 @@ def step(state: State, event: Event, rules: Rules, silences: Sequence[Silence] =
         b = event.data.control_breach
         if b is None or not (b.standard or b.premium or b.ivr_ports):
             resolve("LicenseControlBreach", f"usage within License Control's limits at {_t(t)}")
+            resolve("ReservationBreach", f"usage within the reserved licenses at {_t(t)}")
     if isinstance(event, ComplianceChanged):
         compliance = event.data
         _ladder(state.instance, compliance, raise_, resolve)
+        _missing(state.instance, compliance, raise_, resolve)
     _evaluation(state.instance, compliance, now, rules, active, raise_, resolve)
 
     # notices: new alerts, resolves, then what the clock made due
@@ -350,6 +366,24 @@ def step(state: State, event: Event, rules: Rules, silences: Sequence[Silence] =
     return Step(new_state, tuple(actions))
 
 
+def _breach_alert(event: LicenseControlBreached) -> AlertName:
+    return "ReservationBreach" if event.data.limit == "reservation" else "LicenseControlBreach"
+
+
+def _missing(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) -> None:
+    """RequiredLicenseMissing while a registered instance lacks the Server or Warm Standby license."""
+    if c.missing_licenses:
+        names = " and ".join({"server": "Server", "warm_standby": "Warm Standby"}[m] for m in c.missing_licenses)
+        raise_(
+            "RequiredLicenseMissing",
+            f"{instance} has no {names} license: it is never consumed, but it must be present",
+            {"missing": tuple(c.missing_licenses)},
+            None,
+        )
+    else:
+        resolve("RequiredLicenseMissing", "the Server and Warm Standby licenses are present")
+
+
 def _ladder(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) -> None:
     """The OOC ladder and enforcement, from one compliance state (a condition 'becomes' true when its alert is not
     active yet)."""
@@ -378,7 +412,8 @@ def _ladder(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) 
             c.deadlines.enforcement_at,
         ),
         "EnforcementMode": (
-            f"{instance} is in Enforcement since {_t(c.enforcement.since)} ({', '.join(c.enforcement.reasons)})",
+            f"{instance} is in Enforcement since {_t(c.enforcement.since)} ({', '.join(c.enforcement.reasons)}); "
+            + "; ".join(f"{x['cause']}: {x['needed']}" for x in exits(c.model_dump(mode="json"))),
             {"reasons": tuple(c.enforcement.reasons), "since": _t(c.enforcement.since)},
             None,
         ),
