@@ -77,7 +77,9 @@ async def test_register_authorize_report_move_licenses_and_deregister(authority:
     a = authority
     token = await _setup(a)
     reg = await a.ok("POST", "/v1/product/register", {"token": token, "instance": "cc-east", "at": at(1)})
-    assert reg["entitlements"] == {"standard": 40, "premium": 10, "ivr_ports": 20}
+    assert reg["entitlements"] == {"standard": 40, "premium": 10, "ivr_ports": 20, "server": 0, "warm_standby": 0}
+    assert reg["public_key_pem"] == (await a.ok("GET", "/v1/keys"))["public_key_pem"]  # what the agent pins
+    assert "out_of_compliance_since" not in reg  # the account is in compliance
     assert reg["registration_valid_until"] == at(366) and reg["renew_registration_at"] == at(183)
     assert reg["authorized_until"] == at(91) and reg["renew_authorization_at"] == at(31)
     cert = reg["identity_certificate"]
@@ -91,6 +93,8 @@ async def test_register_authorize_report_move_licenses_and_deregister(authority:
     peaks = [{"interval_start": at(31), "peak": {"standard": 40, "premium": 12, "agents": 52, "ivr_ports": 3}}]
     answer = await a.ok("POST", "/v1/product/report", {"identity_certificate": cert, "reports": peaks, "at": at(32)})
     assert answer["verdict"] == "out_of_compliance" and answer["shortfall"]["premium"] == 2
+    assert answer["out_of_compliance_since"] == at(32) and answer["required"]["premium"] == 12
+    assert answer["entitlements"]["premium"] == 10  # a report's answer carries the entitlements too
     [listed] = (await a.ok("GET", "/v1/accounts/east/instances"))["instances"]
     assert listed["in_compliance"] is False and listed["last_usage"]["premium"] == 12
     assert listed["last_contact"] == at(32)
@@ -101,7 +105,14 @@ async def test_register_authorize_report_move_licenses_and_deregister(authority:
     moved = await a.ok("POST", "/v1/accounts/spare/licenses/move", {"quantities": {"premium": 2}, "to": "east"})
     assert moved["to"]["east"]["premium"] == 12
     answer = await a.ok("POST", "/v1/product/report", {"identity_certificate": cert, "reports": peaks, "at": at(33)})
-    assert answer["verdict"] == "in_compliance"
+    assert answer["verdict"] == "in_compliance" and "out_of_compliance_since" not in answer
+    [east] = [
+        v
+        for sa in (await a.ok("GET", "/v1/accounts"))["smart_accounts"]
+        for v in sa["virtual_accounts"]
+        if v["name"] == "east"
+    ]
+    assert east["out_of_compliance_since"] is None  # within its licenses again, before the grace ended
     assert (await a.ok("GET", "/v1/accounts/east/instances"))["instances"][0]["in_compliance"] is True
 
     renewed = await a.ok("POST", "/v1/product/renew-registration", {"identity_certificate": cert, "at": at(183)})
@@ -123,6 +134,86 @@ async def test_register_authorize_report_move_licenses_and_deregister(authority:
     assert actions[:3] == ["account.create", "account.create", "licenses.deposit"]
     assert "licenses.move" in actions and actions[-1] == "instance.deregister"
     assert audit[0]["actor"] == "ops@example.com" and audit[-1]["actor"] == "instance:cc-east"
+
+
+async def _register(a: Client, instance: str, day: float) -> str:
+    token = (await a.ok("POST", "/v1/accounts/east/tokens", {"at": at(day - 0.5)}))["token"]
+    reg = await a.ok("POST", "/v1/product/register", {"token": token, "instance": instance, "at": at(day)})
+    return str(reg["identity_certificate"])
+
+
+def _peaks(day: float, premium: int) -> list[dict[str, Any]]:
+    return [{"interval_start": at(day), "peak": {"standard": 30, "premium": premium, "ivr_ports": 0}}]
+
+
+async def test_the_account_keeps_its_out_of_compliance_start_across_a_deregister_and_register(
+    authority: Client,
+) -> None:
+    """SSM judges per virtual account: an instance that deregisters and registers again into an account still short
+    continues its clock (no 90 fresh days); after the grace only a purchase that covers the peaks ends it."""
+    a = authority
+    await _setup(a)
+    cert = await _register(a, "cc-east", 1)
+    short = await a.ok(
+        "POST", "/v1/product/report", {"identity_certificate": cert, "reports": _peaks(1, 13), "at": at(2)}
+    )
+    assert short["out_of_compliance_since"] == at(2)
+    await a.ok("POST", "/v1/product/deregister", {"identity_certificate": cert, "at": at(40)})
+    again = await a.ok(
+        "POST",
+        "/v1/product/register",
+        {
+            "token": (await a.ok("POST", "/v1/accounts/east/tokens", {"at": at(40)}))["token"],
+            "instance": "cc-east",
+            "at": at(41),
+        },
+    )
+    assert again["out_of_compliance_since"] == at(2) and again["required"]["premium"] == 13
+    cert = again["identity_certificate"]
+    # day 100: the grace is over; usage dropped back: the account is still out of compliance
+    low = await a.ok(
+        "POST", "/v1/product/report", {"identity_certificate": cert, "reports": _peaks(99, 9), "at": at(100)}
+    )
+    assert low["verdict"] == "in_compliance"
+    assert (await a.ok("GET", "/v1/accounts"))["smart_accounts"][0]["virtual_accounts"][0][
+        "out_of_compliance_since"
+    ] == at(2)
+    await a.ok("POST", "/v1/accounts/east/licenses/deposit", {"quantities": {"premium": 2}})  # 12 < 13: not enough
+    await a.ok("POST", "/v1/product/report", {"identity_certificate": cert, "reports": [], "at": at(101)})
+    assert (await a.ok("GET", "/v1/accounts"))["smart_accounts"][0]["virtual_accounts"][0][
+        "out_of_compliance_since"
+    ] == at(2)
+    await a.ok("POST", "/v1/accounts/east/licenses/deposit", {"quantities": {"premium": 1}})  # 13: the purchase
+    await a.ok("POST", "/v1/product/report", {"identity_certificate": cert, "reports": [], "at": at(102)})
+    accounts = (await a.ok("GET", "/v1/accounts"))["smart_accounts"][0]["virtual_accounts"]
+    assert accounts[0]["out_of_compliance_since"] is None
+
+
+async def test_the_server_and_warm_standby_licenses_are_held_and_reported_as_0(authority: Client) -> None:
+    a = authority
+    await _setup(a)
+    held = await a.ok("POST", "/v1/accounts/east/licenses/deposit", {"quantities": {"server": 1, "warm_standby": 1}})
+    assert held["licenses"]["server"] == 1 and held["licenses"]["warm_standby"] == 1
+    cert = await _register(a, "cc-east", 1)
+    peaks = [
+        {"interval_start": at(1), "peak": {"standard": 3, "premium": 1, "ivr_ports": 0, "server": 0, "warm_standby": 0}}
+    ]
+    answer = await a.ok("POST", "/v1/product/report", {"identity_certificate": cert, "reports": peaks, "at": at(2)})
+    assert answer["entitlements"]["server"] == 1 and answer["verdict"] == "in_compliance"
+    [listed] = (await a.ok("GET", "/v1/accounts/east/instances"))["instances"]
+    assert listed["last_usage"]["server"] == 0 and listed["last_usage"]["warm_standby"] == 0
+
+
+async def test_the_entitlements_fault_answers_without_the_license_type_and_the_entitlements(authority: Client) -> None:
+    a = authority
+    await _setup(a)
+    cert = await _register(a, "cc-east", 1)
+    await a.ok("PUT", "/v1/faults", {"mode": "entitlements", "reason": "SDK exception", "instance": "cc-east"})
+    answer = await a.ok("POST", "/v1/product/authorize", {"identity_certificate": cert, "at": at(2)})
+    assert "entitlements" not in answer and "license_type" not in answer
+    assert "SDK exception" in answer["entitlements_error"] and answer["authorized_until"] == at(92)
+    await a.ok("PUT", "/v1/faults", {"mode": "none"})
+    assert "entitlements" in await a.ok("POST", "/v1/product/authorize", {"identity_certificate": cert, "at": at(3)})
 
 
 async def test_tokens_and_registration_refusals_say_why(authority: Client) -> None:
@@ -213,7 +304,7 @@ async def test_a_reservation_round_trip_with_codes(authority: Client) -> None:
     # the reserved licenses are out of the pool: a registered instance of the account now gets the rest
     token = (await a.ok("POST", "/v1/accounts/east/tokens", {"at": at(0)}))["token"]
     reg = await a.ok("POST", "/v1/product/register", {"token": token, "instance": "cc-other", "at": at(2)})
-    assert reg["entitlements"] == {"standard": 30, "premium": 6, "ivr_ports": 15}
+    assert reg["entitlements"] == {"standard": 30, "premium": 6, "ivr_ports": 15, "server": 0, "warm_standby": 0}
     await a.refused(
         "POST", "/v1/accounts/east/licenses/remove", {"quantities": {"premium": 7}}, 409, "has 6 premium not reserved"
     )
@@ -260,7 +351,7 @@ async def test_classic_to_smart_pak_and_device_conversion(authority: Client) -> 
     assert device["converted"]["standard"] == 4 and device["classic"]["standard"] == 6
     [acme] = (await a.ok("GET", "/v1/accounts"))["smart_accounts"]
     spare = next(v for v in acme["virtual_accounts"] if v["name"] == "spare")
-    assert spare["licenses"] == {"standard": 24, "premium": 8, "ivr_ports": 0}
+    assert spare["licenses"] == {"standard": 24, "premium": 8, "ivr_ports": 0, "server": 0, "warm_standby": 0}
 
 
 async def test_faults_on_demand_unreachable_slow_and_refused(authority: Client) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ccxlic_authority.core import Refused, counts, peak_of, token_problem, verdict
+from ccxlic_authority.core import Refused, counts, judge_account, peak_of, still_short, token_problem, verdict
+from ccxlic_authority.core import Rules as AuthorityRules
 from ccxlic_rules import codes
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
@@ -118,6 +119,43 @@ def test_a_report_takes_each_licenses_highest_peak() -> None:
         {"peak": {"standard": 3, "premium": 9, "agents": 12, "ivr_ports": 1}},
         {"peak": {"standard": 5, "premium": 2, "agents": 7, "ivr_ports": 0}},
     ]
-    assert peak_of(reports) == {"standard": 5, "premium": 9, "ivr_ports": 1}
+    assert peak_of(reports) == {"standard": 5, "premium": 9, "ivr_ports": 1, "server": 0, "warm_standby": 0}
     with pytest.raises(Refused, match="needs a peak"):
         peak_of([{"interval_start": "x"}])
+
+
+ACCOUNT = AuthorityRules()
+A0 = datetime(2026, 3, 2, tzinfo=UTC)
+POOL = {"standard": 40, "premium": 10, "ivr_ports": 20, "server": 1, "warm_standby": 1}
+
+
+def _used(standard: int, premium: int) -> dict[str, int]:
+    return {"standard": standard, "premium": premium, "ivr_ports": 0}
+
+
+def test_an_account_is_out_of_compliance_from_its_first_short_report_and_keeps_that_start() -> None:
+    first = judge_account(None, POOL, _used(30, 12), A0, ACCOUNT)
+    assert first is not None and first.since == A0 and first.required["premium"] == 12
+    later = judge_account(first, POOL, _used(30, 14), A0 + timedelta(days=5), ACCOUNT)
+    assert later is not None and later.since == A0 and later.required["premium"] == 14
+
+
+def test_within_its_licenses_again_before_the_grace_ends_the_account_is_in_compliance() -> None:
+    short = judge_account(None, POOL, _used(30, 12), A0, ACCOUNT)
+    assert judge_account(short, POOL, _used(30, 9), A0 + timedelta(days=10), ACCOUNT) is None
+
+
+def test_after_the_grace_only_a_purchase_that_covers_what_caused_it_ends_it() -> None:
+    """The vendor: "Purchase new licenses to exit the Enforcement state": usage that drops back does not."""
+    short = judge_account(None, POOL, _used(30, 12), A0, ACCOUNT)
+    after = A0 + timedelta(days=91)
+    assert judge_account(short, POOL, _used(30, 9), after, ACCOUNT) == short
+    bought = {**POOL, "premium": 12}
+    assert judge_account(short, bought, _used(30, 9), after, ACCOUNT) is None
+
+
+def test_an_instance_registering_continues_the_account_clock_unless_a_purchase_covers_it() -> None:
+    short = judge_account(None, POOL, _used(30, 12), A0, ACCOUNT)
+    assert still_short(short, POOL) == short
+    assert still_short(short, {**POOL, "premium": 12}) is None
+    assert still_short(None, POOL) is None

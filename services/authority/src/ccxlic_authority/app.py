@@ -45,14 +45,16 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(NAME)
 _RFC3339: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 MAX_BODY = 1_000_000
-FAULT_MODES = ("none", "unreachable", "slow", "refuse")
+FAULT_MODES = ("none", "unreachable", "slow", "refuse", "entitlements")
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[Any]]
 
 
 @dataclass(slots=True)
 class Faults:
     """Faults on demand for the product side: `unreachable` drops the connection without an answer, `slow` waits
-    `delay` before answering (the caller times out), `refuse` answers 503 with `reason`."""
+    `delay` before answering (the caller times out), `refuse` answers 503 with `reason`, `entitlements` answers
+    without the license type and the entitlements (`entitlements_error` says why: the Smart Agent's Entitlement
+    Reporting fails)."""
 
     mode: str = "none"
     reason: str = "refused on demand"
@@ -75,6 +77,14 @@ def _caller(body: dict[str, Any]) -> str | None:
         except codes.CodeError:
             return None
     return None
+
+
+def _without_entitlements(answer: Any, reason: str) -> Any:
+    """An answer as the `entitlements` fault gives it: no license type, no entitlements, and why."""
+    if not isinstance(answer, dict) or "entitlements" not in answer:
+        return answer
+    kept = {k: v for k, v in answer.items() if k not in ("license_type", "entitlements")}
+    return kept | {"entitlements_error": f"the licensing authority could not give the entitlements: {reason}"}
 
 
 def _name(body: dict[str, Any], field: str) -> str:
@@ -155,6 +165,8 @@ def make_app(
                     elif faults.mode == "refuse":
                         raise Refused(503, f"the licensing authority refused: {faults.reason}")
                 result = await handler(request, body)
+                if product and faults.mode == "entitlements" and faults.applies(_caller(body)):
+                    result = _without_entitlements(result, faults.reason)
             except Refused as exc:
                 answered.labels(name, str(exc.status)).inc()
                 return problem(exc.status, str(exc))

@@ -1,8 +1,18 @@
-"""The authority's rules, pure: tokens, validity periods and the answer to a usage report.
+"""The authority's rules, pure: tokens, validity periods, the answer to a usage report, and each virtual account's
+compliance.
 
 The answer to a usage report is the vendor's: the virtual account's pool against what its instances use. The
 pool is what was deposited minus what reservations hold; the usage is the sum of each registered instance's
 latest reported peaks; an idle Premium license covers Standard demand (the Flex pool rule, `ccxlic_rules`).
+
+Compliance is judged per virtual account (SSM's model): an account is out of compliance from the first report that
+finds it short until a report finds it within its licenses again, or, once the 90-day grace is over, until its
+licenses cover the peaks that caused it (the vendor: "Purchase new licenses to exit the Enforcement state"). An
+instance that registers into an account still out of compliance continues the account's clock.
+
+An account holds the consumed licenses (Flex Standard, Flex Premium, IVR ports) and the ones that must be present and
+are never consumed (Server, Warm Standby: "The Server or Warm Standby license never shows to be a consumed unit;
+however, it is required to be present").
 """
 
 from __future__ import annotations
@@ -12,10 +22,22 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from ccxlic_rules import Entitlement, Usage, deficit
+from ccxlic_rules.pool import over
 
 LICENSES: tuple[str, ...] = ("standard", "premium", "ivr_ports")
+"""The licenses usage consumes and a report is judged on."""
+PRESENCE: tuple[str, ...] = ("server", "warm_standby")
+"""The licenses that must be present and are never consumed (reported as 0 in use)."""
+HELD: tuple[str, ...] = LICENSES + PRESENCE
+"""Every license an account holds."""
 License = Literal["standard", "premium", "ivr_ports"]
-NAMES = {"standard": "Flex Standard", "premium": "Flex Premium", "ivr_ports": "IVR ports"}
+NAMES = {
+    "standard": "Flex Standard",
+    "premium": "Flex Premium",
+    "ivr_ports": "IVR ports",
+    "server": "Server",
+    "warm_standby": "Warm Standby",
+}
 DAY = timedelta(days=1)
 
 
@@ -26,6 +48,7 @@ class Rules:
     authorization_valid: timedelta = 90 * DAY  # "has not communicated with Cisco SSM for more than 90 days"
     renew_authorization_after: timedelta = 30 * DAY  # "renewed every 30 days"
     report_every: timedelta = timedelta(hours=8)
+    ooc_grace: timedelta = 90 * DAY  # "The out-of-compliance period is for 90 days"
 
 
 class Refused(ValueError):
@@ -36,15 +59,15 @@ class Refused(ValueError):
         self.status = status
 
 
-def counts(value: Any, what: str) -> dict[str, int]:
-    """Counts per license from a request: only the three licenses, whole numbers from 0 to 1,000,000."""
+def counts(value: Any, what: str, licenses: tuple[str, ...] = HELD) -> dict[str, int]:
+    """Counts per license from a request: only `licenses`, whole numbers from 0 to 1,000,000 (absent: 0)."""
     if not isinstance(value, dict):
-        raise Refused(400, f"{what} must be an object of counts per license ({', '.join(LICENSES)})")
-    unknown = sorted(set(value) - set(LICENSES))
+        raise Refused(400, f"{what} must be an object of counts per license ({', '.join(licenses)})")
+    unknown = sorted(set(value) - set(licenses))
     if unknown:
-        raise Refused(400, f"{what}: unknown license {unknown[0]!r}; the licenses are {', '.join(LICENSES)}")
+        raise Refused(400, f"{what}: unknown license {unknown[0]!r}; the licenses are {', '.join(licenses)}")
     out = {}
-    for lic in LICENSES:
+    for lic in licenses:
         n = value.get(lic, 0)
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1_000_000:
             raise Refused(400, f"{what}.{lic} must be a whole number from 0 to 1000000")
@@ -53,7 +76,8 @@ def counts(value: Any, what: str) -> dict[str, int]:
 
 
 def add(a: dict[str, int], b: dict[str, int], sign: int = 1) -> dict[str, int]:
-    return {lic: a.get(lic, 0) + sign * b.get(lic, 0) for lic in LICENSES}
+    """a + b (or a - b) per license, over the licenses either names."""
+    return {lic: a.get(lic, 0) + sign * b.get(lic, 0) for lic in HELD if lic in a or lic in b}
 
 
 def token_problem(token: dict[str, Any], at: datetime) -> str | None:
@@ -88,12 +112,56 @@ def verdict(available: dict[str, int], used: dict[str, int]) -> dict[str, Any]:
 
 
 def peak_of(reports: list[dict[str, Any]]) -> dict[str, int]:
-    """The highest peak per license over a usage report's intervals."""
-    out = dict.fromkeys(LICENSES, 0)
+    """The highest peak per license over a usage report's intervals (the Server and Warm Standby licenses as
+    reported: 0, never consumed)."""
+    out = dict.fromkeys(HELD, 0)
     for r in reports:
         raw = r.get("peak") if isinstance(r, dict) else None
         if not isinstance(raw, dict):
             raise Refused(400, "each of reports[] needs a peak: counts per license")
-        peak = counts({lic: raw[lic] for lic in LICENSES if lic in raw}, "reports[].peak")
-        out = {lic: max(out[lic], peak[lic]) for lic in LICENSES}
+        peak = counts({lic: raw[lic] for lic in HELD if lic in raw}, "reports[].peak")
+        out = {lic: max(out[lic], peak[lic]) for lic in HELD}
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOoc:
+    """A virtual account out of compliance: since when, and the usage its licenses must cover to end it."""
+
+    since: datetime
+    required: dict[str, int]
+
+
+def covers(available: dict[str, int], used: dict[str, int]) -> bool:
+    """The licenses cover the usage (idle Premium covering Standard)."""
+    short = deficit(
+        Usage(used.get("standard", 0), used.get("premium", 0), used.get("ivr_ports", 0)),
+        Entitlement(available.get("standard", 0), available.get("premium", 0), available.get("ivr_ports", 0)),
+    )
+    return not over(short)
+
+
+def judge_account(
+    current: AccountOoc | None, available: dict[str, int], used: dict[str, int], at: datetime, rules: Rules
+) -> AccountOoc | None:
+    """The account's compliance after a report at `at`: short, it is (or stays) out of compliance, its required usage
+    the highest seen; within its licenses, it is in compliance again, unless the grace is over and the licenses do
+    not cover what caused it (then only a purchase ends it)."""
+    if not covers(available, used):
+        if current is None:
+            return AccountOoc(at, {lic: used.get(lic, 0) for lic in LICENSES})
+        required = {lic: max(current.required.get(lic, 0), used.get(lic, 0)) for lic in LICENSES}
+        return AccountOoc(current.since, required)
+    if current is None:
+        return None
+    if at >= current.since + rules.ooc_grace and not covers(available, current.required):
+        return current
+    return None
+
+
+def still_short(current: AccountOoc | None, available: dict[str, int]) -> AccountOoc | None:
+    """What an instance registering into the account continues: its out-of-compliance state, unless the account's
+    licenses now cover what caused it (a purchase since)."""
+    if current is None or covers(available, current.required):
+        return None
+    return current

@@ -6,14 +6,26 @@ from typing import Any
 
 from ccxlic_contract.events import INSTANCE_ID_PATTERN
 
-COUNTS = {
-    "type": "object",
-    "description": "Counts per license",
-    "properties": {
-        lic: {"type": "integer", "minimum": 0, "maximum": 1_000_000} for lic in ("standard", "premium", "ivr_ports")
-    },
-    "additionalProperties": False,
-}
+
+def _counts(description: str, licenses: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "properties": {lic: {"type": "integer", "minimum": 0, "maximum": 1_000_000} for lic in licenses},
+        "additionalProperties": False,
+    }
+
+
+COUNTS = _counts("Counts per license", ("standard", "premium", "ivr_ports"))
+HELD = _counts(
+    "Counts per license: the consumed ones, and the Server and Warm Standby licenses (never consumed, required to "
+    "be present)",
+    ("standard", "premium", "ivr_ports", "server", "warm_standby"),
+)
+PEAK = _counts(
+    "An interval's peaks per license; the Server and Warm Standby licenses report 0 in use",
+    ("standard", "premium", "ivr_ports", "server", "warm_standby"),
+)
 NAME = {"type": "string", "pattern": INSTANCE_ID_PATTERN}
 TIME = {"type": "string", "format": "date-time", "description": "the caller's clock (CCXLIC_AUTHORITY_CALLER_CLOCK)"}
 CODE = {"type": "string", "maxLength": 8192}
@@ -43,7 +55,7 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
         "/v1/accounts/{account}/licenses/deposit",
         "account",
         "Deposit licenses",
-        {"quantities": COUNTS, "reason": {"type": "string"}},
+        {"quantities": HELD, "reason": {"type": "string"}},
         ("quantities",),
     ),
     (
@@ -51,7 +63,7 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
         "/v1/accounts/{account}/licenses/remove",
         "account",
         "Remove licenses (not those reservations hold)",
-        {"quantities": COUNTS, "reason": {"type": "string"}},
+        {"quantities": HELD, "reason": {"type": "string"}},
         ("quantities",),
     ),
     (
@@ -59,7 +71,7 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
         "/v1/accounts/{account}/licenses/move",
         "account",
         "Move licenses to another virtual account of the same smart account",
-        {"quantities": COUNTS, "to": NAME, "reason": {"type": "string"}},
+        {"quantities": HELD, "to": NAME, "reason": {"type": "string"}},
         ("quantities", "to"),
     ),
     (
@@ -157,9 +169,10 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
         "put",
         "/v1/faults",
         "account",
-        "Set a fault on the product side: none, unreachable, slow (delay_seconds), refuse (reason); for one instance or all",
+        "Set a fault on the product side: none, unreachable, slow (delay_seconds), refuse (reason), entitlements "
+        "(answers without the license type and entitlements); for one instance or all",
         {
-            "mode": {"enum": ["none", "unreachable", "slow", "refuse"]},
+            "mode": {"enum": ["none", "unreachable", "slow", "refuse", "entitlements"]},
             "reason": {"type": "string"},
             "delay_seconds": {"type": "number", "minimum": 0, "maximum": 600},
         },
@@ -170,7 +183,9 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
         "post",
         "/v1/product/register",
         "product",
-        "Register with a token: the identity certificate (valid one year), the entitlements and the authorization",
+        "Register with a token: the identity certificate (valid one year), the entitlements, the authorization, the "
+        "authority's public key, and, when the virtual account is still out of compliance, since when and what its "
+        "licenses must cover",
         {"token": {"type": "string"}, "instance": NAME, "at": TIME},
         ("token", "instance"),
     ),
@@ -194,14 +209,15 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
         "post",
         "/v1/product/report",
         "product",
-        "Report usage (interval peaks); answers per license against the virtual account's pool",
+        "Report usage (interval peaks); answers per license against the virtual account's pool, with the "
+        "entitlements, and, out of compliance, since when the account is and what its licenses must cover",
         {
             **CERT,
             "reports": {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "properties": {"interval_start": TIME, "interval_end": TIME, "peak": COUNTS},
+                    "properties": {"interval_start": TIME, "interval_end": TIME, "peak": PEAK},
                 },
             },
         },

@@ -21,7 +21,20 @@ if TYPE_CHECKING:
 from ccxlic_rules import codes
 from ccxlic_rules.codes import AUTHORIZATION_CODE, CONFIRMATION_CODE, IDENTITY, REQUEST_CODE, RETURN_CODE
 
-from ccxlic_authority.core import LICENSES, Refused, Rules, add, counts, peak_of, token_problem, verdict
+from ccxlic_authority.core import (
+    HELD,
+    LICENSES,
+    AccountOoc,
+    Refused,
+    Rules,
+    add,
+    counts,
+    judge_account,
+    peak_of,
+    still_short,
+    token_problem,
+    verdict,
+)
 
 NAME = INSTANCE_ID_PATTERN
 """Virtual accounts, PAKs and devices are named like instances: 1-64 characters from [A-Za-z0-9._:-]."""
@@ -74,7 +87,7 @@ class Authority:
     async def _licenses(self, conn: Connection, account: str) -> dict[str, int]:
         rows = await conn.fetch("select license, quantity from licenses where virtual_account = $1", account)
         have = {r["license"]: r["quantity"] for r in rows}
-        return {lic: have.get(lic, 0) for lic in LICENSES}
+        return {lic: have.get(lic, 0) for lic in HELD}
 
     async def _reserved(self, conn: Connection, account: str) -> dict[str, int]:
         total = dict.fromkeys(LICENSES, 0)
@@ -88,7 +101,7 @@ class Authority:
         await conn.executemany(
             "insert into licenses (virtual_account, license, quantity) values ($1, $2, $3)"
             " on conflict (virtual_account, license) do update set quantity = excluded.quantity",
-            [(account, lic, have[lic]) for lic in LICENSES],
+            [(account, lic, have[lic]) for lic in HELD if lic in have],
         )
 
     # ------------------------------------------------------------ accounts and licenses
@@ -104,12 +117,14 @@ class Authority:
             )
             if done is None:
                 raise Refused(409, f"virtual account {name!r} exists")
-            await self._set_licenses(c, name, dict.fromkeys(LICENSES, 0))
+            await self._set_licenses(c, name, dict.fromkeys(HELD, 0))
         return {"smart_account": smart_account, "virtual_account": name}
 
     async def accounts(self) -> list[dict[str, Any]]:
         async with self.db.pool.acquire() as conn:
-            rows = await conn.fetch("select name, smart_account from virtual_accounts order by smart_account, name")
+            rows = await conn.fetch(
+                "select name, smart_account, ooc_since from virtual_accounts order by smart_account, name"
+            )
             out: dict[str, dict[str, Any]] = {}
             for r in rows:
                 have = await self._licenses(conn, r["name"])
@@ -119,7 +134,13 @@ class Authority:
                 )
                 sa = out.setdefault(r["smart_account"], {"smart_account": r["smart_account"], "virtual_accounts": []})
                 sa["virtual_accounts"].append(
-                    {"name": r["name"], "licenses": have, "reserved": reserved, "instances": n}
+                    {
+                        "name": r["name"],
+                        "licenses": have,
+                        "reserved": reserved,
+                        "instances": n,
+                        "out_of_compliance_since": _iso(r["ooc_since"]),
+                    }
                 )
         return list(out.values())
 
@@ -136,7 +157,7 @@ class Authority:
                 await self._set_licenses(c, account, add(have, q))
                 return {"virtual_account": account, "licenses": add(have, q)}
             free = add(have, await self._reserved(c, account), -1)
-            short = [lic for lic in LICENSES if q[lic] > free[lic]]
+            short = [lic for lic in HELD if q[lic] > free.get(lic, 0)]
             if short:
                 lic = short[0]
                 raise Refused(409, f"{account!r} has {free[lic]} {lic} not reserved; cannot take {q[lic]}")
@@ -312,6 +333,10 @@ class Authority:
                 at + self.rules.authorization_valid,
             )
             ent = await self._entitlements(c, account)
+            short = still_short(await self._account_ooc(c, account), ent)
+            if short is None:
+                await self._set_account_ooc(c, account, None)  # a purchase since covers what caused it
+        carried = {} if short is None else {"out_of_compliance_since": _iso(short.since), "required": short.required}
         return self._answer(
             instance,
             account,
@@ -321,6 +346,8 @@ class Authority:
             registration_valid_until=_iso(until),
             renew_registration_at=_iso(at + self.rules.renew_registration_after),
             export_controlled=row["export_controlled"],
+            public_key_pem=codes.public_pem(self.key),
+            **carried,
         )
 
     async def _registered(self, c: Connection, certificate: str, at: datetime) -> Any:
@@ -401,8 +428,20 @@ class Authority:
                 account,
             ):
                 used = add(used, json.loads(r["u"]))
-            answer = verdict(await self._entitlements(c, account), used)
-            answer = {"instance": row["instance"], "virtual_account": account, "reports": len(reports), **answer}
+            available = await self._entitlements(c, account)
+            judged = judge_account(await self._account_ooc(c, account), available, used, at, self.rules)
+            await self._set_account_ooc(c, account, judged)
+            answer = verdict(available, used)
+            if answer["verdict"] == "out_of_compliance" and judged is not None:
+                answer |= {"out_of_compliance_since": _iso(judged.since), "required": judged.required}
+            answer = {
+                "instance": row["instance"],
+                "virtual_account": account,
+                "reports": len(reports),
+                "license_type": "flex",
+                "entitlements": available,
+                **answer,
+            }
             await c.execute(
                 "update instances set last_report = $2::jsonb where instance = $1", row["instance"], json.dumps(answer)
             )
@@ -422,6 +461,25 @@ class Authority:
             await self._audit(c, row["instance"], "instance.deregister", {"virtual_account": row["virtual_account"]})
         return {"instance": row["instance"], "status": "deregistered", "released_from": row["virtual_account"]}
 
+    async def _account_ooc(self, c: Connection, account: str) -> AccountOoc | None:
+        """The account's out-of-compliance state, its row locked (reports of one account are judged one at a
+        time)."""
+        row = await c.fetchrow(
+            "select ooc_since, ooc_required::text as required from virtual_accounts where name = $1 for update",
+            account,
+        )
+        if row is None or row["ooc_since"] is None:
+            return None
+        return AccountOoc(row["ooc_since"], json.loads(row["required"]))
+
+    async def _set_account_ooc(self, c: Connection, account: str, judged: AccountOoc | None) -> None:
+        await c.execute(
+            "update virtual_accounts set ooc_since = $2, ooc_required = $3::jsonb where name = $1",
+            account,
+            None if judged is None else judged.since,
+            None if judged is None else json.dumps(judged.required),
+        )
+
     async def _audit(self, c: Connection, instance: str, action: str, detail: dict[str, Any]) -> None:
         await c.execute(
             "insert into audit (actor, action, detail) values ($1, $2, $3::jsonb)",
@@ -435,7 +493,7 @@ class Authority:
     async def reserve(
         self, actor: str, at: datetime, request_code: str, account: str, quantities: Any
     ) -> dict[str, Any]:
-        q = counts(quantities, "quantities")
+        q = counts(quantities, "quantities", LICENSES)
         request = _product_code(request_code, REQUEST_CODE, "the reservation request code")
         instance = str(request.get("instance", ""))
         async with self._tx(
@@ -527,7 +585,7 @@ class Authority:
     # ------------------------------------------------------------ Classic -> Smart
 
     async def add_classic(self, actor: str, kind: str, ident: str, quantities: Any) -> dict[str, Any]:
-        q = counts(quantities, "quantities")
+        q = counts(quantities, "quantities", LICENSES)
         async with self._tx(actor, f"classic.{kind}.add", {"id": ident, "quantities": q}) as c:
             done = await c.fetchval(
                 "insert into classic (kind, id, quantities, converted) values ($1, $2, $3::jsonb, $4::jsonb)"
@@ -563,7 +621,7 @@ class Authority:
             if row is None:
                 raise Refused(404, f"no {kind} {ident!r}")
             left = json.loads(row["quantities"])
-            q = left if quantities is None else counts(quantities, "quantities")
+            q = left if quantities is None else counts(quantities, "quantities", LICENSES)
             over = [lic for lic in LICENSES if q[lic] > left[lic]]
             if over:
                 raise Refused(
