@@ -11,7 +11,6 @@ from typing import Any
 from ccxlic_agent.machine import Call, Called, Outcome, Output, State
 from ccxlic_authority.core import verdict
 from ccxlic_rules import codes
-from ccxlic_rules.codes import AUTHORIZATION_CODE
 from ccxlic_runtime.db import ConcurrentUpdate
 from ccxlic_testing.fakes import InMemoryStore
 
@@ -21,8 +20,9 @@ KEY = codes.load_key(codes.new_key())
 @dataclass
 class FakeAuthority:
     pool: dict[str, int] = field(default_factory=lambda: {"standard": 40, "premium": 10, "ivr_ports": 20})
-    mode: str = "up"  # up | unreachable | timeout | refuse
+    mode: str = "up"  # up | unreachable | timeout | refuse | entitlements
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    reports: list[Any] = field(default_factory=list)  # the bodies of the usage reports
     serial: int = 0
 
     def answer(self, call: Call) -> Outcome:
@@ -34,12 +34,14 @@ class FakeAuthority:
         if self.mode == "refuse":
             return Outcome(call, False, reason="refused (503): the licensing authority refused: maintenance")
         at = call.at
-        base = {
-            "entitlements": dict(self.pool),
-            "license_type": "flex",
+        base: dict[str, Any] = {
             "authorized_until": (at + timedelta(days=90)).isoformat(),
             "renew_authorization_at": (at + timedelta(days=30)).isoformat(),
         }
+        if self.mode == "entitlements":
+            base["entitlements_error"] = "the licensing authority could not give the entitlements: SDK exception"
+        else:
+            base |= {"entitlements": dict(self.pool), "license_type": "flex"}
         if call.operation in ("register", "renew_registration"):
             if call.operation == "register" and call.body.get("token") != "good":
                 return Outcome(call, False, reason="refused (403): unknown registration token")
@@ -53,24 +55,21 @@ class FakeAuthority:
                     "identity_certificate": f"cert-{self.serial}",
                     "registration_valid_until": (at + timedelta(days=365)).isoformat(),
                     "renew_registration_at": (at + timedelta(days=182)).isoformat(),
+                    "public_key_pem": codes.public_pem(KEY),
                 },
             )
         if call.operation == "authorize":
             return Outcome(call, True, base)
         if call.operation == "report":
+            self.reports.append(call.body)
             used = {"standard": 0, "premium": 0, "ivr_ports": 0}
             for r in call.body["reports"]:
                 used = {k: max(used[k], r["peak"][k]) for k in used}
-            return Outcome(call, True, verdict(self.pool, used))
+            return Outcome(call, True, {**verdict(self.pool, used), **base})
         if call.operation == "deregister":
             return Outcome(call, True, {"status": "deregistered"})
-        if call.operation == "probe":
-            return Outcome(call, True, {"public_key_pem": codes.public_pem(KEY)})
-        try:
-            payload = codes.verify(KEY.public_key(), call.body["code"], AUTHORIZATION_CODE, "the authorization code")
-        except codes.CodeError as exc:
-            return Outcome(call, False, reason=f"refused: {exc}")
-        return Outcome(call, True, payload)
+        assert call.operation in ("probe", "pin_key"), call.operation  # an install never calls the authority
+        return Outcome(call, True, {"public_key_pem": codes.public_pem(KEY)})
 
 
 class FakeAgentStore(InMemoryStore):

@@ -25,11 +25,11 @@ D, H = timedelta(days=1), timedelta(hours=1)
 
 
 class Agent(Worker):
-    def __init__(self) -> None:
+    def __init__(self, rules: Rules | None = None) -> None:
         self.authority = FakeAuthority()
         self.store = FakeAgentStore(self.authority)
         super().__init__(
-            FakeDatabase(self.store), lambda: build(CollectorRegistry(), self.store), INPUTS, service="agent"
+            FakeDatabase(self.store), lambda: build(CollectorRegistry(), self.store, rules), INPUTS, service="agent"
         )
 
     def state(self, instance: str = "cc-1"):  # type: ignore[no-untyped-def]
@@ -136,31 +136,111 @@ async def test_transport_settings_that_do_not_work_are_a_smart_agent_initializat
     assert types(out) == ["agent.initialized"]
 
 
+def authorization_code(request: str, serial: str, issued_at: str, premium: int = 2, key: object = KEY) -> str:
+    """An authorization code as the licensing authority signs it, answering a request code."""
+    nonce = codes.read_product_code(request, REQUEST_CODE, "request")["nonce"]
+    payload = {
+        "instance": "cc-1",
+        "request": nonce,
+        "serial": serial,
+        "issued_at": issued_at,
+        "counts": {"standard": 5, "premium": premium, "ivr_ports": 1},
+    }
+    return codes.sign(key, AUTHORIZATION_CODE, payload)  # type: ignore[arg-type]
+
+
 async def test_a_reservation_round_trip_with_codes() -> None:
     a, b = Agent(), Build("cc-1")
     await a.batch(b.command(T0, "reservation_request"))
     assert "enable reservation first" in a.state().last.message
-    await a.batch(b.command(T0 + H, "reservation_enable"))
+    await a.batch(b.command(T0 + H, "reservation_enable"))  # no key trusted yet: it pins the authority's now
+    assert a.state().status == "reservation_enabled" and a.state().authority_key == codes.public_pem(KEY)
     await a.batch(b.command(T0 + 2 * H, "reservation_request"))
     request = a.state().last.code
     assert codes.read_product_code(request, REQUEST_CODE, "request")["instance"] == "cc-1"
-    tampered = codes.sign(codes.load_key(codes.new_key()), AUTHORIZATION_CODE, {"instance": "cc-1"})
-    assert await a.batch(b.command(T0 + 3 * H, "reservation_install", code=tampered)) == []
-    assert "not signed by this authority" in a.state().last.message
-    code = codes.sign(
-        KEY,
-        AUTHORIZATION_CODE,
-        {"instance": "cc-1", "serial": "s1", "counts": {"standard": 5, "premium": 2, "ivr_ports": 1}},
-    )
+    calls = len(a.authority.calls)
+    code = authorization_code(request, "s1", "2026-03-02T12:00:00+00:00")
     [installed] = await a.batch(b.command(T0 + 4 * H, "reservation_install", code=code))
     assert installed.type == "licensing.reservation.installed" and installed.data.premium_seats == 2
     assert a.state().status == "reserved" and a.state().last.code is not None  # the confirmation code
+    assert len(a.authority.calls) == calls  # installed offline: the authority was not asked for anything
     await a.batch(b.command(T0 + 5 * H, "reservation_disable"))
     assert "return it first" in a.state().last.message
     [returned] = await a.batch(b.command(T0 + 6 * H, "reservation_return"))
     assert returned.type == "licensing.reservation.returned" and a.state().last.code is not None
     await a.batch(b.command(T0 + 7 * H, "reservation_disable"))
     assert a.state().status == "unregistered"
+
+
+async def test_an_authorization_code_from_another_key_or_for_another_request_is_refused() -> None:
+    """A fake authority signing with its own key gets nothing installed, and a code must answer this instance's own
+    request code; a code older than the one installed is refused too."""
+    a, b = Agent(), Build("cc-1")
+    await a.batch(b.command(T0, "reservation_enable"), b.command(T0 + H, "reservation_request"))
+    request = a.state().last.code
+    other_key = codes.load_key(codes.new_key())
+    forged = authorization_code(request, "s1", "2026-03-02T12:00:00+00:00", premium=100_000, key=other_key)
+    assert await a.batch(b.command(T0 + 2 * H, "reservation_install", code=forged)) == []
+    assert "not signed by a licensing authority this instance trusts" in a.state().last.message
+    await a.batch(b.command(T0 + 3 * H, "reservation_request"))  # a new request: the first one's codes are void
+    stale = authorization_code(request, "s1", "2026-03-02T12:00:00+00:00")
+    assert await a.batch(b.command(T0 + 4 * H, "reservation_install", code=stale)) == []
+    assert "does not answer this instance's request code" in a.state().last.message
+    assert await a.batch(b.command(T0 + 5 * H, "reservation_install", code="not-a-code")) == []
+    assert "copied whole" in a.state().last.message
+    current = a.state().reservation_request
+    assert current is not None
+    fresh = authorization_code(
+        codes.product_code(REQUEST_CODE, {"instance": "cc-1", "nonce": current}), "s2", "2026-03-02T13:00:00+00:00"
+    )
+    [installed] = await a.batch(b.command(T0 + 6 * H, "reservation_install", code=fresh))
+    assert installed.type == "licensing.reservation.installed"
+    older = authorization_code(
+        codes.product_code(REQUEST_CODE, {"instance": "cc-1", "nonce": current}), "s0", "2026-03-02T12:30:00+00:00"
+    )
+    assert await a.batch(b.command(T0 + 7 * H, "reservation_install", code=older)) == []
+    assert "not newer" in a.state().last.message and a.state().reservation_serial == "s2"
+
+
+async def test_a_configured_key_enables_offline_and_without_one_an_unreachable_authority_refuses() -> None:
+    trusted = Agent(Rules(trusted_keys=(codes.public_pem(KEY),)))
+    trusted.authority.mode = "unreachable"
+    await trusted.batch(Build("cc-1").command(T0, "reservation_enable"))
+    assert trusted.state().status == "reservation_enabled" and trusted.authority.calls == []
+    alone = Agent()
+    alone.authority.mode = "unreachable"
+    await alone.batch(Build("cc-1").command(T0, "reservation_enable"))
+    assert alone.state().status == "unregistered" and "CCXLIC_AGENT_TRUSTED_KEYS" in alone.state().last.message
+
+
+async def test_entitlement_reporting_fails_and_the_next_fetch_ends_it_even_unchanged() -> None:
+    """The vendor's alert: "Failure to get license type or exception when trying to get entitlements from SDK".
+    The next successful fetch publishes the entitlements again, changed or not, which resolves it."""
+    a, b = Agent(), Build("cc-1")
+    await a.batch(b.command(T0, "register", token="good"))
+    a.authority.mode = "entitlements"
+    minute = timedelta(minutes=1)
+    out = await a.batch(b.command(T0 + 10 * minute, "renew_authorization"))
+    assert types(out) == ["authorization.renewed", "entitlements.fetch_failed"]
+    assert "SDK exception" in out[1].data.reason
+    a.authority.mode = "up"
+    out = await a.batch(b.command(T0 + 20 * minute, "renew_authorization"))
+    assert types(out) == ["authorization.renewed", "entitlements.set"]  # unchanged, published: the failure ends
+    out = await a.batch(b.command(T0 + 30 * minute, "renew_authorization"))
+    assert types(out) == ["authorization.renewed"]  # unchanged and nothing to end: nothing
+
+
+async def test_a_report_carries_the_never_consumed_licenses_as_0_and_a_deposit_is_seen_at_the_next_report() -> None:
+    a, b = Agent(), Build("cc-1")
+    await a.batch(b.command(T0, "register", token="good"))
+    await a.batch(b.closed(T0 + 8 * H + 5 * 60 * timedelta(seconds=1), T0, T0 + 8 * H, 30, 12))
+    a.authority.pool = {**a.authority.pool, "premium": 12}  # a deposit, seen at the next report
+    out = await a.batch(*hourly(b, T0, 10))
+    report = next(e for e in out if e.type == "licensing.reporting.succeeded")
+    assert report.data.verdict == "in_compliance"
+    assert [e.data.premium_seats for e in out if e.type == "licensing.entitlements.set"] == [12]
+    sent = [r for body in a.authority.reports for r in body["reports"]]
+    assert sent[0]["peak"] == {"standard": 30, "premium": 12, "ivr_ports": 0, "server": 0, "warm_standby": 0}
 
 
 @settings(max_examples=60, deadline=None)

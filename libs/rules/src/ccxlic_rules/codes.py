@@ -99,6 +99,27 @@ def public_pem(key: Ed25519PrivateKey) -> str:
     )
 
 
+def public_keys(pem: str) -> tuple[str, ...]:
+    """The Ed25519 public keys of a PEM text (one or more `PUBLIC KEY` blocks), each as its own PEM; CodeError says
+    which block is not one."""
+    marker = "-----END PUBLIC KEY-----"
+    blocks = [b.strip() + "\n" + marker + "\n" for b in pem.split(marker) if b.strip()]
+    if not blocks or "-----BEGIN PUBLIC KEY-----" not in pem:
+        raise CodeError("holds no PEM public key (-----BEGIN PUBLIC KEY-----)")
+    out = []
+    for n, block in enumerate(blocks, 1):
+        try:
+            key = serialization.load_pem_public_key(block.encode())
+        except ValueError:
+            raise CodeError(f"key {n} is not a PEM public key") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise CodeError(f"key {n} is not an Ed25519 key")
+        out.append(
+            key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        )
+    return tuple(out)
+
+
 def sign(key: Ed25519PrivateKey, kind: str, payload: dict[str, Any]) -> str:
     body = _body({**payload, "kind": kind})
     return f"{body}.{_b64(key.sign(body.encode()))}"

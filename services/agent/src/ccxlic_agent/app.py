@@ -37,7 +37,9 @@ def publish(instance: str, output: Output) -> tuple[Any, ...]:
     return (output.event,) if isinstance(output, Emitted) else ()
 
 
-def build(registry: CollectorRegistry, store: Store[State, Output, None]) -> Instances[State, Output, None]:
+def build(
+    registry: CollectorRegistry, store: Store[State, Output, None], rules: Rules | None = None
+) -> Instances[State, Output, None]:
     calls = Counter(
         "ccxlic_agent_calls",
         "Calls to the licensing authority, by operation and outcome",
@@ -50,7 +52,7 @@ def build(registry: CollectorRegistry, store: Store[State, Output, None]) -> Ins
             if isinstance(o, Called):
                 calls.labels(o.operation, str(o.ok).lower()).inc()
 
-    return Instances(AgentDecider(Rules()), store, publish, None, on_commit=observe)
+    return Instances(AgentDecider(rules or Rules()), store, publish, None, on_commit=observe)
 
 
 def view(state: State) -> dict[str, Any]:
@@ -76,6 +78,8 @@ def view(state: State) -> dict[str, Any]:
         "reports_waiting": len(state.pending),
         "entitlements": state.entitlements,
         "reservation": state.reservation,
+        "authority_key_pinned": state.authority_key is not None,
+        "entitlements_failed": state.entitlements_failed,
         "calls": state.calls,
         "last": None if state.last is None else state.last.model_dump(mode="json"),
     }
@@ -125,7 +129,7 @@ async def run(settings: AgentSettings, stop: asyncio.Event, *, ready: Callable[[
                 db=db,
                 inputs=INPUTS,
                 group_id=settings.group_id,
-                app=build(registry, PgAgentStore(client)),
+                app=build(registry, PgAgentStore(client), Rules(trusted_keys=settings.trusted_keys)),
                 registry=registry,
                 http_port=settings.http_port,
                 routes=lambda http: add_routes(http, db),

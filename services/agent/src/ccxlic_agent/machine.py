@@ -14,6 +14,20 @@ Per input:
 The call's outcome (`resume`) becomes the lifecycle events of what happened (success, or failure with its reason,
 a timeout included), and the next due time. Every call moves its due time forward, so one input makes a bounded
 number of calls.
+
+Each answer that carries the license type and the entitlements (registration, authorization, usage report) is a
+fetch of them: one that cannot be had is `licensing.entitlements.fetch_failed` (the vendor's Entitlement Reporting
+failure, "Failure to get license type or exception when trying to get entitlements"), and the next successful fetch
+publishes the entitlements again, changed or not, which ends it.
+
+A usage report carries what the vendor's document lists as reported to SSM: the agents signed in with Standard and
+Premium licenses, per interval (and the IVR ports this authority judges too), and the Server and Warm Standby
+licenses as 0 ("the Server License Usage reports to 0"). Outbound ports and seats are the document's "Data Stored":
+kept in the interval reports and shown, not sent.
+
+A reservation installs offline ("Ensure that the product instance is not connected to internet"): the authorization
+code is verified here, with a key the instance already trusts (configured, or pinned when it first registered or
+enabled the reservation), never one fetched at install time, and it must answer the instance's own request code.
 """
 
 from __future__ import annotations
@@ -51,17 +65,16 @@ from ccxlic_contract.events import (
     Transport,
 )
 from ccxlic_rules import codes
-from ccxlic_rules.codes import CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
+from ccxlic_rules.codes import AUTHORIZATION_CODE, CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
 from ccxlic_runtime.instances import Decision
 from pydantic import BaseModel, ConfigDict
 
 SOURCE = "urn:ccxlic:smart-agent"
 IDS = uuid.UUID("6c1d8e2f-4b5a-4e9c-9f0d-3a2b1c7e5d84")
 Status = Literal["unregistered", "registered", "reservation_enabled", "reserved"]
-Operation = Literal[
-    "register", "authorize", "renew_registration", "report", "deregister", "probe", "install_reservation"
-]
+Operation = Literal["register", "authorize", "renew_registration", "report", "deregister", "probe", "pin_key"]
 LICENSES = ("standard", "premium", "ivr_ports")
+PRESENCE = ("server", "warm_standby")  # held, never consumed: reported as 0 in use
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -73,6 +86,7 @@ class Rules:
     registration_renew_after: timedelta = timedelta(days=182)
     retry_first: timedelta = timedelta(hours=1)
     retry_max: timedelta = timedelta(hours=24)
+    trusted_keys: tuple[str, ...] = ()  # the authority's public keys (PEM) configured for reservations
 
     def backoff(self, failures: int) -> timedelta:
         delay: timedelta = self.retry_first * 2 ** min(max(0, failures - 1), 30)
@@ -130,8 +144,12 @@ class State(BaseModel):
     report_failures: int = 0
     pending: dict[str, Pending] = {}
     entitlements: dict[str, int] | None = None  # as last published in licensing.entitlements.set
+    entitlements_failed: bool = False  # the last fetch of the license type and entitlements failed
     reservation: dict[str, int] | None = None
     reservation_serial: str | None = None
+    reservation_request: str | None = None  # the nonce of the request code an authorization code must answer
+    reservation_issued_at: str | None = None  # when the installed authorization code was issued
+    authority_key: str | None = None  # the authority's public key (PEM), pinned when the instance first registered
     seq: int = 0  # events published
     calls: int = 0
     last: Result | None = None
@@ -251,7 +269,7 @@ class AgentDecider:
                     "interval_start": p.interval_start.isoformat(),
                     "interval_end": p.interval_end.isoformat(),
                     "revision": p.revision,
-                    "peak": p.peak,
+                    "peak": {**p.peak, **dict.fromkeys(PRESENCE, 0)},
                 }
                 for p in sorted(s.pending.values(), key=lambda p: p.interval_start)
             ]
@@ -304,23 +322,33 @@ class AgentDecider:
         if op == "reservation_enable":
             if s.status == "registered":
                 return refuse("the instance is registered: deregister it before enabling reservation")
-            if s.status == "unregistered":
-                s = s.model_copy(update={"status": "reservation_enabled"})
-            return self._result(s, op, True, "reservation enabled"), None
+            if not self.rules.trusted_keys and s.authority_key is None:
+                # nothing to verify an authorization code with: pin the authority's key now, while it is reachable
+                return s, self._call(s, "pin_key", {})
+            return self._enable(s), None
         if op == "reservation_request":
             if s.status not in ("reservation_enabled", "reserved"):
                 return refuse("enable reservation first")
             code = codes.product_code(REQUEST_CODE, {"instance": s.instance, "nonce": command.id})
+            s = s.model_copy(update={"reservation_request": command.id})
             return self._result(s, op, True, "enter this request code at the licensing authority", code), None
         if op == "reservation_install":
             if s.status not in ("reservation_enabled", "reserved"):
                 return refuse("enable reservation first")
-            return s, self._call(s, "install_reservation", {"code": d.code})
+            assert d.code is not None
+            return self._install(s, d.code, out), None
         if op == "reservation_return":
             if s.status != "reserved" or s.reservation_serial is None:
                 return refuse("no reservation is installed")
             code = codes.product_code(RETURN_CODE, {"instance": s.instance, "serial": s.reservation_serial})
-            s = s.model_copy(update={"status": "reservation_enabled", "reservation": None, "reservation_serial": None})
+            s = s.model_copy(
+                update={
+                    "status": "reservation_enabled",
+                    "reservation": None,
+                    "reservation_serial": None,
+                    "reservation_issued_at": None,
+                }
+            )
             s = self._emit(s, ReservationReturned, {}, out)
             return self._result(
                 s, op, True, "reservation returned: enter this return code at the authority", code
@@ -328,8 +356,70 @@ class AgentDecider:
         # reservation_disable
         if s.status == "reserved":
             return refuse("a reservation is installed: return it first")
-        s = s.model_copy(update={"status": "unregistered"} if s.status == "reservation_enabled" else {})
+        s = s.model_copy(
+            update={"status": "unregistered", "reservation_request": None} if s.status == "reservation_enabled" else {}
+        )
         return self._result(s, op, True, "reservation disabled"), None
+
+    def _enable(self, s: State) -> State:
+        if s.status == "unregistered":
+            s = s.model_copy(update={"status": "reservation_enabled"})
+        return self._result(s, "reservation_enable", True, "reservation enabled")
+
+    def _install(self, s: State, code: str, out: list[Output]) -> State:
+        """Install an authorization code, offline: its signature checked with a key the instance already trusts, and
+        it must answer this instance's request code (and be newer than the one installed)."""
+        op = "reservation_install"
+        keys = (*self.rules.trusted_keys, *((s.authority_key,) if s.authority_key else ()))
+        if not keys:
+            return self._result(s, op, False, "no trusted key to verify the authorization code with")
+        payload: dict[str, Any] | None = None
+        for key in keys:
+            try:
+                payload = codes.verify(key, code, AUTHORIZATION_CODE, "the authorization code")
+                break
+            except codes.CodeError:
+                continue
+        if payload is None:
+            try:
+                codes.peek(code)
+            except (codes.CodeError, ValueError):
+                return self._result(s, op, False, "refused: the authorization code is not one: was it copied whole?")
+            return self._result(
+                s,
+                op,
+                False,
+                "refused: the authorization code was not signed by a licensing authority this instance "
+                "trusts (or was changed after it was signed)",
+            )
+        if payload.get("instance") != s.instance:
+            return self._result(s, op, False, f"refused: the authorization code is for {payload.get('instance')!r}")
+        if s.reservation_request is None or payload.get("request") != s.reservation_request:
+            return self._result(
+                s,
+                op,
+                False,
+                "refused: the authorization code does not answer this instance's request code "
+                "(make a request code and reserve with it)",
+            )
+        issued = str(payload.get("issued_at", ""))
+        if s.reservation_issued_at is not None and issued <= s.reservation_issued_at:
+            return self._result(s, op, False, "refused: this authorization code is not newer than the one installed")
+        counts = {lic: int(payload["counts"].get(lic, 0)) for lic in LICENSES}
+        s = s.model_copy(
+            update={
+                "status": "reserved",
+                "reservation": counts,
+                "reservation_serial": payload["serial"],
+                "reservation_issued_at": issued,
+            }
+        )
+        installed = ReservationInstalledData(
+            standard_seats=counts["standard"], premium_seats=counts["premium"], ivr_ports=counts["ivr_ports"]
+        )
+        s = self._emit(s, ReservationInstalled, installed, out)
+        confirmation = codes.product_code(CONFIRMATION_CODE, {"instance": s.instance, "serial": payload["serial"]})
+        return self._result(s, op, True, "installed: enter this confirmation code at the authority", confirmation)
 
     # ------------------------------------------------------------ outcomes
 
@@ -360,7 +450,15 @@ class AgentDecider:
                     "pending": {},
                 }
             )
-            s = self._emit(s, InstanceRegistered, InstanceRegisteredData(virtual_account=a["virtual_account"]), out)
+            if s.authority_key is None and isinstance(a.get("public_key_pem"), str):
+                s = s.model_copy(update={"authority_key": a["public_key_pem"]})  # pinned at the first registration
+            short = a.get("required")
+            registered = InstanceRegisteredData(
+                virtual_account=a["virtual_account"],
+                out_of_compliance_since=a.get("out_of_compliance_since"),
+                required=None if short is None else LicenseCounts(**{k: short[k] for k in LICENSES}),
+            )
+            s = self._emit(s, InstanceRegistered, registered, out)
             s = self._answer_entitlements(s, a, out)
             return self._result(s, "register", True, f"registered with virtual account {a['virtual_account']!r}")
         if op == "authorize":
@@ -391,13 +489,17 @@ class AgentDecider:
             sent = {rep["interval_start"]: rep["revision"] for rep in o.call.body.get("reports", [])}
             pending = {k: p for k, p in s.pending.items() if p.revision > sent.get(k, 0)}
             s = s.model_copy(update={"report_failures": 0, "next_report": r.next_report(at), "pending": pending})
-            short = a.get("shortfall")
+            short, required = a.get("shortfall"), a.get("required")
             data = ReportingSucceededData(
                 verdict=a.get("verdict"),
                 shortfall=None if short is None else LicenseCounts(**{k: short[k] for k in LICENSES}),
                 reports=len(sent),
+                out_of_compliance_since=a.get("out_of_compliance_since"),
+                required=None if required is None else LicenseCounts(**{k: required[k] for k in LICENSES}),
             )
             s = self._emit(s, ReportingSucceeded, data, out)
+            if "entitlements" in a or "entitlements_error" in a:  # a deposit is seen at the next report too
+                s = self._answer_entitlements(s, a, out)
             return self._result(s, "report", True, f"{len(sent)} interval reports sent: {a.get('verdict')}")
         if op == "deregister":
             if not o.ok:
@@ -417,36 +519,41 @@ class AgentDecider:
             )
             s = self._emit(s, InstanceDeregistered, {}, out)
             return self._result(s, "deregister", True, "deregistered: the licenses are released")
+        if op == "pin_key":
+            key = a.get("public_key_pem")
+            if not o.ok or not isinstance(key, str):
+                why = o.reason or "the answer had no public key"
+                return self._result(
+                    s,
+                    "reservation_enable",
+                    False,
+                    f"cannot pin the licensing authority's key to verify the "
+                    f"authorization code with ({why}): configure CCXLIC_AGENT_TRUSTED_KEYS, or enable while the "
+                    "authority is reachable",
+                )
+            return self._enable(s.model_copy(update={"authority_key": key}))
         if op == "probe":
             if not o.ok:
                 s = self._emit(s, SmartAgentInitFailed, FailureReason(reason=f"transport settings: {o.reason}"), out)
                 return self._result(s, "set_transport", False, o.reason)
             s = self._emit(s, SmartAgentInitialized, {}, out)
             return self._result(s, "set_transport", True, f"transport {s.transport} works")
-        # install_reservation: the shell verified the authorization code's signature
-        if not o.ok:
-            return self._result(s, "reservation_install", False, o.reason)
-        if a.get("instance") != s.instance:
-            return self._result(s, "reservation_install", False, f"the authorization code is for {a.get('instance')!r}")
-        counts = {lic: int(a["counts"].get(lic, 0)) for lic in LICENSES}
-        s = s.model_copy(update={"status": "reserved", "reservation": counts, "reservation_serial": a["serial"]})
-        installed = ReservationInstalledData(
-            standard_seats=counts["standard"], premium_seats=counts["premium"], ivr_ports=counts["ivr_ports"]
-        )
-        s = self._emit(s, ReservationInstalled, installed, out)
-        code = codes.product_code(CONFIRMATION_CODE, {"instance": s.instance, "serial": a["serial"]})
-        return self._result(
-            s, "reservation_install", True, "installed: enter this confirmation code at the authority", code
-        )
+        raise AssertionError(f"no outcome rule for {op}")
 
     def _answer_entitlements(self, s: State, a: dict[str, Any], out: list[Output]) -> State:
-        """The license type and entitlements in an authority's answer: published when they changed; a failure to
-        get them is the vendor's Entitlement Reporting failure."""
+        """The license type and entitlements in an authority's answer: published when they changed, or when the fetch
+        before failed (that ends the failure); a failure to get them is the vendor's Entitlement Reporting
+        failure."""
         ent = a.get("entitlements")
         if a.get("license_type") != "flex" or not isinstance(ent, dict):
-            reason = f"no Flex entitlements in the answer (license type {a.get('license_type')!r})"
+            reason = str(a.get("entitlements_error") or "")[:1000] or (
+                f"no Flex entitlements in the answer (license type {a.get('license_type')!r})"
+            )
+            s = s.model_copy(update={"entitlements_failed": True})
             return self._emit(s, EntitlementsFetchFailed, FailureReason(reason=reason), out)
-        return self._entitlements(s, {lic: int(ent.get(lic, 0)) for lic in LICENSES}, out)
+        held = {lic: int(ent.get(lic, 0)) for lic in LICENSES}
+        held |= {lic: int(ent[lic]) for lic in PRESENCE if lic in ent}
+        return self._entitlements(s, held, out, force=s.entitlements_failed)
 
     def _entitlements(self, s: State, ent: dict[str, int], out: list[Output], force: bool = False) -> State:
         if ent == s.entitlements and not force:
@@ -457,8 +564,11 @@ class AgentDecider:
             ivr_ports=ent["ivr_ports"],
             overage_allowed=s.overage_allowed,
             deployment=s.deployment,
+            server=ent.get("server"),
+            warm_standby=ent.get("warm_standby"),
         )
-        return self._emit(s.model_copy(update={"entitlements": ent}), EntitlementsSet, data, out)
+        s = s.model_copy(update={"entitlements": ent, "entitlements_failed": False})
+        return self._emit(s, EntitlementsSet, data, out)
 
     def _emit(self, s: State, cls: type[Any], data: Any, out: list[Output]) -> State:
         assert s.now is not None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
+from ccxlic_rules import codes
 from ccxlic_runtime.settings import Duration, RuntimeSettings, database_url_field
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 
 class AgentSettings(RuntimeSettings):
@@ -22,3 +25,23 @@ class AgentSettings(RuntimeSettings):
     )
     ca_file: str | None = Field(None, validation_alias="CCXLIC_AGENT_CA_FILE")
     """Extra CA certificates (PEM) an SSM On-Prem certificate may chain to, besides the system's."""
+    trusted_keys: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="CCXLIC_AGENT_TRUSTED_KEYS")
+    """A PEM file of the licensing authorities' public keys (Ed25519) a reservation's authorization code may be
+    signed with. Unset: the key pinned when the instance first registered or enabled the reservation."""
+
+    @field_validator("trusted_keys", mode="before")
+    @classmethod
+    def _read_keys(cls, value: object) -> tuple[str, ...]:
+        if value in (None, "", ()):
+            return ()
+        if not isinstance(value, str):
+            raise ValueError("must be the path of a PEM file of public keys")
+        try:
+            with open(value, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        try:
+            return codes.public_keys(text)
+        except codes.CodeError as exc:
+            raise ValueError(f"{value}: {exc}") from None
