@@ -7,13 +7,19 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest_asyncio
-from ccxlic_testing.plugin import Spawned, Stack, api_token, drop_schema
+from ccxlic_contract import Event
+from ccxlic_contract.topics import COMPLIANCE, LIFECYCLE
+from ccxlic_runtime.kafka import EventProducer
+from ccxlic_testing.build import Build
+from ccxlic_testing.plugin import ReadTopic, Spawned, Stack, api_token, drop_schema, wait_for_topic
 from ccxlic_testing.sinks import Sinks
 
 SERVICES = ("consumption", "compliance", "alerting")
@@ -155,3 +161,65 @@ async def licensing(
         yield p
     finally:
         await p.close(stack.database_url, pg_schema, LICENSING)
+
+
+# ---------------------------------------------------------------- walks of simulated months, with `ccxlic`
+
+T0 = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+def ccxlic(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`ccxlic ARGS` as a process with `env`."""
+    r = subprocess.run(
+        [sys.executable, "-m", "ccxlic_cli", *args],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return r
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    """`ccxlic` run as a user would; its output, once it succeeded."""
+    r = ccxlic(env, *args)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+class Walk:
+    """Simulated months for one instance: ticks every instance forward and reads what the chain made of it."""
+
+    def __init__(
+        self, p: Pipeline, producer: EventProducer, read_topic: ReadTopic, topics: dict[str, str], instance: str
+    ) -> None:
+        self.p, self.producer, self.read_topic, self.topics, self.instance = p, producer, read_topic, topics, instance
+        self.b = Build(instance)
+        self.now = T0
+
+    async def to(self, until: datetime, every: timedelta = 4 * H) -> None:
+        """Tick every instance up to `until` and wait until the chain and the agent are there."""
+        ticks = []
+        while self.now + every <= until:
+            self.now += every
+            ticks.append(self.b.tick(self.now, every_instance=True))
+        await self.producer.publish_many(ticks)
+        stamp = self.now.isoformat().replace("+00:00", "Z")
+        await self.p.until(
+            "compliance", f"/v1/instances/{self.instance}/compliance", lambda c: c["as_of"] >= stamp, 180
+        )
+        await self.p.until("agent", f"/v1/instances/{self.instance}/agent", lambda a: a["as_of"] >= stamp, 180)
+
+    async def lifecycle(self, check: Any, timeout: float = 60) -> list[Event]:
+        got = await wait_for_topic(
+            self.read_topic,
+            self.topics[LIFECYCLE.name],
+            lambda o: check([e for e in o if e.subject == self.instance]),
+            timeout,
+        )
+        return [e for e in got if e.subject == self.instance]
+
+    async def compliance(self) -> list[Event]:
+        got = await self.read_topic(self.topics[COMPLIANCE.name], 10**6, timeout=2)
+        return [e for e in got if e.subject == self.instance and e.type == "licensing.compliance.changed"]

@@ -9,75 +9,16 @@ topics and the HTTP views."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
-from ccxlic_contract import Event
-from ccxlic_contract.topics import COMPLIANCE, LIFECYCLE
 from ccxlic_runtime.kafka import EventProducer
-from ccxlic_testing.build import Build
-from ccxlic_testing.plugin import ReadTopic, wait_for_topic
+from ccxlic_testing.plugin import ReadTopic
 
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import T0, Pipeline, Walk, ok
 
 pytestmark = pytest.mark.e2e
-T0 = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
 D, H = timedelta(days=1), timedelta(hours=1)
-
-
-def ccxlic(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "ccxlic_cli", *args],
-        env={**env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return r
-
-
-def ok(env: dict[str, str], *args: str) -> str:
-    r = ccxlic(env, *args)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return r.stdout
-
-
-class Walk:
-    def __init__(
-        self, p: Pipeline, producer: EventProducer, read_topic: ReadTopic, topics: dict[str, str], instance: str
-    ) -> None:
-        self.p, self.producer, self.read_topic, self.topics, self.instance = p, producer, read_topic, topics, instance
-        self.b = Build(instance)
-        self.now = T0
-
-    async def to(self, until: datetime, every: timedelta = 4 * H) -> None:
-        """Tick every instance up to `until` and wait until the chain and the agent are there."""
-        ticks = []
-        while self.now + every <= until:
-            self.now += every
-            ticks.append(self.b.tick(self.now, every_instance=True))
-        await self.producer.publish_many(ticks)
-        stamp = self.now.isoformat().replace("+00:00", "Z")
-        await self.p.until(
-            "compliance", f"/v1/instances/{self.instance}/compliance", lambda c: c["as_of"] >= stamp, 180
-        )
-        await self.p.until("agent", f"/v1/instances/{self.instance}/agent", lambda a: a["as_of"] >= stamp, 180)
-
-    async def lifecycle(self, check: Any, timeout: float = 60) -> list[Event]:
-        got = await wait_for_topic(
-            self.read_topic,
-            self.topics[LIFECYCLE.name],
-            lambda o: check([e for e in o if e.subject == self.instance]),
-            timeout,
-        )
-        return [e for e in got if e.subject == self.instance]
-
-    async def compliance(self) -> list[Event]:
-        got = await self.read_topic(self.topics[COMPLIANCE.name], 10**6, timeout=2)
-        return [e for e in got if e.subject == self.instance and e.type == "licensing.compliance.changed"]
 
 
 async def test_register_then_200_days_with_the_authority_answering(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ccxlic_rules.exits import exits
+from ccxlic_rules.exits import attention, exits
 
 
 def test_each_cause_has_its_own_exit_and_a_purchase_names_what_it_must_cover() -> None:
@@ -22,3 +22,24 @@ def test_each_cause_has_its_own_exit_and_a_purchase_names_what_it_must_cover() -
 def test_evaluation_expiry_ends_by_registering_and_no_enforcement_needs_nothing() -> None:
     assert exits({"enforcement": {"active": True, "reasons": ["evaluation_expired"]}})[0]["action"] == "register"
     assert exits({"enforcement": {"active": False, "reasons": []}}) == []
+
+
+def test_attention_names_the_exit_a_breach_the_ova_limit_and_a_missing_license() -> None:
+    entry = {
+        "usage": {
+            "in_use": {"standard": 45, "premium": 6, "ivr_ports": 0},
+            "breach": {"standard": 1, "premium": 0, "ivr_ports": 0},
+            "hard_limit": "reservation",
+            "max_agents": 300,
+        },
+        "compliance": {
+            "enforcement": {"active": True, "reasons": ["evaluation_expired"]},
+            "missing_licenses": ["warm_standby"],
+        },
+    }
+    got = attention(entry)
+    assert got[0].startswith("to leave enforcement (evaluation_expired): register")
+    assert "over the reservation: standard +1 (a breach)" in got
+    assert "OVA limit: 51 of 300 agents signed in" in got
+    assert got[-1].startswith("no Warm Standby license")
+    assert attention({"usage": None, "compliance": None}) == []

@@ -129,3 +129,14 @@ def test_the_report_takes_the_latest_revision_and_says_what_to_buy() -> None:
     assert report.to_buy(nothing, None) == {"standard": 46, "premium": 12, "ivr_ports": 25}
     assert [(r.deficit_standard, r.deficit_premium) for r in nothing] == [(30, 8), (46, 12), (48, 9)]
     assert report.as_csv(rows).splitlines()[0].startswith("interval_start,")
+
+
+def test_the_report_shows_outbound_ports_and_seats_which_no_license_is_judged_on() -> None:
+    """The vendor's "Data Stored": outbound ports and seats are kept and shown, not reported to SSM, never a deficit."""
+    stored = _report("2026-03-02T00:00:00Z", 1, 3, 1)
+    stored["peak"] = {**stored["peak"], "outbound_ports": 7, "outbound_seats": 4}  # type: ignore[dict-item]
+    [row] = report.rows([stored], Entitlement(standard=40, premium=10, ivr_ports=20))
+    assert (row.outbound_ports, row.outbound_seats) == (7, 4)
+    header, line = report.as_csv([row]).splitlines()
+    assert "outbound_ports,outbound_seats" in header and ",7,4," in line
+    assert report.as_json("i", [row], None)["intervals"][0]["outbound_seats"] == 4

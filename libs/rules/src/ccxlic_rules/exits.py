@@ -1,6 +1,6 @@
 """What ends each cause of enforcement, in the vendor's words, and what is still needed: one answer for compliance's
-`/provisioning`, `ccxlic status` and the console. Pure: it reads a compliance view as JSON (`licensing.compliance
-.changed` data).
+`/provisioning`, `ccxlic status` and the console; and what else needs an admin's attention. Pure: it reads the
+services' views as JSON (a compliance view is `licensing.compliance.changed` data).
 
 The vendor's document ("Enforcement State"):
 - Out-of-Compliance expiry: "Purchase new licenses to exit the Enforcement state." Here: entitlements that cover the
@@ -45,3 +45,27 @@ def exits(view: Mapping[str, Any]) -> list[dict[str, Any]]:
         {"cause": reason, "action": ACTIONS[reason], "needed": exit_words(reason, view.get("required"))}
         for reason in enforcement.get("reasons", ())
     ]
+
+
+_LIMIT_WORDS = {"reservation": "the reservation", "license_control": "License Control"}
+_PRESENCE = {"server": "Server", "warm_standby": "Warm Standby"}
+
+
+def attention(entry: Mapping[str, Any]) -> list[str]:
+    """What needs an admin's attention on an instance, in words (`ccxlic status` and the console): per cause of
+    enforcement what ends it, a breach of a hard limit, the OVA limit, and a missing Server or Warm Standby license.
+    `entry` is one instance of the status snapshot: its `usage` (consumption) and `compliance` views."""
+    out: list[str] = []
+    u, c = entry["usage"], entry["compliance"]
+    for x in exits(c) if c else ():
+        out.append(f"to leave enforcement ({x['cause']}): {x['needed']}")
+    breach = (u or {}).get("breach")
+    if breach and any(breach.values()):
+        over = ", ".join(f"{k.replace('_', ' ')} +{v}" for k, v in breach.items() if v)
+        out.append(f"over {_LIMIT_WORDS.get(u.get('hard_limit') or '', 'a hard limit')}: {over} (a breach)")
+    if u and u.get("max_agents") is not None:
+        signed = u["in_use"]["standard"] + u["in_use"]["premium"]
+        out.append(f"OVA limit: {signed} of {u['max_agents']} agents signed in")
+    for m in (c or {}).get("missing_licenses", ()):
+        out.append(f"no {_PRESENCE.get(m, m)} license: never consumed, but it must be present")
+    return out

@@ -2,8 +2,9 @@
 
 The vendor: "Sign in additional agents to Unified CCX up to the maximum limit that is configured in your OVA." The
 document points to the Solution Design Guide's "Server Capacities and Limits" for the profiles and names none
-itself: these are the agent capacities of the Unified CCX OVA templates as Cisco publishes them (100, 300 and 400
-agents). A site whose template differs configures its number instead (`ccxlic ova INSTANCE --max-agents N`).
+itself, so these presets are ours: the agent capacities of the Unified CCX 12.x OVA templates (100, 300 and 400
+agents), to check against the guide of the release in use. A site whose template differs configures its number
+(`ccxlic ova INSTANCE --max-agents N`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The License Consumption report: the peaks per reporting interval with their witness, the deficit per license
-against the entitlements, and what to buy to stay compliant at those peaks. Pure: the CLI fetches, this computes."""
+against the entitlements, and what to buy to stay compliant at those peaks. Pure: the CLI fetches, this computes.
+
+Outbound ports and seats are in it as the vendor's "Data Stored" (the product keeps them; they are not reported to
+SSM, and no license is judged on them)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ class Row:
     premium: int
     agents: int
     ivr_ports: int
+    outbound_ports: int
+    outbound_seats: int
     deficit_standard: int
     deficit_premium: int
     deficit_ivr_ports: int
@@ -59,6 +64,8 @@ def rows(reports: Sequence[Mapping[str, Any]], entitled: Entitlement | None) -> 
                 premium=p["premium"],
                 agents=p["agents"],
                 ivr_ports=p["ivr_ports"],
+                outbound_ports=p.get("outbound_ports", 0),
+                outbound_seats=p.get("outbound_seats", 0),
                 deficit_standard=d.standard,
                 deficit_premium=d.premium,
                 deficit_ivr_ports=d.ivr_ports,

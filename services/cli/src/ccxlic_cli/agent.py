@@ -109,12 +109,13 @@ def renew(
 
 class LicenseType(StrEnum):
     production = "production"
-    non_production = "non-production"
+    lab = "lab"
+    non_production = "non-production"  # the name first used here for Lab
 
 
 def license_type(
     instance: Annotated[str, typer.Argument(help="the product instance id")],
-    kind: Annotated[LicenseType, typer.Argument(help="production or non-production (lab)")],
+    kind: Annotated[LicenseType, typer.Argument(help="production or lab (non-production)")],
     overage: Annotated[
         bool | None, typer.Option("--overage/--no-overage", help="allow overage, or License Control (no overage)")
     ] = None,
@@ -125,7 +126,8 @@ def license_type(
 
     Example: ccxlic license-type cc-east production --no-overage
     """
-    _send(instance, at, wait, "set_license_type", deployment=kind.value.replace("-", "_"), overage_allowed=overage)
+    deployment = "lab" if kind is LicenseType.non_production else kind.value
+    _send(instance, at, wait, "set_license_type", deployment=deployment, overage_allowed=overage)
 
 
 def transport(

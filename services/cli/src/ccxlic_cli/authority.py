@@ -31,6 +31,20 @@ def _counts(standard: int, premium: int, ivr_ports: int) -> dict[str, int]:
 Std = Annotated[int, typer.Option("--standard", min=0, help="Flex Standard")]
 Prem = Annotated[int, typer.Option("--premium", min=0, help="Flex Premium")]
 Ivr = Annotated[int, typer.Option("--ivr-ports", min=0, help="IVR ports")]
+Server = Annotated[int, typer.Option("--server", min=0, help="Server licenses (never consumed, must be present)")]
+Standby = Annotated[
+    int, typer.Option("--warm-standby", min=0, help="Warm Standby licenses (never consumed, must be present)")
+]
+
+
+def _held(standard: int, premium: int, ivr_ports: int, server: int, warm_standby: int) -> dict[str, int]:
+    """Counts of the licenses an account holds: the consumed ones, and Server / Warm Standby when given."""
+    out = _counts(standard, premium, ivr_ports)
+    if server:
+        out["server"] = server
+    if warm_standby:
+        out["warm_standby"] = warm_standby
+    return out
 
 
 @app.command("accounts")
@@ -52,25 +66,39 @@ def account(
 
 
 @app.command("deposit")
-def deposit(virtual_account: str, standard: Std = 0, premium: Prem = 0, ivr_ports: Ivr = 0) -> None:
-    """Deposit licenses.
+def deposit(
+    virtual_account: str,
+    standard: Std = 0,
+    premium: Prem = 0,
+    ivr_ports: Ivr = 0,
+    server: Server = 0,
+    warm_standby: Standby = 0,
+) -> None:
+    """Deposit licenses (a purchase).
 
-    Example: ccxlic authority deposit east --standard 40 --premium 10 --ivr-ports 20
+    Example: ccxlic authority deposit east --standard 40 --premium 10 --ivr-ports 20 --server 1 --warm-standby 1
     """
     _call(
         "POST",
         f"/v1/accounts/{virtual_account}/licenses/deposit",
-        {"quantities": _counts(standard, premium, ivr_ports)},
+        {"quantities": _held(standard, premium, ivr_ports, server, warm_standby)},
     )
 
 
 @app.command("remove")
-def remove(virtual_account: str, standard: Std = 0, premium: Prem = 0, ivr_ports: Ivr = 0) -> None:
+def remove(
+    virtual_account: str,
+    standard: Std = 0,
+    premium: Prem = 0,
+    ivr_ports: Ivr = 0,
+    server: Server = 0,
+    warm_standby: Standby = 0,
+) -> None:
     """Remove licenses (not those a reservation holds)."""
     _call(
         "POST",
         f"/v1/accounts/{virtual_account}/licenses/remove",
-        {"quantities": _counts(standard, premium, ivr_ports)},
+        {"quantities": _held(standard, premium, ivr_ports, server, warm_standby)},
     )
 
 
@@ -81,12 +109,14 @@ def move(
     standard: Std = 0,
     premium: Prem = 0,
     ivr_ports: Ivr = 0,
+    server: Server = 0,
+    warm_standby: Standby = 0,
 ) -> None:
     """Move licenses to another virtual account.
 
     Example: ccxlic authority move spare --to east --premium 3
     """
-    body = {"quantities": _counts(standard, premium, ivr_ports), "to": to}
+    body = {"quantities": _held(standard, premium, ivr_ports, server, warm_standby), "to": to}
     _call("POST", f"/v1/accounts/{virtual_account}/licenses/move", body)
 
 
@@ -200,7 +230,7 @@ def convert(
 
 @app.command("fault")
 def fault(
-    mode: Annotated[str, typer.Argument(help="none, unreachable, slow or refuse")],
+    mode: Annotated[str, typer.Argument(help="none, unreachable, slow, refuse or entitlements (answers without them)")],
     reason: str = "refused on demand",
     delay: Annotated[float, typer.Option(min=0, max=600, help="seconds (slow)")] = 30.0,
     instance: Annotated[str | None, typer.Option(help="only this instance's calls")] = None,

@@ -26,12 +26,17 @@ import aiohttp
 import typer
 from ccxlic_contract import ContractError, Event, decode
 from ccxlic_contract.events import (
+    MAX_AGENTS_LIMIT,
     ClockTicked,
     EntitlementsSet,
     EntitlementsSetData,
+    InstanceConfigured,
+    InstanceConfiguredData,
 )
 from ccxlic_rules import Entitlement
+from ccxlic_rules import ova as ova_profiles
 from ccxlic_rules import report as report_mod
+from ccxlic_rules.exits import exits
 from ccxlic_runtime.client import ServiceError, Urls, report_inputs, snapshot
 from ccxlic_runtime.kafka import Broker, KafkaUnavailable, wait_for_kafka
 from rich.console import Console
@@ -122,10 +127,24 @@ def entitlements_set(
     no_overage: Annotated[
         bool, typer.Option("--no-overage", help="License Control: refuse sign-ins over the count")
     ] = False,
-    non_production: Annotated[bool, typer.Option("--non-production", help="a lab: tracked, never enforced")] = False,
+    lab: Annotated[
+        bool,
+        typer.Option(
+            "--lab",
+            "--non-production",
+            help="the license type Lab (non-production: no License Control, never enforced unless CCXLIC_ENFORCE_LAB)",
+        ),
+    ] = False,
+    server: Annotated[
+        int | None, typer.Option("--server", min=0, help="Server licenses held (0: missing, alerted on)")
+    ] = None,
+    warm_standby: Annotated[
+        int | None, typer.Option("--warm-standby", min=0, help="Warm Standby licenses held (0: missing)")
+    ] = None,
     at: Annotated[str | None, typer.Option(help="event time, RFC 3339 (default: now)")] = None,
 ) -> None:
-    """Set an instance's purchased seats and ports.
+    """Set an instance's purchased seats and ports (they are its limits once it is registered: unregistered, it is
+    in evaluation, unlimited).
 
     Example: ccxlic entitlements set cc-east --standard 40 --premium 10 --ivr-ports 20 --no-overage
     """
@@ -139,7 +158,9 @@ def entitlements_set(
             premium_seats=premium,
             ivr_ports=ivr_ports,
             overage_allowed=not no_overage,
-            deployment="non_production" if non_production else "production",
+            deployment="lab" if lab else "production",
+            server=server,
+            warm_standby=warm_standby,
         ),
     )
     asyncio.run(_publish(_settings(), [event]))
@@ -182,6 +203,45 @@ def lifecycle(
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    asyncio.run(_publish(_settings(), [event]))
+    _said(event)
+
+
+@app.command()
+def ova(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    profile: Annotated[
+        str | None, typer.Argument(help=f"the OVA profile: {', '.join(ova_profiles.PROFILES)}", show_default=False)
+    ] = None,
+    max_agents: Annotated[
+        int | None,
+        typer.Option(
+            "--max-agents", min=1, max=MAX_AGENTS_LIMIT, help="the maximum of signed-in agents, if not a profile's"
+        ),
+    ] = None,
+    no_limit: Annotated[bool, typer.Option("--no-limit", help="forget the limit")] = False,
+    at: Annotated[str | None, typer.Option(help="event time, RFC 3339 (default: now)")] = None,
+) -> None:
+    """Set the maximum of signed-in agents the instance's OVA allows (licensing.instance.configured): a sign-in beyond
+    it is refused, whatever the licenses.
+
+    Examples: ccxlic ova cc-east 300-agents | ccxlic ova cc-east --max-agents 150 | ccxlic ova cc-east --no-limit
+    """
+    if sum((profile is not None, max_agents is not None, no_limit)) != 1:
+        raise _fail("give one of: a PROFILE, --max-agents N, or --no-limit")
+    limit = max_agents
+    if profile is not None:
+        try:
+            limit = ova_profiles.max_agents(profile)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    event = InstanceConfigured(
+        id=str(uuid.uuid4()),
+        source=SOURCE,
+        time=_time(at),
+        subject=_instance(instance),
+        data=InstanceConfiguredData(max_agents=limit, ova_profile=profile),
+    )
     asyncio.run(_publish(_settings(), [event]))
     _said(event)
 
@@ -328,6 +388,8 @@ def status(
         _instance(instance)
     if json_:
         snap = asyncio.run(snapshot(urls, instance))
+        for entry in snap["instances"]:
+            entry["exits"] = exits(entry["compliance"]) if entry["compliance"] else []
         typer.echo(json.dumps(snap, indent=2, default=str))
         if snap["errors"]:
             raise typer.Exit(1)

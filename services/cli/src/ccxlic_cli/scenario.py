@@ -58,6 +58,8 @@ class Licenses(_Model):
     standard: int = Field(0, ge=0)
     premium: int = Field(0, ge=0)
     ivr_ports: int = Field(0, ge=0)
+    server: int = Field(1, ge=0, description="the Server license: never consumed, must be present (0: missing)")
+    warm_standby: int = Field(1, ge=0, description="the Warm Standby license: never consumed, must be present")
 
 
 class Authority(_Model):
@@ -78,6 +80,13 @@ class Instance(_Model):
     overage_allowed: bool = Field(True, description="with register_with: false puts it under License Control")
     deployment: Deployment = "production"
     ivr_peak_ports: int = Field(10, ge=0, le=100000, description="IVR ports in use at the daily peak (noon)")
+    outbound_peak_ports: int = Field(
+        0, ge=0, le=100000, description="outbound ports in use at the daily peak (stored and shown, not reported)"
+    )
+    outbound_peak_seats: int = Field(0, ge=0, le=100000, description="outbound seats in use at the daily peak")
+    max_agents: int | None = Field(
+        None, ge=1, le=100000, description="the OVA's maximum of signed-in agents (licensing.instance.configured)"
+    )
     shift_hours: float = Field(8.0, gt=0, le=24)
     login_spread_minutes: float = Field(20.0, ge=0, le=600, description="agents sign in over this many minutes")
     break_minutes: float = Field(15.0, ge=0, le=120)
@@ -110,7 +119,7 @@ class Fault(_Model):
 
     at: timedelta
     until: timedelta
-    mode: Literal["unreachable", "slow", "refuse"]
+    mode: Literal["unreachable", "slow", "refuse", "entitlements"]
     reason: str = "refused on demand"
     instance: InstanceId | None = None
 

@@ -33,6 +33,8 @@ from ccxlic_contract.events import (
     ClockTicked,
     EntitlementsSet,
     EntitlementsSetData,
+    InstanceConfigured,
+    InstanceConfiguredData,
     InstanceRegistered,
     InstanceRegisteredData,
     PortsSampled,
@@ -169,6 +171,14 @@ def _instance(
                 deployment=e.deployment,
             ),
         )
+    if inst.max_agents is not None:
+        yield InstanceConfigured(
+            id=ids.next(),
+            source=SOURCE,
+            time=before,
+            subject=inst.id,
+            data=InstanceConfiguredData(max_agents=inst.max_agents),
+        )
     if inst.registered:
         yield InstanceRegistered(
             id=ids.next(),
@@ -193,8 +203,8 @@ def _instance(
             else:
                 sessions.append((agent, login, logout))
             day += timedelta(days=1)
-    if controlled is not None:
-        refused = _refused(sessions, controlled)
+    if controlled is not None or inst.max_agents is not None:
+        refused = _refused(sessions, controlled, inst.max_agents)
     for n, (agent, signed_in, signed_out) in enumerate(sessions):
         if n in refused:
             yield _sign_in(agent, inst.id, signed_in, ids)  # refused by the platform: no session follows
@@ -216,7 +226,11 @@ def _instance(
             source=SOURCE,
             time=t,
             subject=inst.id,
-            data=PortsSampledData(inbound_ivr_ports=ivr_load(inst.ivr_peak_ports, t)),
+            data=PortsSampledData(
+                inbound_ivr_ports=ivr_load(inst.ivr_peak_ports, t),
+                outbound_ports=ivr_load(inst.outbound_peak_ports, t),
+                outbound_seats=ivr_load(inst.outbound_peak_seats, t),
+            ),
         )
         t += PORT_SAMPLE_EVERY
     every = timedelta(minutes=inst.roster_every_minutes)
@@ -236,8 +250,11 @@ def _command(ids: _Ids, instance: str, t: datetime, operation: str, **fields: ob
     return AgentCommand(id=ids.next(), source=SOURCE, time=t, subject=instance, data=data)
 
 
-def _refused(sessions: list[tuple[SimAgent, datetime, datetime]], limits: Entitlement) -> set[int]:
-    """The sessions License Control refuses: in time order, a sign-in that would create or grow a deficit."""
+def _refused(
+    sessions: list[tuple[SimAgent, datetime, datetime]], limits: Entitlement | None, max_agents: int | None
+) -> set[int]:
+    """The sessions the platform refuses, in time order: beyond the OVA's maximum of signed-in agents, or, under
+    License Control, a sign-in that would create or grow a deficit."""
     moves = sorted(
         [(s, 1, n) for n, (_, s, _) in enumerate(sessions)] + [(e, 0, n) for n, (_, _, e) in enumerate(sessions)]
     )  # at one instant, sign-outs first
@@ -249,6 +266,9 @@ def _refused(sessions: list[tuple[SimAgent, datetime, datetime]], limits: Entitl
         if not starts:
             if n not in refused:
                 seats[license] -= 1
+            continue
+        if max_agents is not None and seats["standard"] + seats["premium"] >= max_agents:
+            refused.add(n)
             continue
         before = deficit(Usage(seats["standard"], seats["premium"]), limits)
         seats[license] += 1

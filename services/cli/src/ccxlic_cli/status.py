@@ -1,11 +1,13 @@
 """`ccxlic status`: one row per instance of the snapshot (ccxlic_runtime.client) of the services' HTTP views: usage
-against entitlement with headroom (consumption), the compliance state with its deadlines (compliance), and the
-active alerts (alerting)."""
+against entitlement with headroom, outbound ports and seats (consumption), the compliance state with its deadlines
+(compliance), and the active alerts (alerting); under the table, per instance, what still has to happen to leave
+enforcement, a breach of a hard limit, and a missing Server or Warm Standby license."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ccxlic_rules.exits import attention
 from ccxlic_runtime.client import duration, nearest_deadline
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -59,9 +61,17 @@ def _state(c: dict[str, Any] | None) -> str:
     return auth if reg in ("registered", "reserved") or auth.startswith(("evaluation", "no_")) else f"{auth} ({reg})"
 
 
+def _outbound(usage: dict[str, Any] | None) -> str:
+    if usage is None:
+        return "-"
+    used = usage["in_use"]
+    return f"{used['outbound_ports']} ports, {used['outbound_seats']} seats"
+
+
 def render(snap: dict[str, Any], title: str = "ccx-licensing") -> RenderableType:
     table = Table(title=f"{title} - {snap['as_of'][:19]}Z", expand=True)
-    for col in ("instance", "premium", "standard", "ivr", "state", "over", "next deadline", "active alerts"):
+    columns = ("instance", "premium", "standard", "ivr", "outbound", "state", "over", "next deadline", "active alerts")
+    for col in columns:
         table.add_column(col, overflow="fold")
     for i in snap["instances"]:
         u, c = i["usage"], i["compliance"]
@@ -79,12 +89,16 @@ def render(snap: dict[str, Any], title: str = "ccx-licensing") -> RenderableType
             _seats(u, "premium"),
             _seats(u, "standard"),
             _seats(u, "ivr_ports"),
+            _outbound(u),
             Text(_state(c), style=_AUTH_STYLE.get(auth, "")),
             over,
             _deadline(c),
             alerts,
         )
     parts: list[RenderableType] = [table]
+    for i in snap["instances"]:
+        for line in attention(i):
+            parts.append(Text(f"{i['instance']}: {line}", style="yellow"))
     if not snap["instances"]:
         parts.append(Text("no instances yet: publish events (ccxlic simulate) and they appear here", style="dim"))
     for e in snap["errors"]:

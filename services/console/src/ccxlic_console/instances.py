@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from ccxlic_rules import Entitlement
 from ccxlic_rules import report as report_rows
+from ccxlic_rules.exits import attention
 from ccxlic_runtime.auth import identity
 from ccxlic_runtime.client import agent_command, intervals, snapshot
 from ccxlic_runtime.http import BadRequest, check_instance, json_response, problem
@@ -116,6 +117,8 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
             "tone": tone,
             "registration": pages.REGISTRATION.get(str(c["registration"]), "-") if c else "-",
             "bars": pages.bars(entry["usage"]),
+            "outbound": pages.outbound(entry["usage"]),
+            "attention": attention(entry),
             "deadlines": pages.deadlines(c),
             "agent": await console.get(f"{urls.agent}/v1/instances/{instance}/agent"),
             "errors": snap["errors"],

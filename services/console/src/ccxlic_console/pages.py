@@ -125,6 +125,14 @@ def bars(usage: Mapping[str, Any] | None) -> tuple[Bar, ...]:
     return tuple(out)
 
 
+def outbound(usage: Mapping[str, Any] | None) -> tuple[tuple[str, int], ...]:
+    """Outbound ports and seats in use: the vendor's "Data Stored", kept and shown, not licensed or reported."""
+    if usage is None:
+        return ()
+    used = usage["in_use"]
+    return (("Outbound ports", int(used["outbound_ports"])), ("Outbound seats", int(used["outbound_seats"])))
+
+
 def overview(snapshot: Mapping[str, Any]) -> list[OverviewRow]:
     rows = []
     for i in snapshot["instances"]:
