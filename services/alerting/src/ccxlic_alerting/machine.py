@@ -412,8 +412,7 @@ def _ladder(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) 
             c.deadlines.enforcement_at,
         ),
         "EnforcementMode": (
-            f"{instance} is in Enforcement since {_t(c.enforcement.since)} ({', '.join(c.enforcement.reasons)}); "
-            + "; ".join(f"{x['cause']}: {x['needed']}" for x in exits(c.model_dump(mode="json"))),
+            _enforcement_words(instance, c),
             {"reasons": tuple(c.enforcement.reasons), "since": _t(c.enforcement.since)},
             None,
         ),
@@ -433,6 +432,14 @@ def _ladder(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) 
             resolve(alert, "over-consumption cleared")
     if not want["EnforcementMode"]:
         resolve("EnforcementMode", "enforcement cleared")
+
+
+def _enforcement_words(instance: str, c: ComplianceChangedData) -> str:
+    """EnforcementMode's summary: since when, why, and how each cause ends (only worded while enforcement is on)."""
+    if not c.enforcement.active:
+        return ""
+    leave = "; ".join(f"{x['cause']}: {x['needed']}" for x in exits(c.model_dump(mode="json")))
+    return f"{instance} is in Enforcement since {_t(c.enforcement.since)} ({', '.join(c.enforcement.reasons)}); {leave}"
 
 
 def _evaluation(

@@ -65,12 +65,22 @@ def _outbound(usage: dict[str, Any] | None) -> str:
     if usage is None:
         return "-"
     used = usage["in_use"]
-    return f"{used['outbound_ports']} ports, {used['outbound_seats']} seats"
+    return f"{used['outbound_ports']}/{used['outbound_seats']}"
 
 
 def render(snap: dict[str, Any], title: str = "ccx-licensing") -> RenderableType:
     table = Table(title=f"{title} - {snap['as_of'][:19]}Z", expand=True)
-    columns = ("instance", "premium", "standard", "ivr", "outbound", "state", "over", "next deadline", "active alerts")
+    columns = (
+        "instance",
+        "premium",
+        "standard",
+        "ivr",
+        "outbound ports/seats",
+        "state",
+        "over",
+        "next deadline",
+        "active alerts",
+    )
     for col in columns:
         table.add_column(col, overflow="fold")
     for i in snap["instances"]:
