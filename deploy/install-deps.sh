@@ -82,4 +82,5 @@ command -v psql >/dev/null 2>&1 || apt_install "psql" postgresql-client
 command -v java >/dev/null 2>&1 || apt_install "Java (for Kafka)" openjdk-17-jre-headless
 command -v mvn >/dev/null 2>&1 || apt_install "Maven (fetches the Kafka jars)" maven
 command -v openssl >/dev/null 2>&1 || apt_install "openssl (the stack's passwords and certificates)" openssl
+command -v kcat >/dev/null 2>&1 || apt_install "kcat (the tests publish as librdkafka clients do)" kcat
 exit 0

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ccxlic_contract import Event, encode
+from ccxlic_contract import Event, decode, encode
 from ccxlic_contract.events import MAX_DEAD_LETTER_PAYLOAD, DeadLettered
 from ccxlic_contract.examples import golden_examples
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, DEAD_LETTER, TOPICS
@@ -113,6 +113,75 @@ async def test_a_dead_letter_always_fits_the_broker_and_says_how_to_find_the_ori
     assert (data.topic, data.partition, data.offset) == ("ccx.agent-activity", 2, 77)
     assert len(data.error) == 4000 and data.key is not None and len(data.key) == 1024
     assert len(encode(letter)) < 100_000  # far under the broker's 1 MB
+
+
+_any_text = st.text(st.characters(codec="utf-8") | st.sampled_from(["\x00", "\n", "\udcff", "\ud800"]), max_size=40)
+
+
+@settings(max_examples=FUZZ, deadline=None)
+@given(
+    topic=_any_text,
+    partition=st.integers(-(2**40), 2**40),
+    offset=st.integers(-(2**70), 2**70),
+    key=st.one_of(st.none(), st.binary(max_size=40), st.just(b"inst-1\n")),
+    value=st.one_of(st.none(), st.binary(max_size=200)),
+    headers=st.lists(
+        st.tuples(st.one_of(_any_text, st.binary(max_size=10)), st.one_of(st.none(), st.binary(max_size=20))),
+        max_size=70,
+    ),
+    timestamp=st.one_of(st.none(), st.integers(-(2**62), 2**62)),
+    reason=_any_text,
+)
+def test_building_a_dead_letter_never_fails_and_it_is_always_a_valid_event(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[Any, bytes | None]],
+    timestamp: int | None,
+    reason: str,
+) -> None:
+    """Whatever the record (a key with a final newline, NUL and lone surrogates in any text, absurd numbers), its dead
+    letter is built, and the codec reads it back: the refusal path has nothing left to fail on."""
+    d = Delivery(topic, partition, offset, key, value, tuple(headers), timestamp)
+    letter = dead_letter("test", d, reason)
+    assert decode(encode(letter)) == letter
+    assert letter.subject == "unknown" or key is not None
+
+
+async def test_a_record_whose_failure_cannot_be_recorded_is_dead_lettered_alone() -> None:
+    """`failed` (telling downstream) fails for this record whatever is retried: the dead letter goes alone and says
+    so; the partition moves on."""
+
+    class Deaf(Recording):
+        async def failed(self, uow: Transaction, event: Event, reason: str) -> None:
+            raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+
+    b = Build("cc-1")
+    events = [b.sign_in(T0, f"a{n}") for n in range(3)]
+    app = Deaf({events[1].id: KeyError("boom")})
+    db = FakeDatabase(app)
+    p = processor(app, db)
+    await asyncio.wait_for(
+        p.process_batch([(d, p.decode(d)) for d in (delivery(e, offset=n) for n, e in enumerate(events))]), 10
+    )
+    assert app.handled == [events[0].id, events[2].id]
+    [letter] = dead(db).values()
+    assert "recording the failure for downstream failed too" in letter.data.error
+
+
+async def test_a_dead_letter_is_counted_once_however_often_its_transaction_is_retried() -> None:
+    app = Recording()
+    db = FakeDatabase(app)
+    p = processor(app, db)
+    bad = Delivery(AGENT_ACTIVITY.name, 0, 5, b"cc-1", b"{not json", (), None)
+    db.fail_at |= {1, 2}  # the first two COMMITs fail: the batch is retried twice
+    await p.process_batch([(bad, p.decode(bad))])
+    counted = p.metrics.registry.get_sample_value(
+        "ccxlic_events_dead_lettered_total", {"service": "test", "topic": AGENT_ACTIVITY.name}
+    )
+    assert counted == 1.0 and len(dead(db)) == 1
 
 
 async def test_an_event_too_far_ahead_of_the_records_timestamp_is_dead_lettered_with_the_reason() -> None:

@@ -205,3 +205,13 @@ def test_the_instance_label_is_capped_with_an_overflow_bucket() -> None:
 
     label = InstanceLabels(cap=2)
     assert [label(i) for i in ("a", "b", "c", "a", "d", "b")] == ["a", "b", OVERFLOW, "a", OVERFLOW, "b"]
+
+
+def test_an_instance_id_with_a_final_newline_is_refused_at_every_http_door() -> None:
+    """Python's `$` matches before a final newline; the contract's pattern means the very end (ECMA 262, pydantic)."""
+    from ccxlic_runtime.http import BadRequest, check_instance
+
+    assert check_instance("inst-1") == "inst-1"
+    for bad in ("inst-1\n", "inst 1", "", "x" * 65):
+        with pytest.raises(BadRequest, match="instance id"):
+            check_instance(bad)

@@ -15,6 +15,7 @@ from pydantic_core import from_json
 
 from ccxlic_contract.events import (
     MAX_MESSAGE_BYTES,
+    NO_NUL,
     AgentCommand,
     AgentRoster,
     AgentSignedIn,
@@ -170,7 +171,9 @@ def describe(exc: ValidationError) -> str:
     for err in errors[:MAX_ERRORS_SHOWN]:
         loc = _location(err["loc"])
         kind = err["type"]
-        if kind in _FRIENDLIER:
+        if kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NO_NUL:
+            msg = "must not contain a NUL character (U+0000): it cannot be stored"
+        elif kind in _FRIENDLIER:
             msg = _FRIENDLIER[kind]
             if kind == "union_tag_invalid":
                 msg = msg.format(tag=str((err.get("ctx") or {}).get("tag", ""))[:80])

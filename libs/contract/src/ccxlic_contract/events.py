@@ -43,6 +43,10 @@ MAX_TEXT = 2000
 """Reasons, summaries and other free text."""
 MIN_YEAR, MAX_YEAR = 1970, 2999
 
+NO_NUL = r"^[^\u0000]*$"
+"""Free text holds no NUL character (U+0000): PostgreSQL cannot store it in `text` or `jsonb`, so an event carrying
+one could never be claimed or recorded. (Lone surrogates are refused by the JSON parser.) One pattern, the same in
+the codec (pydantic's regex), in Python's `re` and in the JSON Schemas' ECMA 262."""
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 ALL_INSTANCES = "*"
 TIME_PATTERN = (
@@ -59,7 +63,7 @@ def _rfc3339(value: object) -> object:
     """Parse an RFC 3339 string ourselves (pydantic's parser also takes numbers, a space for T, no seconds...).
     The year range is that of the time as written (its offset may carry it an hour into 3000 in UTC)."""
     if isinstance(value, str):
-        if _TIME.match(value) is None:
+        if _TIME.fullmatch(value) is None:
             raise ValueError(
                 "must be an RFC 3339 time with an offset (Z or +hh:mm) and seconds, years 1970-2999, "
                 "e.g. 2026-03-02T08:00:00Z"
@@ -83,12 +87,18 @@ UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339), Field(json_sch
 Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
 """A count of seats or ports: an integer (never `true`, `"3"` or `2.0`) from 0 to MAX_COUNT."""
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+
+def free(min_length: int = 0, max_length: int = MAX_TEXT) -> Any:
+    """The constraints of a free-text field of the contract: bounded, and without NUL (NO_NUL)."""
+    return StringConstraints(min_length=min_length, max_length=max_length, pattern=NO_NUL)
+
+
+Text = Annotated[str, free(1, MAX_TEXT)]
 InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
 """A product instance id: 1-64 characters from [A-Za-z0-9._:-]."""
 
 InstanceOrAll = Annotated[str, StringConstraints(pattern=r"^(\*|[A-Za-z0-9._:-]{1,64})$")]
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+AgentId = Annotated[str, free(1, 128)]
 Reason = Text
 
 Capability = Literal[
@@ -222,7 +232,7 @@ class InstanceRegisteredData(Data):
     authority says since when and what its licenses must cover (`required`): the instance continues that clock (it
     judges compliance per virtual account), it does not start a new one."""
 
-    virtual_account: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    virtual_account: Annotated[str, free(1, 256)]
     out_of_compliance_since: UtcDatetime | None = None
     required: LicenseCounts | None = None
 
@@ -235,7 +245,7 @@ class InstanceConfiguredData(Data):
     and the OVA profile it came from (a name, for people)."""
 
     max_agents: Annotated[StrictInt, Field(ge=1, le=MAX_AGENTS_LIMIT)] | None = None
-    ova_profile: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    ova_profile: Annotated[str, free(1, 64)] | None = None
 
 
 Verdict = Literal["in_compliance", "out_of_compliance"]
@@ -332,13 +342,13 @@ class AgentCommandData(Data):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, json_schema_extra=_command_schema)
 
     operation: AgentOperation
-    token: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    token: Annotated[str, free(1, 200)] | None = None
     transport: Transport | None = None
     url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
     proxy: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
     deployment: Deployment | None = None
     overage_allowed: StrictBool | None = None
-    code: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
+    code: Annotated[str, free(1, 8192)] | None = None
 
     @model_validator(mode="after")
     def _fields_of_the_operation(self) -> AgentCommandData:
@@ -404,7 +414,7 @@ class Peak(Data):
 class WitnessAgent(Data):
     agent_id: AgentId
     license: License
-    why: Annotated[str, StringConstraints(max_length=200)]
+    why: Annotated[str, free(0, 200)]
 
 
 class PeakWitness(Data):
@@ -484,20 +494,20 @@ class ComplianceChangedData(Data):
         return value
 
 
-DetailKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+DetailKey = Annotated[str, free(1, 64)]
 DetailValue = (
-    Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+    Annotated[str, free(0, MAX_TEXT)]
     | StrictInt
     | StrictBool
     | None
-    | Annotated[tuple[Annotated[str, StringConstraints(max_length=64)], ...], Field(max_length=16)]
+    | Annotated[tuple[Annotated[str, free(0, 64)], ...], Field(max_length=16)]
     | Annotated[dict[DetailKey, Count], Field(max_length=16)]
 )
 """An alert detail: text, a number, a flag, a list of names, or counts by name."""
 
 
 class AlertRaisedData(Data):
-    alert_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    alert_id: Annotated[str, free(1, 128)]
     alert: AlertName
     severity: Severity
     summary: Text
@@ -505,7 +515,7 @@ class AlertRaisedData(Data):
 
 
 class AlertResolvedData(Data):
-    alert_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    alert_id: Annotated[str, free(1, 128)]
     alert: AlertName
 
 
@@ -514,16 +524,16 @@ MAX_DEAD_LETTER_PAYLOAD = 65536
 
 
 class DeadLetterHeader(Data):
-    name: Annotated[str, StringConstraints(max_length=256)]
+    name: Annotated[str, free(0, 256)]
     value_base64: Annotated[str, StringConstraints(max_length=1368)] | None  # 1 KiB of the value at most
 
 
 class DeadLetterData(Data):
-    topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
+    topic: Annotated[str, free(1, 249)]
     partition: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
     offset: Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
-    key: Annotated[str, StringConstraints(max_length=1024)] | None
-    error: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    key: Annotated[str, free(0, 1024)] | None
+    error: Annotated[str, free(1, 4000)]
     payload_base64: Annotated[str, StringConstraints(max_length=(MAX_DEAD_LETTER_PAYLOAD + 2) // 3 * 4)]
     payload_size: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
     """The size of the original value in bytes (null: no value)."""
@@ -537,9 +547,7 @@ class DeadLetterData(Data):
 
 
 ExtensionValue = (
-    Annotated[str, StringConstraints(max_length=MAX_EXTENSION_CHARS)]
-    | Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
-    | StrictBool
+    Annotated[str, free(0, MAX_EXTENSION_CHARS)] | Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)] | StrictBool
 )
 """A CloudEvents extension attribute: a string, a 32-bit integer or a boolean."""
 
@@ -565,8 +573,8 @@ class CloudEvent(BaseModel):
     __pydantic_extra__: dict[str, ExtensionValue] = Field(init=False)
 
     specversion: Literal["1.0"] = "1.0"
-    id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    source: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    id: Annotated[str, free(1, 256)]
+    source: Annotated[str, free(1, 1024)]
     time: UtcDatetime
     subject: InstanceId
     datacontenttype: Annotated[str, StringConstraints(pattern=MEDIA_TYPE_PATTERN)] = "application/json"
@@ -578,7 +586,7 @@ class CloudEvent(BaseModel):
             if len(extra) > MAX_EXTENSIONS:
                 raise ValueError(f"at most {MAX_EXTENSIONS} extension attributes; got {len(extra)}")
             for name in extra:
-                if _EXTENSION_NAME.match(name) is None:
+                if _EXTENSION_NAME.fullmatch(name) is None:
                     raise ValueError(f"extension attribute name {name[:40]!r} must be 1-20 lowercase letters or digits")
         return self
 

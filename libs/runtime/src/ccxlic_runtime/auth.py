@@ -103,7 +103,7 @@ def password_matches(stored: str, password: str) -> bool:
 
 
 def check_user(name: str) -> str:
-    if not USER_PATTERN.match(name):
+    if not USER_PATTERN.fullmatch(name):  # fullmatch: `$` would let "admin\n" through
         raise AuthError(f"user name {name!r} must be 1-64 characters from [A-Za-z0-9._@-]")
     return name
 

@@ -61,7 +61,7 @@ class MigrationChanged(DatabaseError):
 
 
 def check_schema(schema: str) -> str:
-    if not SCHEMA_PATTERN.match(schema):
+    if not SCHEMA_PATTERN.fullmatch(schema):
         raise ValueError(f"schema name {schema!r} must match {SCHEMA_PATTERN.pattern}")
     return schema
 

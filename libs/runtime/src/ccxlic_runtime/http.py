@@ -39,6 +39,9 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="application/json")
 
 
+_INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
+
+
 def problem(status: int, detail: str) -> web.Response:
     """A clear 4xx/5xx answer: `{"error": ..., "status": ...}`."""
     return json_response({"error": detail, "status": status}, status=status)
@@ -50,7 +53,7 @@ class BadRequest(ValueError):
 
 def check_instance(instance: str) -> str:
     """An instance id checked against the contract's pattern."""
-    if re.match(INSTANCE_ID_PATTERN, instance) is None:
+    if _INSTANCE_ID.fullmatch(instance) is None:  # fullmatch: `$` would let "inst-1\n" through
         raise BadRequest(f"instance id {instance!r} must be 1-64 characters from [A-Za-z0-9._:-]")
     return instance
 

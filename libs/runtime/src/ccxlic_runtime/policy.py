@@ -9,10 +9,13 @@ Records are handled in batches, each batch in one PostgreSQL transaction (the un
   change nothing; otherwise the service's application handles it inside the same transaction, which also holds its
   new state and its outgoing events (the outbox);
 - a transient failure (the database or the network away, another worker's newer state) is retried with backoff
-  for as long as it lasts: no valid input is skipped;
-- any other exception, from the codec or the application, rolls the batch back and replays it one record per
-  transaction to find the culprit: a `PermanentError` dead-letters that record at once, other exceptions after
-  `max_attempts`, so no single input can stop the service.
+  and jitter for as long as it lasts, and `/readyz` says so: no valid input is skipped;
+- any other exception, from the codec or the application, is permanent for that record: the batch is rolled back
+  and replayed one record per transaction to find the culprit; a `PermanentError` dead-letters that record at once,
+  other exceptions after `max_attempts` with the last error, so no single input can stop the service;
+- building a dead letter cannot fail (`dead_letter` is total: text it cannot keep is escaped, and its last resort
+  is the record's topic, partition, offset, size and hash), and writing one fails only while the database is away:
+  if telling the application's downstream of the failure (`failed`) is what fails, the dead letter goes alone.
 The caller commits Kafka offsets only after `process_batch` returns: every record up to them was then committed to
 PostgreSQL, as handled or as a dead letter.
 """
@@ -24,6 +27,7 @@ import base64
 import functools
 import hashlib
 import logging
+import random
 import re
 import time
 import uuid
@@ -170,6 +174,7 @@ class RecordProcessor:
         self.retrying_since: float | None = None
         """Monotonic time since which a batch keeps failing transiently (None: it is not): /readyz says so."""
         self.retrying_reason = ""
+        self._lettered: list[tuple[str, int, int, str]] = []  # dead letters of the unit of work, told once committed
 
     # ------------------------------------------------------------ decoding
 
@@ -313,30 +318,50 @@ class RecordProcessor:
 
     async def _refuse(self, d: Delivery, reason: str, ev: Event | None) -> None:
         """Dead-letter a record, in a transaction of its own (with `failed` for an event the application could not
-        handle), retrying until it commits: the record is never passed over without its dead letter."""
+        handle), retrying while the failure is transient: the record is never passed over without its dead letter.
+        A permanent failure of `failed` or of claiming the event (what the store cannot hold) is the record's own:
+        its dead letter then goes alone, saying so."""
         backoff = 0.1
+        tell = ev is not None
         while True:
             try:
                 async with self._unit() as uow:
                     await self._dead_letter(uow, d, reason)
-                    if ev is not None:
+                    if tell and ev is not None:
                         await uow.claim(claim_key(ev, d))  # a later duplicate is a duplicate, not a second failure
                         await self.app.failed(uow, ev, reason)
                     await self.app.finish(uow)
                 self._committed()
                 return
-            except Exception as exc:  # even this failed (the database is away): keep the record, say so, retry
+            except TRANSIENT_ERRORS as exc:
+                await self._transient(exc, backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception as exc:
+                self.app.abort()
+                if tell:
+                    tell = False
+                    reason = f"{reason}; recording the failure for downstream failed too: {type(exc).__name__}: {exc}"
+                    log.error("recording a failure failed; dead-lettering the record alone", extra={"error": repr(exc)})
+                    continue
+                # the dead letter alone cannot be written: the store is broken, not the record; keep it and retry
                 await self._transient(exc, backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[Transaction]:
+        self._lettered = []
         async with self.db.transaction() as uow:
             self.app.begin(uow)
             yield uow
 
     def _committed(self) -> None:
         self.retrying_since = None
+        for topic, partition, offset, reason in self._lettered:  # counted and logged once, when they are durable
+            self.metrics.dead_lettered.labels(self.service, topic).inc()
+            log.warning(
+                "dead-lettered", extra={"topic": topic, "partition": partition, "offset": offset, "reason": reason}
+            )
+        self._lettered = []
         try:
             self.app.committed()
         except Exception:  # the work is committed; a listener's bug must not make it run again
@@ -348,19 +373,19 @@ class RecordProcessor:
         if self.retrying_since is None:
             self.retrying_since = time.monotonic()
         self.retrying_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-        log.warning("transient failure; retrying", extra={"error": repr(exc), "retry_in_s": backoff})
+        delay = random.uniform(backoff / 2, backoff)  # jitter: workers that failed together do not retry together
+        log.warning("transient failure; retrying", extra={"error": repr(exc), "retry_in_s": round(delay, 3)})
         if self.stop.is_set():
             raise Stopping() from None
-        await asyncio.sleep(backoff)
+        await asyncio.sleep(delay)
 
     async def _dead_letter(self, uow: Transaction, d: Delivery, reason: str) -> None:
         """Queue the record for the dead-letter topic, with the reason and (a bounded prefix of) the original bytes,
         exactly once."""
-        if not await uow.claim(f"dlq:{self.service}:{d.topic}:{d.partition}:{d.offset}"):
+        if not await uow.claim(f"dlq:{self.service}:{_safe(d.topic, 249)}:{d.partition}:{d.offset}"):
             return
         await uow.emit(dead_letter(self.service, d, reason))
-        self.metrics.dead_lettered.labels(self.service, d.topic).inc()
-        log.warning("dead-lettered", extra={"topic": d.topic, "offset": d.offset, "reason": reason[:500]})
+        self._lettered.append((d.topic, d.partition, d.offset, reason[:500]))
 
 
 def claim_key(event: Event, d: Delivery) -> str:
@@ -372,34 +397,81 @@ def claim_key(event: Event, d: Delivery) -> str:
 
 
 def dead_letter(service: str, d: Delivery, reason: str) -> DeadLettered:
-    """A dead letter that always fits the broker: at most MAX_DEAD_LETTER_PAYLOAD bytes of the record, with the
-    size and SHA-256 of the whole of it (find the original by topic, partition and offset)."""
+    """A dead letter that always fits the broker and can always be built: at most MAX_DEAD_LETTER_PAYLOAD bytes of
+    the record, with the size and SHA-256 of the whole of it (find the original by topic, partition and offset).
+    Text the contract cannot carry (NUL, what is not UTF-8) is escaped; should anything still be refused, the last
+    resort keeps only the topic, partition, offset, size and hash."""
+    try:
+        return _dead_letter(service, d, reason)
+    except Exception as exc:
+        log.exception("a dead letter could not be built in full; keeping what identifies the record")
+        return _bare_dead_letter(service, d, f"{_safe(reason, 3000)} (its key and headers could not be kept: {exc!r})")
+
+
+def _dead_letter(service: str, d: Delivery, reason: str) -> DeadLettered:
     value = d.value
     key_text = d.key.decode("utf-8", "replace") if d.key is not None else None
-    subject = key_text if key_text is not None and _INSTANCE_ID.match(key_text) else "unknown"
+    subject = key_text if key_text is not None and _INSTANCE_ID.fullmatch(key_text) else "unknown"
     return DeadLettered(
-        id=str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{service}:{d.topic}:{d.partition}:{d.offset}")),
+        id=_dead_letter_id(service, d),
         source=f"urn:ccxlic:{service}",
         time=_record_time(d),
         subject=subject,
         data=DeadLetterData(
-            topic=d.topic[:249],
-            partition=d.partition,
-            offset=d.offset,
-            key=None if key_text is None else key_text[:1024],
-            error=(reason or "refused")[:4000],
+            topic=_safe(d.topic, 249) or "unknown",
+            partition=_bounded(d.partition, 2**31 - 1),
+            offset=_bounded(d.offset, 2**63 - 1),
+            key=None if key_text is None else _safe(key_text, 1024),
+            error=_safe(reason, 4000) or "refused",
             payload_base64=base64.b64encode((value or b"")[:MAX_DEAD_LETTER_PAYLOAD]).decode(),
             payload_size=None if value is None else len(value),
             payload_sha256=None if value is None else hashlib.sha256(value).hexdigest(),
             payload_truncated=value is not None and len(value) > MAX_DEAD_LETTER_PAYLOAD,
             headers=tuple(
                 DeadLetterHeader(
-                    name=str(name)[:256], value_base64=None if v is None else base64.b64encode(v[:1024]).decode()
+                    name=_safe(name if isinstance(name, str) else bytes(name).decode("utf-8", "replace"), 256),
+                    value_base64=None if v is None else base64.b64encode(bytes(v)[:1024]).decode(),
                 )
                 for name, v in list(d.headers)[:64]
             ),
         ),
     )
+
+
+def _bare_dead_letter(service: str, d: Delivery, reason: str) -> DeadLettered:
+    """The last resort: what identifies the record, and no text of it."""
+    value = d.value if isinstance(d.value, bytes) else None
+    return DeadLettered(
+        id=_dead_letter_id(service, d),
+        source=f"urn:ccxlic:{service}",
+        time=_record_time(d),
+        subject="unknown",
+        data=DeadLetterData(
+            topic=_safe(str(d.topic), 249) or "unknown",
+            partition=_bounded(d.partition, 2**31 - 1),
+            offset=_bounded(d.offset, 2**63 - 1),
+            key=None,
+            error=_safe(reason, 4000) or "refused",
+            payload_base64="",
+            payload_size=None if value is None else len(value),
+            payload_sha256=None if value is None else hashlib.sha256(value).hexdigest(),
+            payload_truncated=value is not None and len(value) > 0,
+        ),
+    )
+
+
+def _dead_letter_id(service: str, d: Delivery) -> str:
+    return str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{service}:{_safe(str(d.topic), 249)}:{d.partition}:{d.offset}"))
+
+
+def _safe(text: str, limit: int) -> str:
+    """Text the contract can carry, at most `limit` characters: NUL and what is not UTF-8 (lone surrogates) escaped."""
+    cleaned = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return cleaned[:limit]
+
+
+def _bounded(n: int, top: int) -> int:
+    return n if isinstance(n, int) and 0 <= n <= top else 0
 
 
 def _record_time(d: Delivery) -> datetime:

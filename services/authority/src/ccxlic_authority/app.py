@@ -89,7 +89,7 @@ def _without_entitlements(answer: Any, reason: str) -> Any:
 
 def _name(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
-    if not isinstance(value, str) or _NAME.match(value) is None:
+    if not isinstance(value, str) or _NAME.fullmatch(value) is None:
         raise Refused(400, f"{field} must be 1-64 characters from A-Z a-z 0-9 . _ : -")
     return value
 
@@ -177,7 +177,7 @@ def make_app(
 
     def account_of(request: web.Request) -> str:
         name = request.match_info["account"]
-        if _NAME.match(name) is None:
+        if _NAME.fullmatch(name) is None:
             raise Refused(400, "a virtual account name is 1-64 characters from A-Z a-z 0-9 . _ : -")
         return name
 
