@@ -1,5 +1,6 @@
 """Poison on the real topics: every kind of input that once stopped a service, looped it or was lost ends on the
-dead-letter topic with its reason; the three services stay up and handle the valid events after it, and an
+dead-letter topic with its reason (a key with a final newline, an id with a NUL and a header name that is not UTF-8
+among them, sent with kcat); the three services stay up and handle the valid events after it, and an
 over-consumption published after the poison still raises its alert, by email."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ccxlic_runtime.kafka import EventProducer
 from ccxlic_runtime.policy import partition_for
 from ccxlic_testing.build import Build
 from ccxlic_testing.plugin import ReadTopic, Stack, wait_for_topic
+from ccxlic_testing.publishers import kcat_publish
 
 from tests.e2e.conftest import SERVICES, Pipeline
 
@@ -60,11 +62,24 @@ async def test_poison_of_every_kind_is_dead_lettered_and_everything_after_it_sti
         (encode(b.sign_in(T0, "keyless")), CT, None, part, "no key"),
         (encode(b.sign_in(T0, "elsewhere")), CT, key, (part + 1) % 3, "belongs on partition"),  # last: see below
     ]
+    nul = json.loads(encode(b.sign_in(T0, "nul")))
+    nul["id"] += "\u0000"
+    # three records that once stopped a partition for good, sent by kcat as librdkafka clients send them:
+    # (value, key, header name, what the dead letter says)
+    stalls: list[tuple[bytes, bytes, bytes, str]] = [
+        (encode(b.sign_in(T0, "newline")), key + b"\n", b"content-type", "the key must be the subject"),
+        (json.dumps(nul).encode(), key, b"content-type", "must not contain a NUL character"),
+        (encode(b.sign_in(T0, "header")), key, b"\xff\xfename", "could not parse the record"),
+    ]
     raw = AIOKafkaProducer(**stack.broker.options(), max_request_size=2_000_000)
     await raw.start()
     try:
-        for value, headers, k, p, _ in poison:
+        for value, headers, k, p, _ in poison[:-1]:
             await raw.send_and_wait(activity, value, key=k, partition=p, headers=headers)
+        for value, k, header, _ in stalls:
+            kcat_publish(stack.broker, activity, value, key=k, headers=((header, b"x"),), partition=part)
+        value, headers, k, p, _ = poison[-1]
+        await raw.send_and_wait(activity, value, key=k, partition=p, headers=headers)
     finally:
         await raw.stop()
 
@@ -80,14 +95,20 @@ async def test_poison_of_every_kind_is_dead_lettered_and_everything_after_it_sti
     await producer.send_records([(activity, key, json.dumps(with_charset).encode())])
     await producer.publish(b.sign_in(T0 + 11 * M, "p2", "email"))  # a second Premium on one seat: over
 
-    dead = await wait_for_topic(read_topic, contract_topics[DEAD_LETTER.name], lambda o: len(o) >= len(poison), 90)
+    expected = [(v, says) for v, _, _, _, says in poison[:-1]]
+    expected += [(v if "parse" not in says else None, says) for v, _, _, says in stalls]
+    expected.append((poison[-1][0], poison[-1][4]))
+    dead = await wait_for_topic(read_topic, contract_topics[DEAD_LETTER.name], lambda o: len(o) >= len(expected), 90)
     # in the order published: the instance's partition first, by offset, then the one on the wrong partition
     letters = sorted(
         (d for d in dead if isinstance(d, DeadLettered)), key=lambda d: (d.data.partition != part, d.data.offset)
     )
-    assert len(letters) == len(poison), [d.data.error for d in letters]
-    for letter, (value, _, _, _, says) in zip(letters, poison, strict=True):
+    assert len(letters) == len(expected), [d.data.error for d in letters]
+    for letter, (value, says) in zip(letters, expected, strict=True):
         assert says in letter.data.error, (says, letter.data.error)
+        if value is None:  # a record the Kafka client cannot parse: only where it was is known
+            assert letter.data.payload_size is None and letter.data.topic == activity
+            continue
         assert letter.data.payload_size == len(value or b"")
         assert letter.data.payload_sha256 == hashlib.sha256(value or b"").hexdigest()
         assert base64.b64decode(letter.data.payload_base64) == (value or b"")[:65536]

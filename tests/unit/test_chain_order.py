@@ -117,39 +117,47 @@ def partitions(events: list[Event]) -> dict[str, list[Delivery]]:
 async def through(worker: Worker, logs: dict[str, list[Delivery]], rnd: random.Random | None) -> list[Event]:
     """Records fetched in random chunks per partition (all of them in the log: the lags say so), merged by event
     time, handled in random batches with a restart now and then; without `rnd`: all fetched first, one at a time."""
-    merge: Merge[tuple[Delivery, Any]] = Merge(list(logs), max_idle=0.0)
+    merge: Merge[tuple[Delivery, Any]] = Merge(list(logs))
     merge.assign([(t, 0) for t in logs])
     position = dict.fromkeys(logs, 0)
     published: list[Event] = []
+    fetches = 0
 
     def lags() -> dict[tuple[str, int], int | None]:
         return {(t, 0): len(log) - position[t] for t, log in logs.items()}
 
     def fetch(topic: str, n: int) -> None:
+        nonlocal fetches
         chunk = logs[topic][position[topic] : position[topic] + n]
         position[topic] += len(chunk)
+        fetches += 1 if chunk else 0
         decoded = [(d, worker.processor.decode(d)) for d in chunk]
-        merge.add((topic, 0), [Item((topic, 0), d.offset, getattr(ev, "time", None), (d, ev)) for d, ev in decoded])
+        merge.add(
+            (topic, 0),
+            [Item((topic, 0), d.offset, getattr(ev, "time", None), (d, ev), fetches) for d, ev in decoded],
+        )
         merge.set_lags(lags())
 
     merge.set_lags(lags())
     if rnd is None:
         for topic in logs:
             fetch(topic, 10**6)
-    now = 0.0
+    waiting: list[Any] = []
     while True:
         if rnd is not None:
             for topic in rnd.sample(list(logs), rnd.randint(0, len(logs))):
                 fetch(topic, rnd.randint(1, 4))
-        now += 1.0
-        items, _ = merge.take(now, 1 if rnd is None else rnd.randint(1, 7))
+        needs = {tp for w in waiting for tp in w.needs}
+        if needs:  # as the consumer loop does: the broker's end offsets, asked after every fetch so far
+            merge.set_ends({tp: lag for tp, lag in lags().items() if tp in needs and lag is not None}, fetches)
+        items, waiting = merge.take(1 if rnd is None else rnd.randint(1, 7))
         if items:
             before = len(worker.db.outbox)
             await worker.processor.process_batch([i.value for i in items])
             published += worker.db.published(before)
             if rnd is not None and rnd.random() < 0.2:
                 worker.restart()
-        elif all(position[t] == len(log) for t, log in logs.items()):
+        elif all(position[t] == len(log) for t, log in logs.items()) and not any(w.needs for w in waiting):
             break
     return published
 

@@ -165,7 +165,6 @@ async def run_service(
         group_id=f"{settings.topic_prefix}{group_id}",
         topics=[topic_name(t, settings.topic_prefix) for t in inputs],
         batch=settings.batch_size,
-        max_idle=settings.max_idle.total_seconds(),
         on_assign=app.forget,
         batch_delay=settings.test_batch_delay.total_seconds(),
     )

@@ -97,9 +97,6 @@ class RuntimeSettings(BaseSettings):
     # acknowledges it (the producers ask for acks=all). One broker (the local stack): 1 and 1; a cluster: 3 and 2.
     replication_factor: int = Field(1, validation_alias="CCXLIC_REPLICATION_FACTOR", ge=1, le=16)
     min_insync_replicas: int = Field(1, validation_alias="CCXLIC_MIN_INSYNC_REPLICAS", ge=1, le=16)
-    # How long the merge waits for an input partition that is caught up but empty, for records being published at
-    # this moment (one behind its high watermark is waited for however long it takes).
-    max_idle: Duration = Field(timedelta(milliseconds=100), validation_alias="CCXLIC_MAX_IDLE")
     # The asyncio event loop: uvloop (libuv; less CPU per record, bench/README) or Python's own.
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", validation_alias="CCXLIC_EVENT_LOOP")
     # Tests only: sleep this long before each batch (a slow consumer on demand).
@@ -141,7 +138,7 @@ class RuntimeSettings(BaseSettings):
             raise ValueError("must be a PostgreSQL URL: postgresql://user[:password]@host[:port]/database")
         return value
 
-    @field_validator("dedup_retention", "max_idle", "test_batch_delay")
+    @field_validator("dedup_retention", "test_batch_delay")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
