@@ -144,6 +144,7 @@ async def licensing(
         "CCXLIC_MAX_SESSION_SECONDS": str(365 * 86400),  # agents stay signed in for the months of a walk
         "CCXLIC_MAX_EVENT_SKEW": "off",
         "CCXLIC_AUTHORITY_TIMEOUT": "2s",
+        "CCXLIC_AUTHORITY_CALLER_CLOCK": "true",  # the walks are simulations: months in minutes
         "CCXLIC_AUTH_SCHEMA": f"{pg_schema}_auth",
     }
     for s in LICENSING:

@@ -107,9 +107,15 @@ async def world(
     tmp_path: Path,
 ) -> AsyncIterator[World]:
     ca, cert, key = make_ca_and_cert(tmp_path, "localhost")
-    auth_settings = service_settings(AuthoritySettings, stack, topic_prefix, f"{pg_schema}_auth")
+    auth_settings = service_settings(AuthoritySettings, stack, topic_prefix, f"{pg_schema}_auth", caller_clock=True)
     tls_settings = service_settings(
-        AuthoritySettings, stack, topic_prefix, f"{pg_schema}_auth", tls_cert_file=str(cert), tls_key_file=str(key)
+        AuthoritySettings,
+        stack,
+        topic_prefix,
+        f"{pg_schema}_auth",
+        tls_cert_file=str(cert),
+        tls_key_file=str(key),
+        caller_clock=True,
     )
     authority = InProcess(run_authority, auth_settings)
     onprem = InProcess(run_authority, tls_settings)  # the same authority (one schema), served over HTTPS

@@ -230,3 +230,33 @@ async def test_a_failing_delivery_is_retried_until_the_channel_is_back_then_give
     await loop.once()
     row = await db.fetch("select status, last_error from deliveries where status <> 'sent'")
     assert [(r["status"], r["last_error"]) for r in row] == [("failed", "connection refused")]
+
+
+class Slow(Counting):
+    """A sink slower than one lease over a page of rows."""
+
+    async def send(self, n: Any) -> None:
+        await asyncio.sleep(0.15)
+        self.sent.append(n["alert_id"])
+
+
+async def test_a_slow_sink_outliving_a_lease_over_many_rows_still_gets_each_notification_once(db: Database) -> None:
+    """Each row is leased just before it is sent: a sink slower than the lease over a page of rows does not let
+    another worker take the rows still waiting (once 50 rows shared one lease, and a slow sink got some twice)."""
+    await migrate(db.pool, db.schema, MIGRATIONS)
+    await raise_and_notify(db, [f"al-{n}" for n in range(8)])
+    sent: list[str] = []
+    loops = [
+        Deliverer(db, Slow(sent), give_up_after=60, backoff=0.1, max_backoff=1, lease=0.5, wake=asyncio.Event())
+        for _ in range(2)
+    ]
+    stop = asyncio.Event()
+    running = [asyncio.create_task(loop.run(stop)) for loop in loops]  # each polls while the other sends
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if len(sent) >= 8 and not await db.fetch("select 1 from deliveries where status = 'pending'"):
+            break
+    await asyncio.sleep(1.0)  # a second send of anything would come within a lease
+    stop.set()
+    await asyncio.gather(*running)
+    assert sorted(sent) == sorted(f"al-{n}" for n in range(8))  # every one, once

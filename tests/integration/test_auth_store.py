@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 from ccxlic_runtime.auth import (
     FAILURE_WINDOW,
+    MAX_CLIENT_FAILURES,
     MAX_FAILURES,
     AuthError,
     PgAuthStore,
@@ -99,3 +100,31 @@ async def test_too_many_failed_sign_ins_make_that_client_wait_not_the_others(aut
         assert await auth.sign_in("mallory", "x", "10.0.0.9") is None
     with pytest.raises(TooManyFailures):
         await auth.sign_in("mallory", "x", "10.0.0.9")
+
+
+async def test_rotating_user_names_from_one_address_is_bounded_and_unknown_names_cost_no_hashing(
+    auth: PgAuthStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each name from one address within its own bound, but MAX_CLIENT_FAILURES of them make the address wait; an
+    unknown name is never hashed for (argon2 costs 0.1 s of CPU and 64 MiB), while a known one is."""
+    from ccxlic_runtime import auth as auth_module
+
+    hashed: list[str] = []
+    real = auth_module.password_matches
+
+    def counting(stored: str, password: str) -> bool:
+        hashed.append(password)
+        return real(stored, password)
+
+    monkeypatch.setattr(auth_module, "password_matches", counting)
+    auth._verify_seconds = 0.0  # the stand-in wait of an unknown name: not what this test is about
+    for n in range(MAX_CLIENT_FAILURES):
+        assert await auth.sign_in(f"nobody-{n}", "a guess at it", "10.0.0.7") is None
+    assert hashed == []  # no user of those names: nothing hashed
+    with pytest.raises(TooManyFailures):
+        await auth.sign_in("nobody-else", "a guess at it", "10.0.0.7")
+    await auth.create_user("bob", Role.viewer, "a long enough secret")
+    with pytest.raises(TooManyFailures):
+        await auth.sign_in("bob", "a long enough secret", "10.0.0.7")  # the address waits, whoever it names
+    assert await auth.sign_in("bob", "a long enough secret", "10.0.0.8") is not None  # other addresses do not
+    assert hashed == ["a long enough secret"]

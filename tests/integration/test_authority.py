@@ -48,7 +48,7 @@ class Client:
 
 @pytest_asyncio.fixture
 async def authority(stack: Stack, pg_schema: str) -> AsyncIterator[Client]:
-    settings = service_settings(AuthoritySettings, stack, "", pg_schema)
+    settings = service_settings(AuthoritySettings, stack, "", pg_schema, caller_clock=True)  # the tests' dates
     service = InProcess(run, settings)
     port = await service.started()
     token = await api_token(stack.database_url, settings.auth_schema, "ops@example.com")
@@ -241,6 +241,11 @@ async def test_tokens_and_registration_refusals_say_why(authority: Client) -> No
     await a.refused("POST", "/v1/product/register", {"token": other["token"], "instance": "cc-4"}, 403, "revoked")
     listed = (await a.ok("GET", "/v1/accounts/east/tokens"))["tokens"]
     assert [t["uses"] for t in listed] == [2, 0] and listed[1]["revoked_at"] is not None
+    # a token is shown once: the list has its id, and the database only its digest
+    assert all("token" not in t for t in listed) and listed[1]["id"] == other["id"] and len(other["id"]) == 12
+    third = await a.ok("POST", "/v1/accounts/east/tokens", {"description": "by id"})
+    assert (await a.ok("POST", f"/v1/tokens/{third['id']}/revoke", {}))["id"] == third["id"]
+    await a.refused("POST", "/v1/product/register", {"token": third["token"], "instance": "cc-6"}, 403, "revoked")
     reg = await a.ok(
         "POST",
         "/v1/product/register",
@@ -259,6 +264,10 @@ async def test_tokens_and_registration_refusals_say_why(authority: Client) -> No
     )
     tampered = reg["identity_certificate"][:-3] + ("AAA" if not reg["identity_certificate"].endswith("AAA") else "BBB")
     await a.refused("POST", "/v1/product/authorize", {"identity_certificate": tampered, "at": at(2)}, 401, "changed")
+    # a malformed certificate is refused with its reason (it once gave a 500)
+    for malformed in ("_w.x", "e30\ud800.AAAA", "\u00e9.x", "bnVsbA.AAAA", "a" * 9000):
+        got, answer = await a.call("POST", "/v1/product/authorize", {"identity_certificate": malformed, "at": at(2)})
+        assert got in (400, 401) and answer["error"], (malformed, got, answer)
     await a.refused(
         "POST", "/v1/accounts", {"smart_account": "acme", "virtual_account": "bad name"}, 400, "virtual_account must be"
     )

@@ -215,3 +215,40 @@ def test_an_instance_id_with_a_final_newline_is_refused_at_every_http_door() -> 
     for bad in ("inst-1\n", "inst 1", "", "x" * 65):
         with pytest.raises(BadRequest, match="instance id"):
             check_instance(bad)
+
+
+def test_a_password_in_the_query_string_of_a_database_url_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq takes `?password=` (and `sslpassword=`) as well as the user info's: neither is echoed."""
+    from ccxlic_runtime.db import _without
+    from ccxlic_runtime.settings import ConfigError, redact_url
+
+    url = "mysql://ops@db.example/ccxlic?sslmode=require&password=hunter%232&sslpassword=k3y"
+    assert redact_url(url) == "mysql://ops@db.example/ccxlic?sslmode=require&password=***&sslpassword=***"
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(RuntimeSettings)
+    assert "hunter" not in str(refused.value) and "k3y" not in str(refused.value)
+    said = _without('FATAL: password "hunter#2" rejected for ops (key k3y)', url)
+    assert "hunter" not in said and "k3y" not in said
+
+
+async def test_the_dedup_pruner_outlives_any_failure_of_a_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Supervised: a round that raises (a bug, not only the database away) is logged, and the next round comes."""
+    from ccxlic_runtime import service
+
+    rounds: list[int] = []
+
+    async def prune(db: object, older_than: object) -> int:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise KeyError("a bug in a round")
+        return 0
+
+    monkeypatch.setattr(service, "prune_processed", prune)
+    task = asyncio.create_task(service._prune_hourly(object(), timedelta(days=1), every=0.01))  # type: ignore[arg-type]
+    for _ in range(100):
+        if len(rounds) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert not task.done() and len(rounds) >= 3
+    task.cancel()

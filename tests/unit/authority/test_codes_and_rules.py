@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from ccxlic_authority.core import Refused, counts, judge_account, peak_of, still_short, token_problem, verdict
 from ccxlic_authority.core import Rules as AuthorityRules
 from ccxlic_rules import codes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 KEY = codes.load_key(codes.new_key())
@@ -159,3 +162,20 @@ def test_an_instance_registering_continues_the_account_clock_unless_a_purchase_c
     assert still_short(short, POOL) == short
     assert still_short(short, {**POOL, "premium": 12}) is None
     assert still_short(None, POOL) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=200)
+    | st.sampled_from(["a.b", "x" * 9000, "e30.e30", "bnVsbA.AAAA", "\ud800.\udc00", "é.x", "_w.x", "e30\ud800.AAAA"])
+)
+def test_reading_any_text_as_a_code_refuses_it_with_a_reason_and_nothing_else(text: str) -> None:
+    """A malformed identity certificate once gave the authority a 500: every refusal is a CodeError."""
+    public = KEY.public_key()
+    for read in (
+        lambda: codes.verify(public, text, "identity-certificate", "the identity certificate"),
+        lambda: codes.peek(text),
+        lambda: codes.read_product_code(text, "reservation-request", "the request code"),
+    ):
+        with contextlib.suppress(codes.CodeError):
+            read()

@@ -148,3 +148,24 @@ def test_the_timeline_says_what_changed_and_why_newest_first() -> None:
         "authorization: no_licenses_in_use → authorized",
     )
     assert not any("enforcement" in c for c in steps[3].changes)  # nothing ended that never began
+
+
+def test_after_signing_in_only_a_path_of_this_site_is_followed() -> None:
+    """Browsers drop tabs and newlines in a URL: `/\\t/evil.example` would be `//evil.example`, another origin."""
+    from ccxlic_console.signin import _next
+
+    assert _next("/instances/cc-1?from=2026-03-01") == "/instances/cc-1?from=2026-03-01"
+    for bad in (
+        None,
+        "",
+        "x",
+        "//evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\\evil",
+        "/ /x",
+        "https://evil.example/",
+        "/\u00e9",
+        "\t//evil.example",
+    ):
+        assert _next(bad) == "/", bad

@@ -135,3 +135,13 @@ def test_each_program_accepts_the_settings_compose_gives_it(
     assert settings.kafka_bootstrap_servers == "kafka:29092"
     if mounted:
         assert settings.database_url.get_secret_value().startswith(f"postgresql://ccxlic_{name}:")
+
+
+def test_no_shipped_config_runs_the_authority_on_the_callers_clock() -> None:
+    """Simulation mode lets a product set the authority's time: compose and Kubernetes never turn it on."""
+    repo = Path(__file__).resolve().parents[3]
+    configs = [repo / "docker-compose.yml", *sorted((repo / "deploy" / "k8s").rglob("*.y*ml"))]
+    assert len(configs) > 3
+    for path in configs:
+        text = path.read_text()
+        assert not re.search(r"CCXLIC_AUTHORITY_CALLER_CLOCK\W+[\"']?(true|1|yes)", text, re.I), path

@@ -52,9 +52,13 @@ def _body(payload: dict[str, Any]) -> str:
 
 
 def _split(code: str, what: str) -> tuple[str, str]:
+    if not isinstance(code, str):
+        raise CodeError(f"{what} must be text")
     code = code.strip()
     if not code or len(code) > MAX_CODE:
         raise CodeError(f"{what} is empty or longer than {MAX_CODE} characters")
+    if not code.isascii():
+        raise CodeError(f"{what} holds characters no code has (codes are base64url text): was it copied whole?")
     body, dot, tail = code.rpartition(".")
     if not dot or not body or not tail:
         raise CodeError(f"{what} is not in the form <body>.<check>: was it copied whole?")
@@ -146,9 +150,13 @@ def verify(public: Ed25519PublicKey | str, code: str, kind: str, what: str) -> d
 
 
 def peek(code: str) -> dict[str, Any]:
-    """What a signed document says, unverified (to route a request; `verify` before trusting it)."""
+    """What a signed document says, unverified (to route a request; `verify` before trusting it). Total: anything
+    that is not one is a CodeError."""
     body, _ = _split(code, "the document")
-    payload = json.loads(_unb64(body, "the document"))
+    try:
+        payload = json.loads(_unb64(body, "the document"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CodeError("the document does not hold a JSON document") from None
     if not isinstance(payload, dict):
         raise CodeError("the document does not hold a JSON object")
     return payload

@@ -21,6 +21,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,7 +76,8 @@ class AuthError(ValueError):
 
 
 class TooManyFailures(AuthError):
-    """Too many failed sign-ins of this user from this client lately; `until` says when it may try again."""
+    """Too many failed sign-ins lately, of this user from this client or of any user from it; `until` says when it
+    may try again."""
 
     def __init__(self, until: datetime) -> None:
         super().__init__(f"too many failed sign-ins; try again after {until:%H:%M:%S} UTC")
@@ -83,12 +85,17 @@ class TooManyFailures(AuthError):
 
 
 MAX_FAILURES = 5
+"""Failed sign-ins of one user name from one client address within FAILURE_WINDOW before that pair waits."""
+MAX_CLIENT_FAILURES = 20
+"""Failed sign-ins of any user names from one client address within FAILURE_WINDOW before that address waits
+(rotating user names does not get around the first bound)."""
 FAILURE_WINDOW = timedelta(minutes=15)
+HASHING_AT_ONCE = 2
+"""argon2 verifications at once, over every sign-in: what the hashing costs (0.1 s of CPU and 64 MiB each) is
+bounded overall, whatever the callers; more wait their turn."""
 
 
 _hasher = PasswordHasher()
-# Verified when the user is unknown, so a sign-in takes as long for a wrong name as for a wrong password.
-_DUMMY = _hasher.hash("not a password of anyone")
 
 
 def hash_password(password: str) -> str:
@@ -132,6 +139,22 @@ class PgAuthStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
+        self._verify_seconds = 0.1  # how long a verification takes here, learned from the real ones
+
+    async def _verify(self, stored: str, password: str) -> bool:
+        """An argon2 verification, off the event loop (pages and refreshes go on), at most HASHING_AT_ONCE at
+        once."""
+        async with self._hashing:
+            started = time.monotonic()
+            matches = await asyncio.to_thread(password_matches, stored, password)
+            self._verify_seconds = 0.8 * self._verify_seconds + 0.2 * (time.monotonic() - started)
+        return matches
+
+    async def _as_long_as_a_verification(self) -> None:
+        """For a user that does not exist: no hashing (it would cost CPU and memory for nothing), but as long as
+        one, so a wrong name cannot be told from a wrong password by the time it takes."""
+        await asyncio.sleep(self._verify_seconds)
 
     async def create_user(self, name: str, role: Role, password: str, *, replace: bool = False) -> bool:
         """Create the user; with `replace`, set the role and password of an existing one too. False when it exists
@@ -164,21 +187,27 @@ class PgAuthStore:
         return bool(await self.pool.execute("delete from users where name = $1", name) == "DELETE 1")
 
     async def sign_in(self, name: str, password: str, client: str = "") -> Identity | None:
-        """The user, when the password matches; None when not. After MAX_FAILURES failures of `name` from `client`
-        within FAILURE_WINDOW, TooManyFailures (without trying the password) until the oldest of them is that old."""
+        """The user, when the password matches; None when not. After MAX_FAILURES failures of `name` from `client`,
+        or MAX_CLIENT_FAILURES of any names from `client`, within FAILURE_WINDOW: TooManyFailures (without trying
+        the password) until the oldest of them is that old. An unknown user is not hashed for, but takes as long."""
         since = datetime.now(UTC) - FAILURE_WINDOW
-        recent = await self.pool.fetch(
-            "select at from sign_in_failures where username = $1 and client = $2 and at > $3 order by at desc limit $4",
-            name,
-            client,
-            since,
-            MAX_FAILURES,
-        )
-        if len(recent) >= MAX_FAILURES:
-            raise TooManyFailures(recent[-1]["at"] + FAILURE_WINDOW)
+        for bound, pair in ((MAX_FAILURES, True), (MAX_CLIENT_FAILURES, False)):
+            recent = await self.pool.fetch(
+                "select at from sign_in_failures where client = $1 and at > $2 and ($3::text is null or username = $3)"
+                " order by at desc limit $4",
+                client,
+                since,
+                name if pair else None,
+                bound,
+            )
+            if len(recent) >= bound:
+                raise TooManyFailures(recent[-1]["at"] + FAILURE_WINDOW)
         row = await self.pool.fetchrow("select role, password_hash from users where name = $1", name)
-        # argon2 takes ~0.1 s of CPU on purpose: off the event loop, so the pages and refreshes go on meanwhile
-        matches = await asyncio.to_thread(password_matches, _DUMMY if row is None else row["password_hash"], password)
+        if row is None:
+            await self._as_long_as_a_verification()
+            matches = False
+        else:
+            matches = await self._verify(row["password_hash"], password)
         if row is None or not matches:
             await self.pool.execute("delete from sign_in_failures where at < $1", since)
             await self.pool.execute("insert into sign_in_failures (username, client) values ($1, $2)", name, client)

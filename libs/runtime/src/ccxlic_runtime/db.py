@@ -33,7 +33,7 @@ from ccxlic_contract.events import MAX_MESSAGE_BYTES
 from pydantic import SecretStr
 
 from ccxlic_runtime.kafka import EventProducer, topic_name
-from ccxlic_runtime.settings import redact_url
+from ccxlic_runtime.settings import redact_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,10 @@ async def create_pool(dsn: str | SecretStr, schema: str, *, max_size: int = 5) -
 
 
 def _without(text: str, dsn: str) -> str:
-    """`text` with the URL's password taken out, should a driver's message quote it."""
-    found = re.search(r"://[^:@/]*:([^@/]+)@", dsn)
-    return text.replace(found.group(1), "***") if found else text
+    """`text` with the URL's passwords taken out, should a driver's message quote them."""
+    for secret in url_secrets(dsn):
+        text = text.replace(secret, "***")
+    return text
 
 
 async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtime: bool = True) -> list[str]:

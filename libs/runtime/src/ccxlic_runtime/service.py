@@ -112,15 +112,18 @@ async def service_database(settings: RuntimeSettings, schema: str, *migrations: 
         await pool.close()
 
 
-async def _prune_hourly(db: Database, retention: timedelta) -> None:
-    """CCXLIC_DEDUP_RETENTION: delete old dedup records now and then every hour."""
+async def _prune_hourly(db: Database, retention: timedelta, every: float = 3600.0) -> None:
+    """CCXLIC_DEDUP_RETENTION: delete old dedup records now and then every hour. Supervised: whatever a round raises
+    (the database away, or a bug), it is logged and the next round comes; the task ends only when cancelled."""
     while True:
         try:
             deleted = await prune_processed(db, retention)
             log.info("pruned dedup records", extra={"deleted": deleted, "older_than_s": retention.total_seconds()})
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("pruning dedup records failed; trying again in an hour", extra={"error": repr(exc)})
-        await asyncio.sleep(3600)
+        except Exception:
+            log.exception("pruning dedup records raised; trying again in an hour")
+        await asyncio.sleep(every)
 
 
 async def run_service(

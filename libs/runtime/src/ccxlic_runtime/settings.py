@@ -6,6 +6,7 @@ import os
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from ccxlic_contract.codec import describe
 from pydantic import (
@@ -153,9 +154,25 @@ class RuntimeSettings(BaseSettings):
         return value
 
 
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|sslpassword)=)([^&#]*)")
+
+
 def redact_url(url: str) -> str:
-    """A URL with its password replaced by `***` (user, host and the rest kept, to say where)."""
-    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)
+    """A URL with its passwords replaced by `***` (the user info's, and a `password` or `sslpassword` parameter of
+    the query string, as libpq takes them); user, host and the rest kept, to say where."""
+    return _QUERY_SECRET.sub(r"\1***", re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url))
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme}://{parts.hostname or '?'}/…"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords a URL holds, as written and decoded: what no message may quote."""
+    found = [m.group(1) for m in re.finditer(r"://[^:@/]*:([^@/]+)@", url)]
+    found += [m.group(2) for m in _QUERY_SECRET.finditer(url) if m.group(2)]
+    return sorted({*found, *(unquote(f) for f in found)} - {""}, key=len, reverse=True)
 
 
 S = TypeVar("S", bound=RuntimeSettings)
@@ -194,7 +211,13 @@ def load_settings(cls: type[S], **overrides: object) -> S:
                 alias = next((c for c in choices if c in os.environ), " or ".join(choices))
             given = err.get("input")
             if field is not None and field.annotation in (SecretStr, SecretStr | None):
-                given = redact_url(str(given)) if "://" in str(given) else "(hidden)"
+                host_only = isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("show") == "host"
+                if "://" not in str(given):
+                    given = "(hidden)"
+                elif host_only:  # URLs whose path and query are secret too (webhooks): scheme and host only
+                    given = ",".join(_host_of(u) for u in str(given).split(","))
+                else:
+                    given = redact_url(str(given))
             parts.append(f"{alias}={given!r}: {str(err['msg']).removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration: " + "; ".join(parts)) from None
 
@@ -207,4 +230,5 @@ __all__ = [
     "describe",
     "load_settings",
     "redact_url",
+    "url_secrets",
 ]

@@ -10,12 +10,12 @@ import socket
 import ssl
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import aiosmtplib
@@ -209,10 +209,24 @@ def alertmanager_payload(n: Notification, external_url: str, receiver: str = "cc
 
 @dataclass
 class Webhook:
-    url: str
+    """A webhook receiver. Its URL is a secret (receivers put tokens in the path, the query or the user info): it is
+    never in an error, a log or a delivery's `last_error`, only its scheme and host are."""
+
+    url: str = field(repr=False)
     external_url: str
     timeout: float = 10.0
     name: str = "webhook"
+
+    @property
+    def shown(self) -> str:
+        """What may be said of the URL: its scheme and host."""
+        return shown_url(self.url)
+
+    def _scrubbed(self, text: str) -> str:
+        """`text` without the URL's secrets (as a client library or a receiver may quote them)."""
+        for secret in url_parts(self.url):
+            text = text.replace(secret, "…")
+        return text
 
     async def send(self, n: Notification) -> None:
         body = alertmanager_payload(n, self.external_url)
@@ -222,6 +236,32 @@ class Webhook:
                 http.post(self.url, json=body, headers={"X-Ccxlic-Notification-Id": notification_id(n)}) as r,
             ):
                 if r.status >= 300:
-                    raise DeliveryError(f"webhook {self.url}: HTTP {r.status} {(await r.text())[:200]}")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise DeliveryError(f"webhook {self.url}: {exc!r}") from None
+                    said = self._scrubbed((await r.text())[:200])
+                    raise DeliveryError(f"webhook {self.shown}: HTTP {r.status} {said}")
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            raise DeliveryError(f"webhook {self.shown}: {self._scrubbed(repr(exc))}") from None
+
+
+def shown_url(url: str) -> str:
+    """A URL as it may be shown: scheme and host (and port), with the rest (user info, path, query) left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if _port(parts) else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        return int(parts.port) if parts.port else None
+    except ValueError:
+        return None
+
+
+def url_parts(url: str) -> list[str]:
+    """The secret parts of a URL, longest first: the whole of it, its user info, path and query (and their decoded
+    forms)."""
+    parts = urlsplit(url)
+    found = [url, parts.netloc.rpartition("@")[0] if "@" in parts.netloc else "", parts.query]
+    if len(parts.path) > 1:
+        found.append(parts.path)
+    return sorted({*found, *(unquote(f) for f in found)} - {"", "/"}, key=len, reverse=True)

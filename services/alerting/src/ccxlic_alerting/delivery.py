@@ -4,9 +4,9 @@ Deliveries are rows written in the same transaction as the alert that caused the
 for its channel, records the outcome, and retries a failure with exponential backoff (up to a longest delay) until
 the delivery is `give_up_after` seconds old: a channel that comes back after an outage gets every notification, within
 the longest delay.
-Several workers of alerting share the table: a loop first takes a lease on the rows it sends (their next attempt
-moves `lease` seconds ahead, rows another loop holds are skipped), so a notification is sent once; if the worker
-dies mid-send, the lease runs out and another sends it (at least once).
+Several workers of alerting share the table: a loop takes a lease on each row just before it sends it (its next
+attempt moves `lease` seconds ahead, a row another loop holds is skipped), so a notification is sent once however
+slow the sink; if the worker dies mid-send, the lease runs out and another sends it (at least once).
 """
 
 from __future__ import annotations
@@ -69,18 +69,24 @@ class Deliverer:
                 w.cancel()
 
     async def once(self, limit: int = 50) -> int:
-        """Send what is due for this channel; return how many rows were attempted."""
-        rows = await self.db.fetch(
-            "update deliveries set next_attempt_at = now() + make_interval(secs => $3) where id in ("
-            " select id from deliveries where channel = $1 and status = 'pending' and next_attempt_at <= now()"
-            " order by id limit $2 for update skip locked) returning id, notification, attempts",
-            self.channel.name,
-            limit,
-            self.lease,
-        )
-        for row in sorted(rows, key=lambda r: int(r["id"])):
+        """Send what is due for this channel, one row at a time, each under its own lease taken just before it is
+        sent (a lease over many rows would run out behind a slow sink, and another worker would send them again);
+        return how many rows were attempted."""
+        attempted = 0
+        while attempted < limit:
+            rows = await self.db.fetch(
+                "update deliveries set next_attempt_at = now() + make_interval(secs => $2) where id = ("
+                " select id from deliveries where channel = $1 and status = 'pending' and next_attempt_at <= now()"
+                " order by id limit 1 for update skip locked) returning id, notification, attempts",
+                self.channel.name,
+                self.lease,
+            )
+            if not rows:
+                break
+            row = rows[0]
             await self._attempt(int(row["id"]), json.loads(row["notification"]), int(row["attempts"]) + 1)
-        return len(rows)
+            attempted += 1
+        return attempted
 
     async def _attempt(self, delivery_id: int, notification: dict[str, object], attempt: int) -> None:
         try:

@@ -39,7 +39,10 @@ class AlertingSettings(RuntimeSettings):
     smtp_password: SecretStr | None = Field(None, validation_alias="CCXLIC_SMTP_PASSWORD")
     smtp_from: str = Field("ccx-licensing@localhost", validation_alias="CCXLIC_SMTP_FROM")
     alert_emails: str = Field("", validation_alias="CCXLIC_ALERT_EMAILS")
-    webhook_urls: str = Field("", validation_alias="CCXLIC_WEBHOOK_URLS")
+    webhook_urls: SecretStr = Field(
+        SecretStr(""), validation_alias="CCXLIC_WEBHOOK_URLS", json_schema_extra={"show": "host"}
+    )
+    """Comma-separated; secrets (receivers put tokens in them): never shown, only their scheme and host."""
 
     # A failing delivery is tried again (backoff doubling up to the max) until it is this old, then marked failed:
     # a channel down for hours still gets every notification when it is back, within the max backoff.
@@ -71,10 +74,10 @@ class AlertingSettings(RuntimeSettings):
 
     @field_validator("webhook_urls")
     @classmethod
-    def _webhooks(cls, value: str) -> str:
-        for url in _csv(value):
+    def _webhooks(cls, value: SecretStr) -> SecretStr:
+        for n, url in enumerate(_csv(value.get_secret_value()), 1):
             if not url.startswith(("http://", "https://")):
-                raise ValueError(f"each URL must start with http:// or https://; got {url!r}")
+                raise ValueError(f"URL {n} must start with http:// or https:// (its value is not shown: a secret)")
         return value
 
     @field_validator("alert_emails")
@@ -140,6 +143,6 @@ class AlertingSettings(RuntimeSettings):
                     ca_file=self.smtp_ca_file,
                 )
             )
-        for i, url in enumerate(_csv(self.webhook_urls)):
+        for i, url in enumerate(_csv(self.webhook_urls.get_secret_value())):
             out.append(Webhook(url, self.external_url, timeout, name="webhook" if i == 0 else f"webhook{i + 1}"))
         return out

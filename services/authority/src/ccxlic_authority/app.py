@@ -9,8 +9,10 @@ Two sides, as in Cisco SSM:
   authorization, report usage, deregister. Every call but `register` carries the instance's identity certificate.
   Faults on demand apply to this side only.
 
-Time: with CCXLIC_AUTHORITY_CALLER_CLOCK (default true) a request's `at` (RFC 3339) is the time, so a simulation
-walks months in minutes; otherwise the wall clock.
+Time: the wall clock. Only in simulation mode (CCXLIC_AUTHORITY_CALLER_CLOCK=true, which `ccxlic run --scenario`
+sets) is a request's `at` (RFC 3339) the time, so a simulation walks months in minutes; the authority then says so at
+start, in every product answer (`clock: caller`) and in its metrics, so a production config cannot turn it on
+silently.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ccxlic_rules import codes
 from ccxlic_runtime.auth import PgAuthStore, auth_middleware, identity, open_auth, writes_need_admin
 from ccxlic_runtime.db import Database, create_pool, migrate
 from ccxlic_runtime.http import add_ops_routes, json_response, problem, serve, tls_context
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import TypeAdapter, ValidationError
 
 from ccxlic_authority.core import Refused, Rules
@@ -120,6 +122,11 @@ def make_app(
     answered = Counter(
         "ccxlic_authority_requests", "Requests answered, by route and status", ["route", "status"], registry=registry
     )
+    Gauge(
+        "ccxlic_authority_caller_clock",
+        "1 when the authority takes the caller's clock (simulation mode), 0 on the wall clock",
+        registry=registry,
+    ).set(1 if settings.caller_clock else 0)
 
     def at_of(body: dict[str, Any]) -> datetime:
         raw = body.get("at")
@@ -167,6 +174,8 @@ def make_app(
                 result = await handler(request, body)
                 if product and faults.mode == "entitlements" and faults.applies(_caller(body)):
                     result = _without_entitlements(result, faults.reason)
+                if product and settings.caller_clock and isinstance(result, dict):
+                    result = {**result, "clock": "caller"}  # a simulation: said in every answer
             except Refused as exc:
                 answered.labels(name, str(exc.status)).inc()
                 return problem(exc.status, str(exc))
@@ -344,6 +353,11 @@ async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callab
             await migrate(pool, settings.schema_name, MIGRATIONS)
             db = Database(pool, settings.schema_name)
             authority = await Authority.open(db, Rules())
+            if settings.caller_clock:
+                log.warning(
+                    "SIMULATION MODE: the licensing authority takes each request's `at` as the time "
+                    "(CCXLIC_AUTHORITY_CALLER_CLOCK=true); never in production"
+                )
             registry = CollectorRegistry()
             app = make_app(authority, settings, Faults(), registry, auth)
             add_ops_routes(app.router, registry, {"database": db.ping})

@@ -3,6 +3,7 @@ audit row (who, when, what); a refusal writes nothing. The rules themselves are 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import uuid
@@ -46,6 +47,11 @@ def _product_code(code: str, kind: str, what: str) -> dict[str, Any]:
         return codes.read_product_code(code, kind, what)
     except codes.CodeError as exc:
         raise Refused(400, str(exc)) from None
+
+
+def _digest(token: str) -> str:
+    """What is kept of a registration token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -218,13 +224,20 @@ class Authority:
         description: str,
     ) -> dict[str, Any]:
         token = secrets.token_urlsafe(32)
-        detail = {"virtual_account": account, "expires_in_days": expires_in.days, "max_uses": max_uses}
+        digest = _digest(token)
+        detail = {
+            "virtual_account": account,
+            "expires_in_days": expires_in.days,
+            "max_uses": max_uses,
+            "id": digest[:12],
+        }
         async with self._tx(actor, "token.create", detail) as c:
             await self._account(c, account)
             await c.execute(
-                "insert into tokens (token, virtual_account, description, created_at, expires_at, max_uses,"
-                " export_controlled) values ($1, $2, $3, $4, $5, $6, $7)",
-                token,
+                "insert into tokens (digest, id, virtual_account, description, created_at, expires_at, max_uses,"
+                " export_controlled) values ($1, $2, $3, $4, $5, $6, $7, $8)",
+                digest,
+                digest[:12],
                 account,
                 description,
                 at,
@@ -233,7 +246,8 @@ class Authority:
                 export_controlled,
             )
         return {
-            "token": token,
+            "token": token,  # shown this once: only its digest is kept
+            "id": digest[:12],
             "virtual_account": account,
             "expires_at": _iso(at + expires_in),
             "max_uses": max_uses,
@@ -244,12 +258,10 @@ class Authority:
     async def tokens(self, account: str) -> list[dict[str, Any]]:
         async with self.db.pool.acquire() as conn:
             await self._account(conn, account)
-            rows = await conn.fetch(
-                "select * from tokens where virtual_account = $1 order by created_at, token", account
-            )
+            rows = await conn.fetch("select * from tokens where virtual_account = $1 order by created_at, id", account)
         return [
             {
-                "token": r["token"],
+                "id": r["id"],
                 "description": r["description"],
                 "created_at": _iso(r["created_at"]),
                 "expires_at": _iso(r["expires_at"]),
@@ -262,15 +274,18 @@ class Authority:
         ]
 
     async def revoke_token(self, actor: str, at: datetime, token: str) -> dict[str, Any]:
-        async with self._tx(actor, "token.revoke", {"token": token[:8] + "…"}) as c:
-            done = await c.fetchval(
-                "update tokens set revoked_at = coalesce(revoked_at, $2) where token = $1 returning revoked_at",
+        """Revoke a registration token by its id, or by the token itself."""
+        async with self._tx(actor, "token.revoke", {"id": token if len(token) == 12 else _digest(token)[:12]}) as c:
+            done = await c.fetchrow(
+                "update tokens set revoked_at = coalesce(revoked_at, $3) where id = $1 or digest = $2"
+                " returning id, revoked_at",
                 token,
+                _digest(token),
                 at,
             )
             if done is None:
                 raise Refused(404, "no such registration token")
-        return {"revoked_at": _iso(done)}
+        return {"id": done["id"], "revoked_at": _iso(done["revoked_at"])}
 
     # ------------------------------------------------------------ the product side
 
@@ -309,7 +324,7 @@ class Authority:
 
     async def register(self, at: datetime, token: str, instance: str) -> dict[str, Any]:
         async with self._tx(f"instance:{instance}", "instance.register", {"instance": instance}) as c:
-            row = await c.fetchrow("select * from tokens where token = $1 for update", token)
+            row = await c.fetchrow("select * from tokens where digest = $1 for update", _digest(token))
             if row is None:
                 raise Refused(403, "unknown registration token: copy it again from the virtual account")
             problem = token_problem(dict(row), at)
@@ -318,7 +333,7 @@ class Authority:
             if await c.fetchval("select 1 from reservations where instance = $1 and status <> 'returned'", instance):
                 raise Refused(409, f"{instance} holds a license reservation: return it before registering")
             account = row["virtual_account"]
-            await c.execute("update tokens set uses = uses + 1 where token = $1", token)
+            await c.execute("update tokens set uses = uses + 1 where digest = $1", row["digest"])
             cert, serial, until = self._identity(instance, account, at)
             await c.execute(
                 "insert into instances (instance, virtual_account, status, registered_at, identity_serial,"
@@ -355,6 +370,10 @@ class Authority:
             identity = codes.verify(self.key.public_key(), certificate, IDENTITY, "the identity certificate")
         except codes.CodeError as exc:
             raise Refused(401, str(exc)) from None
+        if not isinstance(identity.get("instance"), str) or not isinstance(identity.get("serial"), str):
+            raise Refused(
+                401, "the identity certificate names no instance or serial: it is not one this authority issues"
+            )
         row = await c.fetchrow("select * from instances where instance = $1 for update", identity["instance"])
         if row is None or row["status"] != "registered":
             raise Refused(403, f"{identity['instance']} is not registered: register it with a token")

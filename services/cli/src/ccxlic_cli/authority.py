@@ -149,13 +149,19 @@ def token(
 
 @app.command("tokens")
 def tokens(virtual_account: str) -> None:
-    """The virtual account's registration tokens."""
+    """The virtual account's registration tokens: their ids, uses and state (a token is shown once, when made: only
+    its digest is kept)."""
     _call("GET", f"/v1/accounts/{virtual_account}/tokens")
 
 
 @app.command("revoke")
-def revoke(token: str) -> None:
-    """Revoke a registration token."""
+def revoke(
+    token: Annotated[str, typer.Argument(help="the token's id (as `tokens` lists it), or the token itself")],
+) -> None:
+    """Revoke a registration token.
+
+    Example: ccxlic authority revoke 3f9a1c0d7e2b
+    """
     _call("POST", f"/v1/tokens/{token}/revoke", {})
 
 

@@ -507,7 +507,8 @@ def run(
         raise _fail(str(exc), 1) from None
     # A simulation runs ahead of the wall clock: the consumption computer must not refuse its future events. The
     # agent talks to the authority this run starts (unless CCXLIC_AUTHORITY_URL says otherwise).
-    extra = {"CCXLIC_MAX_EVENT_SKEW": "off"} if sc is not None else {}
+    # The authority it starts takes the simulation's clock too (simulation mode: it says so).
+    extra = {"CCXLIC_MAX_EVENT_SKEW": "off", "CCXLIC_AUTHORITY_CALLER_CLOCK": "true"} if sc is not None else {}
     if "CCXLIC_AUTHORITY_URL" not in os.environ:
         extra["CCXLIC_AUTHORITY_URL"] = settings.urls().authority
     procs, files = _spawn(names, logs, extra)

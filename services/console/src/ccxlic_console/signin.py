@@ -4,7 +4,9 @@ session cookie, and where to go next (a path of this site only)."""
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from ccxlic_runtime.auth import COOKIE, CSRF_FIELD, TooManyFailures, same, set_session_cookie
@@ -19,11 +21,17 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[\x21-\x7e]*")
+"""A path of this site: printable ASCII only (browsers drop tabs and newlines, so a slash, a tab and `/evil.example`
+would become `//evil.example`, another origin), not starting with two slashes or a slash and a backslash."""
+
+
 def _next(value: str | None) -> str:
     """Where to go after signing in: a path of this site only (never another origin)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    if not value or _LOCAL_PATH.fullmatch(value) is None or "\\" in value:
         return "/"
-    return value
+    parts = urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else "/"
 
 
 def add_routes(router: web.UrlDispatcher, console: Console) -> None:
