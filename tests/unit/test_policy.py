@@ -16,7 +16,7 @@ from typing import Any
 from ccxlic_contract import Event, decode, encode
 from ccxlic_contract.events import MAX_DEAD_LETTER_PAYLOAD, DeadLettered
 from ccxlic_contract.examples import golden_examples
-from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, DEAD_LETTER, TOPICS
+from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, DEAD_LETTER, INTAKE, TOPICS
 from ccxlic_runtime.db import Transaction
 from ccxlic_runtime.metrics import RuntimeMetrics
 from ccxlic_runtime.policy import Delivery, PermanentError, RecordProcessor, dead_letter, partition_for
@@ -236,6 +236,38 @@ async def test_a_key_that_is_not_the_subject_and_a_wrong_partition_are_refused()
     assert app.handled == [] and sorted(letters) == [0, 1, 2]
     assert "key 'other'" in letters[0].data.error and "belongs on partition" in letters[1].data.error
     assert "no key" in letters[2].data.error
+
+
+async def test_a_misplaced_event_is_rerouted_keyed_by_its_subject_once_and_handled_when_it_comes_back() -> None:
+    """Any publisher is heard: an event on another partition than its subject's, or with another key or none (as
+    librdkafka's default partitioner or a keyless publisher puts them), is published on the reroute topic keyed by
+    its subject, once, and handled when it comes back on the right partition; one misplaced on the reroute topic
+    itself is dead-lettered (no loop)."""
+    app = Recording()
+    db = FakeDatabase(app)
+    p = processor(app, db, partitions=lambda topic: 3, reroute=INTAKE)
+    b = Build("cc-1")
+    events = [b.sign_in(T0, "a1"), b.sign_in(T0, "a2"), b.sign_in(T0, "a3")]
+    right = partition_for("cc-1", 3)
+    records = [
+        replace(delivery(events[0], offset=0, partition=right), key=b"other"),
+        replace(delivery(events[1], offset=1, partition=(right + 1) % 3), key=b"cc-1"),
+        replace(delivery(events[2], offset=2, partition=(right + 2) % 3), key=None),
+    ]
+    await p.process_batch([(d, p.decode(d)) for d in records])
+    await p.process_batch([(d, p.decode(d)) for d in records])  # redelivered: nothing rerouted twice
+    rerouted = [(topic, e) for topic, e in db.outbox if topic == INTAKE.name]
+    assert app.handled == [] and dead(db) == {} and [e.id for _, e in rerouted] == [e.id for e in events]
+    back = [delivery(e, INTAKE, offset=n, partition=right) for n, (_, e) in enumerate(rerouted)]
+    await p.process_batch([(d, p.decode(d)) for d in back])
+    assert app.handled == [e.id for e in events]
+    wrong_here = replace(delivery(events[0], INTAKE, offset=9, partition=(right + 1) % 3))
+    await p.process_batch([(wrong_here, p.decode(wrong_here))])
+    assert "belongs on partition" in dead(db)[9].data.error
+    counted = p.metrics.registry.get_sample_value(
+        "ccxlic_events_rerouted_total", {"service": "test", "topic": AGENT_ACTIVITY.name}
+    )
+    assert counted == 3.0
 
 
 # ---------------------------------------------------------------- a fuzz: any records, any failures

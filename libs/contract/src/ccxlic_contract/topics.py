@@ -102,6 +102,17 @@ CONSUMPTION = Topic(
     "consumption computer",
     forwards=ENTITLEMENTS.types | LIFECYCLE.types | CLOCK.types,
 )
+INTAKE = Topic(
+    "licensing.intake",
+    frozenset(),
+    "subject",
+    "consumption computer (inputs found on another partition than their subject's, re-keyed)",
+    forwards=ENTITLEMENTS.types | LIFECYCLE.types | AGENT_ACTIVITY.types | PORT_USAGE.types | CLOCK.types,
+)
+"""Internal: a publisher with another partitioner than Kafka's default murmur2 (librdkafka's consistent_random: kcat,
+confluent-kafka), or with no key, puts an instance's inputs on other partitions than its subject's. The consumption
+computer publishes each such input here, unchanged and keyed by its subject, and reads it back on the right partition:
+every well-formed input is heard, whatever the publisher's partitioner."""
 COMPLIANCE = Topic(
     "licensing.compliance",
     _types(ComplianceChanged),
@@ -135,6 +146,7 @@ TOPICS: tuple[Topic, ...] = (
     LIFECYCLE,
     CLOCK,
     AGENT_COMMANDS,
+    INTAKE,
     CONSUMPTION,
     COMPLIANCE,
     ALERTS,

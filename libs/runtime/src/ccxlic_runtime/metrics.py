@@ -37,6 +37,13 @@ class RuntimeMetrics:
             ["service", "topic"],
             registry=registry,
         )
+        self.rerouted = Counter(
+            "ccxlic_events_rerouted_total",
+            "Input events found on another partition than their subject's (another partitioner, or no key), published"
+            " again keyed by their subject",
+            ["service", "topic"],
+            registry=registry,
+        )
         self.retries = Counter(
             "ccxlic_handler_retries_total",
             "Handler attempts that failed and were retried",

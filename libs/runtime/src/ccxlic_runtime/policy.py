@@ -2,9 +2,13 @@
 
 Records are handled in batches, each batch in one PostgreSQL transaction (the unit of work):
 - each record is decoded against the contract; a record that does not decode, whose type does not belong on its
-  topic, whose key is not its subject or that sits on another partition than its subject's, or whose event time is
-  further ahead of the record's timestamp than `max_skew`, goes to `licensing.dead-letter` with the reason, and the
-  batch goes on;
+  topic, or whose event time is further ahead of the record's timestamp than `max_skew`, goes to
+  `licensing.dead-letter` with the reason, and the batch goes on;
+- a well-formed event on another partition than its subject's, or whose key is not its subject (another
+  partitioner than Kafka's murmur2, or no key), is *misplaced*: a service that takes inputs from any publisher
+  (`reroute`, the consumption computer) publishes it unchanged, keyed by its subject, on its reroute topic and reads
+  it back on the right partition (once: the reroute has a dedup record of its own); any other service dead-letters
+  it;
 - the event's id is claimed (the dedup record); an event seen before is skipped, so redelivery and duplicates
   change nothing; otherwise the service's application handles it inside the same transaction, which also holds its
   new state and its outgoing events (the outbox);
@@ -160,8 +164,11 @@ class RecordProcessor:
         max_skew: timedelta | None = None,
         max_attempts: int = 3,
         max_backoff: float = 5.0,
+        reroute: Topic | None = None,
     ) -> None:
         self.service = service
+        self.reroute = reroute
+        self.reroute_name = None if reroute is None else topic_name(reroute, prefix)
         self.by_name = {topic_name(t, prefix): t for t in inputs}
         self.db = db
         self.app = app
@@ -175,6 +182,7 @@ class RecordProcessor:
         """Monotonic time since which a batch keeps failing transiently (None: it is not): /readyz says so."""
         self.retrying_reason = ""
         self._lettered: list[tuple[str, int, int, str]] = []  # dead letters of the unit of work, told once committed
+        self._rerouted: list[str] = []  # topics of the records rerouted in the unit of work, counted once committed
 
     # ------------------------------------------------------------ decoding
 
@@ -195,19 +203,10 @@ class RecordProcessor:
             raise ContractError(
                 f"type {event.type} does not belong on topic {topic.name}; publish it to {topic_for(event.type).name}"
             )
-        if not (isinstance(event, ClockTicked) and event.subject == ALL_INSTANCES):
-            if d.key != event.subject.encode():
-                key = "no key" if d.key is None else f"key {d.key[:80].decode('utf-8', 'replace')!r}"
-                raise ContractError(
-                    f"{key}: the key must be the subject ({event.subject!r}), so one instance's events stay in order"
-                )
-            n = self.partitions(d.topic) if self.partitions is not None else None
-            if n and d.partition != partition_for(event.subject, n):
-                raise ContractError(
-                    f"partition {d.partition}: {event.subject!r} belongs on partition "
-                    f"{partition_for(event.subject, n)} of {n} (Kafka's default murmur2 partitioner on the key; "
-                    "librdkafka clients need partitioner=murmur2_random)"
-                )
+        if self.reroute_name is None or d.topic == self.reroute_name:
+            misplaced = self.misplaced(d, event)
+            if misplaced is not None:
+                raise ContractError(misplaced)
         if self.max_skew is not None:
             # the broker's append time on our topics; a topic stamped by its publishers (CreateTime) could carry the
             # same wrong clock as the event, so never later than now (a replay reads records older than now)
@@ -219,6 +218,32 @@ class RecordProcessor:
                     "right? (simulated time: set CCXLIC_MAX_EVENT_SKEW=off)"
                 )
         return event
+
+    def misplaced(self, d: Delivery, event: Event) -> str | None:
+        """Why a well-formed event is not where its subject's events are (its key is not the subject, or it sits on
+        another partition than murmur2 of the subject gives), or None."""
+        if isinstance(event, ClockTicked) and event.subject == ALL_INSTANCES:
+            return None  # every partition has a copy, and each ticks the instances of its own
+        if d.key != event.subject.encode():
+            key = "no key" if d.key is None else f"key {d.key[:80].decode('utf-8', 'replace')!r}"
+            return f"{key}: the key must be the subject ({event.subject!r}), so one instance's events stay in order"
+        n = self.partitions(d.topic) if self.partitions is not None else None
+        if n and d.partition != partition_for(event.subject, n):
+            return (
+                f"partition {d.partition}: {event.subject!r} belongs on partition "
+                f"{partition_for(event.subject, n)} of {n} (Kafka's default murmur2 partitioner on the key)"
+            )
+        return None
+
+    def _to_reroute(self, d: Delivery, ev: Event) -> bool:
+        return self.reroute_name is not None and d.topic != self.reroute_name and self.misplaced(d, ev) is not None
+
+    async def _reroute(self, uow: Transaction, d: Delivery, event: Event) -> None:
+        """Publish a misplaced event on the reroute topic, keyed by its subject, once per record."""
+        assert self.reroute is not None
+        if await uow.claim(f"reroute:{self.service}:{_safe(d.topic, 249)}:{d.partition}:{d.offset}"):
+            await uow.emit(event, topic=self.reroute)
+            self._rerouted.append(d.topic)
 
     # ------------------------------------------------------------ the unit of work
 
@@ -258,12 +283,23 @@ class RecordProcessor:
             try:
                 async with self._unit() as uow:
                     # one round trip claims every event of the batch (a duplicate id within it counts once)
+                    rerouting = {
+                        i
+                        for i, (d, ev) in enumerate(items)
+                        if not isinstance(ev, ContractError) and self._to_reroute(d, ev)
+                    }
                     fresh = await uow.claim_many(
-                        [claim_key(ev, d) for d, ev in items if not isinstance(ev, ContractError)]
+                        [
+                            claim_key(ev, d)
+                            for i, (d, ev) in enumerate(items)
+                            if not isinstance(ev, ContractError) and i not in rerouting
+                        ]
                     )
-                    for d, ev in items:
+                    for i, (d, ev) in enumerate(items):
                         if isinstance(ev, ContractError):
                             await self._dead_letter(uow, d, str(ev))
+                        elif i in rerouting:
+                            await self._reroute(uow, d, ev)
                         elif claim_key(ev, d) in fresh:
                             fresh.discard(claim_key(ev, d))
                             await self.app.handle(uow, ev, d)
@@ -301,7 +337,9 @@ class RecordProcessor:
                 return
             try:
                 async with self._unit() as uow:
-                    if await uow.claim(claim_key(ev, d)):
+                    if self._to_reroute(d, ev):
+                        await self._reroute(uow, d, ev)
+                    elif await uow.claim(claim_key(ev, d)):
                         await self.app.handle(uow, ev, d)
                     await self.app.finish(uow)
                 self._committed()
@@ -350,6 +388,7 @@ class RecordProcessor:
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[Transaction]:
         self._lettered = []
+        self._rerouted = []
         async with self.db.transaction() as uow:
             self.app.begin(uow)
             yield uow
@@ -362,6 +401,9 @@ class RecordProcessor:
                 "dead-lettered", extra={"topic": topic, "partition": partition, "offset": offset, "reason": reason}
             )
         self._lettered = []
+        for topic in self._rerouted:
+            self.metrics.rerouted.labels(self.service, topic).inc()
+        self._rerouted = []
         try:
             self.app.committed()
         except Exception:  # the work is committed; a listener's bug must not make it run again

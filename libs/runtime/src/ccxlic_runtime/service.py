@@ -141,6 +141,7 @@ async def run_service(
     tasks: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
     ready: Callable[[int], None] | None = None,
     max_skew: timedelta | None = None,
+    reroute: Topic | None = None,
 ) -> None:
     """A service: the consumer loop (event-time merge + the error policy) feeding `app`, the outbox relay, the HTTP
     server (ops routes + the service's `routes`) and any extra `tasks`, until `stop` is set or one of them fails."""
@@ -161,6 +162,7 @@ async def run_service(
         stop=stop,
         partitions=partitions,
         max_skew=max_skew,
+        reroute=reroute,
     )
     loop = ConsumerLoop(
         processor,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from importlib import resources
 
 from aiohttp import web
-from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, CONSUMPTION, ENTITLEMENTS, LIFECYCLE, PORT_USAGE
+from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, CONSUMPTION, ENTITLEMENTS, INTAKE, LIFECYCLE, PORT_USAGE
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, instance_param, json_response, problem, time_param
 from ccxlic_runtime.instances import Instances, Store
@@ -32,9 +32,9 @@ from ccxlic_consumption.store import PgConsumptionStore
 
 log = logging.getLogger(__name__)
 SERVICE = "consumption"
-INPUTS = (ENTITLEMENTS, LIFECYCLE, AGENT_ACTIVITY, PORT_USAGE, CLOCK)
+INPUTS = (ENTITLEMENTS, LIFECYCLE, AGENT_ACTIVITY, PORT_USAGE, INTAKE, CLOCK)
 """In this order: at equal event times the merge takes entitlements first and the clock last (a tick follows the
-data of its instant)."""
+data of its instant). INTAKE: inputs a publisher put on another partition than their subject's, re-keyed here."""
 MIGRATIONS = resources.files("ccxlic_consumption") / "migrations"
 
 
@@ -118,6 +118,7 @@ async def run(
             stop=stop,
             ready=ready,
             max_skew=settings.max_event_skew,
+            reroute=INTAKE,
         )
 
 
