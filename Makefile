@@ -8,8 +8,11 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 STACK_DIR := $(or $(CCXLIC_STACK_DIR),$(CURDIR)/.stack)
 # What runs here reads what `make up` wrote: each program's PostgreSQL role (pg.env) and, with
-# KAFKA_SECURITY=scram-tls (the broker with SCRAM+TLS only), the Kafka clients' settings. The tests read them themselves.
-CLIENT_ENV = set -a && . "$(STACK_DIR)/pg.env" && $(if $(filter scram-tls,$(KAFKA_SECURITY)),. "$(STACK_DIR)/kafka-scram-tls/client.env" &&,) set +a &&
+# KAFKA_SECURITY=scram-tls (the broker with SCRAM+TLS and ACLs), each program's Kafka user (client.env); the
+# benchmarks and `ccxlic kafka setup` run as the broker's admin (admin.env). The tests read them themselves.
+SCRAM = $(filter scram-tls,$(KAFKA_SECURITY))
+CLIENT_ENV = set -a && . "$(STACK_DIR)/pg.env" && $(if $(SCRAM),. "$(STACK_DIR)/kafka-scram-tls/client.env" &&,) set +a &&
+ADMIN_ENV = set -a && . "$(STACK_DIR)/pg.env" && $(if $(SCRAM),. "$(STACK_DIR)/kafka-scram-tls/admin.env" &&,) set +a &&
 
 .PHONY: help deps up down status promtool kustomize asyncapi-spec chaos run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench bench-quick lint format typecheck schemas check-schemas clean
 
@@ -21,8 +24,9 @@ deps: ## install what a fresh machine lacks: uv, PostgreSQL, the Python deps, th
 	@$(UV) sync --frozen --all-packages
 	@bash deploy/stack.sh fetch
 
-up: deps ## start Kafka (KRaft, 127.0.0.1:9092; KAFKA_SECURITY=scram-tls: SASL/SCRAM over TLS only) and PostgreSQL (127.0.0.1:5432/ccxlic); idempotent
+up: deps ## start Kafka (KRaft, 127.0.0.1:9092; KAFKA_SECURITY=scram-tls: SASL/SCRAM over TLS only, with ACLs) and PostgreSQL (127.0.0.1:5432/ccxlic); idempotent
 	@bash deploy/stack.sh up
+	@$(if $(SCRAM),$(ADMIN_ENV) .venv/bin/ccxlic kafka setup,true)
 
 down: ## stop Kafka and PostgreSQL
 	@bash deploy/stack.sh down
@@ -87,13 +91,13 @@ fuzz: deps ## the property and fuzz tests of the contract, the error policy and 
 	CCXLIC_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest -p no:cacheprovider tests/unit/test_contract.py tests/unit/test_contract_differential.py tests/unit/test_policy.py tests/unit/compliance/test_machine.py tests/unit/alerting/test_machine.py -k "total or agree or describes or every_record or every_step" $(PYTEST_ARGS)
 
 bench: up ## the benchmarks (B0-B4, each next to its baseline) on the local stack; prints a table, writes bench/results.json
-	$(CLIENT_ENV) $(PY) bench/run.py --profile $(BENCH_ARGS)
+	$(ADMIN_ENV) $(PY) bench/run.py --profile $(BENCH_ARGS)
 
 chaos: up ## fault injection: the chain as processes under twelve faults (FAULTS=3,12 picks some); prints the table, writes bench/chaos.json
-	$(CLIENT_ENV) $(PY) bench/chaos.py $(if $(FAULTS),--only $(FAULTS),)
+	$(ADMIN_ENV) $(PY) bench/chaos.py $(if $(FAULTS),--only $(FAULTS),)
 
 bench-quick: up ## the benchmarks at smoke size (what `make test` runs)
-	$(CLIENT_ENV) $(PY) bench/run.py --quick --json /tmp/ccxlic-bench-quick.json
+	$(ADMIN_ENV) $(PY) bench/run.py --quick --json /tmp/ccxlic-bench-quick.json
 
 lint: ## ruff: lint and format check (changes nothing)
 	$(UV) run --frozen ruff check .

@@ -12,8 +12,12 @@
 #                      advertises the second, where `make chaos` puts a TCP proxy it can cut (a client that bootstraps
 #                      at the proxy reaches the broker only through it)
 #   KAFKA_SECURITY [plaintext]  plaintext, or scram-tls: the broker's only client listener is SASL_SSL with
-#                      SCRAM-SHA-512, its certificate signed by a CA made here; the clients' settings (user, password,
-#                      CA file) are written to <stack>/kafka-scram-tls/client.env. Each mode keeps its own data.
+#                      SCRAM-SHA-512, its certificate signed by a CA made here, and it authorizes with ACLs
+#                      (StandardAuthorizer; nothing is allowed that is not granted). One SCRAM user per program
+#                      (ccxlic-consumption, ... ccxlic-cli, and ccxlic-publisher for the contact center's publishers)
+#                      and the super user `admin`: the programs' settings go to <stack>/kafka-scram-tls/client.env,
+#                      the admin's to admin.env (`make up` then grants each program its own topics: ccxlic kafka
+#                      setup). Each mode keeps its own data.
 #   CCXLIC_STACK_DIR [<repo>/.stack]   data, logs and pid files
 #   CCXLIC_CACHE_DIR [~/.cache/ccxlic] downloaded Kafka jars, shared by every checkout
 #   CCXLIC_PG_FALLBACK_DIR [/var/tmp/ccxlic-stack/pg] the PostgreSQL cluster when run as root from a directory the
@@ -46,6 +50,8 @@ case "$KAFKA_SECURITY" in
   *) printf 'stack: error: KAFKA_SECURITY=%s: expected plaintext or scram-tls\n' "$KAFKA_SECURITY" >&2; exit 2 ;;
 esac
 PG_DIR=$STACK_DIR/pg
+# The programs with a Kafka user of their own under KAFKA_SECURITY=scram-tls (libs/contract's access.py: PROGRAMS)
+KAFKA_PROGRAMS=(consumption compliance alerting agent console cli publisher)
 PG_FALLBACK_DIR=${CCXLIC_PG_FALLBACK_DIR:-/var/tmp/ccxlic-stack/pg}
 # shellcheck source=deploy/pg-roles.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pg-roles.sh"  # PG_PROGRAMS, PG_AUTH_MEMBERS, pg_roles_sql, pg_passwords
@@ -98,8 +104,11 @@ kafka_up() {
   if [ "$KAFKA_SECURITY" = scram-tls ]; then
     listener=SASL_SSL
     kafka_tls
-    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(cat "$KAFKA_DIR/tls/admin.password")]"
-           --add-scram "SCRAM-SHA-512=[name=ccxlic,password=$(cat "$KAFKA_DIR/tls/ccxlic.password")]")
+    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(cat "$KAFKA_DIR/tls/admin.password")]")
+    local program
+    for program in "${KAFKA_PROGRAMS[@]}"; do
+      scram+=(--add-scram "SCRAM-SHA-512=[name=ccxlic-$program,password=$(cat "$KAFKA_DIR/tls/ccxlic-$program.password")]")
+    done
   fi
   sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
       -e "s|@LISTENER@|$listener|g" -e "s|@PROXIED_PORT@|$KAFKA_PROXIED_PORT|g" -e "s|@PROXY_PORT@|$KAFKA_PROXY_PORT|g" \
@@ -117,6 +126,14 @@ ssl.keystore.location=$KAFKA_DIR/tls/broker.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$KAFKA_DIR/tls/ca.pem
 ssl.client.auth=none
+# The controller listener takes TLS with a client certificate only: the broker's own (its principal is its subject,
+# a super user); no one else on this machine reaches the controller, which could grant ACLs.
+listener.security.protocol.map=CONTROLLER:SSL,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,PROXIED:SASL_SSL
+listener.name.controller.ssl.client.auth=required
+# Authorization: nothing is allowed that no ACL grants (ccxlic kafka setup grants each program its own topics).
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin;User:CN=localhost
 EOF
   fi
   local java_opts=(-cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties"
@@ -149,6 +166,7 @@ print(c)')
     fi
     if grep -q "Kafka Server started" "$KAFKA_DIR/logs/server.log" 2>/dev/null && port_in_use "$KAFKA_PORT"; then
       kafka_client_env >"$KAFKA_DIR/client.env"; chmod 600 "$KAFKA_DIR/client.env"
+      if [ "$KAFKA_SECURITY" = scram-tls ]; then kafka_admin_env >"$KAFKA_DIR/admin.env"; chmod 600 "$KAFKA_DIR/admin.env"; fi
       say "kafka ready after ${i}x0.5 s"; return 0
     fi
     size=$(wc -c <"$KAFKA_DIR/logs/server.log" 2>/dev/null || echo 0)
@@ -163,10 +181,15 @@ print(c)')
 }
 
 kafka_tls() {
-  # A CA and the broker's certificate (127.0.0.1 and localhost), made once per stack directory, and the passwords of
-  # the SCRAM users: `admin` (the broker itself) and `ccxlic` (the clients).
-  local d=$KAFKA_DIR/tls
-  [ -f "$d/broker.pem" ] && [ -f "$d/ccxlic.password" ] && return 0
+  # A CA and the broker's certificate (127.0.0.1 and localhost; a server's and, towards its controller, a client's),
+  # made once per stack directory, and the passwords of the SCRAM users: `admin` (the broker itself, a super user)
+  # and one per program.
+  local d=$KAFKA_DIR/tls program
+  [ -f "$d/broker.pem" ] && [ -f "$d/ccxlic-publisher.password" ] && return 0
+  if [ -f "$KAFKA_DIR/data/meta.properties" ]; then
+    say "the scram-tls broker's users changed (one per program now): its data in $KAFKA_DIR/data is made anew"
+    rm -rf "$KAFKA_DIR/data"; mkdir -p "$KAFKA_DIR/data"
+  fi
   command -v openssl >/dev/null 2>&1 || die "openssl is needed for KAFKA_SECURITY=scram-tls: apt-get install -y openssl"
   rm -rf "$d"; mkdir -p "$d"; chmod 700 "$d"
   (
@@ -174,25 +197,36 @@ kafka_tls() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 -subj "/CN=ccx-licensing local CA" \
       -keyout ca.key -out ca.pem
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" -keyout broker.key -out broker.csr
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >broker.ext
     openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 -extfile broker.ext -out broker.crt
     openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.p8
     cat broker.p8 broker.crt >broker.pem
     rm -f broker.csr broker.ext broker.p8 ca.srl
     openssl rand -hex 24 >admin.password
-    openssl rand -hex 24 >ccxlic.password
+    for program in "${KAFKA_PROGRAMS[@]}"; do openssl rand -hex 24 >"ccxlic-$program.password"; done
   ) >"$KAFKA_DIR/logs/tls.log" 2>&1 || { cat "$KAFKA_DIR/logs/tls.log" >&2; die "making the broker's certificate failed"; }
   chmod 600 "$d"/*
 }
 
 kafka_client_env() {
-  # What a client needs to reach this broker, as the environment variables the services, the CLI and the tests read.
+  # What a client needs to reach this broker, as the environment variables the services, the CLI and the tests read:
+  # under scram-tls, each program's own user (CCXLIC_<PROGRAM>_KAFKA_SASL_USERNAME/PASSWORD).
+  printf 'KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%s\n' "$KAFKA_PORT"
   if [ "$KAFKA_SECURITY" = scram-tls ]; then
-    printf 'KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%s\nKAFKA_SECURITY_PROTOCOL=SASL_SSL\nKAFKA_SASL_MECHANISM=SCRAM-SHA-512\nKAFKA_SASL_USERNAME=ccxlic\nKAFKA_SASL_PASSWORD=%s\nKAFKA_SSL_CAFILE=%s\n' \
-      "$KAFKA_PORT" "$(cat "$KAFKA_DIR/tls/ccxlic.password")" "$KAFKA_DIR/tls/ca.pem"
-  else
-    printf 'KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%s\n' "$KAFKA_PORT"
+    printf 'KAFKA_SECURITY_PROTOCOL=SASL_SSL\nKAFKA_SASL_MECHANISM=SCRAM-SHA-512\nKAFKA_SSL_CAFILE=%s\n' "$KAFKA_DIR/tls/ca.pem"
+    local program upper
+    for program in "${KAFKA_PROGRAMS[@]}"; do
+      upper=$(printf '%s' "$program" | tr '[:lower:]' '[:upper:]')
+      printf 'CCXLIC_%s_KAFKA_SASL_USERNAME=ccxlic-%s\nCCXLIC_%s_KAFKA_SASL_PASSWORD=%s\n' \
+        "$upper" "$program" "$upper" "$(cat "$KAFKA_DIR/tls/ccxlic-$program.password")"
+    done
   fi
+}
+
+kafka_admin_env() {
+  # The super user's settings: for `ccxlic kafka setup`, the tests and the benchmarks (they make topics of their own).
+  printf 'KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%s\nKAFKA_SECURITY_PROTOCOL=SASL_SSL\nKAFKA_SASL_MECHANISM=SCRAM-SHA-512\nKAFKA_SASL_USERNAME=admin\nKAFKA_SASL_PASSWORD=%s\nKAFKA_SSL_CAFILE=%s\n' \
+    "$KAFKA_PORT" "$(cat "$KAFKA_DIR/tls/admin.password")" "$KAFKA_DIR/tls/ca.pem"
 }
 
 kafka_down() {
@@ -350,7 +384,7 @@ case "${1:-}" in
       *) echo "usage: $0 up [kafka|postgresql]" >&2; exit 2 ;;
     esac
     if [ "$KAFKA_SECURITY" = scram-tls ]; then
-      say "up: Kafka over SCRAM+TLS; the clients' settings are in $KAFKA_DIR/client.env (make run and make test read it)"
+      say "up: Kafka over SCRAM+TLS with ACLs; each program's user is in $KAFKA_DIR/client.env (make run reads it), the admin's in admin.env (make test and make bench read it)"
     fi
     say "up: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT; PostgreSQL at 127.0.0.1:$PG_PORT/$PG_DATABASE, one role per program: their URLs are in $STACK_DIR/pg.env"
     ;;

@@ -43,19 +43,22 @@ class Chain:
     workers: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)
     running: list[InProcess] = field(default_factory=list)
+    kafka: dict[str, dict[str, str]] = field(default_factory=dict)
+    """A service's own Kafka settings (`kafka_sasl_username`, ...), over the stack's (its admin, under ACLs)."""
 
     def settings(self, service: str) -> RuntimeSettings:
         cls = SERVICES[service][0]
-        return load_settings(
-            cls,
+        given: dict[str, Any] = {
             **self.stack.kafka_settings(),
-            database_url=self.stack.database_url,
-            topic_prefix=self.prefix,
-            schema_name=f"{self.schema}_{service}",
-            group_id=f"ccxlic-{service}",
-            http_port=0,
+            **self.kafka.get(service, {}),
+            "database_url": self.stack.database_url,
+            "topic_prefix": self.prefix,
+            "schema_name": f"{self.schema}_{service}",
+            "group_id": f"ccxlic-{service}",
+            "http_port": 0,
             **{k: v for k, v in self.overrides.items() if k in cls.model_fields},
-        )
+        }
+        return load_settings(cls, **given)
 
     async def start(self) -> None:
         for service, (_, run, _) in SERVICES.items():

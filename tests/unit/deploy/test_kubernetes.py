@@ -83,13 +83,24 @@ def test_a_deployment_per_program_with_probes_resources_settings_and_its_own_sec
         assert c["envFrom"] == [{"configMapRef": {"name": "ccxlic-config"}}]
         assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
         assert c["resources"]["limits"]["memory"]
+        kafka = [e for e in c.get("env", []) if "KAFKA" in e["name"]]
+        if name != "authority":  # its Kafka user (ACLs), from its own keys of an optional Secret
+            own = "cli" if name == "ticker" else name
+            assert kafka == [
+                {
+                    "name": f"CCXLIC_{own.upper()}_KAFKA_SASL_{part.upper()}",
+                    "valueFrom": {"secretKeyRef": {"name": "ccxlic-kafka", "key": f"{own}-{part}", "optional": True}},
+                }
+                for part in ("username", "password")
+            ]
         if name == "ticker":
             assert d["spec"]["replicas"] == 1
             assert parse(c["livenessProbe"]["exec"]["command"][1:]) == "ccxlic health"
             continue
         assert d["spec"]["replicas"] >= 2
-        (env,) = c["env"]
+        env = c["env"][0]
         assert env == {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "ccxlic-database", "key": name}}}
+        assert len(c["env"]) == 1 + len(kafka)
         assert name in secret_keys
         assert c["ports"] == [{"name": "http", "containerPort": PORTS[name]}]
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -112,3 +123,32 @@ def test_every_program_accepts_the_configmap_and_its_secret(
         env = config | ({"DATABASE_URL": secret[name]} if name in secret else {})
         settings = program_settings(name, env, monkeypatch)
         assert settings.replication_factor == 3 and settings.partitions == 6, name
+
+
+def test_the_kafka_setup_job_runs_ccxlic_kafka_setup_as_the_admin_of_an_optional_secret(
+    resources: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    job = resources[("Job", "ccxlic-kafka-setup")]
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert parse(c["args"]) == "ccxlic kafka setup" and pod["securityContext"]["runAsNonRoot"] is True
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]} == {
+        "KAFKA_SASL_USERNAME": {"name": "ccxlic-kafka-admin", "key": "username", "optional": True},
+        "KAFKA_SASL_PASSWORD": {"name": "ccxlic-kafka-admin", "key": "password", "optional": True},
+    }
+
+
+def test_with_sasl_every_program_reads_its_own_kafka_user(
+    resources: dict[tuple[str, str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = resources[("ConfigMap", "ccxlic-config")]["data"] | {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}
+    secret = resources[("Secret", "ccxlic-database")]["stringData"]
+    for name, d in {n.removeprefix("ccxlic-"): d for (k, n), d in resources.items() if k == "Deployment"}.items():
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        given = {
+            e["name"]: f"from-{e['valueFrom']['secretKeyRef']['key']}" for e in c.get("env", []) if "KAFKA" in e["name"]
+        }
+        env = config | given | ({"DATABASE_URL": secret[name]} if name in secret else {})
+        settings = program_settings(name, env, monkeypatch)
+        own = "cli" if name == "ticker" else name
+        assert settings.kafka_sasl_username == (None if name == "authority" else f"from-{own}-username"), name

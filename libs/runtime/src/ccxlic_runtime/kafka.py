@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError, TopicAuthorizationFailedError
 from aiokafka.helpers import create_ssl_context
 from ccxlic_contract import STRUCTURED_CONTENT_TYPE, TOPICS, Event, Topic, encode, key_for, topic_for
 from ccxlic_contract.events import ALL_INSTANCES, ClockTicked
@@ -152,14 +152,16 @@ class TopicsNotCreated(KafkaUnavailable):
 
 
 TOPIC_EXISTS = 36
+AUTHORIZATION_FAILED = frozenset({29, 31})  # TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED
 
 
-async def ensure_contract_topics(settings: RuntimeSettings) -> list[str]:
-    """The contract's topics as the settings say: partitions, replication factor, `min.insync.replicas`."""
+async def ensure_contract_topics(settings: RuntimeSettings, topics: Iterable[Topic] = TOPICS) -> list[str]:
+    """Contract topics (a program's own: `PROGRAMS[program].topics`) as the settings say: partitions, replication
+    factor, `min.insync.replicas`."""
     return await ensure_topics(
         Broker.of(settings),
         settings.topic_prefix,
-        TOPICS,
+        topics,
         partitions=settings.partitions,
         replication=settings.replication_factor,
         min_insync=settings.min_insync_replicas,
@@ -206,6 +208,12 @@ async def ensure_topics(
             refused = [(name, text) for name, code, text in answer.topic_errors if code not in (0, TOPIC_EXISTS)]
             if refused:
                 name, text = refused[0]
+                if any(code in AUTHORIZATION_FAILED for _, code, _ in answer.topic_errors):
+                    raise TopicsNotCreated(
+                        f"Kafka at {broker} may not create topic {name} for this user ({text}): with ACLs, an "
+                        "administrator creates the topics and the grants first (`ccxlic kafka setup`, as the admin "
+                        "user, with the same CCXLIC_TOPIC_PREFIX)"
+                    )
                 raise TopicsNotCreated(
                     f"Kafka at {broker} refused to create topic {name}: {text} (CCXLIC_REPLICATION_FACTOR="
                     f"{replication}, CCXLIC_MIN_INSYNC_REPLICAS={min_insync}, CCXLIC_PARTITIONS={partitions})"
@@ -249,6 +257,7 @@ class EventProducer:
 
     def __init__(self, broker: Broker, prefix: str = "", *, linger_ms: int = 5, client_id: str = "ccxlic") -> None:
         self.prefix = prefix
+        self.broker = broker
         self._producer = AIOKafkaProducer(
             **broker.options(),
             enable_idempotence=True,
@@ -298,12 +307,19 @@ class EventProducer:
         await self._send([(t, k, v, None) for t, k, v in records])
 
     async def _send(self, records: Sequence[tuple[str, bytes | None, bytes, int | None]]) -> None:
-        futures = [
-            await self._producer.send(topic, value, key=key, partition=partition, headers=CONTENT_TYPE_HEADERS)
-            for topic, key, value, partition in records
-        ]
-        if futures:
-            await asyncio.gather(*futures)
+        try:
+            futures = [
+                await self._producer.send(topic, value, key=key, partition=partition, headers=CONTENT_TYPE_HEADERS)
+                for topic, key, value, partition in records
+            ]
+            if futures:
+                await asyncio.gather(*futures)
+        except TopicAuthorizationFailedError as exc:
+            topics = ", ".join(sorted({str(a) for a in exc.args})) or "its topic"
+            raise KafkaRefused(
+                f"Kafka at {self.broker} does not let {self.broker.username or 'this client'} write {topics}: each "
+                "program's user may write its own topics only (README, Kafka ACLs)"
+            ) from None
 
 
 async def delete_topics(broker: Broker, prefixes: set[str] | frozenset[str]) -> int:

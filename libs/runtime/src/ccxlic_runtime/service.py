@@ -20,6 +20,7 @@ import asyncpg
 import uvloop
 from aiohttp import web
 from ccxlic_contract import Topic
+from ccxlic_contract.access import PROGRAMS
 from prometheus_client import CollectorRegistry
 
 from ccxlic_runtime.db import Database, Relay, create_pool, migrate, prune_processed
@@ -91,11 +92,14 @@ def main_for(settings_cls: type[S], run: Callable[[S, asyncio.Event], Awaitable[
 
 
 @asynccontextmanager
-async def service_database(settings: RuntimeSettings, schema: str, *migrations: Traversable) -> AsyncIterator[Database]:
-    """What every service does first: wait for Kafka, create the contract topics, open its pool on its schema and
-    apply its migrations. Yields its Database; closes the pool on the way out."""
+async def service_database(
+    settings: RuntimeSettings, program: str, schema: str, *migrations: Traversable
+) -> AsyncIterator[Database]:
+    """What every service does first: wait for Kafka, create the topics it reads and writes (`PROGRAMS[program]`)
+    unless they exist, open its pool on its schema and apply its migrations. Yields its Database; closes the pool on
+    the way out."""
     await wait_for_kafka(Broker.of(settings))
-    await ensure_contract_topics(settings)
+    await ensure_contract_topics(settings, PROGRAMS[program].topics)
     pool = await create_pool(settings.database_url, schema, max_size=settings.db_pool_size)
     pruner: asyncio.Task[None] | None = None
     try:

@@ -51,6 +51,31 @@ def database_url_field(program: str) -> Any:
     )
 
 
+def _names(cls: type[BaseSettings], field: str) -> str:
+    """The environment variables a field reads, in the order they win ("A (or B)")."""
+    alias = cls.model_fields[field].validation_alias
+    names = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else [str(alias or field).upper()]
+    return names[0] + "".join(f" (or {n})" for n in names[1:])
+
+
+def kafka_username_field(program: str) -> Any:
+    """The `kafka_sasl_username` of one program: `CCXLIC_<PROGRAM>_KAFKA_SASL_USERNAME` (its own Kafka principal, which
+    the ACLs of `ccxlic kafka setup` let write only its own topics), else `KAFKA_SASL_USERNAME`."""
+    return Field(
+        None,
+        validation_alias=AliasChoices(f"CCXLIC_{program.upper()}_KAFKA_SASL_USERNAME", "KAFKA_SASL_USERNAME"),
+        min_length=1,
+    )
+
+
+def kafka_password_field(program: str) -> Any:
+    """Its password: `CCXLIC_<PROGRAM>_KAFKA_SASL_PASSWORD`, else `KAFKA_SASL_PASSWORD`."""
+    return Field(
+        None,
+        validation_alias=AliasChoices(f"CCXLIC_{program.upper()}_KAFKA_SASL_PASSWORD", "KAFKA_SASL_PASSWORD"),
+    )
+
+
 class ConfigError(ValueError):
     """Configuration from the environment that is missing or invalid. The message names the variable."""
 
@@ -107,10 +132,8 @@ class RuntimeSettings(BaseSettings):
     def _kafka_credentials(self) -> RuntimeSettings:
         sasl = self.kafka_security_protocol.startswith("SASL_")
         if sasl and (not self.kafka_sasl_username or self.kafka_sasl_password is None):
-            raise ValueError(
-                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
-                "KAFKA_SASL_PASSWORD"
-            )
+            user, password = (_names(type(self), f) for f in ("kafka_sasl_username", "kafka_sasl_password"))
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs {user} and {password}")
         if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password is not None):
             raise ValueError(
                 "KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL="
@@ -228,6 +251,8 @@ __all__ = [
     "RuntimeSettings",
     "database_url_field",
     "describe",
+    "kafka_password_field",
+    "kafka_username_field",
     "load_settings",
     "redact_url",
     "url_secrets",

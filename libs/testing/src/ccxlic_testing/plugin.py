@@ -105,7 +105,9 @@ def start_stack(rootdir: Path) -> tuple[Stack, Callable[[], None]]:
         if proc.returncode == 0:
             stack_dir = Path(os.environ.get("CCXLIC_STACK_DIR") or script.parent.parent / ".stack")
             mode = os.environ.get("KAFKA_SECURITY") or "plaintext"
-            client = read_env_file(stack_dir / ("kafka" if mode == "plaintext" else f"kafka-{mode}") / "client.env")
+            # the tests make topics of their own: under ACLs (scram-tls), as the broker's admin
+            kafka_dir = stack_dir / ("kafka" if mode == "plaintext" else f"kafka-{mode}")
+            client = read_env_file(kafka_dir / ("client.env" if mode == "plaintext" else "admin.env"))
             pg_env = read_env_file(stack_dir / "pg.env")
             roles = {
                 name.removeprefix("CCXLIC_").removesuffix("_DATABASE_URL").lower(): url

@@ -121,7 +121,7 @@ async def run(settings: AgentSettings, stop: asyncio.Event, *, ready: Callable[[
     """Run the Smart Agent until `stop` is set."""
     client = AuthorityClient(settings.authority_url, settings.authority_timeout.total_seconds(), settings.ca_file)
     try:
-        async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
+        async with service_database(settings, SERVICE, settings.schema_name, MIGRATIONS) as db:
             registry = CollectorRegistry()
             await run_service(
                 service=SERVICE,

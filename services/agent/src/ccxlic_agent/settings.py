@@ -6,13 +6,21 @@ from datetime import timedelta
 from typing import Annotated
 
 from ccxlic_rules import codes
-from ccxlic_runtime.settings import Duration, RuntimeSettings, database_url_field
+from ccxlic_runtime.settings import (
+    Duration,
+    RuntimeSettings,
+    database_url_field,
+    kafka_password_field,
+    kafka_username_field,
+)
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 
 class AgentSettings(RuntimeSettings):
     database_url: SecretStr = database_url_field("agent")
+    kafka_sasl_username: str | None = kafka_username_field("agent")
+    kafka_sasl_password: SecretStr | None = kafka_password_field("agent")
     http_port: int = Field(8184, validation_alias="CCXLIC_AGENT_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("agent", validation_alias="CCXLIC_AGENT_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-agent", validation_alias="CCXLIC_AGENT_GROUP")

@@ -94,7 +94,7 @@ async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callabl
     if not channels:
         log.warning("no notification channel configured: alerts are recorded and published, not delivered")
     async with (
-        service_database(settings, settings.schema_name, MIGRATIONS) as db,
+        service_database(settings, SERVICE, settings.schema_name, MIGRATIONS) as db,
         open_auth(settings.database_url, settings.auth_schema) as auth,
     ):
         registry = CollectorRegistry()

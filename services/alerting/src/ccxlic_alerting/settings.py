@@ -6,7 +6,13 @@ from datetime import timedelta
 from typing import Literal, get_args
 
 from ccxlic_contract.events import AlertName, Severity
-from ccxlic_runtime.settings import Duration, RuntimeSettings, database_url_field
+from ccxlic_runtime.settings import (
+    Duration,
+    RuntimeSettings,
+    database_url_field,
+    kafka_password_field,
+    kafka_username_field,
+)
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ccxlic_alerting.channels import FACILITIES, Channel, Email, Syslog, Webhook
@@ -19,6 +25,8 @@ def _csv(value: str) -> list[str]:
 
 class AlertingSettings(RuntimeSettings):
     database_url: SecretStr = database_url_field("alerting")
+    kafka_sasl_username: str | None = kafka_username_field("alerting")
+    kafka_sasl_password: SecretStr | None = kafka_password_field("alerting")
     http_port: int = Field(8183, validation_alias="CCXLIC_ALERTING_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("alerting", validation_alias="CCXLIC_ALERTING_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-alerting", validation_alias="CCXLIC_ALERTING_GROUP")

@@ -11,12 +11,26 @@ from typing import Any
 import aiohttp
 import typer
 from ccxlic_contract import Event
+from ccxlic_contract.access import PROGRAMS
 from ccxlic_runtime.auth import Role, open_auth
 from ccxlic_runtime.client import DEFAULT_PORTS, PORT_VARS, SERVICES, ClientSettings
 from ccxlic_runtime.db import DatabaseError
 from ccxlic_runtime.http import BadRequest, check_instance, parse_time
-from ccxlic_runtime.kafka import Broker, EventProducer, KafkaUnavailable, ensure_contract_topics, wait_for_kafka
-from ccxlic_runtime.settings import ConfigError, database_url_field, load_settings
+from ccxlic_runtime.kafka import (
+    Broker,
+    EventProducer,
+    KafkaRefused,
+    KafkaUnavailable,
+    ensure_contract_topics,
+    wait_for_kafka,
+)
+from ccxlic_runtime.settings import (
+    ConfigError,
+    database_url_field,
+    kafka_password_field,
+    kafka_username_field,
+    load_settings,
+)
 from pydantic import Field, SecretStr
 from rich.console import Console
 
@@ -27,6 +41,8 @@ SOURCE = "urn:ccxlic:cli"
 
 class CliSettings(ClientSettings):
     database_url: SecretStr = database_url_field("cli")
+    kafka_sasl_username: str | None = kafka_username_field("cli")
+    kafka_sasl_password: SecretStr | None = kafka_password_field("cli")
     token: SecretStr | None = Field(None, validation_alias="CCXLIC_TOKEN")
     """An API token (ccxlic admin token create) for what needs a signed-in caller (silences)."""
 
@@ -105,9 +121,9 @@ def instance(value: str) -> str:
 async def producer(settings: CliSettings) -> EventProducer:
     try:
         await wait_for_kafka(Broker.of(settings), timeout=15)
+        await ensure_contract_topics(settings, PROGRAMS["cli"].topics)
     except KafkaUnavailable as exc:
         raise fail(str(exc), 1) from None
-    await ensure_contract_topics(settings)
     kafka = EventProducer(Broker.of(settings), settings.topic_prefix, client_id="ccxlic-cli")
     await kafka.start()
     return kafka
@@ -117,6 +133,8 @@ async def publish(settings: CliSettings, events: Sequence[Event]) -> None:
     kafka = await producer(settings)
     try:
         await kafka.publish_many(events)
+    except KafkaRefused as exc:
+        raise fail(str(exc), 1) from None
     finally:
         await kafka.stop()
 

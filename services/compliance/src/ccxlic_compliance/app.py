@@ -105,7 +105,7 @@ def build(
 async def run(settings: ComplianceSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
     """Run compliance until `stop` is set."""
     rules = settings.rules()
-    async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
+    async with service_database(settings, SERVICE, settings.schema_name, MIGRATIONS) as db:
         registry = CollectorRegistry()
         metrics = ComplianceMetrics(registry, InstanceLabels(settings.metrics_max_instances))
         for state in await views.states(db):  # the gauges start from what is stored, not from zero

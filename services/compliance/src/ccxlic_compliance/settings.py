@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ccxlic_runtime.settings import Duration, RuntimeSettings, database_url_field
+from ccxlic_runtime.settings import (
+    Duration,
+    RuntimeSettings,
+    database_url_field,
+    kafka_password_field,
+    kafka_username_field,
+)
 from pydantic import Field, SecretStr, model_validator
 
 from ccxlic_compliance.machine import Rules
@@ -23,6 +29,8 @@ def _duration(default: timedelta, env: str, allow_zero: bool = False) -> timedel
 
 class ComplianceSettings(RuntimeSettings):
     database_url: SecretStr = database_url_field("compliance")
+    kafka_sasl_username: str | None = kafka_username_field("compliance")
+    kafka_sasl_password: SecretStr | None = kafka_password_field("compliance")
     http_port: int = Field(8182, validation_alias="CCXLIC_COMPLIANCE_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("compliance", validation_alias="CCXLIC_COMPLIANCE_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-compliance", validation_alias="CCXLIC_COMPLIANCE_GROUP")

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
+from ccxlic_contract.access import PROGRAMS
 from ccxlic_runtime.auth import SAFE_METHODS, Role, auth_middleware, open_auth
 from ccxlic_runtime.client import ServiceError
 from ccxlic_runtime.http import MAX_REQUEST_BODY, BadRequest, add_ops_routes, problem, serve, tls_context
@@ -113,7 +114,7 @@ def make_app(console: Console, registry: CollectorRegistry) -> web.Application:
 async def run(settings: ConsoleSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
     """Serve the console until `stop` is set."""
     await wait_for_kafka(Broker.of(settings))
-    await ensure_contract_topics(settings)
+    await ensure_contract_topics(settings, PROGRAMS["console"].topics)
     async with (
         open_auth(settings.database_url, settings.auth_schema) as auth,
         EventProducer(Broker.of(settings), settings.topic_prefix, client_id=SERVICE, linger_ms=0) as kafka,

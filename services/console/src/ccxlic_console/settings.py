@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ccxlic_runtime.client import ClientSettings
-from ccxlic_runtime.settings import Duration, database_url_field
+from ccxlic_runtime.settings import Duration, database_url_field, kafka_password_field, kafka_username_field
 from pydantic import Field, SecretStr, model_validator
 
 
 class ConsoleSettings(ClientSettings):
     database_url: SecretStr = database_url_field("console")
+    kafka_sasl_username: str | None = kafka_username_field("console")
+    kafka_sasl_password: SecretStr | None = kafka_password_field("console")
     http_port: int = Field(8180, validation_alias="CCXLIC_CONSOLE_HTTP_PORT", ge=0, le=65535)
     tls_cert_file: str | None = Field(None, validation_alias="CCXLIC_CONSOLE_TLS_CERT")
     tls_key_file: str | None = Field(None, validation_alias="CCXLIC_CONSOLE_TLS_KEY")

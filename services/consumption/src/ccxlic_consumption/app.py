@@ -99,7 +99,7 @@ async def run(
     settings: ConsumptionSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None
 ) -> None:
     """Run the consumption computer until `stop` is set."""
-    async with service_database(settings, settings.schema_name, MIGRATIONS) as db:
+    async with service_database(settings, SERVICE, settings.schema_name, MIGRATIONS) as db:
         registry = CollectorRegistry()
         await run_service(
             service=SERVICE,

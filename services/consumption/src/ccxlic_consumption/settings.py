@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from ccxlic_runtime.settings import Duration, RuntimeSettings, database_url_field
+from ccxlic_runtime.settings import (
+    Duration,
+    RuntimeSettings,
+    database_url_field,
+    kafka_password_field,
+    kafka_username_field,
+)
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
 from ccxlic_consumption.machine import Rules
@@ -17,6 +23,8 @@ def _off(value: object) -> object:
 
 class ConsumptionSettings(RuntimeSettings):
     database_url: SecretStr = database_url_field("consumption")
+    kafka_sasl_username: str | None = kafka_username_field("consumption")
+    kafka_sasl_password: SecretStr | None = kafka_password_field("consumption")
     http_port: int = Field(8181, validation_alias="CCXLIC_CONSUMPTION_HTTP_PORT", ge=0, le=65535)
     schema_name: str = Field("consumption", validation_alias="CCXLIC_CONSUMPTION_SCHEMA", pattern=r"^[a-z_][a-z0-9_]*$")
     group_id: str = Field("ccxlic-consumption", validation_alias="CCXLIC_CONSUMPTION_GROUP")
