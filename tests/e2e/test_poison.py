@@ -91,7 +91,8 @@ async def test_poison_of_every_kind_is_dead_lettered_and_everything_after_it_sti
     )
     await producer.publish_many([lab.sign_in(T0 + 2 * M, "l2", "email"), lab.tick(T0 + 200 * D)])
     # valid events after all of it, one with a media-type parameter: an over-consumption that must raise its alert
-    await producer.publish_many([b.entitle(T0, 2, 1), b.register(T0)])
+    # five Standard seats: the three misplaced sign-ins fit; the Premium ones alone go over
+    await producer.publish_many([b.entitle(T0, 5, 1), b.register(T0)])
     with_charset = json.loads(encode(b.sign_in(T0 + 10 * M, "p1", "chat")))
     with_charset["datacontenttype"] = "application/json; charset=utf-8"
     await producer.send_records([(activity, key, json.dumps(with_charset).encode())])
