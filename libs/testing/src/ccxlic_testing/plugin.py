@@ -353,10 +353,14 @@ def tool_cache() -> Path:
     return Path(given) if given else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccxlic"
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, for a process that must be told its port before it starts (prefer port 0
     and asking the process, as `InProcess` and `spawn` do). It is picked below the kernel's ephemeral range, so no
-    outgoing connection (a Kafka client's included) can take it before the process binds it."""
+    outgoing connection (a Kafka client's included) can take it before the process binds it, and never one given
+    before in this process (two picks in a row once drew the same port: Kafka refused two listeners on it)."""
     import random
     import socket
 
@@ -365,11 +369,14 @@ def free_port() -> int:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
         port = random.randrange(max(1024, low // 2), low)
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _GIVEN.add(port)
             return port
     raise RuntimeError("no free port below the ephemeral range")
 
