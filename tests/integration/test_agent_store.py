@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from ccxlic_agent.app import MIGRATIONS
-from ccxlic_agent.client import AuthorityClient
-from ccxlic_agent.machine import Called, Pending, State
+from ccxlic_agent.machine import Call, Called, InFlight, Pending, Requested, State
 from ccxlic_agent.store import PgAgentStore
 from ccxlic_runtime.db import ConcurrentUpdate, Database, Transaction
 
@@ -25,7 +24,7 @@ async def store(backend: Database | None) -> tuple[Any, Any]:
     return await open_store(
         backend,
         lambda: FakeAgentStore(FakeAuthority()),
-        lambda: PgAgentStore(AuthorityClient("http://127.0.0.1:9", 1.0)),
+        PgAgentStore,
         MIGRATIONS,
     )
 
@@ -35,9 +34,21 @@ async def flushed(uow: Transaction | None) -> None:
         await uow.flush()
 
 
+CALL = Call(operation="report", at=T0, transport="direct", url=None, proxy=None, body={"reports": [], "at": "x"})
+
+
 def state() -> State:
     pending = {T0.isoformat(): Pending(interval_start=T0, interval_end=T0, revision=2, peak={"premium": 3})}
-    return State(instance="cc-1", now=T0, status="registered", identity="cert", next_report=T0, pending=pending)
+    return State(
+        instance="cc-1",
+        now=T0,
+        status="registered",
+        identity="cert",
+        next_report=T0,
+        pending=pending,
+        in_flight=InFlight(id="r-1", call=CALL),
+        deferred=('{"an": "input heard while the call was out"}',),
+    )
 
 
 async def test_the_state_round_trips_and_unknown_is_none(store: tuple[Any, Any]) -> None:
@@ -72,3 +83,15 @@ async def test_calls_are_logged(store: tuple[Any, Any]) -> None:
     else:
         rows = await uow.conn.fetch("select seq, operation, ok, message from calls")
         assert [tuple(r) for r in rows] == [(1, "authorize", False, "timeout: ...")]
+
+
+async def test_a_call_asked_for_is_kept_for_the_caller_once(store: tuple[Any, Any]) -> None:
+    s, uow = store
+    await s.save(uow, "cc-1", 0, None, state(), 0)
+    await s.write(uow, "cc-1", [Requested("r-1", CALL), Requested("r-1", CALL)])
+    await flushed(uow)
+    if uow is None:
+        assert s.requests == {"r-1": ("cc-1", CALL)}
+    else:
+        rows = await uow.conn.fetch("select id, instance, call::text as call from requests")
+        assert [(r["id"], r["instance"], Call.model_validate_json(r["call"])) for r in rows] == [("r-1", "cc-1", CALL)]

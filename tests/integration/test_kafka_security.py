@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ccxlic_contract import Topic
+from ccxlic_contract import TOPICS, Topic
 from ccxlic_contract.access import PROGRAMS
 from ccxlic_contract.events import ComplianceChanged, ConsumptionChanged
 from ccxlic_contract.topics import AGENT_ACTIVITY, AGENT_COMMANDS, ALERTS, COMPLIANCE, CONSUMPTION
@@ -86,7 +86,8 @@ def granted(secure: Stack) -> str:
     prefix = f"sec{uuid.uuid4().hex[:8]}."
     r = kafka_setup(secure, prefix)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "granted 59 ACLs; created 11 topics" in r.stdout, r.stdout
+    wanted = grants(prefix, {p: a.user for p, a in PROGRAMS.items()})
+    assert f"granted {len(wanted)} ACLs; created {len(TOPICS)} topics" in r.stdout, r.stdout
     return prefix
 
 

@@ -1,5 +1,6 @@
 """An in-memory Smart Agent store with a fake licensing authority (its answers have the real one's shape; the
-integration suite runs the agent against the real authority)."""
+integration suite runs the agent against the real authority). The store keeps the calls asked for, as the requests
+table does; `answer_all` makes them as the caller does and gives the answers to hear."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ccxlic_agent.machine import Call, Called, Outcome, Output, State
+from ccxlic_agent.caller import answered
+from ccxlic_agent.machine import Call, Called, Outcome, Output, Requested, State
 from ccxlic_authority.core import verdict
+from ccxlic_contract.events import AgentCallAnswered
 from ccxlic_rules import codes
 from ccxlic_runtime.db import ConcurrentUpdate
 from ccxlic_testing.fakes import InMemoryStore
@@ -77,6 +80,7 @@ class FakeAgentStore(InMemoryStore):
         self.authority = authority
         self.rows: dict[str, tuple[State, int, int]] = {}
         self.calls: list[tuple[str, int, str, bool, str]] = []
+        self.requests: dict[str, tuple[str, Call]] = {}  # id -> (instance, call), in the order asked
 
     async def load(self, uow: Any, instance: str) -> tuple[State, int] | None:
         found = self.rows.get(instance)
@@ -92,10 +96,16 @@ class FakeAgentStore(InMemoryStore):
 
     async def write(self, uow: Any, instance: str, outputs: Sequence[Output]) -> None:
         self.calls += [(instance, o.seq, o.operation, o.ok, o.message) for o in outputs if isinstance(o, Called)]
+        self.requests |= {o.id: (instance, o.call) for o in outputs if isinstance(o, Requested)}
+
+    def answer_all(self) -> list[AgentCallAnswered]:
+        """Make every call asked for, as the caller does, and give the answers."""
+        answers = [answered(i, rid, self.authority.answer(call)) for rid, (i, call) in self.requests.items()]
+        self.requests.clear()
+        return answers
 
     async def read(self, uow: Any, instance: str, need: object) -> object:
-        assert isinstance(need, Call)
-        return self.authority.answer(need)
+        raise AssertionError("the agent reads nothing within a unit of work")
 
     async def instances(self, uow: Any, partition: int) -> list[str]:
         return [i for i, (_, _, p) in self.rows.items() if p == partition]

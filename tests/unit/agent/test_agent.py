@@ -35,6 +35,14 @@ class Agent(Worker):
     def state(self, instance: str = "cc-1"):  # type: ignore[no-untyped-def]
         return self.store.rows[instance][0]
 
+    async def batch(self, *events: Event) -> list[Event]:
+        """The batch, then each call it asked for answered and heard, until none is asked for: what the agent
+        published (an answer goes to the agent's own input, and is not among them)."""
+        out = await super().batch(*events)
+        while answers := self.store.answer_all():
+            out += await super().batch(*answers)
+        return out
+
 
 def types(events: list[Event]) -> list[str]:
     return [e.type.removeprefix("licensing.") for e in events]
@@ -285,3 +293,81 @@ def test_report_slots_are_an_hour_after_each_interval() -> None:
     assert r.next_report(datetime(2026, 3, 2, 8, 30, tzinfo=UTC)) == datetime(2026, 3, 2, 9, tzinfo=UTC)
     assert r.next_report(datetime(2026, 3, 2, 9, tzinfo=UTC)) == datetime(2026, 3, 2, 17, tzinfo=UTC)
     assert r.backoff(1) == H and r.backoff(3) == 4 * H and r.backoff(99) == 24 * H
+
+
+def _script(b: Build, steps: list[tuple[int, str]]) -> list[Event]:
+    events: list[Event] = [b.command(T0, "register", token="good")]
+    start = T0.replace(hour=8)
+    for hour, what in sorted(steps):
+        t = T0 + hour * H
+        if what == "tick":
+            events.append(b.tick(t))
+        elif what == "closed":
+            interval = start + (hour // 8) * 8 * H
+            events.append(b.closed(t, interval - 8 * H, interval, hour % 50, hour % 7))
+        else:
+            events.append(b.command(t, "renew_authorization"))
+    return events
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 60 * 24), st.sampled_from(["tick", "closed", "renew"])), max_size=30),
+    st.sets(st.integers(0, 30)),
+)
+def test_an_answer_heard_late_decides_as_one_heard_at_once(steps: list[tuple[int, str]], late: set[int]) -> None:
+    """The inputs heard while a call is out wait for its answer, in order: whether the answer comes at once or after
+    any number of later inputs, the agent publishes the same events (ids, times and data), as a replay would."""
+    b = Build("cc-1")
+    events = _script(b, steps)
+
+    async def run(answer_after: set[int]) -> tuple[list[Event], list[tuple[str, int, str, bool, str]]]:
+        a = Agent()
+        out: list[Event] = []
+        for n, e in enumerate(events):
+            out += await Worker.batch(a, e)  # only the input: the calls it asked for are answered below
+            if n not in answer_after or n == len(events) - 1:
+                while answers := a.store.answer_all():
+                    out += await Worker.batch(a, *answers)
+        return out, a.store.calls
+
+    at_once = asyncio.run(run(set(range(len(events)))))
+    later = asyncio.run(run(set(range(len(events))) - late))
+    assert [e.model_dump() for e in later[0]] == [e.model_dump() for e in at_once[0]]
+    assert later[1] == at_once[1]
+
+
+async def test_an_answer_heard_twice_or_to_no_call_changes_nothing() -> None:
+    a, b = Agent(), Build("cc-1")
+    await Worker.batch(a, b.command(T0, "register", token="good"))
+    [answer] = a.store.answer_all()
+    first = await Worker.batch(a, answer)
+    assert types(first) == ["instance.registered", "entitlements.set"]
+    state = a.state()
+    again = answer.model_copy(update={"id": "another-delivery-of-it"})
+    assert await Worker.batch(a, again) == [] and a.state() == state
+
+
+async def test_an_answer_without_what_it_must_hold_is_the_call_s_failure_with_the_reason() -> None:
+    a, b = Agent(), Build("cc-1")
+    await Worker.batch(a, b.command(T0, "register", token="good"))
+    [answer] = a.store.answer_all()
+    broken = answer.model_copy(update={"data": answer.data.model_copy(update={"answer": {"virtual_account": "x"}})})
+    assert await Worker.batch(a, broken) == []  # a failed registration publishes nothing; its result says why
+    last = a.state().last
+    assert not last.ok and last.message.startswith("the licensing authority's answer was not understood: KeyError")
+    assert a.state().in_flight is None and a.state().status == "unregistered"
+
+
+def test_an_answer_the_contract_cannot_carry_is_a_failure_and_the_nul_never_reaches_the_store() -> None:
+    from ccxlic_agent.caller import answered
+    from ccxlic_agent.machine import Call, Outcome
+
+    call = Call(operation="authorize", at=T0, transport="direct", url=None, proxy=None)
+    good = answered("cc-1", "r-1", Outcome(call, True, {"authorized_until": "x"}))
+    assert good.data.ok and good.time == T0 and good.data.call_id == "r-1"
+    for bad in ({"identity_certificate": "a\u0000b"}, {str(n): n for n in range(101)}):
+        refused = answered("cc-1", "r-1", Outcome(call, True, bad))
+        assert not refused.data.ok and refused.data.answer == {}
+        assert refused.data.reason.startswith("the licensing authority's answer cannot be used")
+    assert answered("cc-1", "r-1", Outcome(call, True, {})).id == good.id  # one id per call: heard once

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ccxlic_contract.topics import (
     AGENT_ACTIVITY,
+    AGENT_CALLS,
     AGENT_COMMANDS,
     ALERTS,
     CLOCK,
@@ -60,7 +61,12 @@ PROGRAMS: dict[str, Access] = {
         ),
         Access("compliance", (CONSUMPTION,), (COMPLIANCE, DEAD_LETTER), "compliance"),
         Access("alerting", (COMPLIANCE,), (ALERTS, DEAD_LETTER), "alerting"),
-        Access("agent", (CONSUMPTION, AGENT_COMMANDS), (LIFECYCLE, DEAD_LETTER), "the Smart Agent"),
+        Access(
+            "agent",
+            (CONSUMPTION, AGENT_COMMANDS, AGENT_CALLS),
+            (LIFECYCLE, AGENT_CALLS, DEAD_LETTER),
+            "the Smart Agent",
+        ),
         Access("console", (), (AGENT_COMMANDS,), "the console (agent commands of its signed-in admins)"),
         Access(
             "cli",

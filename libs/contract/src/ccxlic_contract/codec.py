@@ -16,6 +16,7 @@ from pydantic_core import from_json
 from ccxlic_contract.events import (
     MAX_MESSAGE_BYTES,
     NO_NUL,
+    AgentCallAnswered,
     AgentCommand,
     AgentRoster,
     AgentSignedIn,
@@ -69,6 +70,7 @@ Event = Annotated[
     | ReservationInstalled
     | ReservationReturned
     | AgentCommand
+    | AgentCallAnswered
     | ClockTicked
     | ConsumptionChanged
     | IntervalClosed

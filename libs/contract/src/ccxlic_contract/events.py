@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     StrictBool,
     StrictInt,
     StringConstraints,
@@ -693,6 +694,29 @@ class ReservationReturned(CloudEvent):
     data: Empty = Empty()
 
 
+AgentCall = Literal["register", "authorize", "renew_registration", "report", "deregister", "probe", "pin_key"]
+"""The Smart Agent's calls to the licensing authority."""
+
+
+class CallAnsweredData(Data):
+    """What came back from one of the Smart Agent's calls to the licensing authority: `ok` and the authority's
+    `answer` (its JSON body), or not `ok` and the `reason` (a timeout, a refusal, the authority unreachable)."""
+
+    call_id: Annotated[str, free(1, 64)]
+    operation: AgentCall
+    ok: StrictBool
+    answer: Annotated[dict[str, JsonValue], Field(max_length=100)] = {}
+    reason: Annotated[str, free(0, MAX_TEXT)] = ""
+
+
+class AgentCallAnswered(CloudEvent):
+    """Internal to the Smart Agent: the answer to its call `data.call_id`, made outside its unit of work and heard
+    back as an input, at the call's event `time` (so a replay hears it where the live run did)."""
+
+    type: Literal["licensing.agent.call_answered"] = "licensing.agent.call_answered"
+    data: CallAnsweredData
+
+
 class AgentCommand(CloudEvent):
     """An operation for the Smart Agent of the instance named by `subject` (`ccxlic register`, ...)."""
 
@@ -777,6 +801,7 @@ EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
     ReservationInstalled,
     ReservationReturned,
     AgentCommand,
+    AgentCallAnswered,
     ClockTicked,
     ConsumptionChanged,
     IntervalClosed,

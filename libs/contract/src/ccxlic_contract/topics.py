@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ccxlic_contract.events import (
+    AgentCallAnswered,
     AgentCommand,
     AgentRoster,
     AgentSignedIn,
@@ -95,6 +96,14 @@ LIFECYCLE = Topic(
 )
 CLOCK = Topic("licensing.clock", _types(ClockTicked), "subject", "ticker")
 AGENT_COMMANDS = Topic("licensing.agent-commands", _types(AgentCommand), "subject", "admin (ccxlic)")
+AGENT_CALLS = Topic(
+    "licensing.agent-calls",
+    _types(AgentCallAnswered),
+    "subject",
+    "smart agent (the licensing authority's answers to its calls, read back by it)",
+)
+"""Internal: the Smart Agent calls the licensing authority outside its unit of work (a call is an output, made once
+the unit of work that asked for it has committed) and hears the answer back here, as an input at the call's time."""
 CONSUMPTION = Topic(
     "licensing.consumption",
     _types(ConsumptionChanged, IntervalClosed, SignInRejected, LicenseControlBreached, ConsumptionFailed),
@@ -146,6 +155,7 @@ TOPICS: tuple[Topic, ...] = (
     LIFECYCLE,
     CLOCK,
     AGENT_COMMANDS,
+    AGENT_CALLS,
     INTAKE,
     CONSUMPTION,
     COMPLIANCE,

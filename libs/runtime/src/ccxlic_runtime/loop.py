@@ -33,6 +33,11 @@ from ccxlic_runtime.policy import Delivery, Record, RecordProcessor, Stopping
 
 log = logging.getLogger(__name__)
 
+FETCH_MAX_WAIT_MS = 50
+"""How long the broker may hold a fetch that has no data. aiokafka leaves a partition out of the fetch in flight while
+its records wait in the buffer, so a record that lands there next waits for that fetch to end: with Kafka's default
+of 500 ms, each answer to the Smart Agent's calls was heard 500 ms after it was published (measured: 518 ms a call;
+100 ms: 124; 50 ms: 72). An idle worker asks 20 times a second, which the broker does not notice."""
 STALLED_AFTER = 30.0
 """Seconds a worker may wait for a lagging partition before /readyz reports it as not making progress."""
 
@@ -92,6 +97,7 @@ class ConsumerLoop:
             auto_offset_reset="earliest",
             max_poll_records=self.batch,
             partition_assignment_strategy=(RangePartitionAssignor,),
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         consumer.subscribe(self.topics, listener=_Listener(self, consumer))
         await consumer.start()

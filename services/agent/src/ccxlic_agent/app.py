@@ -1,11 +1,12 @@
-"""The Smart Agent's composition root: its decider, store and authority client on the runtime, and its HTTP views.
+"""The Smart Agent's composition root: its decider, store, caller and authority client on the runtime, and its HTTP
+views.
 
-Why its own service, not inside compliance: the agent talks to the outside (the licensing authority), and what it
-hears back is not a function of its input stream. Inside compliance that would make compliance's verdicts depend on
-the authority's availability and break "a replay equals the live run". As its own service it is an edge, like the
-product's Smart Agent is: *when* it calls is a pure function of its stream (event time), and what happened is
-published as lifecycle events, which the chain reads like any other input (a replay of the topics gives the same
-verdicts, without calling anyone).
+Why its own service, not inside compliance: the agent talks to the outside (the licensing authority). Inside
+compliance, compliance's verdicts would depend on the authority's availability. As its own service it is an edge,
+like the product's Smart Agent is: *when* it calls is a pure function of its stream (event time); the call is an
+output, made by the caller once the unit of work that asked for it has committed; what came back is an input on the
+agent's own topic; and what happened is published as lifecycle events, which the chain reads like any other input (a
+replay of the topics gives the same verdicts, without calling anyone).
 """
 
 from __future__ import annotations
@@ -16,20 +17,23 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from ccxlic_contract.topics import AGENT_COMMANDS, CONSUMPTION
+from ccxlic_contract.topics import AGENT_CALLS, AGENT_COMMANDS, CONSUMPTION
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, instance_param, json_response, problem
 from ccxlic_runtime.instances import Instances, Store
 from ccxlic_runtime.service import run_service, service_database
 from prometheus_client import CollectorRegistry, Counter
 
+from ccxlic_agent.caller import Caller
 from ccxlic_agent.client import AuthorityClient
-from ccxlic_agent.machine import AgentDecider, Called, Emitted, Output, Rules, State
+from ccxlic_agent.machine import AgentDecider, Called, Emitted, Output, Requested, Rules, State
 from ccxlic_agent.settings import AgentSettings
 from ccxlic_agent.store import PgAgentStore, load_agent
 
 SERVICE = "agent"
-INPUTS = (CONSUMPTION, AGENT_COMMANDS)  # ticks and reports first at one instant: a command then sees them
+INPUTS = (CONSUMPTION, AGENT_COMMANDS, AGENT_CALLS)
+"""At one instant: ticks and reports first (a command then sees them), and an answer after the input that asked for
+its call (the call is made at that input's time)."""
 MIGRATIONS = resources.files("ccxlic_agent") / "migrations"
 
 
@@ -38,8 +42,12 @@ def publish(instance: str, output: Output) -> tuple[Any, ...]:
 
 
 def build(
-    registry: CollectorRegistry, store: Store[State, Output, None], rules: Rules | None = None
+    registry: CollectorRegistry,
+    store: Store[State, Output, None],
+    rules: Rules | None = None,
+    wake: asyncio.Event | None = None,
 ) -> Instances[State, Output, None]:
+    """The agent on the runtime; `wake` is set when a committed unit of work asked for a call (the caller makes it)."""
     calls = Counter(
         "ccxlic_agent_calls",
         "Calls to the licensing authority, by operation and outcome",
@@ -51,6 +59,8 @@ def build(
         for o in outputs:
             if isinstance(o, Called):
                 calls.labels(o.operation, str(o.ok).lower()).inc()
+            elif isinstance(o, Requested) and wake is not None:
+                wake.set()
 
     return Instances(AgentDecider(rules or Rules()), store, publish, None, on_commit=observe)
 
@@ -81,6 +91,10 @@ def view(state: State) -> dict[str, Any]:
         "authority_key_pinned": state.authority_key is not None,
         "entitlements_failed": state.entitlements_failed,
         "calls": state.calls,
+        "waiting_for": None
+        if state.in_flight is None
+        else {"operation": state.in_flight.call.operation, "since": state.in_flight.call.at},
+        "deferred": len(state.deferred),
         "last": None if state.last is None else state.last.model_dump(mode="json"),
     }
 
@@ -123,16 +137,20 @@ async def run(settings: AgentSettings, stop: asyncio.Event, *, ready: Callable[[
     try:
         async with service_database(settings, SERVICE, settings.schema_name, MIGRATIONS) as db:
             registry = CollectorRegistry()
+            wake = asyncio.Event()
+            lease = 2 * settings.authority_timeout.total_seconds() + 5
+            caller = Caller(db, client.perform, lease=lease, wake=wake)
             await run_service(
                 service=SERVICE,
                 settings=settings,
                 db=db,
                 inputs=INPUTS,
                 group_id=settings.group_id,
-                app=build(registry, PgAgentStore(client), Rules(trusted_keys=settings.trusted_keys)),
+                app=build(registry, PgAgentStore(), Rules(trusted_keys=settings.trusted_keys), wake),
                 registry=registry,
                 http_port=settings.http_port,
                 routes=lambda http: add_routes(http, db),
+                tasks=[caller.run],
                 stop=stop,
                 ready=ready,
             )

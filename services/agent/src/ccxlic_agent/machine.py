@@ -7,13 +7,17 @@ instance's *now* is the largest event time seen, so every schedule runs on event
 Per input:
 1. a command takes effect (settings, reservation steps) or asks for a call to the licensing authority;
 2. a closed interval report waits to be reported (the latest revision of each interval);
-3. whatever is due is called, one call at a time (`need`), each at the instance's now: the registration renewal
+3. whatever is due is called, one call at a time, each at the instance's now: the registration renewal
    (six months after registering or renewing), the authorization (30 days after the last success; on failure
    again after 1 h, 2 h, 4 h ... at most 24 h), and the usage report (every 8 hours, an hour after each interval
    ends, so the interval's report is in; it carries every report not sent yet).
-The call's outcome (`resume`) becomes the lifecycle events of what happened (success, or failure with its reason,
-a timeout included), and the next due time. Every call moves its due time forward, so one input makes a bounded
-number of calls.
+A call is an output (`Requested`): the shell makes it once the unit of work that asked for it has committed, outside
+any transaction, and publishes what came back (`licensing.agent.call_answered`, at the call's time) to the agent's
+own input. Until the answer is heard, the instance's other inputs wait in its state, in order (`deferred`); the
+answer becomes the lifecycle events of what happened (success, or failure with its reason, a timeout included) and
+the next due time, and then the inputs that waited are taken in order. So each input is decided exactly as if the
+call had been answered at once, and a replay of the topics (the answers included) decides the same, calling no one.
+Every call moves its due time forward, so one input makes a bounded number of calls.
 
 Each answer that carries the license type and the entitlements (registration, authorization, usage report) is a
 fetch of them: one that cannot be had is `licensing.entitlements.fetch_failed` (the vendor's Entitlement Reporting
@@ -37,8 +41,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from ccxlic_contract.codec import Event
+from ccxlic_contract.codec import Event, decode, encode
 from ccxlic_contract.events import (
+    AgentCallAnswered,
     AgentCommand,
     AuthorizationRenewalFailed,
     AuthorizationRenewed,
@@ -155,18 +160,31 @@ class State(BaseModel):
     last: Result | None = None
     command_id: str | None = None  # the command a call in flight answers
     token: str | None = None  # a registration token, only while its call is in flight
+    requests: int = 0  # calls asked for
+    in_flight: InFlight | None = None  # the call whose answer the instance waits for
+    deferred: tuple[str, ...] = ()  # the inputs heard meanwhile, in order (as encoded on the wire)
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(BaseModel):
     """A request to the licensing authority, made by the shell at the instance's now."""
+
+    model_config = ConfigDict(frozen=True)
 
     operation: Operation
     at: datetime
     transport: Transport
     url: str | None
     proxy: str | None
-    body: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] = {}
+
+
+class InFlight(BaseModel):
+    """The call an instance waits for the answer to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    call: Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +211,15 @@ class Called:
     message: str
 
 
-Output = Emitted | Called
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """A call to make once this unit of work has committed; its answer comes back as an input."""
+
+    id: str
+    call: Call
+
+
+Output = Emitted | Called | Requested
 
 _RETRIED: dict[str, tuple[str, str, type[Any], str]] = {
     # call -> (its failure counter, its due time, the event that says it failed, the operation's name)
@@ -224,6 +250,17 @@ class AgentDecider:
         return state
 
     def decide(self, state: State, event: Event, env: None) -> Decision[State, Output]:
+        if isinstance(event, AgentCallAnswered):
+            return self._answered(state, event)
+        if state.in_flight is not None:  # it waits for the answer: decided after it, in order
+            return Decision(state.model_copy(update={"deferred": (*state.deferred, encode(event).decode())}))
+        s, out = self._input(state, event)
+        return Decision(s, tuple(out))
+
+    def resume(self, state: State, answer: object) -> Decision[State, Output]:
+        raise AssertionError("the Smart Agent reads nothing within a unit of work: its calls are outputs")
+
+    def _input(self, state: State, event: Event) -> tuple[State, list[Output]]:
         now = event.time if state.now is None or event.time > state.now else state.now
         s = state.model_copy(update={"now": now})
         out: list[Output] = []
@@ -242,15 +279,39 @@ class AgentDecider:
                     ),
                 }
                 s = s.model_copy(update={"pending": pending})
-        return Decision(s, tuple(out), need=call or self._due(s))
+        return self._ask(s, call or self._due(s), out)
 
-    def resume(self, state: State, answer: object) -> Decision[State, Output]:
-        assert isinstance(answer, Outcome)
+    def _ask(self, s: State, call: Call | None, out: list[Output]) -> tuple[State, list[Output]]:
+        if call is None:
+            return s, out
+        n = s.requests + 1
+        request = InFlight(id=str(uuid.uuid5(IDS, f"{s.instance}:request:{n}")), call=call)
+        out.append(Requested(request.id, call))
+        return s.model_copy(update={"requests": n, "in_flight": request}), out
+
+    def _answered(self, state: State, event: AgentCallAnswered) -> Decision[State, Output]:
+        """The answer to the call in flight: what happened, the next call due, then the inputs that waited."""
+        asked, d = state.in_flight, event.data
+        if asked is None or d.call_id != asked.id:
+            return Decision(state)  # heard twice, or the answer to a call this instance no longer waits for
+        s = state.model_copy(update={"calls": state.calls + 1, "token": None, "in_flight": None})
+        o = Outcome(asked.call, d.ok, dict(d.answer), d.reason)
         out: list[Output] = []
-        s = state.model_copy(update={"calls": state.calls + 1, "token": None})
-        s = self._outcome(s, answer, out)
-        out.append(Called(s.calls, answer.call.at, answer.call.operation, answer.ok, answer.reason or "ok"))
-        return Decision(s.model_copy(update={"command_id": None}), tuple(out), need=self._due(s))
+        try:
+            after = self._outcome(s, o, out)
+        except (KeyError, TypeError, ValueError) as exc:  # an answer without what it must hold: the call failed
+            o = Outcome(
+                asked.call, False, reason=f"the licensing authority's answer was not understood: {exc!r}"[:1000]
+            )
+            out = []
+            after = self._outcome(s, o, out)
+        out.append(Called(after.calls, asked.call.at, asked.call.operation, o.ok, o.reason or "ok"))
+        s, out = self._ask(after.model_copy(update={"command_id": None}), self._due(after), out)
+        while s.in_flight is None and s.deferred:
+            waited, rest = s.deferred[0], s.deferred[1:]
+            s, more = self._input(s.model_copy(update={"deferred": rest}), decode(waited))
+            out += more
+        return Decision(s, tuple(out))
 
     # ------------------------------------------------------------ schedules
 
@@ -278,7 +339,14 @@ class AgentDecider:
 
     def _call(self, s: State, operation: Operation, body: dict[str, Any]) -> Call:
         assert s.now is not None
-        return Call(operation, s.now, s.transport, s.url, s.proxy, {**body, "at": s.now.isoformat()})
+        return Call(
+            operation=operation,
+            at=s.now,
+            transport=s.transport,
+            url=s.url,
+            proxy=s.proxy,
+            body={**body, "at": s.now.isoformat()},
+        )
 
     # ------------------------------------------------------------ commands
 

@@ -1,5 +1,5 @@
-"""The agent's PostgreSQL adapter (the runtime's `Store` port): its state per instance and a log of its calls.
-A decider's `need` is a call to the licensing authority: `read` makes it."""
+"""The agent's PostgreSQL adapter (the runtime's `Store` port): its state per instance, a log of its calls, and the
+calls asked for (`requests`, which the caller makes once they are committed)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING
 
 from ccxlic_runtime.db import Rows, Transaction, Versioned
 
-from ccxlic_agent.machine import Call, Called, Outcome, Output, State
+from ccxlic_agent.machine import Called, Output, Requested, State
 
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
-
-    from ccxlic_agent.client import AuthorityClient
 
 INSTANCES = Versioned("instances", "instance", (("state", "jsonb"), ("partition", "int")), touched="updated_at")
 CALLS = Rows(
@@ -28,12 +26,10 @@ CALLS = Rows(
     ),
     key=("instance", "seq"),
 )
+REQUESTS = Rows("requests", (("id", "text"), ("instance", "text"), ("call", "jsonb")), key=("id",))
 
 
 class PgAgentStore:
-    def __init__(self, client: AuthorityClient) -> None:
-        self.client = client
-
     async def load(self, uow: Transaction, instance: str) -> tuple[State, int] | None:
         await uow.flush()
         return await load_agent(uow.conn, instance)
@@ -48,11 +44,10 @@ class PgAgentStore:
             CALLS,
             [(instance, o.seq, o.at, o.operation, o.ok, o.message) for o in outputs if isinstance(o, Called)],
         )
+        uow.queue(REQUESTS, [(o.id, instance, o.call.model_dump_json()) for o in outputs if isinstance(o, Requested)])
 
     async def read(self, uow: Transaction, instance: str, need: object) -> object:
-        assert isinstance(need, Call)
-        outcome: Outcome = await self.client.perform(need)
-        return outcome
+        raise AssertionError("the Smart Agent reads nothing within a unit of work: its calls are outputs")
 
     async def instances(self, uow: Transaction, partition: int) -> list[str]:
         await uow.flush()

@@ -16,8 +16,8 @@ import json
 import logging
 from collections.abc import Callable
 
-import asyncpg
 from ccxlic_runtime.db import Database
+from ccxlic_runtime.effects import lease_one, until_stopped
 
 from ccxlic_alerting.channels import Channel, DeliveryError
 
@@ -49,24 +49,7 @@ class Deliverer:
         self.on_outcome = on_outcome
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                sent = await self.once()
-            except (
-                TimeoutError,
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-            ) as exc:  # the database is away
-                log.warning("delivery loop waiting for the database", extra={"error": repr(exc)})
-                sent = 0
-            if sent:
-                continue
-            self.wake.clear()
-            waiters = {asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())}
-            await asyncio.wait(waiters, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
+        await until_stopped(self.once, self.wake, stop, f"the {self.channel.name} delivery loop")
 
     async def once(self, limit: int = 50) -> int:
         """Send what is due for this channel, one row at a time, each under its own lease taken just before it is
@@ -74,16 +57,17 @@ class Deliverer:
         return how many rows were attempted."""
         attempted = 0
         while attempted < limit:
-            rows = await self.db.fetch(
-                "update deliveries set next_attempt_at = now() + make_interval(secs => $2) where id = ("
-                " select id from deliveries where channel = $1 and status = 'pending' and next_attempt_at <= now()"
-                " order by id limit 1 for update skip locked) returning id, notification, attempts",
-                self.channel.name,
-                self.lease,
+            row = await lease_one(
+                self.db,
+                "deliveries",
+                where="channel = $2 and status = 'pending'",
+                order="id",
+                lease=self.lease,
+                returning="id, notification, attempts",
+                args=(self.channel.name,),
             )
-            if not rows:
+            if row is None:
                 break
-            row = rows[0]
             await self._attempt(int(row["id"]), json.loads(row["notification"]), int(row["attempts"]) + 1)
             attempted += 1
         return attempted
