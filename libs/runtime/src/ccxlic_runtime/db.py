@@ -91,6 +91,10 @@ def _without(text: str, dsn: str) -> str:
     return text
 
 
+class SchemaMissing(RuntimeError):
+    """A program's schema does not exist and its role may not create it: the administrator must."""
+
+
 async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtime: bool = True) -> list[str]:
     """Apply, in name order, the `*.sql` files not applied yet: the runtime's (unless `runtime` is False: a schema
     that holds no service's stream, such as `auth`), then each folder's.
@@ -104,7 +108,15 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Traversable, runtim
     async with pool.acquire() as conn:
         await conn.execute("select pg_advisory_lock(hashtext($1))", schema)
         try:
-            await conn.execute(f'create schema if not exists "{schema}"')
+            if not await conn.fetchval("select true from pg_namespace where nspname = $1", schema):
+                try:
+                    await conn.execute(f'create schema if not exists "{schema}"')
+                except asyncpg.InsufficientPrivilegeError:
+                    raise SchemaMissing(
+                        f"schema {schema!r} does not exist, and this program's role may not create schemas in the "
+                        f'database: its administrator makes it for the role (create schema "{schema}" authorization '
+                        "<the program's role>), as deploy/pg-roles.sh does for the default names"
+                    ) from None
             # A schema shared by several programs (`auth`) belongs to a group role they are members of: its tables
             # are made as that role, so every member can use them (made as the member, only it could).
             shared = await conn.fetchrow(
