@@ -102,15 +102,16 @@ class Run:
         return f"{self.prefix}{name}"
 
 
-async def produce(events: list[Event], prefix: str, *, label: str) -> float:
-    """Produce pre-encoded events as fast as the broker takes them; return events/s."""
+async def produce(events: list[Event], prefix: str, *, label: str, keyless: bool = False) -> float:
+    """Produce pre-encoded events as fast as the broker takes them; return events/s. `keyless`: with no key, on any
+    partition (a publisher that sends none: the consumption computer reroutes each through licensing.intake)."""
     producer = AIOKafkaProducer(**KAFKA, acks=1, linger_ms=20, max_batch_size=512 * 1024, compression_type=None)
     await producer.start()
     started = time.perf_counter()
     try:
         pending = []
         for i, e in enumerate(events):
-            pending += await send(producer, prefix, e)
+            pending += await send(producer, prefix, e, keyless=keyless)
             if len(pending) >= 5000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -125,14 +126,15 @@ async def produce(events: list[Event], prefix: str, *, label: str) -> float:
     return rate
 
 
-async def send(producer: AIOKafkaProducer, prefix: str, e: Event) -> list[Any]:
+async def send(producer: AIOKafkaProducer, prefix: str, e: Event, *, keyless: bool = False) -> list[Any]:
     """Send one event as the runtime's producer does (a tick for every instance goes to every partition of the clock
-    topic); return the send futures."""
+    topic), or with no key; return the send futures."""
     topic = topic_name(topic_for(e.type), prefix)
     partitions: list[int | None] = [None]
     if isinstance(e, ClockTicked) and e.subject == "*":
         partitions = sorted(await producer.partitions_for(topic))
-    return [await producer.send(topic, encode(e), key=key_for(e), partition=p, headers=HEADERS) for p in partitions]
+    key = None if keyless and e.subject != "*" else key_for(e)
+    return [await producer.send(topic, encode(e), key=key, partition=p, headers=HEADERS) for p in partitions]
 
 
 def start_service(run: Run, service: str, schema: str, group: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
@@ -164,8 +166,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def count(conn: asyncpg.Connection, schema: str, table: str = "processed_events") -> int:
+    """Rows of the table; of processed_events, the inputs handled (a reroute's own claim is not one)."""
+    where = " where event_key not like 'reroute:%'" if table == "processed_events" else ""
     try:
-        return int(await conn.fetchval(f'select count(*) from "{schema}".{table}'))
+        return int(await conn.fetchval(f'select count(*) from "{schema}".{table}{where}'))
     except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
         return 0
 
@@ -867,6 +871,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "b1_instances": instances,
         "b1_agents": agents,
         "cpus": os.cpu_count(),
+        "b1_keyless": args.keyless,
         "started": datetime.now(UTC).isoformat(),
     }
     try:
@@ -874,7 +879,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await scenario_topics("b1")
             log(f"B1: generating {size:,} events ({instances} instances x {agents} agents)")
             events = b1_events(size, instances, agents)
-            await produce(events, run.prefix, label="B1")
+            await produce(events, run.prefix, label="B1", keyless=args.keyless)
             res["B0"] = await b0(run, run.topic("ccx.agent-activity"), len(events))
             if only & {"B1", "B4"}:
                 res["B1"] = await b1(run, events, args.profile)
@@ -1007,6 +1012,11 @@ if __name__ == "__main__":
     parser.add_argument("--b3-instances", type=int, default=50, help="B3 simulated instances (default 50)")
     parser.add_argument("--b3-days", type=int, default=30, help="B3 simulated days (default 30)")
     parser.add_argument("--only", default="", help="comma-separated scenario ids, e.g. B1,B4")
+    parser.add_argument(
+        "--keyless",
+        action="store_true",
+        help="B1's events published with no key (each rerouted through licensing.intake): what the intake costs",
+    )
     ns = parser.parse_args()
     if ns.events < 1000:
         parser.error("--events must be at least 1000")

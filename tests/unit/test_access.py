@@ -14,7 +14,7 @@ from ccxlic_consumption.app import INPUTS as CONSUMPTION_INPUTS
 from ccxlic_contract import TOPICS
 from ccxlic_contract.access import PROGRAMS
 from ccxlic_contract.topics import AGENT_COMMANDS, CONSUMPTION, DEAD_LETTER, topic_for
-from ccxlic_runtime.kafka_acls import DESCRIBE, GROUP, READ, TOPIC, WRITE, Grant, grants, users
+from ccxlic_runtime.kafka_acls import DESCRIBE, GROUP, LITERAL, PREFIXED, READ, TOPIC, WRITE, Grant, grants, users
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {p: a.user for p, a in PROGRAMS.items()}
@@ -59,8 +59,9 @@ def test_the_grants_are_the_table_with_the_prefix_and_nothing_else() -> None:
         program = g.principal.removeprefix("User:ccxlic-")
         access = PROGRAMS[program]
         if g.resource == GROUP:
-            assert (g.name, g.operation) == (f"p.ccxlic-{program}", READ)
+            assert (g.name, g.operation, g.pattern) == (f"p.ccxlic-{program}", READ, PREFIXED)
             continue
+        assert g.pattern == LITERAL
         assert g.resource == TOPIC and g.name.startswith("p.")
         topic = next(t for t in TOPICS if f"p.{t.name}" == g.name)
         assert g.operation in (READ, WRITE, DESCRIBE)

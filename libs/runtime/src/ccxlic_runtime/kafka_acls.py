@@ -21,7 +21,7 @@ from ccxlic_runtime.kafka import Broker, topic_name
 
 # Kafka's codes (org.apache.kafka.common.acl and .resource)
 TOPIC, GROUP = 2, 3
-ANY, LITERAL = 1, 3
+ANY, LITERAL, PREFIXED = 1, 3, 4
 READ, WRITE, DESCRIBE = 3, 4, 8
 ALLOW = 3
 _RESOURCES = {TOPIC: "topic", GROUP: "group"}
@@ -41,15 +41,18 @@ SECURITY_DISABLED = 54
 
 @dataclass(frozen=True, order=True, slots=True)
 class Grant:
-    """One ACL binding: ALLOW `principal` to do `operation` on the resource, from any host."""
+    """One ACL binding: ALLOW `principal` to do `operation` on the resource (a literal name, or every name that
+    begins with it: `PREFIXED`), from any host."""
 
     principal: str  # User:<name>
     resource: int
     name: str
     operation: int
+    pattern: int = LITERAL
 
     def __str__(self) -> str:
-        return f"{self.principal} may {_OPERATIONS[self.operation]} {_RESOURCES[self.resource]} {self.name}"
+        names = f"{self.name}*" if self.pattern == PREFIXED else self.name
+        return f"{self.principal} may {_OPERATIONS[self.operation]} {_RESOURCES[self.resource]} {names}"
 
 
 def users(environ: Mapping[str, str]) -> dict[str, str]:
@@ -59,7 +62,8 @@ def users(environ: Mapping[str, str]) -> dict[str, str]:
 
 def grants(prefix: str, users: Mapping[str, str], programs: Iterable[Access] = PROGRAMS.values()) -> list[Grant]:
     """What the access table allows, and nothing more: read (and describe) the topics a program reads, with its own
-    consumer group; write (and describe) the topics it writes. Topics and groups carry the deployment's prefix."""
+    consumer groups (those whose names begin with `ccxlic-<program>`: a replay's new group too); write (and
+    describe) the topics it writes. Topics and groups carry the deployment's prefix."""
     out: set[Grant] = set()
     for a in programs:
         principal = f"User:{users[a.program]}"
@@ -70,7 +74,7 @@ def grants(prefix: str, users: Mapping[str, str], programs: Iterable[Access] = P
         for topic in a.topics:
             out.add(Grant(principal, TOPIC, topic_name(topic, prefix), DESCRIBE))
         if a.group is not None:
-            out.add(Grant(principal, GROUP, f"{prefix}{a.group}", READ))
+            out.add(Grant(principal, GROUP, f"{prefix}{a.group}", READ, PREFIXED))
     return sorted(out)
 
 
@@ -124,7 +128,7 @@ class _CreateAcls(Request[_CreateStruct]):  # type: ignore[misc]  # aiokafka.pro
 
     def build(self, request_struct_class: type[_CreateStruct]) -> _CreateStruct:
         return request_struct_class(
-            [(g.resource, g.name, LITERAL, g.principal, "*", g.operation, ALLOW, {}) for g in self.grants], {}
+            [(g.resource, g.name, g.pattern, g.principal, "*", g.operation, ALLOW, {}) for g in self.grants], {}
         )
 
 
@@ -207,7 +211,7 @@ async def create_acls(broker: Broker, wanted: Sequence[Grant]) -> None:
 
 
 async def describe_acls(broker: Broker) -> list[Grant]:
-    """Every ALLOW binding of a literal topic or group the broker holds (as its admin)."""
+    """Every ALLOW binding of a topic or group (literal or prefixed) the broker holds (as its admin)."""
     answer = await _send(broker, _DescribeAcls())
     if answer.error_code == SECURITY_DISABLED:
         raise NoAuthorizer(f"Kafka at {broker} has no authorizer ({answer.error_message})")
@@ -216,9 +220,9 @@ async def describe_acls(broker: Broker) -> list[Grant]:
             f"Kafka at {broker} refused to list its ACLs: error {answer.error_code} ({answer.error_message})"
         )
     return sorted(
-        Grant(principal, rtype, name, op)
+        Grant(principal, rtype, name, op, pattern)
         for rtype, name, pattern, acls, _ in answer.resources
-        if rtype in _RESOURCES and pattern == LITERAL
+        if rtype in _RESOURCES and pattern in (LITERAL, PREFIXED)
         for principal, _host, op, permission, _ in acls
         if permission == ALLOW and op in _OPERATIONS
     )

@@ -61,14 +61,12 @@ class ConsumerLoop:
         topics: Sequence[str],
         batch: int = 500,
         on_assign: Callable[[], None] | None = None,
-        batch_delay: float = 0.0,
     ) -> None:
         self.processor = processor
         self.broker = broker
         self.group_id = group_id
         self.topics = list(topics)
         self.batch = batch
-        self.batch_delay = batch_delay
         self.on_assign = on_assign
         self.merge: Merge[Record] = Merge(self.topics)
         self.partition_counts: dict[str, int] = {}
@@ -220,8 +218,6 @@ class ConsumerLoop:
         return Item((d.topic, d.partition), d.offset, when, (d, decoded), arrival)
 
     async def _process(self, consumer: AIOKafkaConsumer, items: list[Item[Record]]) -> None:
-        if self.batch_delay:
-            await asyncio.sleep(self.batch_delay)  # a test's stand-in for a slow consumption computer
         await self.processor.process_batch([i.value for i in items])
         offsets: dict[TopicPartition, int] = {}
         for i in items:

@@ -37,6 +37,12 @@ class RuntimeMetrics:
             ["service", "topic"],
             registry=registry,
         )
+        self.unit_open = Gauge(
+            "ccxlic_unit_of_work_open",
+            "1 while a batch's PostgreSQL transaction is open (its records handled, not yet committed)",
+            ["service"],
+            registry=registry,
+        )
         self.rerouted = Counter(
             "ccxlic_events_rerouted_total",
             "Input events found on another partition than their subject's (another partitioner, or no key), published"

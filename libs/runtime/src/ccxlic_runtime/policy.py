@@ -165,8 +165,10 @@ class RecordProcessor:
         max_attempts: int = 3,
         max_backoff: float = 5.0,
         reroute: Topic | None = None,
+        hold: float = 0.0,
     ) -> None:
         self.service = service
+        self.hold = hold
         self.reroute = reroute
         self.reroute_name = None if reroute is None else topic_name(reroute, prefix)
         self.by_name = {topic_name(t, prefix): t for t in inputs}
@@ -389,9 +391,16 @@ class RecordProcessor:
     async def _unit(self) -> AsyncIterator[Transaction]:
         self._lettered = []
         self._rerouted = []
+        gauge = self.metrics.unit_open.labels(self.service)
         async with self.db.transaction() as uow:
-            self.app.begin(uow)
-            yield uow
+            gauge.set(1)
+            try:
+                self.app.begin(uow)
+                yield uow
+                if self.hold:  # tests only: a slow unit of work, and a window in which `make chaos` kills it
+                    await asyncio.sleep(self.hold)
+            finally:
+                gauge.set(0)
 
     def _committed(self) -> None:
         self.retrying_since = None

@@ -167,6 +167,7 @@ async def run_service(
         partitions=partitions,
         max_skew=max_skew,
         reroute=reroute,
+        hold=settings.test_batch_delay.total_seconds(),
     )
     loop = ConsumerLoop(
         processor,
@@ -175,7 +176,6 @@ async def run_service(
         topics=[topic_name(t, settings.topic_prefix) for t in inputs],
         batch=settings.batch_size,
         on_assign=app.forget,
-        batch_delay=settings.test_batch_delay.total_seconds(),
     )
     # linger 0: the relay hands the producer a whole batch of rows at once, so waiting for more only adds latency
     async with EventProducer(Broker.of(settings), settings.topic_prefix, client_id=service, linger_ms=0) as producer:

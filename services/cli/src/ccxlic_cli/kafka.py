@@ -12,6 +12,7 @@ from ccxlic_contract import TOPICS
 from ccxlic_runtime.kafka import Broker, KafkaUnavailable, ensure_contract_topics, wait_for_kafka
 from ccxlic_runtime.kafka_acls import (
     GROUP,
+    PREFIXED,
     READ,
     WRITE,
     AclsRefused,
@@ -48,7 +49,11 @@ def _table(title: str, granted: list[Grant]) -> Table:
     programs = {f"User:{u}": p for p, u in users(os.environ).items()}
     for principal in sorted({g.principal for g in granted}):
         mine = [g for g in granted if g.principal == principal]
-        reads = [("group " if g.resource == GROUP else "") + g.name for g in mine if g.operation == READ]
+        reads = [
+            f"group {g.name}{'*' if g.pattern == PREFIXED else ''}" if g.resource == GROUP else g.name
+            for g in mine
+            if g.operation == READ
+        ]
         writes = [g.name for g in mine if g.operation == WRITE]
         who = f"{principal}\n({programs[principal]})" if principal in programs else principal
         table.add_row(who, "\n".join(reads) or "-", "\n".join(writes) or "-")
@@ -98,7 +103,7 @@ def setup(
 
 @app.command("acls")
 def acls() -> None:
-    """The ACLs the broker holds (literal topics and groups), by principal."""
+    """The ACLs the broker holds on topics and groups, by principal."""
     settings = _admin()
     try:
         held = asyncio.run(describe_acls(Broker.of(settings)))
