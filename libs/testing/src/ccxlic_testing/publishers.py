@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 from ccxlic_runtime.kafka import Broker
 
@@ -57,3 +58,30 @@ def kcat_publish(
         done = subprocess.run(args, capture_output=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"kcat failed ({done.returncode}): {done.stderr.decode('utf-8', 'replace')[-500:]}")
+
+
+def rdkafka_publish(
+    broker: Broker,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    partition: int | None = None,
+) -> None:
+    """The same record as `kcat_publish`, by confluent-kafka-python (its own librdkafka, 2.16): Debian's kcat 1.7.1
+    (librdkafka 2.0.2) fails SCRAM-SHA-512 against Kafka 4.1 ("invalid credentials" with the right ones), so over
+    SCRAM this is the librdkafka client. It makes header names text: a name that is not UTF-8 cannot be sent."""
+    from confluent_kafka import KafkaException, Producer
+
+    producer = Producer(librdkafka_config(broker))
+    raw: Any = list(headers)  # its stubs say names are str
+    try:
+        if partition is None:
+            producer.produce(topic, value=value, key=key, headers=raw)
+        else:
+            producer.produce(topic, value=value, key=key, headers=raw, partition=partition)
+    except KafkaException as exc:
+        raise RuntimeError(f"librdkafka refused the record: {exc}") from None
+    if producer.flush(30) != 0:
+        raise RuntimeError(f"librdkafka did not deliver the record to {topic} within 30 s")
