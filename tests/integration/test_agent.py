@@ -195,7 +195,9 @@ async def test_onprem_transport_needs_a_certificate_that_names_the_host(world: W
     assert wrong["last"]["ok"] is False and "certificate" in wrong["last"]["message"]
     plain = await w.command(T0 + H, "set_transport", transport="onprem", url=f"http://localhost:{port}")
     assert plain["last"]["ok"] is False and "https" in plain["last"]["message"]
-    right = await w.command(T0 + 2 * H, "set_transport", transport="onprem", url=f"https://localhost:{port}")
+    # the vendor's form: https://<OnpremCSSM>/Transportgateway/services/DeviceRequestHandler
+    url = f"https://localhost:{port}/Transportgateway/services/DeviceRequestHandler"
+    right = await w.command(T0 + 2 * H, "set_transport", transport="onprem", url=url)
     assert right["last"]["ok"] is True and right["transport"]["mode"] == "onprem"
     out = await w.lifecycle(lambda o: any(e.type == "licensing.agent.initialized" for e in o))
     kinds = [e.type for e in out]

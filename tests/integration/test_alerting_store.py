@@ -14,12 +14,12 @@ import pytest
 import pytest_asyncio
 from ccxlic_alerting import views
 from ccxlic_alerting.app import MIGRATIONS
-from ccxlic_alerting.channels import DeliveryError, notification_id
 from ccxlic_alerting.decider import Acted
-from ccxlic_alerting.delivery import Deliverer
 from ccxlic_alerting.machine import Active, Held, Notice, Raised, Resolved, Rules, Silence, State, replay
 from ccxlic_alerting.store import PgAlertingStore
+from ccxlic_runtime.channels import DeliveryError, notification_id
 from ccxlic_runtime.db import ConcurrentUpdate, Database, Transaction, migrate
+from ccxlic_runtime.delivery import Deliverer
 from ccxlic_testing.build import Build
 
 from tests.integration.conftest import open_store

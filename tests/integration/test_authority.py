@@ -4,19 +4,23 @@ OpenAPI document."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from ccxlic_authority.app import run
+from ccxlic_authority.app import Faults, make_app, run
 from ccxlic_authority.openapi import OPERATIONS
 from ccxlic_authority.settings import AuthoritySettings
 from ccxlic_rules import codes
 from ccxlic_rules.codes import CONFIRMATION_CODE, REQUEST_CODE, RETURN_CODE
+from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.plugin import InProcess, Stack, api_token, drop_schema, service_settings
+from prometheus_client import CollectorRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +34,11 @@ class Client:
         self.auth_schema = auth_schema
         self.base = f"http://127.0.0.1:{port}"
         self.token = token
+        self.ssl: ssl.SSLContext | bool = True  # an authority over HTTPS: the context with its CA
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
+        kw.setdefault("ssl", self.ssl)
         async with self.http.request(method, self.base + path, json=body, headers=headers, **kw) as r:
             return r.status, await r.json()
 
@@ -395,15 +401,30 @@ async def test_faults_on_demand_unreachable_slow_and_refused(authority: Client) 
     ]
 
 
+def make_app_routes() -> list[Any]:
+    """The routes the authority's app serves (built without running it)."""
+    settings = load_settings(AuthoritySettings, database_url="postgresql://x@127.0.0.1/x")
+    handlers = SimpleNamespace(renew_registration=None, authorize=None, report=None, deregister=None)
+    app = make_app(cast(Any, handlers), settings, Faults(), CollectorRegistry(), cast(Any, None))
+    return list(app.router.routes())
+
+
 async def test_the_openapi_document_describes_every_route(authority: Client) -> None:
     doc = await authority.ok("GET", "/openapi.json")
     assert doc["openapi"].startswith("3.1")
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert documented == {(m.upper(), p) for m, p, *_ in OPERATIONS}
+    served = {
+        (r.method, r.resource.canonical)
+        for r in make_app_routes()
+        if r.method != "HEAD" and r.resource is not None and r.resource.canonical.startswith("/v1/")
+    }
+    assert served == documented  # every route is documented (the transport URL's aliases and ops routes aside)
     for method, path in documented:
         # every documented route exists: it answers JSON from its handler (a 404 names what is missing), where a
         # path or method the router does not know gets aiohttp's text/plain 404 or 405
         filled = path.replace("{account}", "east").replace("{token}", "t").replace("{id}", "x")
+        filled = filled.replace("{smart_account}", "acme")
         async with authority.http.request(
             method,
             authority.base + filled,

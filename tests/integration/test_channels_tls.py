@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from ccxlic_alerting.channels import DeliveryError, Email, Syslog
 from ccxlic_alerting.settings import AlertingSettings
+from ccxlic_runtime.channels import DeliveryError, Email, Syslog
 from ccxlic_runtime.settings import ConfigError, load_settings
 from ccxlic_testing.plugin import free_port
 from ccxlic_testing.tls import make_ca_and_cert

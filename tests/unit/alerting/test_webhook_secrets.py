@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from ccxlic_alerting.channels import DeliveryError, Webhook
 from ccxlic_alerting.settings import AlertingSettings
+from ccxlic_runtime.channels import DeliveryError, Webhook
 from ccxlic_runtime.settings import ConfigError, load_settings
 
 SECRETS = ("hunter2", "T0KEN-abc", "sig=xyz123")

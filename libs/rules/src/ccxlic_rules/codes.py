@@ -30,6 +30,11 @@ AUTHORIZATION_CODE = "reservation-authorization"
 REQUEST_CODE = "reservation-request"
 CONFIRMATION_CODE = "reservation-confirmation"
 RETURN_CODE = "reservation-return"
+SYNC_REQUEST = "onprem-sync-request"
+"""An SSM On-Prem's usage, signed by its key, for the central authority."""
+SYNC_ANSWER = "onprem-sync-answer"
+"""The central authority's answer to a sync request: the entitlements, signed by its key."""
+MAX_SYNC = 1_000_000
 
 
 class CodeError(ValueError):
@@ -51,12 +56,12 @@ def _body(payload: dict[str, Any]) -> str:
     return _b64(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
 
 
-def _split(code: str, what: str) -> tuple[str, str]:
+def _split(code: str, what: str, limit: int = MAX_CODE) -> tuple[str, str]:
     if not isinstance(code, str):
         raise CodeError(f"{what} must be text")
     code = code.strip()
-    if not code or len(code) > MAX_CODE:
-        raise CodeError(f"{what} is empty or longer than {MAX_CODE} characters")
+    if not code or len(code) > limit:
+        raise CodeError(f"{what} is empty or longer than {limit} characters")
     if not code.isascii():
         raise CodeError(f"{what} holds characters no code has (codes are base64url text): was it copied whole?")
     body, dot, tail = code.rpartition(".")
@@ -129,14 +134,17 @@ def sign(key: Ed25519PrivateKey, kind: str, payload: dict[str, Any]) -> str:
     return f"{body}.{_b64(key.sign(body.encode()))}"
 
 
-def verify(public: Ed25519PublicKey | str, code: str, kind: str, what: str) -> dict[str, Any]:
-    """The payload of a document the authority signed; CodeError when it was changed or is not one."""
+def verify(
+    public: Ed25519PublicKey | str, code: str, kind: str, what: str, limit: int = MAX_CODE
+) -> dict[str, Any]:
+    """The payload of a document the authority signed; CodeError when it was changed or is not one. `limit`: its
+    longest length (a sync file between authorities is longer than a code a person copies)."""
     if isinstance(public, str):
         loaded = serialization.load_pem_public_key(public.encode())
         if not isinstance(loaded, Ed25519PublicKey):
             raise CodeError("the authority's public key is not an Ed25519 key")
         public = loaded
-    body, signature = _split(code, what)
+    body, signature = _split(code, what, limit)
     raw = _unb64(signature, what)
     if _b64(raw) != signature:
         # base64 leaves the last character's low bits unused: another character there decodes to the same bytes.
@@ -149,10 +157,10 @@ def verify(public: Ed25519PublicKey | str, code: str, kind: str, what: str) -> d
     return _payload(body, what, kind)
 
 
-def peek(code: str) -> dict[str, Any]:
+def peek(code: str, limit: int = MAX_CODE) -> dict[str, Any]:
     """What a signed document says, unverified (to route a request; `verify` before trusting it). Total: anything
     that is not one is a CodeError."""
-    body, _ = _split(code, "the document")
+    body, _ = _split(code, "the document", limit)
     try:
         payload = json.loads(_unb64(body, "the document"))
     except (json.JSONDecodeError, UnicodeDecodeError):

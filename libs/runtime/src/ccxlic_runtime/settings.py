@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ccxlic_runtime.channels import Email
+
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/ccxlic"
 
@@ -178,6 +180,47 @@ class RuntimeSettings(BaseSettings):
 
 
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|sslpassword)=)([^&#]*)")
+
+
+class SmtpSettings(RuntimeSettings):
+    """The SMTP server a program mails through (alerting's notices, the authority's account notifications): one set of
+    variables, `CCXLIC_SMTP_*`, and one channel (`ccxlic_runtime.channels.Email`)."""
+
+    smtp_host: str = Field("", validation_alias="CCXLIC_SMTP_HOST")
+    smtp_port: int = Field(25, validation_alias="CCXLIC_SMTP_PORT", ge=1, le=65535)
+    # none: plain SMTP (port 25, no credentials); starttls: upgrade first (587), refused when the server cannot;
+    # implicit: TLS from the first byte (SMTPS, 465). Credentials are only ever sent over TLS.
+    smtp_tls: Literal["none", "starttls", "implicit"] = Field("none", validation_alias="CCXLIC_SMTP_TLS")
+    smtp_ca_file: str | None = Field(None, validation_alias="CCXLIC_SMTP_CA_FILE")
+    """Extra CA certificates (PEM) the SMTP server's certificate may chain to, besides the system's."""
+    smtp_username: str = Field("", validation_alias="CCXLIC_SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(None, validation_alias="CCXLIC_SMTP_PASSWORD")
+    smtp_from: str = Field("ccx-licensing@localhost", validation_alias="CCXLIC_SMTP_FROM")
+
+    @model_validator(mode="after")
+    def _credentials_over_tls(self) -> SmtpSettings:
+        if (self.smtp_username or self.smtp_password) and self.smtp_tls == "none":
+            raise ValueError(
+                "CCXLIC_SMTP_USERNAME / CCXLIC_SMTP_PASSWORD are set but CCXLIC_SMTP_TLS is none: a password is never "
+                "sent in clear; set CCXLIC_SMTP_TLS=starttls (port 587) or implicit (465)"
+            )
+        return self
+
+    def email(self, recipients: list[str], timeout: float) -> Email | None:
+        """The email channel to `recipients` (a notification may name its own), or None without CCXLIC_SMTP_HOST."""
+        if not self.smtp_host:
+            return None
+        return Email(
+            self.smtp_host,
+            self.smtp_port,
+            self.smtp_from,
+            recipients,
+            self.smtp_tls,
+            self.smtp_username or None,
+            self.smtp_password.get_secret_value() if self.smtp_password else None,
+            timeout,
+            ca_file=self.smtp_ca_file,
+        )
 
 
 def redact_url(url: str) -> str:

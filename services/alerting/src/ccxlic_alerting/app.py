@@ -3,7 +3,7 @@ and the HTTP API (alerts, silences).
 
 It reads one ordered stream per instance, `licensing.compliance` (transitions, and the failures and time compliance
 forwards), and publishes `licensing.alert.*` on `licensing.alerts`. The rules are pure (machine.py, decider.py);
-rendering is channels.py; sending is delivery.py.
+rendering is ccxlic_runtime.channels; sending is ccxlic_runtime.delivery.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ccxlic_contract.events import INSTANCE_ID_PATTERN, AlertName
 from ccxlic_contract.topics import ALERTS, COMPLIANCE
 from ccxlic_runtime.auth import PgAuthStore, auth_middleware, identity, open_auth, writes_need_admin
 from ccxlic_runtime.db import Database
+from ccxlic_runtime.delivery import Deliverer
 from ccxlic_runtime.http import BadRequest, check_instance, int_param, json_response, problem
 from ccxlic_runtime.instances import Instances, Store
 from ccxlic_runtime.metrics import InstanceLabels
@@ -31,7 +32,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from ccxlic_alerting import views
 from ccxlic_alerting.decider import AlertingDecider, Output
-from ccxlic_alerting.delivery import Deliverer
 from ccxlic_alerting.handler import publish
 from ccxlic_alerting.machine import Notice, Silence, State
 from ccxlic_alerting.settings import AlertingSettings

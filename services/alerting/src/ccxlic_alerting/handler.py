@@ -9,8 +9,8 @@ from typing import Any
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import AlertRaised, AlertRaisedData, AlertResolved, AlertResolvedData
+from ccxlic_runtime.channels import notification_id
 
-from ccxlic_alerting.channels import notification_id
 from ccxlic_alerting.decider import Output
 from ccxlic_alerting.machine import CATALOGUE, Notice, Raised, Resolved
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal, get_args
+from typing import get_args
 
 from ccxlic_contract.events import AlertName, Severity
+from ccxlic_runtime.channels import FACILITIES, Channel, Syslog, Webhook
 from ccxlic_runtime.settings import (
     Duration,
-    RuntimeSettings,
+    SmtpSettings,
     database_url_field,
     kafka_password_field,
     kafka_username_field,
 )
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ccxlic_alerting.channels import FACILITIES, Channel, Email, Syslog, Webhook
 from ccxlic_alerting.machine import Rules
 
 
@@ -23,7 +23,7 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-class AlertingSettings(RuntimeSettings):
+class AlertingSettings(SmtpSettings):
     database_url: SecretStr = database_url_field("alerting")
     kafka_sasl_username: str | None = kafka_username_field("alerting")
     kafka_sasl_password: SecretStr | None = kafka_password_field("alerting")
@@ -36,16 +36,6 @@ class AlertingSettings(RuntimeSettings):
     syslog_facility: str = Field("local0", validation_alias="CCXLIC_SYSLOG_FACILITY")
     syslog_ca_file: str | None = Field(None, validation_alias="CCXLIC_SYSLOG_CA_FILE")
     """Extra CA certificates (PEM) a `tls://` syslog server's certificate may chain to, besides the system's."""
-    smtp_host: str = Field("", validation_alias="CCXLIC_SMTP_HOST")
-    smtp_port: int = Field(25, validation_alias="CCXLIC_SMTP_PORT", ge=1, le=65535)
-    # none: plain SMTP (port 25, no credentials); starttls: upgrade first (587), refused when the server cannot;
-    # implicit: TLS from the first byte (SMTPS, 465). Credentials are only ever sent over TLS.
-    smtp_tls: Literal["none", "starttls", "implicit"] = Field("none", validation_alias="CCXLIC_SMTP_TLS")
-    smtp_ca_file: str | None = Field(None, validation_alias="CCXLIC_SMTP_CA_FILE")
-    """Extra CA certificates (PEM) the SMTP server's certificate may chain to, besides the system's."""
-    smtp_username: str = Field("", validation_alias="CCXLIC_SMTP_USERNAME")
-    smtp_password: SecretStr | None = Field(None, validation_alias="CCXLIC_SMTP_PASSWORD")
-    smtp_from: str = Field("ccx-licensing@localhost", validation_alias="CCXLIC_SMTP_FROM")
     alert_emails: str = Field("", validation_alias="CCXLIC_ALERT_EMAILS")
     webhook_urls: SecretStr = Field(
         SecretStr(""), validation_alias="CCXLIC_WEBHOOK_URLS", json_schema_extra={"show": "host"}
@@ -106,11 +96,6 @@ class AlertingSettings(RuntimeSettings):
     def _email_needs_recipients(self) -> AlertingSettings:
         if self.smtp_host and not _csv(self.alert_emails):
             raise ValueError("CCXLIC_SMTP_HOST is set but CCXLIC_ALERT_EMAILS (the admin addresses) is empty")
-        if (self.smtp_username or self.smtp_password) and self.smtp_tls == "none":
-            raise ValueError(
-                "CCXLIC_SMTP_USERNAME / CCXLIC_SMTP_PASSWORD are set but CCXLIC_SMTP_TLS is none: a password is never "
-                "sent in clear; set CCXLIC_SMTP_TLS=starttls (port 587) or implicit (465)"
-            )
         return self
 
     @staticmethod
@@ -137,20 +122,9 @@ class AlertingSettings(RuntimeSettings):
         timeout = self.delivery_timeout_seconds
         if self.syslog_url:
             out.append(Syslog(self.syslog_url, FACILITIES[self.syslog_facility], timeout, ca_file=self.syslog_ca_file))
-        if self.smtp_host:
-            out.append(
-                Email(
-                    self.smtp_host,
-                    self.smtp_port,
-                    self.smtp_from,
-                    _csv(self.alert_emails),
-                    self.smtp_tls,
-                    self.smtp_username or None,
-                    self.smtp_password.get_secret_value() if self.smtp_password else None,
-                    timeout,
-                    ca_file=self.smtp_ca_file,
-                )
-            )
+        email = self.email(_csv(self.alert_emails), timeout)
+        if email is not None:
+            out.append(email)
         for i, url in enumerate(_csv(self.webhook_urls.get_secret_value())):
             out.append(Webhook(url, self.external_url, timeout, name="webhook" if i == 0 else f"webhook{i + 1}"))
         return out

@@ -18,28 +18,34 @@ silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
+import aiohttp
+import asyncpg
 from aiohttp import web
 from ccxlic_contract.events import UtcDatetime
 from ccxlic_rules import codes
 from ccxlic_runtime.auth import PgAuthStore, auth_middleware, identity, open_auth, writes_need_admin
 from ccxlic_runtime.db import Database, create_pool, migrate
+from ccxlic_runtime.delivery import Deliverer
 from ccxlic_runtime.http import add_ops_routes, json_response, problem, serve, tls_context
+from ccxlic_runtime.settings import ConfigError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import TypeAdapter, ValidationError
 
 from ccxlic_authority.core import Refused, Rules
 from ccxlic_authority.openapi import spec
 from ccxlic_authority.settings import AuthoritySettings
-from ccxlic_authority.store import NAME, Authority
+from ccxlic_authority.store import NAME, Authority, Role
 
 SERVICE = "authority"
 MIGRATIONS = resources.files("ccxlic_authority") / "migrations"
@@ -110,11 +116,41 @@ def _int(body: dict[str, Any], field: str, default: int, low: int, high: int) ->
     return value
 
 
-ACCOUNT_SIDE = ("/v1/accounts", "/v1/tokens", "/v1/reservations", "/v1/classic", "/v1/faults", "/v1/audit")
+ACCOUNT_SIDE = (
+    "/v1/accounts",
+    "/v1/tokens",
+    "/v1/reservations",
+    "/v1/classic",
+    "/v1/faults",
+    "/v1/audit",
+    "/v1/smart-accounts",
+    "/v1/notices",
+    "/v1/onprems",
+    "/v1/sync",
+)
+TRANSPORT_GATEWAY = "/Transportgateway/services/DeviceRequestHandler"
+"""The vendor's SSM On-Prem transport URL (`https://<OnpremCSSM>/Transportgateway/services/DeviceRequestHandler`):
+an instance configured with it reaches the product side, which is served under it too."""
+_EMAIL = re.compile(r"^[^@\s,]{1,64}@[^@\s,]{1,255}$")
+
+
+def _emails(body: dict[str, Any]) -> list[str]:
+    value = body.get("emails")
+    if not isinstance(value, list) or len(value) > 50 or not all(isinstance(e, str) for e in value):
+        raise Refused(400, "emails must be a list of at most 50 email addresses")
+    bad = [e for e in value if _EMAIL.fullmatch(e) is None]
+    if bad:
+        raise Refused(400, f"not an email address: {bad[0]!r}")
+    return list(dict.fromkeys(value))
 
 
 def make_app(
-    authority: Authority, settings: AuthoritySettings, faults: Faults, registry: CollectorRegistry, auth: PgAuthStore
+    authority: Authority,
+    settings: AuthoritySettings,
+    faults: Faults,
+    registry: CollectorRegistry,
+    auth: PgAuthStore,
+    swept: Callable[[datetime], Awaitable[int]] | None = None,
 ) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY, middlewares=[auth_middleware(auth, writes_need_admin(ACCOUNT_SIDE))]
@@ -176,6 +212,8 @@ def make_app(
                     result = _without_entitlements(result, faults.reason)
                 if product and settings.caller_clock and isinstance(result, dict):
                     result = {**result, "clock": "caller"}  # a simulation: said in every answer
+                    if swept is not None:
+                        await swept(at_of(body))  # time moves only with the callers: what it brought is noticed
             except Refused as exc:
                 answered.labels(name, str(exc.status)).inc()
                 return problem(exc.status, str(exc))
@@ -258,10 +296,12 @@ def make_app(
 
     def classic_convert(kind: str) -> Handler:
         async def handler(r: web.Request, b: dict[str, Any]) -> Any:
-            quantities = None if kind == "pak" else b.get("quantities")
+            quantities = b.get("quantities")  # the SKUs and quantities to convert; a PAK without them: all of it
             if kind == "device" and quantities is None:
                 raise Refused(400, "a device conversion names the quantities (SKUs) to convert")
-            return await authority.convert(actor(r), kind, r.match_info["id"], _name(b, "virtual_account"), quantities)
+            return await authority.convert(
+                actor(r), at_of(b), kind, r.match_info["id"], _name(b, "virtual_account"), quantities
+            )
 
         return handler
 
@@ -299,6 +339,58 @@ def make_app(
 
     async def keys(r: web.Request, b: dict[str, Any]) -> Any:
         return {"algorithm": "Ed25519", "public_key_pem": codes.public_pem(authority.key)}
+
+    async def balances(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.balances(account_of(r))
+
+    def smart_account_of(r: web.Request) -> str:
+        name = r.match_info["smart_account"]
+        if _NAME.fullmatch(name) is None:
+            raise Refused(400, "a smart account name is 1-64 characters from A-Z a-z 0-9 . _ : -")
+        return name
+
+    async def get_emails(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.notification_emails(smart_account_of(r))
+
+    async def set_emails(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.set_notification_emails(actor(r), smart_account_of(r), _emails(b))
+
+    async def notices(r: web.Request, b: dict[str, Any]) -> Any:
+        try:
+            after = int(r.query.get("after", "0"))
+            limit = int(r.query.get("limit", "1000"))
+        except ValueError:
+            raise Refused(400, "after and limit must be whole numbers") from None
+        if not (after >= 0 and 1 <= limit <= 10_000):
+            raise Refused(400, "after must be >= 0 and limit from 1 to 10000")
+        sa = r.query.get("smart_account")
+        if sa is not None and _NAME.fullmatch(sa) is None:
+            raise Refused(400, "smart_account is 1-64 characters from A-Z a-z 0-9 . _ : -")
+        return {"notices": await authority.notices(sa, after, limit)}
+
+    async def register_onprem(r: web.Request, b: dict[str, Any]) -> Any:
+        accounts = b.get("virtual_accounts")
+        if not isinstance(accounts, list) or not accounts or len(accounts) > 1000:
+            raise Refused(400, "virtual_accounts must be a list of the virtual accounts the on-prem serves")
+        names = [_name({"virtual_account": a}, "virtual_account") for a in accounts]
+        return await authority.register_onprem(
+            actor(r), at_of(b), _name(b, "onprem"), _text(b, "public_key_pem", limit=2000), names
+        )
+
+    async def onprems(r: web.Request, b: dict[str, Any]) -> Any:
+        return {"onprems": await authority.onprems()}
+
+    async def onprem_sync(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.answer_sync(at_of(b), _text(b, "sync_request", limit=codes.MAX_SYNC))
+
+    async def sync_request(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.sync_request(actor(r), at_of(b))
+
+    async def sync_answer(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.apply_answer(actor(r), at_of(b), _text(b, "sync_answer", limit=codes.MAX_SYNC))
+
+    async def sync_status(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.sync_status()
 
     # ------------------------------------------------------------ product side
 
@@ -338,30 +430,139 @@ def make_app(
     add.add_get("/v1/faults", route(get_faults))
     add.add_put("/v1/faults", route(set_faults))
     add.add_get("/v1/audit", route(audit))
-    add.add_post("/v1/product/register", route(register, product=True))
-    add.add_post("/v1/product/renew-registration", route(with_certificate(authority.renew_registration), product=True))
-    add.add_post("/v1/product/authorize", route(with_certificate(authority.authorize), product=True))
-    add.add_post("/v1/product/report", route(with_certificate(authority.report, "reports"), product=True))
-    add.add_post("/v1/product/deregister", route(with_certificate(authority.deregister), product=True))
+    add.add_get("/v1/accounts/{account}/balances", route(balances))
+    add.add_get("/v1/smart-accounts/{smart_account}/notifications", route(get_emails))
+    add.add_put("/v1/smart-accounts/{smart_account}/notifications", route(set_emails))
+    add.add_get("/v1/notices", route(notices))
+    add.add_get("/v1/onprems", route(onprems))
+    add.add_post("/v1/onprems", route(register_onprem, status=201))
+    add.add_post("/v1/onprem-sync", route(onprem_sync))
+    add.add_get("/v1/sync", route(sync_status))
+    add.add_post("/v1/sync/request", route(sync_request, status=201))
+    add.add_post("/v1/sync/answer", route(sync_answer))
+    for prefix in ("", TRANSPORT_GATEWAY):
+        if prefix:
+            add.add_get(prefix + "/v1/keys", route(keys))
+        add.add_post(prefix + "/v1/product/register", route(register, product=True))
+        add.add_post(
+            prefix + "/v1/product/renew-registration",
+            route(with_certificate(authority.renew_registration), product=True),
+        )
+        add.add_post(prefix + "/v1/product/authorize", route(with_certificate(authority.authorize), product=True))
+        add.add_post(prefix + "/v1/product/report", route(with_certificate(authority.report, "reports"), product=True))
+        add.add_post(prefix + "/v1/product/deregister", route(with_certificate(authority.deregister), product=True))
     return app
 
 
+def _role(settings: AuthoritySettings) -> Role:
+    central_key = None
+    if settings.central_key_file is not None:
+        try:
+            with open(settings.central_key_file, encoding="utf-8") as f:
+                [central_key] = codes.public_keys(f.read())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"CCXLIC_AUTHORITY_CENTRAL_KEY={settings.central_key_file}: not one Ed25519 public key (PEM): {exc}"
+            ) from None
+    return Role(settings.mode, settings.name, central_key, mail=bool(settings.smtp_host))
+
+
+async def sync_with_central(authority: Authority, settings: AuthoritySettings, http: aiohttp.ClientSession) -> int:
+    """One connected sync: a request made here, answered by the central over HTTPS, the answer applied. The number
+    of the sync applied; an `OSError`/`ClientError`/`Refused` says why there is none."""
+    assert settings.central_url is not None
+    made = await authority.sync_request("sync", datetime.now(UTC))
+    tls = ssl.create_default_context(cafile=settings.central_ca_file)
+    url = settings.central_url.rstrip("/") + "/v1/onprem-sync"
+    async with http.post(url, json={"sync_request": made["sync_request"]}, ssl=tls) as r:
+        answer = await r.json(content_type=None)
+        if r.status != 200 or not isinstance(answer, dict) or "sync_answer" not in answer:
+            said = answer.get("error") if isinstance(answer, dict) else None
+            raise Refused(502, f"the central authority refused the sync ({r.status}): {said or 'no reason given'}")
+    applied = await authority.apply_answer("sync", datetime.now(UTC), str(answer["sync_answer"]))
+    return int(applied["applied"])
+
+
+async def _connected(
+    authority: Authority, settings: AuthoritySettings, registry: CollectorRegistry, stop: asyncio.Event
+) -> None:
+    """Connected mode: a sync at start and every CCXLIC_AUTHORITY_SYNC_EVERY; a failure is said and counted, and
+    the next one comes on time (nothing is lost: each request carries the whole current usage)."""
+    syncs = Counter(
+        "ccxlic_authority_syncs", "Connected syncs with the central, by outcome", ["outcome"], registry=registry
+    )
+    last = Gauge(
+        "ccxlic_authority_last_sync_timestamp_seconds", "When the last connected sync was applied", registry=registry
+    )
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        while not stop.is_set():
+            try:
+                seq = await sync_with_central(authority, settings, http)
+                syncs.labels("applied").inc()
+                last.set_to_current_time()
+                log.info("synchronised with the central authority", extra={"seq": seq})
+            except (OSError, TimeoutError, aiohttp.ClientError, Refused, ValueError) as exc:
+                syncs.labels("failed").inc()
+                log.warning("the sync with the central authority failed", extra={"error": str(exc) or repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.sync_every.total_seconds())
+
+
+async def _sweeping(authority: Authority, every: float, stop: asyncio.Event) -> None:
+    """On the wall clock: look for what time alone brings (a lapsed authorization, the end of a grace) to notify."""
+    while not stop.is_set():
+        try:
+            await authority.sweep(datetime.now(UTC))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("the notice sweep waits for the database", extra={"error": repr(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
+    role = _role(settings)
     pool = await create_pool(settings.database_url, settings.schema_name, max_size=settings.db_pool_size)
     try:
         async with open_auth(settings.database_url, settings.auth_schema) as auth:
             await migrate(pool, settings.schema_name, MIGRATIONS)
             db = Database(pool, settings.schema_name)
-            authority = await Authority.open(db, Rules())
+            authority = await Authority.open(db, Rules(), role)
             if settings.caller_clock:
                 log.warning(
                     "SIMULATION MODE: the licensing authority takes each request's `at` as the time "
                     "(CCXLIC_AUTHORITY_CALLER_CLOCK=true); never in production"
                 )
+            log.info(
+                "the licensing authority",
+                extra={"mode": role.mode, "name": role.name, "connected": settings.central_url is not None},
+            )
             registry = CollectorRegistry()
-            app = make_app(authority, settings, Faults(), registry, auth)
+            app = make_app(
+                authority, settings, Faults(), registry, auth, swept=authority.sweep if settings.caller_clock else None
+            )
             add_ops_routes(app.router, registry, {"database": db.ping})
             tls = tls_context(settings.tls_cert_file, settings.tls_key_file)
-            await serve(app, settings.http_host, settings.http_port, stop, tls=tls, ready=ready, name="authority")
+            tasks = []
+            email = settings.email([], settings.notify_timeout_seconds)
+            if email is not None:
+                mailer = Deliverer(
+                    db,
+                    email,
+                    give_up_after=86_400,
+                    backoff=1.0,
+                    max_backoff=60.0,
+                    lease=2 * settings.notify_timeout_seconds + 5,
+                    wake=authority.mailed,
+                )
+                tasks.append(asyncio.create_task(mailer.run(stop), name="authority-mail"))
+            if not settings.caller_clock:
+                tasks.append(asyncio.create_task(_sweeping(authority, settings.sweep_every.total_seconds(), stop)))
+            if settings.mode == "onprem" and settings.central_url is not None:
+                tasks.append(asyncio.create_task(_connected(authority, settings, registry, stop), name="sync"))
+            try:
+                await serve(app, settings.http_host, settings.http_port, stop, tls=tls, ready=ready, name="authority")
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await pool.close()

@@ -17,6 +17,7 @@ however, it is required to be present").
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -165,3 +166,141 @@ def still_short(current: AccountOoc | None, available: dict[str, int]) -> Accoun
     if current is None or covers(available, current.required):
         return None
     return current
+
+
+# ---------------------------------------------------------------- balances (what SSM shows per virtual account)
+
+
+def balances(
+    purchased: dict[str, int], reported: dict[str, dict[str, int]], reserved: dict[str, dict[str, int]]
+) -> dict[str, Any]:
+    """A virtual account's balances, as Cisco SSM shows them: per license the purchased quantity, what is in use
+    (the latest peaks its instances reported, and what reservations hold) and the balance, with the instances behind
+    each number. `reported` and `reserved` are per instance (an on-prem's instances named `instance@onprem`).
+
+    The account is in deficit when its licenses do not cover its use under the Flex pool rule (an idle Premium
+    covers Standard demand): `deficit` is that shortfall per license. A Standard balance below 0 that idle Premium
+    covers says `covered`, not `deficit`."""
+    use = dict.fromkeys(LICENSES, 0)
+    behind: dict[str, list[dict[str, Any]]] = {lic: [] for lic in HELD}
+    for source, per in (("reported", reported), ("reserved", reserved)):
+        for instance in sorted(per):
+            for lic in LICENSES:
+                n = per[instance].get(lic, 0)
+                if n:
+                    use[lic] += n
+                    behind[lic].append({"instance": instance, "in_use": n, "as": source})
+    short = deficit(
+        Usage(use["standard"], use["premium"], use["ivr_ports"]),
+        Entitlement(purchased.get("standard", 0), purchased.get("premium", 0), purchased.get("ivr_ports", 0)),
+    )
+    shortfall = {"standard": short.standard, "premium": short.premium, "ivr_ports": short.ivr_ports}
+    licenses = {}
+    for lic in HELD:
+        have, used = purchased.get(lic, 0), use.get(lic, 0)
+        balance = have - used
+        status = (
+            "deficit" if shortfall.get(lic, 0) else "covered" if balance < 0 else "surplus" if balance > 0 else "even"
+        )
+        licenses[lic] = {
+            "name": NAMES[lic],
+            "purchased": have,
+            "in_use": used,
+            "balance": balance,
+            "status": status,
+            "instances": behind[lic],
+        }
+    return {"licenses": licenses, "deficit": shortfall, "in_deficit": any(shortfall.values())}
+
+
+# ---------------------------------------------------------------- account notifications (the mail SSM sends)
+
+NOTICE_KINDS: dict[str, tuple[str, str]] = {
+    "AccountDeficit": ("major", "Virtual account in deficit"),
+    "InstanceOutOfCompliance": ("major", "Product instance out of compliance"),
+    "AuthorizationMissed": ("critical", "Product instance missed its authorization renewal"),
+    "Enforcement": ("critical", "Virtual account's instances enter enforcement"),
+    "ReservationCompleted": ("info", "License reservation completed"),
+    "MigrationCompleted": ("info", "Classic to Smart migration completed"),
+}
+"""What the authority mails a smart account's notification addresses: kind -> (severity, title)."""
+
+
+def notice(
+    kind: str,
+    smart_account: str,
+    subject: str,
+    at: datetime,
+    summary: str,
+    action: str,
+    *,
+    key: str,
+    deadline: datetime | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An account notification, in the shape the runtime's email channel renders (`ccxlic_runtime.channels`): its
+    id is stable (from `key`), so a resend is the same mail."""
+    severity, title = NOTICE_KINDS[kind]
+    return {
+        "notification_id": str(uuid.uuid5(NOTICES, key)),
+        "kind": "raised",
+        "alert_id": key,
+        "alert": kind,
+        "title": f"{title} ({smart_account})",
+        "severity": severity,
+        "instance": subject,
+        "summary": summary,
+        "action": action,
+        "deadline": None if deadline is None else deadline.isoformat(),
+        "raised_at": at.isoformat(),
+        "at": at.isoformat(),
+        "details": {"smart_account": smart_account, **(details or {})},
+    }
+
+
+NOTICES = uuid.UUID("0b6f1d0c-6c55-4b8e-9a43-5f0f8d2c7e19")
+
+
+def shortfall_text(short: dict[str, int]) -> str:
+    """`2 Flex Premium, 3 IVR ports` (the licenses short)."""
+    return ", ".join(f"{n} {NAMES[lic]}" for lic, n in short.items() if n) or "nothing"
+
+
+# ---------------------------------------------------------------- SSM On-Prem synchronisation
+
+SYNC_VERSION = 1
+
+
+def sync_usage(payload: dict[str, Any], held: list[str]) -> dict[str, dict[str, dict[str, dict[str, int]]]]:
+    """The usage a sync request carries, checked: per virtual account (each one the on-prem holds), `reported` and
+    `reserved` counts per instance. Refused (409) when it names an account the on-prem does not hold, 400 when it is
+    not in the form."""
+    if payload.get("version") != SYNC_VERSION:
+        raise Refused(
+            400, f"the sync request is version {payload.get('version')!r}; this authority reads {SYNC_VERSION}"
+        )
+    accounts = payload.get("accounts")
+    if not isinstance(accounts, dict):
+        raise Refused(400, "the sync request holds no accounts object")
+    out: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+    for name, usage in accounts.items():
+        if name not in held:
+            raise Refused(409, f"the on-prem does not hold virtual account {name!r} (it holds {', '.join(held)})")
+        if not isinstance(usage, dict):
+            raise Refused(400, f"the sync request's account {name!r} is not an object")
+        out[name] = {}
+        for part in ("reported", "reserved"):
+            per = usage.get(part, {})
+            if not isinstance(per, dict) or len(per) > 100_000:
+                raise Refused(400, f"the sync request's {name}.{part} must be counts per instance")
+            out[name][part] = {str(i): counts(c, f"{name}.{part}.{i}") for i, c in per.items()}
+    return out
+
+
+def sync_step(seq: int, last: int, *, what: str = "sync request", latest: int | None = None) -> None:
+    """Is `seq` the next one? A sequence number at or below the last one applied is a replay (refused, 409); an answer
+    to a request that is not the latest one made is stale."""
+    if seq <= last:
+        raise Refused(409, f"replayed: {what} {seq} is not newer than the last one applied ({last})")
+    if latest is not None and seq != latest:
+        raise Refused(409, f"stale: this {what} answers request {seq}, but the latest request made is {latest}")

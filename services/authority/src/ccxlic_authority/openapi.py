@@ -233,6 +233,61 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
     ),
 )
 
+
+EMAILS = {"type": "array", "maxItems": 50, "items": {"type": "string", "format": "email"}}
+SYNC = {"type": "string", "maxLength": 1_000_000}
+MORE: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ...] = (
+    (
+        "get",
+        "/v1/accounts/{account}/balances",
+        "account",
+        "Balances as SSM shows them: per license purchased, in use (reported peaks and reservations, an on-prem's "
+        "instances included) and the balance, in deficit or surplus, with the instances behind each number",
+        {},
+        (),
+    ),
+    ("get", "/v1/smart-accounts/{smart_account}/notifications", "account", "The notification addresses", {}, ()),
+    (
+        "put",
+        "/v1/smart-accounts/{smart_account}/notifications",
+        "account",
+        "Set the notification addresses: mailed when an account goes into deficit, an instance goes out of "
+        "compliance, misses its authorization or enters enforcement, a reservation or a migration completes",
+        {"emails": EMAILS},
+        ("emails",),
+    ),
+    ("get", "/v1/notices", "account", "The notices given (each once), and whom they were mailed to", {}, ()),
+    ("get", "/v1/onprems", "account", "central: the SSM On-Prems, their accounts and last sync", {}, ()),
+    (
+        "post",
+        "/v1/onprems",
+        "account",
+        "central: register an SSM On-Prem (its Ed25519 public key, the virtual accounts it serves)",
+        {"onprem": NAME, "public_key_pem": {"type": "string"}, "virtual_accounts": {"type": "array", "items": NAME}},
+        ("onprem", "public_key_pem", "virtual_accounts"),
+    ),
+    (
+        "post",
+        "/v1/onprem-sync",
+        "sync",
+        "central: a signed sync request from an on-prem (connected, or a file carried): its usage is recorded; "
+        "answers the entitlements, signed. A replayed or foreign request is refused",
+        {"sync_request": SYNC, "at": TIME},
+        ("sync_request",),
+    ),
+    ("get", "/v1/sync", "account", "This authority's mode, its last sync request and answer applied", {}, ()),
+    ("post", "/v1/sync/request", "account", "onprem: make a signed sync request (the usage)", {"at": TIME}, ()),
+    (
+        "post",
+        "/v1/sync/answer",
+        "account",
+        "onprem: apply the central's signed answer (accounts and licenses), once",
+        {"sync_answer": SYNC, "at": TIME},
+        ("sync_answer",),
+    ),
+)
+OPERATIONS = OPERATIONS + MORE
+
 PROBLEM = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 
 
@@ -260,7 +315,7 @@ def spec() -> dict[str, Any]:
             if required:
                 schema["required"] = list(required)
             op["requestBody"] = {"required": bool(required), "content": {"application/json": {"schema": schema}}}
-        if side != "product" and path != "/v1/keys":  # the public key is public
+        if side == "account" and path != "/v1/keys":  # the public key is public; a sync request is signed
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {
                 "description": "no signed-in caller",
@@ -282,8 +337,9 @@ def spec() -> dict[str, Any]:
             "title": "ccx-licensing licensing authority",
             "version": "1",
             "description": "An SSM-compatible licensing authority: smart and virtual accounts, licenses, registration "
-            "tokens, registration, authorization, usage reports, Specific License Reservation and classic-to-smart "
-            "migration. The account side needs an API token (`ccxlic admin token create`): a viewer reads, an admin "
+            "tokens, registration, authorization, usage reports, Specific License Reservation, classic-to-smart "
+            "migration, balances, account notifications and SSM On-Prem synchronisation. The product side is served "
+            "under the vendor's transport URL too (`/Transportgateway/services/DeviceRequestHandler/v1/product/...`). The account side needs an API token (`ccxlic admin token create`): a viewer reads, an admin "
             "changes; every change is audited with the user.",
         },
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

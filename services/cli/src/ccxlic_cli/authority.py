@@ -223,15 +223,169 @@ def convert(
     premium: Prem = 0,
     ivr_ports: Ivr = 0,
 ) -> None:
-    """Classic -> Smart: a PAK converts all its unconverted quantities; a device the quantities given (the rest
-    stays classic).
+    """Classic -> Smart: the SKUs and quantities given convert; the rest stays classic (and needs a new classic
+    license file). A PAK given no quantities converts all that is still classic; a device always names them.
 
-    Example: ccxlic authority convert device 6f1c2a9e --to east --standard 4
+    Example: ccxlic authority convert pak PAK-4711 --to east --standard 5
     """
     body: dict[str, Any] = {"virtual_account": to}
-    if kind is Classic.device:
+    if kind is Classic.device or standard or premium or ivr_ports:
         body["quantities"] = _counts(standard, premium, ivr_ports)
     _call("POST", f"/v1/classic/{kind.value}s/{ident}/convert", body)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command("balances")
+def balances(
+    virtual_account: str,
+    format: Annotated[Format, typer.Option("--format", help="table (default) or json")] = Format.table,
+) -> None:
+    """Purchased, in use and the balance per license, in deficit or surplus, with the instances behind each number
+    (as Cisco SSM shows them). Exits 3 when the account is in deficit.
+
+    Example: ccxlic authority balances east
+    """
+    answer = common.call(common.settings(), "authority", "GET", f"/v1/accounts/{virtual_account}/balances")
+    if format is Format.json:
+        typer.echo(json.dumps(answer, indent=2))
+    else:
+        served = f", served by the on-prem {answer['served_by']}" if answer.get("served_by") else ""
+        typer.echo(f"{answer['smart_account']} / {answer['virtual_account']}{served}")
+        typer.echo(f"{'license':<14}{'purchased':>10}{'in use':>8}{'balance':>9}  status    instances")
+        for lic in answer["licenses"].values():
+            behind = ", ".join(
+                f"{i['instance']} {i['in_use']}{' (reserved)' if i['as'] == 'reserved' else ''}"
+                for i in lic["instances"]
+            )
+            typer.echo(
+                f"{lic['name']:<14}{lic['purchased']:>10}{lic['in_use']:>8}{lic['balance']:>9}  {lic['status']:<9} {behind}"
+            )
+        verdict = "IN DEFICIT" if answer["in_deficit"] else "within its licenses"
+        typer.echo(f"the account is {verdict}")
+    if answer["in_deficit"]:
+        raise typer.Exit(3)
+
+
+@app.command("notifications")
+def notifications(
+    smart_account: str,
+    email: Annotated[
+        list[str] | None, typer.Option("--email", help="a notification address (repeat it); given, they replace")
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="remove every address")] = False,
+) -> None:
+    """The smart account's notification addresses: the authority mails them when an account goes into deficit, an
+    instance goes out of compliance, misses its authorization or enters enforcement, and when a reservation or a
+    migration completes. Without --email, shows them.
+
+    Example: ccxlic authority notifications acme --email licensing@acme.example
+    """
+    path = f"/v1/smart-accounts/{smart_account}/notifications"
+    if email or clear:
+        _call("PUT", path, {"emails": list(email or [])})
+    else:
+        _call("GET", path)
+
+
+@app.command("notices")
+def notices(
+    smart_account: Annotated[str | None, typer.Option(help="only this smart account's")] = None,
+    after: int = 0,
+    limit: int = 100,
+) -> None:
+    """The notices the authority gave (each once), and whom it mailed."""
+    query = f"?after={after}&limit={limit}" + (f"&smart_account={smart_account}" if smart_account else "")
+    _call("GET", "/v1/notices" + query)
+
+
+@app.command("onprem")
+def onprem(
+    name: Annotated[str, typer.Argument(help="the on-prem's name (its CCXLIC_AUTHORITY_NAME)")],
+    key: Annotated[typer.FileText, typer.Option(help="its public key, PEM (its GET /v1/keys)")],
+    account: Annotated[list[str], typer.Option("--account", help="a virtual account it serves (repeat it)")],
+) -> None:
+    """At the central authority: register an SSM On-Prem (or change its accounts): its sync requests are verified
+    with its key; it serves the accounts named (their tokens are made there).
+
+    Example: ccxlic authority onprem site-a --key site-a.pem --account east
+    """
+    _call("POST", "/v1/onprems", {"onprem": name, "public_key_pem": key.read(), "virtual_accounts": account})
+
+
+@app.command("onprems")
+def onprems() -> None:
+    """At the central authority: the on-prems, their accounts and their last sync."""
+    _call("GET", "/v1/onprems")
+
+
+sync_app = typer.Typer(
+    help="SSM On-Prem synchronisation by files (disconnected): export at the on-prem, answer at the central, import "
+    "at the on-prem. Each file is signed; a replayed or foreign one is refused.",
+    no_args_is_help=True,
+)
+app.add_typer(sync_app, name="sync")
+
+
+def _write(out: str, text: str, what: str) -> None:
+    try:
+        with open(out, "w", encoding="ascii") as f:
+            f.write(text + "\n")
+    except OSError as exc:
+        raise common.fail(f"cannot write the {what} to {out}: {exc.strerror}", 1) from None
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise common.fail(f"cannot read the {what} {path}: {exc}", 2) from None
+
+
+@sync_app.command("export")
+def sync_export(out: Annotated[str, typer.Option(help="the sync request file to write")]) -> None:
+    """At the on-prem: write a signed sync request (this on-prem's usage) to carry to the central.
+
+    Example: ccxlic authority sync export --out site-a-1.request
+    """
+    answer = common.call(common.settings(), "authority", "POST", "/v1/sync/request", {})
+    _write(out, str(answer["sync_request"]), "sync request")
+    typer.echo(f"sync request {answer['seq']} of {answer['onprem']} ({len(answer['accounts'])} accounts) -> {out}")
+
+
+@sync_app.command("answer")
+def sync_answer(
+    request: Annotated[str, typer.Argument(help="the sync request file an on-prem exported")],
+    out: Annotated[str, typer.Option(help="the sync answer file to write")],
+) -> None:
+    """At the central: take a sync request file (its usage is recorded) and write the signed answer (the
+    entitlements) to carry back.
+
+    Example: ccxlic authority sync answer site-a-1.request --out site-a-1.answer
+    """
+    body = {"sync_request": _read(request, "sync request")}
+    answer = common.call(common.settings(), "authority", "POST", "/v1/onprem-sync", body)
+    _write(out, str(answer["sync_answer"]), "sync answer")
+    typer.echo(f"sync {answer['seq']} of {answer['onprem']} answered ({', '.join(answer['accounts'])}) -> {out}")
+
+
+@sync_app.command("import")
+def sync_import(answer: Annotated[str, typer.Argument(help="the sync answer file the central wrote")]) -> None:
+    """At the on-prem: apply the central's signed answer (its accounts and licenses).
+
+    Example: ccxlic authority sync import site-a-1.answer
+    """
+    _call("POST", "/v1/sync/answer", {"sync_answer": _read(answer, "sync answer")})
+
+
+@sync_app.command("status")
+def sync_status() -> None:
+    """The authority's mode, and its last sync request and answer applied."""
+    _call("GET", "/v1/sync")
 
 
 @app.command("fault")

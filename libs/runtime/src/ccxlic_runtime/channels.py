@@ -1,6 +1,7 @@
-"""Notification channels: syslog (RFC 5424 over UDP or TCP), email (SMTP: plain, STARTTLS or implicit TLS; credentials only over TLS) and webhook
-(the Prometheus Alertmanager webhook format, version "4"). Each `send` raises on failure; the delivery worker
-retries with backoff and records the outcome."""
+"""Notification channels: syslog (RFC 5424 over UDP or TCP), email (SMTP: plain, STARTTLS or implicit TLS;
+credentials only over TLS) and webhook (the Prometheus Alertmanager webhook format, version "4"). Alerting delivers
+through all three; the licensing authority mails its account notifications through the same `Email`. Each `send`
+raises on failure; the delivery worker (`delivery.py`) retries with backoff and records the outcome."""
 
 from __future__ import annotations
 
@@ -155,12 +156,13 @@ class Email:
     ca_file: str | None = None
 
     async def send(self, n: Notification) -> None:
-        message = email_message(n, self.sender, self.recipients)
+        recipients = list(n.get("recipients") or self.recipients)  # a notification may name its own (an account's)
+        message = email_message(n, self.sender, recipients)
         try:
             await aiosmtplib.send(
                 message.as_bytes(),  # flattened with the message's own policy (aiosmtplib would refold the subject)
                 sender=self.sender,
-                recipients=list(self.recipients),
+                recipients=recipients,
                 hostname=self.host,
                 port=self.port,
                 start_tls=self.tls == "starttls",  # True: refused when the server offers no STARTTLS, never plain

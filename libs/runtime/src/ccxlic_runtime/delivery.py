@@ -16,10 +16,9 @@ import json
 import logging
 from collections.abc import Callable
 
+from ccxlic_runtime.channels import Channel, DeliveryError
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.effects import lease_one, until_stopped
-
-from ccxlic_alerting.channels import Channel, DeliveryError
 
 log = logging.getLogger(__name__)
 
