@@ -134,9 +134,7 @@ def sign(key: Ed25519PrivateKey, kind: str, payload: dict[str, Any]) -> str:
     return f"{body}.{_b64(key.sign(body.encode()))}"
 
 
-def verify(
-    public: Ed25519PublicKey | str, code: str, kind: str, what: str, limit: int = MAX_CODE
-) -> dict[str, Any]:
+def verify(public: Ed25519PublicKey | str, code: str, kind: str, what: str, limit: int = MAX_CODE) -> dict[str, Any]:
     """The payload of a document the authority signed; CodeError when it was changed or is not one. `limit`: its
     longest length (a sync file between authorities is longer than a code a person copies)."""
     if isinstance(public, str):
