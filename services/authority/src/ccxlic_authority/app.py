@@ -534,7 +534,7 @@ async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callab
                 )
             log.info(
                 "the licensing authority",
-                extra={"mode": role.mode, "name": role.name, "connected": settings.central_url is not None},
+                extra={"mode": role.mode, "authority": role.name, "connected": settings.central_url is not None},
             )
             registry = CollectorRegistry()
             app = make_app(
