@@ -111,7 +111,14 @@ async def test_the_console_in_a_browser(
 
     # ---- a registration token from the authority's page, then register with it, by keyboard
     await page.get_by_role("link", name="Licensing authority").click()
+    await page.get_by_label("Notification addresses").fill("licensing@acme.example")  # the smart account's mail
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("p.message.good")).to_contain_text("notification addresses of acme saved")
+    await expect(page.get_by_label("Notification addresses")).to_have_value("licensing@acme.example")
     await page.get_by_role("link", name=account).click()
+    premium = page.locator("table.balances tr", has_text="Flex Premium")  # purchased 2, none in use yet
+    await expect(premium.locator("td").nth(0)).to_have_text("2")
+    await expect(premium.locator("td").nth(3)).to_have_text("surplus")
     await page.get_by_label("Description").fill("for the browser test")
     await page.get_by_role("button", name="New token").click()
     token = await page.get_by_label("Registration token").input_value()

@@ -1,5 +1,7 @@
-"""The licensing authority's pages: its accounts and their licenses, a virtual account's instances and registration
-tokens (a new one is shown once), and moving licenses within a smart account. The console calls the authority with
+"""The licensing authority's pages: its accounts (in deficit or not, served by an on-prem or not), each smart
+account's notification addresses and the notices it was given, the on-prems and the sync state; a virtual account's
+balances (purchased, in use, balance, the instances behind), instances and registration tokens (a new one is shown
+once), and moving licenses within a smart account. The console calls the authority with
 the signed-in user's own credentials, so the authority checks the same user and audits them."""
 
 from __future__ import annotations
@@ -16,16 +18,45 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
     urls = console.urls
 
     async def authority(request: web.Request) -> web.Response:
-        body = await console.ask(
-            request, "GET", f"{urls.authority}/v1/accounts", refused="the licensing authority answered"
+        said = "the licensing authority answered"
+        body = await console.ask(request, "GET", f"{urls.authority}/v1/accounts", refused=said)
+        sync = await console.ask(request, "GET", f"{urls.authority}/v1/sync", refused=said)
+        onprems = (
+            []
+            if sync["mode"] == "onprem"
+            else (await console.ask(request, "GET", f"{urls.authority}/v1/onprems", refused=said))["onprems"]
         )
-        return console.page(request, "authority.html", smart_accounts=body["smart_accounts"])
+        notices = (await console.ask(request, "GET", f"{urls.authority}/v1/notices?limit=10000", refused=said))[
+            "notices"
+        ][-20:]
+        emails = {
+            sa["smart_account"]: (
+                await console.ask(
+                    request,
+                    "GET",
+                    f"{urls.authority}/v1/smart-accounts/{quote(sa['smart_account'], safe='')}/notifications",
+                    refused=said,
+                )
+            )["emails"]
+            for sa in body["smart_accounts"]
+        }
+        return console.page(
+            request,
+            "authority.html",
+            smart_accounts=body["smart_accounts"],
+            sync=sync,
+            onprems=onprems,
+            notices=list(reversed(notices)),
+            emails=emails,
+            done=request.query.get("done", "")[:300],
+        )
 
     async def account(request: web.Request) -> web.Response:
         name = request.match_info["account"]
         base = f"{urls.authority}/v1/accounts/{quote(name, safe='')}"
         said = "the licensing authority answered"
         insts = await console.ask(request, "GET", f"{base}/instances", refused=said)
+        balances = await console.ask(request, "GET", f"{base}/balances", refused=said)
         toks = await console.ask(request, "GET", f"{base}/tokens", refused=said)
         accounts = await console.ask(request, "GET", f"{urls.authority}/v1/accounts", refused=said)
         mine, siblings = None, []
@@ -41,6 +72,7 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
             info=mine,
             siblings=siblings,
             instances=insts["instances"],
+            balances=balances,
             tokens=toks.get("tokens", []),
             done=request.query.get("done", "")[:300],
             new_token=None,
@@ -82,6 +114,20 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
         done = "licenses moved" if what == "move" else "token revoked"
         raise web.HTTPSeeOther(f"/authority/accounts/{quote(name)}?" + urlencode({"done": done}))
 
+    async def notifications_post(request: web.Request) -> web.StreamResponse:
+        sa = request.match_info["smart_account"]
+        form = await request.post()
+        emails = [e.strip() for e in str(form.get("emails", "")).replace(",", " ").split() if e.strip()]
+        await console.ask(
+            request,
+            "PUT",
+            f"{urls.authority}/v1/smart-accounts/{quote(sa, safe='')}/notifications",
+            body={"emails": emails},
+            refused="the licensing authority refused",
+        )
+        raise web.HTTPSeeOther("/authority?" + urlencode({"done": f"notification addresses of {sa} saved"}))
+
     router.add_get("/authority", authority)
+    router.add_post("/authority/smart-accounts/{smart_account}/notifications", notifications_post)
     router.add_get("/authority/accounts/{account}", account)
     router.add_post("/authority/accounts/{account}/{what}", authority_post)
