@@ -133,6 +133,29 @@ async def test_commands_that_cannot_apply_are_refused_with_the_reason() -> None:
     assert types(out) == ["instance.deregistered"] and a.state().status == "unregistered"
 
 
+async def test_classic_licensing_until_a_one_way_migration_to_smart() -> None:
+    a, b = Agent(), Build("cc-1")
+    out = await a.batch(b.command(T0, "use_classic"))
+    assert types(out) == ["instance.classic_licensing"] and a.state().status == "classic"
+    for op, fields in (("register", {"token": "good"}), ("reservation_enable", {}), ("renew_authorization", {})):
+        assert await a.batch(b.command(T0 + H, op, **fields)) == []
+        assert "uses Classic Licensing: migrate it to Smart Licensing first" in a.state().last.message
+    assert a.authority.calls == []  # nothing reached the authority
+    out = await a.batch(b.command(T0 + 2 * H, "migrate_to_smart"))
+    assert types(out) == ["instance.migrated_to_smart"] and a.state().status == "unregistered"
+    assert await a.batch(b.command(T0 + 3 * H, "use_classic")) == []
+    assert "once migrated, it cannot use Classic Licensing" in a.state().last.message
+    out = await a.batch(b.command(T0 + 4 * H, "register", token="good"))
+    assert types(out) == ["instance.registered", "entitlements.set"]
+    # an instance that registered is on Smart Licensing: Classic Licensing is refused, even after a deregistration
+    b2 = Build("cc-2")
+    await a.batch(b2.command(T0, "register", token="good"), b2.command(T0 + H, "deregister"))
+    assert await a.batch(b2.command(T0 + 2 * H, "use_classic")) == []
+    assert "uses Smart Licensing" in a.state("cc-2").last.message
+    assert await a.batch(b2.command(T0 + 3 * H, "migrate_to_smart")) == []
+    assert "not on Classic Licensing" in a.state("cc-2").last.message
+
+
 async def test_transport_settings_that_do_not_work_are_a_smart_agent_initialization_failure() -> None:
     a, b = Agent(), Build("cc-1")
     a.authority.mode = "unreachable"

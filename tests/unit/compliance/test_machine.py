@@ -37,6 +37,35 @@ def _registered_over(b: Build) -> list[Event]:
 
 
 CASES = [
+    # 0. Classic Licensing (an upgrade that stays on it), and the one-way migration to Smart Licensing
+    Case(
+        "classic licensing has no evaluation clock",
+        lambda b: [b.classic(T0), b.usage(T0 + D, 30, 5), b.tick(T0 + 200 * D)],
+        {"registration": "classic", "authorization": "classic", "enforcement.active": False},
+        evidence="Classic Licensing: no Smart Licensing evaluation",  # the only transition: usage starts nothing
+    ),
+    Case(
+        "classic keeps the evaluation already used",
+        lambda b: [b.usage(T0, 3, 1), b.classic(T0 + 30 * D), b.tick(T0 + 300 * D), b.migrated(T0 + 300 * D)],
+        {"registration": "unregistered", "authorization": "evaluation", "deadlines.evaluation_ends_at": T0 + 360 * D},
+        evidence="migrated to Smart Licensing: evaluation runs, 60 d left",
+    ),
+    Case(
+        "a migration to smart licensing is one way",
+        lambda b: [b.classic(T0), b.migrated(T0 + D), b.classic(T0 + 2 * D)],
+        {"registration": "unregistered", "authorization": "no_licenses_in_use"},
+    ),
+    Case(
+        "a registered instance is not put on classic licensing",
+        lambda b: [b.entitle(T0, 10, 10), b.register(T0), b.classic(T0 + D)],
+        {"registration": "registered", "authorization": "authorized"},
+    ),
+    Case(
+        "an evaluation used up is enforced again after the migration",
+        lambda b: [b.usage(T0, 3, 1), b.tick(T0 + 91 * D), b.classic(T0 + 92 * D), b.migrated(T0 + 100 * D)],
+        {"authorization": "evaluation_expired", "enforcement.active": True},
+        evidence="the evaluation period is used up",
+    ),
     # 1. new instance, first usage starts evaluation; evaluation is unlimited
     Case(
         "new instance", lambda b: [b.tick(T0)], {"registration": "unregistered", "authorization": "no_licenses_in_use"}
@@ -620,6 +649,8 @@ KINDS = (
     "reserve",
     "return",
     "closed",
+    "classic",
+    "migrate",
 )
 
 
@@ -637,6 +668,8 @@ def _event(b: Build, kind: str, t: datetime, n: int) -> Event:
         "reserve": lambda: b.reserve(t, 10, 5),
         "return": lambda: b.reservation_returned(t),
         "closed": lambda: b.closed(t, start, t, n % 13, n % 7),
+        "classic": lambda: b.classic(t),
+        "migrate": lambda: b.migrated(t),
     }[kind]()
 
 

@@ -25,6 +25,7 @@ from ccxlic_contract.events import (
     AlertResolved,
     AuthorizationRenewalFailed,
     AuthorizationRenewed,
+    ClassicLicensingUsed,
     ClockTicked,
     ComplianceChanged,
     ConsumptionChanged,
@@ -37,6 +38,7 @@ from ccxlic_contract.events import (
     InstanceRegistered,
     IntervalClosed,
     LicenseControlBreached,
+    MigratedToSmart,
     PortsSampled,
     RegistrationRenewalFailed,
     RegistrationRenewed,
@@ -69,6 +71,8 @@ Event = Annotated[
     | SmartAgentInitFailed
     | ReservationInstalled
     | ReservationReturned
+    | ClassicLicensingUsed
+    | MigratedToSmart
     | AgentCommand
     | AgentCallAnswered
     | ClockTicked

@@ -114,7 +114,8 @@ License = Literal["standard", "premium"]
 Deployment = Literal["production", "lab", "non_production"]
 """The vendor's main license types: Production, or Lab (a non-production system; `non_production` is the same, the
 name this contract used first)."""
-Registration = Literal["unregistered", "registered", "registration_expired", "reserved"]
+Registration = Literal["unregistered", "registered", "registration_expired", "reserved", "classic"]
+"""`classic`: the instance runs Classic Licensing (an upgrade that stayed on it), not Smart Licensing."""
 Authorization = Literal[
     "no_licenses_in_use",
     "evaluation",
@@ -123,6 +124,7 @@ Authorization = Literal[
     "out_of_compliance",
     "authorization_expired",
     "reserved",
+    "classic",
 ]
 EnforcementReason = Literal["evaluation_expired", "out_of_compliance_expired", "authorization_expired"]
 OverStage = Literal["detected", "imminent"]
@@ -287,6 +289,8 @@ AgentOperation = Literal[
     "reservation_install",
     "reservation_return",
     "reservation_disable",
+    "use_classic",
+    "migrate_to_smart",
 ]
 Transport = Literal["direct", "proxy", "onprem"]
 URL_PATTERN = r"^https?://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]{1,2000}$"
@@ -694,6 +698,22 @@ class ReservationReturned(CloudEvent):
     data: Empty = Empty()
 
 
+class ClassicLicensingUsed(CloudEvent):
+    """The instance runs Classic Licensing (the document: an upgrade to 12.5 may "stay on Classic Licensing"): no
+    evaluation period, no registration, its licenses from its classic license file."""
+
+    type: Literal["licensing.instance.classic_licensing"] = "licensing.instance.classic_licensing"
+    data: Empty = Empty()
+
+
+class MigratedToSmart(CloudEvent):
+    """The instance migrated from Classic to Smart Licensing, one way ("Once you migrate to Smart Licensing, you
+    cannot use Classic Licensing"): it is unregistered, in evaluation until it registers."""
+
+    type: Literal["licensing.instance.migrated_to_smart"] = "licensing.instance.migrated_to_smart"
+    data: Empty = Empty()
+
+
 AgentCall = Literal["register", "authorize", "renew_registration", "report", "deregister", "probe", "pin_key"]
 """The Smart Agent's calls to the licensing authority."""
 
@@ -800,6 +820,8 @@ EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
     SmartAgentInitFailed,
     ReservationInstalled,
     ReservationReturned,
+    ClassicLicensingUsed,
+    MigratedToSmart,
     AgentCommand,
     AgentCallAnswered,
     ClockTicked,

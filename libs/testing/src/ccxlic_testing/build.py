@@ -58,6 +58,8 @@ from ccxlic_contract.events import (
     ReservationInstalled,
     ReservationInstalledData,
     ReservationReturned,
+    ClassicLicensingUsed,
+    MigratedToSmart,
     SmartAgentInitFailed,
     SmartAgentInitialized,
     Witness,
@@ -241,6 +243,12 @@ class Build:
 
     def reservation_returned(self, t: datetime) -> Event:
         return self._event(ReservationReturned, t, {})
+
+    def classic(self, t: datetime) -> Event:
+        return self._event(ClassicLicensingUsed, t, {})
+
+    def migrated(self, t: datetime) -> Event:
+        return self._event(MigratedToSmart, t, {})
 
     def failure(self, kind: str, t: datetime, reason: str = "simulated failure") -> Event:
         """A failure event: authorization | registration | reporting | entitlements | agent_init | consumption."""

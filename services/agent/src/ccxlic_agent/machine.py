@@ -47,6 +47,7 @@ from ccxlic_contract.events import (
     AgentCommand,
     AuthorizationRenewalFailed,
     AuthorizationRenewed,
+    ClassicLicensingUsed,
     Deployment,
     EntitlementsFetchFailed,
     EntitlementsSet,
@@ -57,6 +58,7 @@ from ccxlic_contract.events import (
     InstanceRegisteredData,
     IntervalClosed,
     LicenseCounts,
+    MigratedToSmart,
     RegistrationRenewalFailed,
     RegistrationRenewed,
     ReportingFailed,
@@ -76,7 +78,7 @@ from pydantic import BaseModel, ConfigDict
 
 SOURCE = "urn:ccxlic:smart-agent"
 IDS = uuid.UUID("6c1d8e2f-4b5a-4e9c-9f0d-3a2b1c7e5d84")
-Status = Literal["unregistered", "registered", "reservation_enabled", "reserved"]
+Status = Literal["unregistered", "registered", "reservation_enabled", "reserved", "classic"]
 Operation = Literal["register", "authorize", "renew_registration", "report", "deregister", "probe", "pin_key"]
 LICENSES = ("standard", "premium", "ivr_ports")
 PRESENCE = ("server", "warm_standby")  # held, never consumed: reported as 0 in use
@@ -163,6 +165,8 @@ class State(BaseModel):
     requests: int = 0  # calls asked for
     in_flight: InFlight | None = None  # the call whose answer the instance waits for
     deferred: tuple[str, ...] = ()  # the inputs heard meanwhile, in order (as encoded on the wire)
+    smart_used: bool = False  # it registered or installed a reservation: it is on Smart Licensing
+    migrated: bool = False  # it migrated from Classic Licensing: one way
 
 
 class Call(BaseModel):
@@ -358,6 +362,34 @@ class AgentDecider:
         def refuse(message: str) -> tuple[State, Call | None]:
             return self._result(s, op, False, message), None
 
+        if op == "use_classic":
+            if s.migrated:
+                return refuse(
+                    "the instance migrated to Smart Licensing: once migrated, it cannot use Classic Licensing"
+                )
+            if s.status == "classic":
+                return refuse("the instance already uses Classic Licensing")
+            if s.status != "unregistered" or s.smart_used:
+                return refuse(
+                    f"the instance uses Smart Licensing ({s.status}): Classic Licensing is for an upgrade that stays "
+                    "on it, before any registration or reservation"
+                )
+            s = self._emit(s.model_copy(update={"status": "classic"}), ClassicLicensingUsed, {}, out)
+            return self._result(s, op, True, "Classic Licensing: no evaluation, no registration"), None
+        if op == "migrate_to_smart":
+            if s.status != "classic":
+                return refuse(f"the instance is not on Classic Licensing ({s.status}): nothing to migrate")
+            s = s.model_copy(update={"status": "unregistered", "migrated": True})
+            s = self._emit(s, MigratedToSmart, {}, out)
+            return self._result(
+                s, op, True, "migrated to Smart Licensing (one way): in evaluation until it registers"
+            ), None
+        if s.status == "classic" and op not in ("set_license_type", "set_transport"):
+            return refuse(
+                "the instance uses Classic Licensing: migrate it to Smart Licensing first (ccxlic licensing "
+                f"{s.instance} smart)"
+            )
+
         if op in ("register", "reregister"):
             if s.status in ("reservation_enabled", "reserved"):
                 return refuse("a license reservation is enabled: return it and disable reservation first")
@@ -477,6 +509,7 @@ class AgentDecider:
         s = s.model_copy(
             update={
                 "status": "reserved",
+                "smart_used": True,
                 "reservation": counts,
                 "reservation_serial": payload["serial"],
                 "reservation_issued_at": issued,
@@ -506,6 +539,7 @@ class AgentDecider:
             s = s.model_copy(
                 update={
                     "status": "registered",
+                    "smart_used": True,
                     "identity": a["identity_certificate"],
                     "virtual_account": a["virtual_account"],
                     "registration_valid_until": datetime.fromisoformat(a["registration_valid_until"]),

@@ -170,6 +170,26 @@ def reservation(
     _send(instance, at, wait, f"reservation_{step.value}", code=code if step is Step.install else None)
 
 
+class Mode(StrEnum):
+    classic = "classic"
+    smart = "smart"
+
+
+def licensing(
+    instance: Annotated[str, typer.Argument(help="the product instance id")],
+    mode: Annotated[Mode, typer.Argument(help="classic (stay on Classic Licensing) or smart (migrate, one way)")],
+    at: At = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Classic or Smart Licensing. `classic`: an upgraded instance that stays on Classic Licensing (before any
+    registration or reservation): no evaluation, no registration. `smart`: migrate it to Smart Licensing; one way
+    ("Once you migrate to Smart Licensing, you cannot use Classic Licensing").
+
+    Example: ccxlic licensing cc-old classic | ccxlic licensing cc-old smart
+    """
+    _send(instance, at, wait, "use_classic" if mode is Mode.classic else "migrate_to_smart")
+
+
 def add_commands(app: typer.Typer) -> None:
     for command, name in (
         (register, "register"),
@@ -179,5 +199,6 @@ def add_commands(app: typer.Typer) -> None:
         (license_type, "license-type"),
         (transport, "transport"),
         (reservation, "reservation"),
+        (licensing, "licensing"),
     ):
         app.command(name)(command)

@@ -8,10 +8,12 @@ from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
     AuthorizationRenewalFailed,
     AuthorizationRenewed,
+    ClassicLicensingUsed,
     FailureReason,
     InstanceDeregistered,
     InstanceRegistered,
     InstanceRegisteredData,
+    MigratedToSmart,
     RegistrationRenewalFailed,
     RegistrationRenewed,
     ReportingFailed,
@@ -39,6 +41,8 @@ KINDS: dict[str, tuple[type, str]] = {
         "a Specific License Reservation was installed (--standard/--premium/--ivr-ports)",
     ),
     "return-reservation": (ReservationReturned, "the reservation was returned"),
+    "classic": (ClassicLicensingUsed, "the instance stays on Classic Licensing (an upgrade)"),
+    "migrate-to-smart": (MigratedToSmart, "the instance migrated to Smart Licensing (one way)"),
 }
 
 

@@ -184,7 +184,8 @@ def lifecycle(
     at: Annotated[str | None, typer.Option(help="event time, RFC 3339 (default: now)")] = None,
 ) -> None:
     """Publish a lifecycle event: register, deregister, renew-auth, renew-auth-failed, renew-registration,
-    renew-registration-failed, report, report-failed, agent-init, agent-init-failed, reserve, return-reservation.
+    renew-registration-failed, report, report-failed, agent-init, agent-init-failed, reserve, return-reservation,
+    classic, migrate-to-smart.
 
     Examples: ccxlic lifecycle cc-east register --account va-1 | ccxlic lifecycle cc-east renew-auth-failed
     --reason "SSM unreachable" | ccxlic lifecycle cc-lab reserve --standard 10 --premium 2

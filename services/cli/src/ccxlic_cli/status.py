@@ -17,6 +17,7 @@ _SEVERITY_STYLE = {"critical": "bold red", "major": "red", "warning": "yellow"}
 _AUTH_STYLE = {
     "authorized": "green",
     "reserved": "green",
+    "classic": "dim",
     "evaluation": "cyan",
     "no_licenses_in_use": "dim",
     "out_of_compliance": "bold red",
@@ -58,7 +59,11 @@ def _state(c: dict[str, Any] | None) -> str:
     if c is None:
         return "-"
     auth, reg = str(c["authorization"]), str(c["registration"])
-    return auth if reg in ("registered", "reserved") or auth.startswith(("evaluation", "no_")) else f"{auth} ({reg})"
+    return (
+        auth
+        if reg in ("registered", "reserved", "classic") or auth.startswith(("evaluation", "no_"))
+        else f"{auth} ({reg})"
+    )
 
 
 def _outbound(usage: dict[str, Any] | None) -> str:

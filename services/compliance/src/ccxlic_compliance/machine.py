@@ -41,6 +41,7 @@ from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
     Authorization,
     AuthorizationRenewed,
+    ClassicLicensingUsed,
     ComplianceChangedData,
     ConsumptionChanged,
     Deadlines,
@@ -53,6 +54,7 @@ from ccxlic_contract.events import (
     InstanceRegistered,
     IntervalClosed,
     LicenseCounts,
+    MigratedToSmart,
     OverStage,
     PresenceLicense,
     Registration,
@@ -151,6 +153,7 @@ class State(BaseModel):
     missing: tuple[PresenceLicense, ...] = ()  # Server / Warm Standby licenses the last entitlements lacked
     computation_failed: bool = False  # a licensing.consumption.failed came and no consumption.changed since
     control_breached: bool = False  # a licensing.control.breached came and no consumption.changed without one since
+    migrated: bool = False  # it migrated from Classic to Smart Licensing (one way)
 
     # ------------------------------------------------------------ derived
 
@@ -188,6 +191,8 @@ class State(BaseModel):
     def authorization(self) -> Authorization:
         if self.registration == "reserved":
             return "reserved"
+        if self.registration == "classic":
+            return "classic"
         if self.evaluating():
             if self.evaluation_expired:
                 return "evaluation_expired"
@@ -539,6 +544,31 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
             f"specific license reservation installed: {_usage_words(reserved)} (over-consumption is not allowed: "
             "sign-ins beyond it are refused, never out of compliance)"
         )
+    if isinstance(event, ClassicLicensingUsed):
+        if s.migrated:
+            return s, "classic licensing ignored: once migrated to Smart Licensing, it cannot use Classic Licensing"
+        if s.registration != "unregistered":
+            return s, f"classic licensing ignored: the instance uses Smart Licensing ({s.registration})"
+        s = _stop_evaluation(s, t, rules)
+        s = _lift(s.model_copy(update={"registration": "classic", "evaluation_expired": False}), "evaluation_expired")
+        return s, "Classic Licensing: no Smart Licensing evaluation, registration or enforcement"
+    if isinstance(event, MigratedToSmart):
+        if s.registration != "classic":
+            return s.model_copy(
+                update={"migrated": True}
+            ), f"migration to Smart Licensing: already on it ({s.registration})"
+        s = s.model_copy(update={"registration": "unregistered", "migrated": True})
+        if s.ever_used or s.usage.busy():
+            s = s.model_copy(update={"ever_used": True})
+            if s.evaluation_used >= rules.evaluation:
+                s = _enforce(s.model_copy(update={"evaluation_expired": True}), "evaluation_expired", t, rules)
+                return s, "migrated to Smart Licensing: the evaluation period is used up"
+            s = s.model_copy(update={"evaluation_since": t})
+            return (
+                s,
+                f"migrated to Smart Licensing: evaluation runs, {_days(rules.evaluation - s.evaluation_used)} left",
+            )
+        return s, "migrated to Smart Licensing: evaluation starts with the first usage"
     if isinstance(event, InstanceDeregistered | ReservationReturned):
         what = "deregistered" if isinstance(event, InstanceDeregistered) else "reservation returned"
         s = s.model_copy(

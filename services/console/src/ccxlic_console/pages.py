@@ -19,12 +19,14 @@ STATES: Mapping[str, tuple[str, str]] = {
     "out_of_compliance": ("Out of compliance", "bad"),
     "authorization_expired": ("Authorization expired", "bad"),
     "reserved": ("Authorized (reservation)", "good"),
+    "classic": ("Classic Licensing", "calm"),
 }
 REGISTRATION: Mapping[str, str] = {
     "unregistered": "Unregistered",
     "registered": "Registered",
     "registration_expired": "Registration expired",
     "reserved": "Reserved (Specific License Reservation)",
+    "classic": "Classic Licensing (not Smart Licensing)",
 }
 DEADLINES: Mapping[str, str] = {
     "evaluation_ends_at": "Evaluation ends",
