@@ -134,6 +134,18 @@ an instance configured with it reaches the product side, which is served under i
 _EMAIL = re.compile(r"^[^@\s,]{1,64}@[^@\s,]{1,255}$")
 
 
+def _page(r: web.Request) -> tuple[int, int]:
+    """`?after=&limit=` of a listing (the audit log, the notices): after an id, at most `limit` rows."""
+    try:
+        after = int(r.query.get("after", "0"))
+        limit = int(r.query.get("limit", "1000"))
+    except ValueError:
+        raise Refused(400, "after and limit must be whole numbers") from None
+    if not (after >= 0 and 1 <= limit <= 10_000):
+        raise Refused(400, "after must be >= 0 and limit from 1 to 10000")
+    return after, limit
+
+
 def _emails(body: dict[str, Any]) -> list[str]:
     value = body.get("emails")
     if not isinstance(value, list) or len(value) > 50 or not all(isinstance(e, str) for e in value):
@@ -328,14 +340,7 @@ def make_app(
         return await get_faults(r, b)
 
     async def audit(r: web.Request, b: dict[str, Any]) -> Any:
-        try:
-            after = int(r.query.get("after", "0"))
-            limit = int(r.query.get("limit", "1000"))
-        except ValueError:
-            raise Refused(400, "after and limit must be whole numbers") from None
-        if not (after >= 0 and 1 <= limit <= 10_000):
-            raise Refused(400, "after must be >= 0 and limit from 1 to 10000")
-        return {"entries": await authority.audit(after, limit)}
+        return {"entries": await authority.audit(*_page(r))}
 
     async def keys(r: web.Request, b: dict[str, Any]) -> Any:
         return {"algorithm": "Ed25519", "public_key_pem": codes.public_pem(authority.key)}
@@ -356,13 +361,7 @@ def make_app(
         return await authority.set_notification_emails(actor(r), smart_account_of(r), _emails(b))
 
     async def notices(r: web.Request, b: dict[str, Any]) -> Any:
-        try:
-            after = int(r.query.get("after", "0"))
-            limit = int(r.query.get("limit", "1000"))
-        except ValueError:
-            raise Refused(400, "after and limit must be whole numbers") from None
-        if not (after >= 0 and 1 <= limit <= 10_000):
-            raise Refused(400, "after must be >= 0 and limit from 1 to 10000")
+        after, limit = _page(r)
         sa = r.query.get("smart_account")
         if sa is not None and _NAME.fullmatch(sa) is None:
             raise Refused(400, "smart_account is 1-64 characters from A-Z a-z 0-9 . _ : -")
