@@ -16,7 +16,7 @@ ADMIN_ENV = set -a && . "$(STACK_DIR)/pg.env" && $(if $(SCRAM),. "$(STACK_DIR)/k
 # make chaos: the harness as the admin, the services it starts as their own roles and Kafka users
 CHAOS_ENV = set -a && . "$(STACK_DIR)/pg.env" && $(if $(SCRAM),. "$(STACK_DIR)/kafka-scram-tls/client.env" && . "$(STACK_DIR)/kafka-scram-tls/admin.env" &&,) set +a &&
 
-.PHONY: help deps up down status promtool kustomize asyncapi-spec chaos run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench bench-quick lint format typecheck schemas check-schemas clean
+.PHONY: help deps up down status promtool kustomize asyncapi-spec chaos run run-services run-consumption run-compliance run-alerting run-authority run-agent run-console browser test test-unit test-integration test-e2e screenshots fuzz bench backtest bench-quick lint format typecheck schemas check-schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench: up ## the benchmarks (B0-B4, each next to its baseline) on the local stac
 chaos: up ## fault injection: the chain as processes, each as its own role, under thirteen faults (FAULTS=3,12 picks some); prints the table, writes bench/chaos.json
 	$(CHAOS_ENV) $(PY) bench/chaos.py $(if $(FAULTS),--only $(FAULTS),)
 
+backtest: deps ## the forecast's backtest: seeded simulated weeks, the forecast walked hour by hour (no stack needed); prints the table, writes bench/backtest.json
+	$(PY) bench/backtest.py --json bench/backtest.json
+
 bench-quick: up ## the benchmarks at smoke size (what `make test` runs)
 	$(ADMIN_ENV) $(PY) bench/run.py --quick --json /tmp/ccxlic-bench-quick.json
 
@@ -111,7 +114,7 @@ format: ## ruff: fix what it can and format
 
 typecheck: ## mypy --strict on every source file: the libs, the services (their apps and the CLI too) and the bench
 	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
-	  services/consumption/src services/compliance/src services/alerting/src services/authority/src services/agent/src services/console/src services/cli/src bench/run.py bench/chaos.py
+	  services/consumption/src services/compliance/src services/alerting/src services/authority/src services/agent/src services/console/src services/cli/src bench/run.py bench/chaos.py bench/backtest.py
 
 schemas: ## regenerate docs/schemas from the contract models
 	$(PY) -m ccxlic_contract.schemas docs/schemas

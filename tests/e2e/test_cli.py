@@ -34,6 +34,7 @@ COMMANDS = [
     "tick",
     "status",
     "report",
+    "forecast",
     "register",
     "reregister",
     "deregister",
@@ -104,6 +105,8 @@ def test_every_command_has_help_with_examples(command: str) -> None:
         (["run", "everything"], "Invalid value"),
         (["register", "x"], "Missing option '--token'"),
         (["licensing", "x", "bogus"], "Invalid value"),
+        (["forecast", "bad id"], "instance id 'bad id'"),
+        (["forecast", "x", "--at", "tomorrow"], "RFC 3339"),
         (["authority", "sync", "answer", "/nonexistent.request", "--out", "x"], "cannot read the sync request"),
         (["authority", "onprem", "site-a", "--key", "/nonexistent.pem", "--account", "east"], "Invalid value"),
         (["register", "bad id", "--token", "t"], "instance id 'bad id'"),
@@ -483,3 +486,48 @@ async def test_serve_becomes_the_service_and_health_checks_it_as_the_image_does(
         await drop_schema(stack.database_url, f"{pg_schema}_compliance")
     down = await asyncio.to_thread(ccxlic, ["health"], service_env)
     assert down.returncode == 1 and f"http://127.0.0.1:{port}/healthz answered nothing" in " ".join(down.stderr.split())
+
+
+async def test_forecast_from_weeks_of_interval_peaks_against_the_running_services(
+    pipeline: Pipeline, producer: EventProducer, instance_id: str
+) -> None:
+    """Four weeks of weekday shifts (08:00-16:00, one more Premium agent each week) through the services; the
+    forecast of the fifth week comes from the interval reports, with too little history refused first."""
+    b = Build(instance_id)
+    monday = datetime(2026, 3, 2, tzinfo=UTC)
+    await producer.publish_many(
+        [b.entitle(monday - timedelta(hours=1), 40, 6, ivr_ports=4), b.register(monday - timedelta(hours=1))]
+    )
+    await pipeline.until("consumption", f"/v1/instances/{instance_id}/usage", lambda u: u["entitled"] is not None)
+    r = await asyncio.to_thread(ccxlic, ["forecast", instance_id], pipeline.env)
+    assert r.returncode == 0 and "no forecast: too little history: 0 full week(s)" in r.stdout, r.stdout
+    events = []
+    for day in range(28):
+        start = monday + timedelta(days=day, hours=8)
+        if start.weekday() < 5:
+            agents = [f"p{k}" for k in range(4 + day // 7)]  # 4, 5, 6, 7 Premium agents
+            events += [b.sign_in(start + timedelta(minutes=k), a, "chat") for k, a in enumerate(agents)]
+            events += [b.sign_out(start + timedelta(hours=8, minutes=-5), a) for a in agents]
+        events += [b.tick(monday + timedelta(days=day, hours=h)) for h in (0, 8, 16)]
+    end = monday + timedelta(days=28, minutes=10)
+    events.append(b.tick(end))
+    await producer.publish_many(events)
+    await pipeline.until(
+        "consumption",
+        f"/v1/instances/{instance_id}/intervals",
+        lambda r: any(x["interval_start"].startswith("2026-03-29T16") for x in r["reports"]),
+        120,
+    )
+    r = await asyncio.to_thread(ccxlic, ["forecast", instance_id, "--format", "json"], pipeline.env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    # the first week is not full: its first report is Monday 08:00 (no report before the first usage)
+    assert out["estimate"] is True and out["weeks_of_history"] == 3 and len(out["intervals"]) == 21
+    monday_day = next(i for i in out["intervals"] if i["interval_start"].startswith("2026-03-30T08"))
+    assert monday_day["p50"]["premium"] == 8  # the growth carried on: 4, 5, 6, 7, then 8
+    assert monday_day["p90"]["premium"] >= 8
+    night = next(i for i in out["intervals"] if i["interval_start"].startswith("2026-03-30T00"))
+    assert night["p50"]["premium"] == 0
+    assert out["over"] and out["over"][0]["from"].startswith("2026-03-30T08") and out["over"][0]["by"]["premium"] >= 2
+    r = await asyncio.to_thread(ccxlic, ["forecast", instance_id], pipeline.env)
+    assert "ESTIMATE" in r.stdout and "p90 OVER the entitlements from 2026-03-30T08:00:00+00:00" in r.stdout

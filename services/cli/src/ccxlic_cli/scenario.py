@@ -92,6 +92,11 @@ class Instance(_Model):
     break_minutes: float = Field(15.0, ge=0, le=120)
     crash_relogin_rate: float = Field(0.05, ge=0, le=1, description="share of agents who crash and sign in again")
     roster_every_minutes: float = Field(60.0, gt=0)
+    weekend_share: float = Field(1.0, ge=0, le=1, description="the share of agents on shift on Saturday and Sunday")
+    growth_per_week: float = Field(
+        0.0, ge=0, le=10, description="the staff grows by this share of `agents` a week (new agents join)"
+    )
+    absence_rate: float = Field(0.0, ge=0, le=1, description="the chance an agent misses a given day")
 
 
 class Injected(_Model):

@@ -72,6 +72,29 @@ def agents_of(instance: Instance) -> list[SimAgent]:
     return out
 
 
+def _staff(inst: Instance, start: datetime, end: datetime) -> list[tuple[SimAgent, datetime]]:
+    """The agents and when each joins: `agents` at the start, and with `growth_per_week` new ones (the same mix, in
+    turn) joining evenly, `growth_per_week` x the starting staff a week."""
+    first = agents_of(inst)
+    out = [(a, start) for a in first]
+    per_week = inst.growth_per_week * len(first)
+    if per_week <= 0 or not first:
+        return out
+    weeks = (end - start) / timedelta(days=7)
+    for n in range(math.floor(per_week * weeks)):
+        model = first[n % len(first)]
+        joins = start + timedelta(days=7) * ((n + 1) / per_week)
+        out.append((SimAgent(f"{model.agent_id}-g{n:04d}", model.capabilities, model.supervisor), joins))
+    return out
+
+
+def _off(inst: Instance, day: datetime, rnd: random.Random) -> bool:
+    """The agent is not on shift that day: a weekend without them, or an absence (a draw only when set)."""
+    if day.weekday() >= 5 and inst.weekend_share < 1 and rnd.random() >= inst.weekend_share:
+        return True
+    return inst.absence_rate > 0 and rnd.random() < inst.absence_rate
+
+
 def ivr_load(peak: int, at: datetime) -> int:
     """The daily curve: a floor of 5 % overnight, a sine from 06:00 to 18:00 UTC peaking at noon."""
     hour = at.hour + at.minute / 60
@@ -191,9 +214,12 @@ def _instance(
     sessions: list[tuple[SimAgent, datetime, datetime]] = []
     refused: set[int] = set()
     shift = timedelta(hours=inst.shift_hours)
-    for agent in agents_of(inst):
+    for agent, joins in _staff(inst, start, end):
         day = start
         while day < end:
+            if day < joins or _off(inst, day, rnd):
+                day += timedelta(days=1)
+                continue
             login = day + timedelta(minutes=rnd.uniform(0, inst.login_spread_minutes))
             logout = login + shift
             mid = login + shift / 2
