@@ -172,6 +172,7 @@ async def test_the_console_in_a_browser(
     await expect(chart.locator("circle.point")).to_have_count(3 * intervals)
     await expect(chart.locator("circle.point.premium").first).to_have_attribute("data-peak", "4")
     await expect(page.locator("#to-buy")).to_contain_text("Premium 2")
+    await expect(page.locator("#forecast-none")).to_contain_text("too little history")  # hours of it, not weeks
     await expect(page.locator("#history")).to_contain_text("authorization: authorized → out_of_compliance")
     await _screenshot(page, "instance", tmp_path)
     async with page.expect_download() as fetched:

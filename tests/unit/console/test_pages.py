@@ -1,14 +1,16 @@
-"""The console's pure parts: the peaks chart (one point per interval and license), the overview's rows (state in
+"""The console's pure parts: the peaks chart (one point per interval and license), the forecast chart, the overview's rows (state in
 words, bars, the nearest deadline), filter and sort, and the compliance timeline."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ccxlic_console import chart, pages
 from ccxlic_rules import Entitlement
 from ccxlic_rules import report as report_rows
+from ccxlic_rules.forecast import forecast, interval_history
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -169,3 +171,20 @@ def test_after_signing_in_only_a_path_of_this_site_is_followed() -> None:
         "\t//evil.example",
     ):
         assert _next(bad) == "/", bad
+
+
+def test_the_forecast_chart_has_a_band_and_a_point_per_coming_interval_and_license() -> None:
+    monday = datetime(2026, 3, 2, tzinfo=UTC)
+    reports = [
+        _report((monday + n * timedelta(hours=8)).isoformat(), 10 + n // 21, 4 if n % 3 == 1 else 0, 2)
+        for n in range(4 * 21)
+    ]
+    now = monday + timedelta(weeks=4)
+    f = forecast(interval_history(reports, now), now, step=timedelta(hours=8))
+    assert len(f.hours) == 21
+    svg = chart.forecast_svg(f, Entitlement(12, 3, 20), "coming <week>")
+    points = re.findall(r'<circle class="forecast (\w+)"[^>]*data-p50="(\d+)" data-p90="(\d+)"', svg)
+    assert len(points) == 3 * 21 and all(int(p90) >= int(p50) for _, p50, p90 in points)
+    assert svg.count('<polygon class="band') == 3 and "coming &lt;week&gt;" in svg
+    day = [int(p50) for lic, p50, _ in points if lic == "premium"][1]  # Monday 08:00-16:00 of week 5
+    assert day == 4

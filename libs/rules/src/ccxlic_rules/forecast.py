@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ccxlic_rules.pool import Entitlement, Usage, deficit
 
@@ -63,6 +64,26 @@ def hourly_peaks(
             i += 1
         out[hour] = peak
         hour += HOUR
+    return out
+
+
+def interval_history(
+    reports: Sequence[Mapping[str, Any]], until: datetime, length: timedelta = timedelta(hours=8)
+) -> dict[datetime, dict[str, int]]:
+    """Each reporting interval's peaks (the latest revision of each) from the first report's interval to `until`; an
+    interval with no report had no usage (0). `reports` as the consumption computer serves them."""
+    latest: dict[datetime, tuple[int, dict[str, int]]] = {}
+    for r in reports:
+        start = datetime.fromisoformat(str(r["interval_start"]).replace("Z", "+00:00"))
+        revision = int(r.get("revision", 1))
+        if start not in latest or revision > latest[start][0]:
+            latest[start] = (revision, {lic: int(r["peak"][lic]) for lic in LICENSES})
+    if not latest:
+        return {}
+    t, out = min(latest), {}
+    while t + length <= until:
+        out[t] = latest[t][1] if t in latest else dict.fromkeys(LICENSES, 0)
+        t += length
     return out
 
 

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from ccxlic_rules import Entitlement
-from ccxlic_rules import report as report_mod
-from ccxlic_rules.forecast import LICENSES, Forecast, forecast, risks
+from ccxlic_rules.forecast import LICENSES, Forecast, forecast, interval_history, risks
 from ccxlic_runtime.client import ServiceError, report_inputs
 
 from ccxlic_cli import common
@@ -27,22 +26,6 @@ class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-def history_of(reports: list[Any], until: datetime) -> dict[datetime, dict[str, int]]:
-    """Each interval's peaks (its latest revision) from the first report to `until`; an interval with no report had
-    no usage (0)."""
-    peaks = {
-        datetime.fromisoformat(str(r["interval_start"])): {lic: int(r["peak"][lic]) for lic in LICENSES}
-        for r in report_mod.latest_revisions(reports)
-    }
-    if not peaks:
-        return {}
-    t, out = min(peaks), {}
-    while t + INTERVAL <= until:
-        out[t] = peaks.get(t, dict.fromkeys(LICENSES, 0))
-        t += INTERVAL
-    return out
 
 
 def as_json(instance: str, f: Forecast, entitled: Entitlement | None) -> dict[str, Any]:
@@ -90,7 +73,7 @@ def forecast_command(
         now = datetime.now(UTC)
     ent = usage.get("entitled") if usage else None
     entitled = Entitlement(ent["standard"], ent["premium"], ent["ivr_ports"]) if ent else None
-    f = forecast(history_of(reports, now), now, step=INTERVAL)
+    f = forecast(interval_history(reports, now), now, step=INTERVAL)
     out = as_json(name, f, entitled)
     if format is Format.json:
         typer.echo(json.dumps(out, indent=2))

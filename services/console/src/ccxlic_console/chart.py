@@ -1,4 +1,4 @@
-"""The peaks chart, drawn on the server as SVG: one point per reporting interval and license (its peak, latest
+"""The peaks chart and the forecast chart, drawn on the server as SVG. The peaks chart: one point per reporting interval and license (its peak, latest
 revision), a line through them, and the entitlement of each license as a dashed line. Pure: rows in, markup out.
 
 Each point is a `<circle class="point" data-license=... data-interval=... data-peak=...>` with a `<title>` (a
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from html import escape
 
 from ccxlic_rules import Entitlement
+from ccxlic_rules.forecast import Forecast
 from ccxlic_rules.report import Row
 
 WIDTH, HEIGHT = 760, 260
@@ -78,6 +79,58 @@ def svg(rows: Sequence[Row], entitled: Entitlement | None, title: str) -> str:
         parts.append(
             f'<text class="empty" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">'
             "no closed reporting interval in this range</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def forecast_svg(f: Forecast, entitled: Entitlement | None, title: str) -> str:
+    """The coming intervals of a forecast (an estimate): per license its p50 as a line and the band up to its p90,
+    against the entitlements. Each step is a `<circle class="forecast ..." data-p50=... data-p90=...>`."""
+    n = len(f.hours)
+    ceiling = max(
+        [1]
+        + [max(h.p90.values()) for h in f.hours]
+        + ([entitled.premium, entitled.standard, entitled.ivr_ports] if entitled else [])
+    )
+    top = ceiling + max(1, ceiling // 10)
+    parts = [
+        f'<svg class="chart forecast" role="img" aria-labelledby="forecast-title" viewBox="0 0 {WIDTH} {HEIGHT}"'
+        f' width="100%" data-intervals="{n}" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="forecast-title">{escape(title)}</title>',
+    ]
+    for step in range(5):
+        value = round(top * step / 4)
+        y = _y(value, top)
+        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{value}</text>')
+    if entitled is not None:
+        for key, name in SERIES:
+            y = _y(getattr(entitled, key), top)
+            parts.append(
+                f'<line class="entitled {key}" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}">'
+                f"<title>{name} purchased: {getattr(entitled, key)}</title></line>"
+            )
+    for key, name in SERIES:
+        low = [(_x(i, n), _y(h.p50[key], top)) for i, h in enumerate(f.hours)]
+        high = [(_x(i, n), _y(h.p90[key], top)) for i, h in enumerate(f.hours)]
+        if n > 1:
+            band = " ".join(f"{x:.1f},{y:.1f}" for x, y in [*low, *reversed(high)])
+            parts.append(f'<polygon class="band {key}" points="{band}"/>')
+            parts.append(f'<polyline class="series {key}" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in low)}"/>')
+        for (x, y), h in zip(low, f.hours, strict=True):
+            start = h.start.isoformat()
+            parts.append(
+                f'<circle class="forecast {key}" data-license="{key}" data-interval="{start}"'
+                f' data-p50="{h.p50[key]}" data-p90="{h.p90[key]}" cx="{x:.1f}" cy="{y:.1f}" r="3">'
+                f"<title>{name}, the interval from {start}: an estimated peak of {h.p50[key]} (p50), up to"
+                f" {h.p90[key]} (p90)</title></circle>"
+            )
+    for i in sorted({0, n - 1, (n - 1) // 2}) if n else []:
+        anchor = "start" if i == 0 and n > 1 else ("end" if i == n - 1 and n > 1 else "middle")
+        parts.append(
+            f'<text class="axis" x="{_x(i, n):.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">'
+            f"{f.hours[i].start.strftime('%Y-%m-%d %H:%M')}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -13,8 +13,9 @@ from aiohttp import web
 from ccxlic_rules import Entitlement
 from ccxlic_rules import report as report_rows
 from ccxlic_rules.exits import attention
+from ccxlic_rules.forecast import Forecast, forecast, interval_history, risks
 from ccxlic_runtime.auth import identity
-from ccxlic_runtime.client import agent_command, intervals, snapshot
+from ccxlic_runtime.client import ServiceError, agent_command, intervals, snapshot
 from ccxlic_runtime.http import BadRequest, check_instance, json_response, problem
 
 from ccxlic_console import chart, pages
@@ -142,6 +143,19 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
         ent = entitlement(usage)  # the usage the page already has: the reports alone are fetched
         return since, until, report_rows.rows(await intervals(urls, instance, since, until), ent), ent
 
+    async def forecast_of(instance: str, usage: Mapping[str, Any] | None) -> Forecast:
+        """The coming week's interval peaks (an estimate) from the last seven weeks of interval reports, as of the
+        instance's own time."""
+        as_of = (usage or {}).get("as_of") or datetime.now(UTC).isoformat()
+        now = datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
+        try:
+            reports = await intervals(urls, instance, now - timedelta(weeks=7), now + timedelta(days=1))
+        except ServiceError:
+            reports = []
+        if reports:
+            now = max(datetime.fromisoformat(str(r["interval_end"]).replace("Z", "+00:00")) for r in reports)
+        return forecast(interval_history(reports, now), now, step=timedelta(hours=8))
+
     async def instance_page(request: web.Request) -> web.Response:
         instance = instance_of(request)
         now = await live(instance)
@@ -156,6 +170,7 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
         )
         silences = [s for s in (silences or {}).get("silences", []) if s.get("instance") in (None, instance)]
         calls = await console.get(f"{urls.agent}/v1/instances/{instance}/agent/calls", {"calls": []})
+        coming = await forecast_of(instance, usage)
         return console.page(
             request,
             "instance.html",
@@ -163,6 +178,13 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
             live=now,
             fragment=f"/instances/{quote(instance)}/fragments/live",
             chart=chart.svg(table, ent, f"Peaks per reporting interval of {instance} against the entitlements"),
+            forecast=coming,
+            forecast_chart=chart.forecast_svg(
+                coming, ent, f"Forecast peaks of {instance}'s coming intervals (an estimate) against the entitlements"
+            )
+            if coming.hours
+            else "",
+            forecast_over=risks(coming, ent),
             table=table,
             to_buy=report_rows.to_buy(table, ent),
             entitled=ent,
