@@ -482,17 +482,44 @@ async def sync_with_central(authority: Authority, settings: AuthoritySettings, h
     return int(applied["applied"])
 
 
-async def _connected(
-    authority: Authority, settings: AuthoritySettings, registry: CollectorRegistry, stop: asyncio.Event
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """The authority's own metrics beyond its requests: exposed in every mode (0 where they do not apply), so the
+    dashboards and rules find them."""
+
+    connected: Gauge
+    syncs: Counter
+    last_sync: Gauge
+    mail: Counter
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> Metrics:
+        return cls(
+            Gauge(
+                "ccxlic_authority_connected",
+                "1 for an SSM On-Prem that syncs with its central on a schedule, else 0",
+                registry=registry,
+            ),
+            Counter("ccxlic_authority_syncs", "Connected syncs, by outcome", ["outcome"], registry=registry),
+            Gauge(
+                "ccxlic_authority_last_sync_timestamp_seconds",
+                "When the last connected sync was applied (0: never)",
+                registry=registry,
+            ),
+            Counter(
+                "ccxlic_authority_mail",
+                "Account notices mailed, by outcome (sent, retry, failed: given up)",
+                ["outcome"],
+                registry=registry,
+            ),
+        )
+
+
+async def _connected(authority: Authority, settings: AuthoritySettings, metrics: Metrics, stop: asyncio.Event) -> None:
     """Connected mode: a sync at start and every CCXLIC_AUTHORITY_SYNC_EVERY; a failure is said and counted, and
     the next one comes on time (nothing is lost: each request carries the whole current usage)."""
-    syncs = Counter(
-        "ccxlic_authority_syncs", "Connected syncs with the central, by outcome", ["outcome"], registry=registry
-    )
-    last = Gauge(
-        "ccxlic_authority_last_sync_timestamp_seconds", "When the last connected sync was applied", registry=registry
-    )
+    syncs, last = metrics.syncs, metrics.last_sync
+    metrics.connected.set(1)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         while not stop.is_set():
             try:
@@ -543,6 +570,7 @@ async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callab
             tls = tls_context(settings.tls_cert_file, settings.tls_key_file)
             tasks = []
             email = settings.email([], settings.notify_timeout_seconds)
+            metrics = Metrics.of(registry)
             if email is not None:
                 mailer = Deliverer(
                     db,
@@ -552,12 +580,13 @@ async def run(settings: AuthoritySettings, stop: asyncio.Event, *, ready: Callab
                     max_backoff=60.0,
                     lease=2 * settings.notify_timeout_seconds + 5,
                     wake=authority.mailed,
+                    on_outcome=lambda _channel, outcome: metrics.mail.labels(outcome).inc(),
                 )
                 tasks.append(asyncio.create_task(mailer.run(stop), name="authority-mail"))
             if not settings.caller_clock:
                 tasks.append(asyncio.create_task(_sweeping(authority, settings.sweep_every.total_seconds(), stop)))
             if settings.mode == "onprem" and settings.central_url is not None:
-                tasks.append(asyncio.create_task(_connected(authority, settings, registry, stop), name="sync"))
+                tasks.append(asyncio.create_task(_connected(authority, settings, metrics, stop), name="sync"))
             try:
                 await serve(app, settings.http_host, settings.http_port, stop, tls=tls, ready=ready, name="authority")
             finally:
