@@ -531,3 +531,15 @@ async def test_forecast_from_weeks_of_interval_peaks_against_the_running_service
     assert out["over"] and out["over"][0]["from"].startswith("2026-03-30T08") and out["over"][0]["by"]["premium"] >= 2
     r = await asyncio.to_thread(ccxlic, ["forecast", instance_id], pipeline.env)
     assert "ESTIMATE" in r.stdout and "p90 OVER the entitlements from 2026-03-30T08:00:00+00:00" in r.stdout
+    # compliance forecasts the same from the intervals it saw, and alerting raises the estimate's alert
+    view = await pipeline.until(
+        "compliance", f"/v1/instances/{instance_id}/compliance", lambda c: c.get("forecast") is not None
+    )
+    assert view["forecast"]["start"] == "2026-03-30T08:00:00Z" and view["forecast"]["over"]["premium"] >= 2
+    alerts = await pipeline.until(
+        "alerting",
+        f"/v1/alerts?instance={instance_id}&state=active",
+        lambda a: any(x["alert"] == "OutOfComplianceForecast" for x in a["alerts"]),
+    )
+    [fc] = [x for x in alerts["alerts"] if x["alert"] == "OutOfComplianceForecast"]
+    assert fc["details"]["from"].startswith("2026-03-30 08:00") and fc["details"]["lead_hours"] == 8

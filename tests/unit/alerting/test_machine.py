@@ -44,6 +44,13 @@ def _kinds(actions: list[Action]) -> list[tuple[str, str]]:
     return out
 
 
+FORECAST = {
+    "made_at": T0,
+    "start": T0 + 48 * H,
+    "end": T0 + 56 * H,
+    "over": {"standard": 0, "premium": 2, "ivr_ports": 0},
+}
+
 CATALOGUE_CASES = [
     (
         "RenewAuthorizationFailed",
@@ -89,6 +96,12 @@ CATALOGUE_CASES = [
         lambda b: b.compliance(T0 + H),
     ),
     ("SmartAgentInitFailed", "critical", lambda b: b.failure("agent_init", T0), lambda b: b.agent_initialized(T0 + H)),
+    (
+        "OutOfComplianceForecast",
+        "warning",
+        lambda b: b.compliance(T0, forecast=FORECAST),
+        lambda b: b.compliance(T0 + H),
+    ),
     (
         "OutOfComplianceDetected",
         "warning",
@@ -518,3 +531,16 @@ def test_every_step_returns_from_any_state(
         raised = {a.alert.alert for a in result.actions if isinstance(a, Raised)}
         assert not (resolved & set(result.state.active) - raised)
         state = result.state
+
+
+def test_the_forecast_alert_says_when_by_how_much_and_the_lead_and_yields_to_the_live_verdict() -> None:
+    b = Build("i")
+    r = step(State(instance="i"), b.compliance(T0, forecast=FORECAST), RULES, [])
+    [raised] = [a.alert for a in r.actions if isinstance(a, Raised)]
+    assert raised.alert == "OutOfComplianceForecast" and raised.deadline == T0 + 48 * H
+    assert raised.details["lead_hours"] == 48 and raised.details["over"] == {"premium": 2}
+    assert "may go over its licenses" in raised.summary and "an estimate" in raised.summary
+    # once out of compliance, the live verdict inhibits the estimate's notices
+    ooc = b.compliance(T0, "out_of_compliance", ooc_since=T0 - H, forecast=FORECAST)
+    r = step(State(instance="i"), ooc, RULES, [])
+    assert ("held", "OutOfComplianceForecast") in _kinds(r.actions)

@@ -795,3 +795,43 @@ def test_every_step_returns_from_any_state(state: State, inputs: list[tuple[str,
     for kind, minute, n in inputs:
         event = b.tick(T0 + minute * M) if kind == "tick" else _event(b, kind, T0 + minute * M, n)
         state = step(state, event, RULES).state
+
+
+def _weeks_of_peaks(b: Build, monday: datetime, weeks: int, premium_of: Callable[[int], int]) -> list[Event]:
+    """Weekday day intervals (08:00-16:00) busy with `premium_of(week)` Premium agents, the rest quiet."""
+    out = []
+    for n in range(weeks * 21):
+        start = monday + n * timedelta(hours=8)
+        busy = start.weekday() < 5 and start.hour == 8
+        out.append(
+            b.closed(
+                start + timedelta(hours=8, minutes=5),
+                start,
+                start + timedelta(hours=8),
+                5 if busy else 0,
+                premium_of(n // 21) if busy else 0,
+            )
+        )
+    return out
+
+
+def test_the_forecast_names_the_first_coming_run_over_the_limits_and_clears_when_it_begins() -> None:
+    b, monday = Build("i"), datetime(2026, 3, 2, tzinfo=UTC)
+    events = [b.entitle(monday - M, 10, 7), b.register(monday - M)]
+    events += _weeks_of_peaks(b, monday, 3, lambda week: 4 + week)  # 4, 5, 6 Premium: 7 next week, 8 after
+    s, history = replay("i", events, LONG_AUTH)
+    assert s.forecast is None  # 7 on 7: the p90 is at the limit, not over; and only 3 weeks
+    events += _weeks_of_peaks(b, monday + 21 * D, 1, lambda week: 7)
+    s, history = replay("i", events, LONG_AUTH)
+    assert s.forecast is not None and s.forecast.over.premium >= 1
+    assert s.forecast.start == monday + 28 * D + timedelta(hours=8)  # Monday of week 5, 08:00
+    assert s.forecast.made_at == monday + 28 * D  # the end of the last interval it rests on
+    assert any("forecast (an estimate)" in t.evidence for t in history)
+    assert history[-1].view.forecast == s.forecast  # published in compliance.changed
+    # the window begins: the estimate is gone, the live rules judge from here
+    s, later = replay("i", [*events, b.tick(monday + 28 * D + timedelta(hours=9))], LONG_AUTH)
+    assert s.forecast is None and "the forecast's window began" in later[-1].evidence
+    # in evaluation (no limit) there is nothing to be over
+    b2 = Build("e")
+    s, _ = replay("e", _weeks_of_peaks(b2, monday, 4, lambda week: 4 + 2 * week), RULES)
+    assert s.forecast is None and len(s.peaks) == 4 * 21

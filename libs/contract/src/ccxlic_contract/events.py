@@ -143,6 +143,7 @@ AlertName = Literal[
     "LicenseControlBreach",
     "ReservationBreach",
     "RequiredLicenseMissing",
+    "OutOfComplianceForecast",
 ]
 Severity = Literal["critical", "major", "warning"]
 HardLimit = Literal["license_control", "reservation", "ova"]
@@ -473,10 +474,22 @@ class Deadlines(Data):
     registration_expires_at: UtcDatetime | None = None
 
 
+class ForecastRisk(Data):
+    """An estimate, ours and not the vendor's: the first coming run of 8-hour reporting intervals whose forecast peak
+    (p90) is over what the instance may use, by how much at most, and when the forecast was made (the end of the
+    interval it last rests on)."""
+
+    made_at: UtcDatetime
+    start: UtcDatetime
+    end: UtcDatetime
+    over: LicenseCounts
+
+
 class ComplianceChangedData(Data):
     """`required`: while out of compliance, what the entitlements must cover to end it for good (the peaks that
     caused it); enforcement for out-of-compliance expiry ends only when they do (a purchase). `missing_licenses`:
-    licenses a registered instance must hold and does not (Server, Warm Standby)."""
+    licenses a registered instance must hold and does not (Server, Warm Standby). `forecast`: an estimate (see
+    `ForecastRisk`), or null."""
 
     registration: Registration
     authorization: Authorization
@@ -490,6 +503,7 @@ class ComplianceChangedData(Data):
     missing_licenses: Annotated[
         tuple[PresenceLicense, ...], Field(max_length=2, json_schema_extra={"uniqueItems": True})
     ] = ()
+    forecast: ForecastRisk | None = None
 
     @field_validator("missing_licenses")
     @classmethod

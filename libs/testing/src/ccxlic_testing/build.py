@@ -282,9 +282,10 @@ class Build:
         enforcement_since: datetime | None = None,
         deficit: tuple[int, int, int] = (0, 0, 0),
         missing: tuple[str, ...] = (),
+        forecast: dict[str, Any] | None = None,
         **deadlines: datetime | None,
     ) -> Event:
-        """A licensing.compliance.changed, as compliance would publish it."""
+        """A licensing.compliance.changed, as compliance would publish it (`forecast`: a ForecastRisk's fields)."""
         if registration is None:
             registration = (
                 "unregistered"
@@ -306,6 +307,7 @@ class Build:
                 "ooc_since": ooc_since,
                 "deadlines": Deadlines(**deadlines),
                 "missing_licenses": missing,
+                "forecast": forecast,
             }
         )
         return self._event(ComplianceChanged, t, data)

@@ -137,6 +137,12 @@ CATALOGUE: Mapping[AlertName, Spec] = {
         "Check the licensing service on the product instance and restart it; renewals and reporting cannot run "
         "until it initializes.",
     ),
+    "OutOfComplianceForecast": Spec(
+        "warning",
+        "Out of Compliance forecast (an estimate; ours, not the vendor's)",
+        "The forecast of the coming intervals' peaks (p90) is over what the instance may use: buy or move licenses "
+        "before then, or plan the staffing; `ccxlic forecast INSTANCE` shows each coming interval.",
+    ),
     "EvaluationExpiring": Spec(
         "warning",
         "Evaluation period expiring",
@@ -146,7 +152,8 @@ CATALOGUE: Mapping[AlertName, Spec] = {
 }
 
 INHIBITS: Mapping[AlertName, tuple[AlertName, ...]] = {
-    "EnforcementMode": LADDER,
+    "EnforcementMode": (*LADDER, "OutOfComplianceForecast"),
+    "OutOfCompliance": ("OutOfComplianceForecast",),  # the live verdict says more than the estimate
     "SmartAgentInitFailed": (
         "RenewAuthorizationFailed",
         "RenewRegistrationFailed",
@@ -336,6 +343,7 @@ def step(state: State, event: Event, rules: Rules, silences: Sequence[Silence] =
         compliance = event.data
         _ladder(state.instance, compliance, raise_, resolve)
         _missing(state.instance, compliance, raise_, resolve)
+        _forecast(state.instance, compliance, raise_, resolve)
     _evaluation(state.instance, compliance, now, rules, active, raise_, resolve)
 
     # notices: new alerts, resolves, then what the clock made due
@@ -382,6 +390,24 @@ def _missing(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any)
         )
     else:
         resolve("RequiredLicenseMissing", "the Server and Warm Standby licenses are present")
+
+
+def _forecast(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) -> None:
+    """OutOfComplianceForecast while compliance's forecast has a coming run over the limits (an estimate)."""
+    f = c.forecast
+    if f is None:
+        resolve("OutOfComplianceForecast", "the forecast clears, or its window began")
+        return
+    over = {lic: n for lic, n in f.over.model_dump().items() if n}
+    words = ", ".join(f"{lic} {n}" for lic, n in over.items())
+    lead = f.start - f.made_at
+    raise_(
+        "OutOfComplianceForecast",
+        f"{instance} may go over its licenses from {_t(f.start)} to {_t(f.end)} (p90 over by {words}; forecast "
+        f"{lead.total_seconds() / 3600:.0f} h ahead, an estimate)",
+        {"from": _t(f.start), "to": _t(f.end), "over": over, "lead_hours": int(lead.total_seconds() // 3600)},
+        f.start,
+    )
 
 
 def _ladder(instance: str, c: ComplianceChangedData, raise_: Any, resolve: Any) -> None:

@@ -50,6 +50,7 @@ from ccxlic_contract.events import (
     Enforcement,
     EnforcementReason,
     EntitlementsSet,
+    ForecastRisk,
     InstanceDeregistered,
     InstanceRegistered,
     IntervalClosed,
@@ -65,6 +66,7 @@ from ccxlic_contract.events import (
     ReservationReturned,
 )
 from ccxlic_rules import Entitlement, Usage, deficit, interval_start
+from ccxlic_rules.forecast import WEEK, forecast, risks
 from ccxlic_rules.pool import over
 from pydantic import BaseModel, ConfigDict
 
@@ -84,6 +86,8 @@ class Rules:
     registration_valid: timedelta = 365 * DAY
     interval: timedelta = timedelta(hours=8)
     enforce_lab: bool = False  # ours, not the vendor's: the document does not say whether a Lab system is enforced
+    forecast_weeks: int = 6  # ours: the interval peaks kept (and the weeks the forecast rests on at most)
+    forecast_min_weeks: int = 3  # ours: fewer full weeks of peaks, no forecast
 
 
 class Counts(BaseModel):
@@ -154,6 +158,9 @@ class State(BaseModel):
     computation_failed: bool = False  # a licensing.consumption.failed came and no consumption.changed since
     control_breached: bool = False  # a licensing.control.breached came and no consumption.changed without one since
     migrated: bool = False  # it migrated from Classic to Smart Licensing (one way)
+    # the interval peaks of the last weeks, (start, revision, Standard, Premium, IVR ports), for the forecast
+    peaks: tuple[tuple[datetime, int, int, int, int], ...] = ()
+    forecast: ForecastRisk | None = None  # an estimate: the first coming run of intervals over what it may use
 
     # ------------------------------------------------------------ derived
 
@@ -233,6 +240,7 @@ class State(BaseModel):
             if registered and self.last_communication is not None
             else None,
             self.registration_valid_until if registered else None,
+            self.forecast,
         )
 
     def view(self, rules: Rules) -> ComplianceChangedData:
@@ -248,7 +256,7 @@ def _view(key: tuple[Any, ...]) -> ComplianceChangedData:
     registration, authorization, reasons, since, over_since, over_stage, ooc_since, d, required, missing, *deadlines = (
         key
     )
-    ends, ooc_at, enforcement_at, authorization_expires_at, registration_expires_at = deadlines
+    ends, ooc_at, enforcement_at, authorization_expires_at, registration_expires_at, forecast_risk = deadlines
     return ComplianceChangedData(
         registration=registration,
         authorization=authorization,
@@ -266,6 +274,7 @@ def _view(key: tuple[Any, ...]) -> ComplianceChangedData:
             authorization_expires_at=authorization_expires_at,
             registration_expires_at=registration_expires_at,
         ),
+        forecast=forecast_risk,
     )
 
 
@@ -319,6 +328,8 @@ def _deadlines(s: State, rules: Rules) -> list[tuple[datetime, int, Fire]]:
     production = s.enforceable(rules)
     if production and s.ooc_since is not None and "out_of_compliance_expired" not in s.enforcement_reasons:
         out.append((s.ooc_since + rules.ooc_grace, 3, _ooc_grace_ends))
+    if s.forecast is not None:
+        out.append((s.forecast.start, 6, _forecast_window_opens))
     if s.registered() and s.last_communication is not None:
         if not s.authorization_expired:
             out.append((s.last_communication + rules.authorization_valid, 4, _authorization_expires))
@@ -347,6 +358,10 @@ def _lift(s: State, *reasons: EnforcementReason) -> State:
     return s.model_copy(
         update={"enforcement_reasons": left, "enforcement_since": s.enforcement_since if left else None}
     )
+
+
+def _forecast_window_opens(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
+    return s.model_copy(update={"forecast": None}), "the forecast's window began: live usage judges it from here"
 
 
 def _evaluation_expires(s: State, at: datetime, rules: Rules) -> tuple[State, str]:
@@ -405,6 +420,9 @@ def step(state: State, event: Event, rules: Rules) -> Step:
     s = _advance(state, t, event, rules, out)
     before = s.key(rules) if state.now is not None else None  # an instance's first input always makes history
     s, evidence = _effect(s, event, t, rules)
+    if isinstance(event, _FORECAST_INPUTS):
+        s, said = _forecast(s, rules, now)
+        evidence += said
     s = s.model_copy(update={"now": now})
     after = s.key(rules)
     if after != before:  # a late input's effect is stamped when it is seen: history stays in time order
@@ -455,6 +473,7 @@ def _effect(s: State, event: Event, t: datetime, rules: Rules) -> tuple[State, s
     if isinstance(event, IntervalClosed):
         d3 = event.data
         peak = Counts(standard=d3.peak.standard, premium=d3.peak.premium, ivr_ports=d3.peak.ivr_ports)
+        s = _keep_peak(s, d3.interval_start, d3.revision, peak)
         limits = s.limits()
         words = f"interval from {_t(d3.interval_start)} closed (revision {d3.revision}), peak {_usage_words(peak)}"
         episode = s.over_since or (s.ooc_since - rules.ooc_tolerance if s.ooc_since is not None else None)
@@ -664,6 +683,15 @@ def _observe_usage(s: State, usage: Counts, t: datetime, rules: Rules) -> State:
     return s
 
 
+def _keep_peak(s: State, start: datetime, revision: int, peak: Counts) -> State:
+    """The interval's peaks, unless a later revision of it is kept already."""
+    held = [p for p in s.peaks if p[0] == start]
+    if held and held[0][1] >= revision:
+        return s
+    entry = (start, revision, peak.standard, peak.premium, peak.ivr_ports)
+    return s.model_copy(update={"peaks": tuple(sorted([*(p for p in s.peaks if p[0] != start), entry]))})
+
+
 def _check_over(s: State, t: datetime) -> tuple[State, str]:
     """Start or clear the over-consumption ladder (only for a registered instance, outside OOC)."""
     limits = s.limits()
@@ -759,6 +787,49 @@ def _over_words(s: State) -> str:
         parts.append(f"IVR ports {s.usage.ivr_ports} > {limits.ivr_ports}")
     since = f" since {_t(s.over_since)}" if s.over_since is not None else ""
     return (", ".join(parts) or "within entitlements") + since
+
+
+_FORECAST_INPUTS = (
+    IntervalClosed,
+    EntitlementsSet,
+    InstanceRegistered,
+    InstanceDeregistered,
+    ReservationInstalled,
+    ReservationReturned,
+    ClassicLicensingUsed,
+    MigratedToSmart,
+)
+"""The inputs that change what the forecast rests on (the interval peaks) or what it is held against (the limits)."""
+
+
+def _forecast(s: State, rules: Rules, now: datetime) -> tuple[State, str]:
+    """Keep the interval peaks of the weeks the forecast needs; then the forecast of the coming week from them, as of
+    the end of the latest interval, and its first run over the limits that starts after `now` (a run under way is the
+    live rules' to judge), only where usage is held to limits (registered). Ours, not the vendor's: an estimate."""
+    if not s.peaks:
+        return (s.model_copy(update={"forecast": None}), "") if s.forecast is not None else (s, "")
+    last = max(p[0] for p in s.peaks) + rules.interval
+    kept = tuple(p for p in s.peaks if p[0] >= last - (rules.forecast_weeks + 1) * WEEK)
+    history = {p[0]: {"standard": p[2], "premium": p[3], "ivr_ports": p[4]} for p in kept}
+    t, first = min(history), {}
+    while t < last:  # an interval with no report had no usage
+        first[t] = history.get(t, {"standard": 0, "premium": 0, "ivr_ports": 0})
+        t += rules.interval
+    limits = s.limits() if s.watched() else None
+    risk = None
+    if limits is not None:
+        f = forecast(first, last, step=rules.interval, weeks=rules.forecast_weeks, min_weeks=rules.forecast_min_weeks)
+        found = [r for r in risks(f, limits.entitlement()) if r.start > now]
+        if found:
+            r = found[0]
+            risk = ForecastRisk(made_at=last, start=r.start, end=r.end, over=LicenseCounts(**r.over))
+    s = s.model_copy(update={"peaks": kept, "forecast": risk})
+    if risk is None:
+        return s, ""
+    return s, (
+        f"; forecast (an estimate): p90 over the limits from {_t(risk.start)} to {_t(risk.end)}, by "
+        f"{_usage_words(Counts.of(risk.over))}"
+    )
 
 
 def replay(instance: str, events: list[Event], rules: Rules) -> tuple[State, list[Transition]]:
