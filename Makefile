@@ -98,8 +98,9 @@ bench: up ## the benchmarks (B0-B4, each next to its baseline) on the local stac
 chaos: up ## fault injection: the chain as processes, each as its own role, under thirteen faults (FAULTS=3,12 picks some); prints the table, writes bench/chaos.json
 	$(CHAOS_ENV) $(PY) bench/chaos.py $(if $(FAULTS),--only $(FAULTS),)
 
-backtest: deps ## the forecast's backtest: seeded simulated weeks, the forecast walked hour by hour (no stack needed); prints the table, writes bench/backtest.json
+backtest: deps ## the forecast's backtest: seeded simulated weeks, the forecast walked hour by hour and interval by interval (no stack needed); prints the tables, writes bench/backtest*.json
 	$(PY) bench/backtest.py --json bench/backtest.json
+	$(PY) bench/backtest.py --step interval --json bench/backtest-interval.json
 
 bench-quick: up ## the benchmarks at smoke size (what `make test` runs)
 	$(ADMIN_ENV) $(PY) bench/run.py --quick --json /tmp/ccxlic-bench-quick.json

@@ -31,7 +31,7 @@ from ccxlic_cli.scenario import load
 from ccxlic_cli.simulator import generate
 from ccxlic_contract.events import AgentSignedIn, AgentSignedOut, EntitlementsSet
 from ccxlic_rules import Entitlement, Usage, classify, deficit
-from ccxlic_rules.forecast import HOUR, forecast, hour_of, hourly_held, risks
+from ccxlic_rules.forecast import HOUR, forecast, hour_of, hourly_held, hourly_peaks, risks
 
 TOLERANCE = timedelta(minutes=45)
 START = datetime(2026, 1, 5, 8, tzinfo=UTC)  # a Monday: the shifts start at 08:00 UTC
@@ -84,25 +84,40 @@ def episodes(changes: list[tuple[datetime, dict[str, int]]], ent: Entitlement) -
     return out
 
 
-def backtest(seed: int, weeks: int) -> dict[str, Any]:
+def by_interval(hours: dict[datetime, dict[str, int]]) -> dict[datetime, dict[str, int]]:
+    """Each 8-hour reporting interval's peak (the highest of its hours), as the consumption computer reports it."""
+    out: dict[datetime, dict[str, int]] = {}
+    for h, p in hours.items():
+        start = h - timedelta(hours=h.hour % 8)
+        now = out.setdefault(start, dict.fromkeys(p, 0))
+        for lic, n in p.items():
+            now[lic] = max(now[lic], n)
+    return out
+
+
+def backtest(seed: int, weeks: int, step: str = "hour") -> dict[str, Any]:
+    """`step`: `hour` (the hourly level held for the tolerance, every hour) or `interval` (the interval peaks, at
+    each interval's end, runs starting after it: what compliance does for `OutOfComplianceForecast`)."""
     changes, ent = timeline(seed, weeks)
     end = START + timedelta(weeks=weeks)
-    held = hourly_held(changes, end)
+    every = HOUR if step == "hour" else 8 * HOUR
+    series = hourly_held(changes, end) if step == "hour" else by_interval(hourly_peaks(changes, end))
     real = [e for e in episodes(changes, ent) if e.start >= START + timedelta(weeks=4)]
     runs: dict[object, tuple[datetime, datetime, datetime]] = {}  # a day's run -> (first forecast, start, end)
     covered: dict[datetime, list[tuple[datetime, datetime]]] = {}  # forecast time -> the runs it had
     now = START - timedelta(hours=START.hour) + timedelta(weeks=3)
     while now < end:
-        history = {h: p for h, p in held.items() if h < now}
-        f = forecast(history, now - timedelta(seconds=1))
-        found = [(r.start, r.end) for r in risks(f, ent)]
+        history = {h: p for h, p in series.items() if h + every <= now}
+        f = forecast(history, now, step=every)
+        found = [(r.start, r.end) for r in risks(f, ent) if step == "hour" or r.start > now]
         covered[now] = found
         for start, stop in found:
             first, s0, e0 = runs.get(start.date(), (now, start, stop))
             runs[start.date()] = (first, min(s0, start), max(e0, stop))
-        now += HOUR
+        now += every
 
     def had(at: datetime, t: datetime) -> bool:
+        at = at - timedelta(hours=at.hour % 8) if step == "interval" else at  # the forecast in force then
         return any(s - HOUR <= t <= e + HOUR for s, e in covered.get(at, []))
 
     caught, leads = 0, []
@@ -110,6 +125,8 @@ def backtest(seed: int, weeks: int) -> dict[str, Any]:
         if had(hour_of(ep.ooc) - 24 * HOUR, ep.start):  # the forecast made a day before it went out of compliance
             caught += 1
         t = hour_of(ep.start)
+        if step == "interval":  # the forecasts made before the episode's interval began
+            t -= timedelta(hours=t.hour % 8)
         lead = timedelta(0)
         while had(t - HOUR, ep.start) and t - HOUR >= START + timedelta(weeks=3):
             t -= HOUR
@@ -134,9 +151,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--weeks", type=int, default=10)
+    ap.add_argument("--step", choices=("hour", "interval"), default="hour")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    rows = [backtest(seed, args.weeks) for seed in range(1, args.seeds + 1)]
+    rows = [backtest(seed, args.weeks, args.step) for seed in range(1, args.seeds + 1)]
     episodes_n = sum(r["episodes"] for r in rows)
     alerts_n = sum(r["alerts"] for r in rows)
     total = {

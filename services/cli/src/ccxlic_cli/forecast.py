@@ -60,13 +60,14 @@ def forecast_command(
     Example: ccxlic forecast cc-east --format table
     """
     name = common.instance(instance)
+    given = common.time(at, "--at") if at is not None else None  # a bad time is said before anything is asked
     try:
         body, usage = asyncio.run(report_inputs(_urls(), name, EPOCH, datetime(9999, 1, 1, tzinfo=UTC)))
     except ServiceError as exc:
         raise common.fail(str(exc), 1) from None
     reports = body["reports"]
-    if at is not None:
-        now = common.time(at, "--at")
+    if given is not None:
+        now = given
     elif reports:
         now = max(datetime.fromisoformat(str(r["interval_end"])) for r in reports)
     else:
