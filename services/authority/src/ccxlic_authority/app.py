@@ -95,11 +95,15 @@ def _without_entitlements(answer: Any, reason: str) -> Any:
     return kept | {"entitlements_error": f"the licensing authority could not give the entitlements: {reason}"}
 
 
-def _name(body: dict[str, Any], field: str) -> str:
-    value = body.get(field)
+def _named(value: object, refusal: str) -> str:
+    """`value` as a name (accounts, instances, PAKs: 1-64 characters from [A-Za-z0-9._:-]), or 400 `refusal`."""
     if not isinstance(value, str) or _NAME.fullmatch(value) is None:
-        raise Refused(400, f"{field} must be 1-64 characters from A-Z a-z 0-9 . _ : -")
+        raise Refused(400, refusal)
     return value
+
+
+def _name(body: dict[str, Any], field: str) -> str:
+    return _named(body.get(field), f"{field} must be 1-64 characters from A-Z a-z 0-9 . _ : -")
 
 
 def _text(body: dict[str, Any], field: str, default: str | None = None, limit: int = 500) -> str:
@@ -235,10 +239,9 @@ def make_app(
         return wrapped
 
     def account_of(request: web.Request) -> str:
-        name = request.match_info["account"]
-        if _NAME.fullmatch(name) is None:
-            raise Refused(400, "a virtual account name is 1-64 characters from A-Z a-z 0-9 . _ : -")
-        return name
+        return _named(
+            request.match_info["account"], "a virtual account name is 1-64 characters from A-Z a-z 0-9 . _ : -"
+        )
 
     # ------------------------------------------------------------ account side
 
@@ -349,10 +352,7 @@ def make_app(
         return await authority.balances(account_of(r))
 
     def smart_account_of(r: web.Request) -> str:
-        name = r.match_info["smart_account"]
-        if _NAME.fullmatch(name) is None:
-            raise Refused(400, "a smart account name is 1-64 characters from A-Z a-z 0-9 . _ : -")
-        return name
+        return _named(r.match_info["smart_account"], "a smart account name is 1-64 characters from A-Z a-z 0-9 . _ : -")
 
     async def get_emails(r: web.Request, b: dict[str, Any]) -> Any:
         return await authority.notification_emails(smart_account_of(r))
@@ -363,15 +363,15 @@ def make_app(
     async def notices(r: web.Request, b: dict[str, Any]) -> Any:
         after, limit = _page(r)
         sa = r.query.get("smart_account")
-        if sa is not None and _NAME.fullmatch(sa) is None:
-            raise Refused(400, "smart_account is 1-64 characters from A-Z a-z 0-9 . _ : -")
+        if sa is not None:
+            _named(sa, "smart_account is 1-64 characters from A-Z a-z 0-9 . _ : -")
         return {"notices": await authority.notices(sa, after, limit)}
 
     async def register_onprem(r: web.Request, b: dict[str, Any]) -> Any:
         accounts = b.get("virtual_accounts")
         if not isinstance(accounts, list) or not accounts or len(accounts) > 1000:
             raise Refused(400, "virtual_accounts must be a list of the virtual accounts the on-prem serves")
-        names = [_name({"virtual_account": a}, "virtual_account") for a in accounts]
+        names = [_named(a, "virtual_account must be 1-64 characters from A-Z a-z 0-9 . _ : -") for a in accounts]
         return await authority.register_onprem(
             actor(r), at_of(b), _name(b, "onprem"), _text(b, "public_key_pem", limit=2000), names
         )

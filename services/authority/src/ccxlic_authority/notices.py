@@ -75,8 +75,9 @@ class Notices(Ledger):
         action: str,
         deadline: datetime | None = None,
         details: dict[str, Any] | None = None,
-    ) -> None:
-        """A notice to the account's smart account, once per `key`; mailed to its addresses (after commit)."""
+    ) -> bool:
+        """A notice to the account's smart account, once per `key`; mailed to its addresses (after commit). Whether
+        it is new."""
         sa = await c.fetchval("select smart_account from virtual_accounts where name = $1", account)
         emails = json.loads(await c.fetchval("select emails::text from smart_accounts where name = $1", sa) or "[]")
         n = notice(kind, sa, subject, at, summary, action, key=key, deadline=deadline, details=details)
@@ -98,20 +99,20 @@ class Notices(Ledger):
                 json.dumps({**n, "recipients": mail_to}),
             )
             self.mailed.set()  # early is harmless: the loop finds the row once the commit lands
+        return done is not None
 
     async def sweep(self, at: datetime) -> int:
         """Notices that time alone brings: an instance whose authorization lapsed without a renewal, an account whose
         out-of-compliance grace is over (its instances enter enforcement). Each once; how many were new."""
         new = 0
         async with self.db.pool.acquire() as c, c.transaction():
-            before = await c.fetchval("select count(*) from notices")
             for r in await c.fetch(
                 "select instance, virtual_account, authorized_until from instances"
                 " where status = 'registered' and authorized_until <= $1",
                 at,
             ):
                 until = r["authorized_until"]
-                await self._notify(
+                new += await self._notify(
                     c,
                     "AuthorizationMissed",
                     r["virtual_account"],
@@ -128,7 +129,7 @@ class Notices(Ledger):
                 at,
                 self.rules.ooc_grace.total_seconds(),
             ):
-                await self._notify(
+                new += await self._notify(
                     c,
                     "Enforcement",
                     r["name"],
@@ -141,7 +142,6 @@ class Notices(Ledger):
                     + shortfall_text(json.loads(r["req"])),
                     details={"required": json.loads(r["req"])},
                 )
-            new = int(await c.fetchval("select count(*) from notices")) - int(before)
         return new
 
     async def notices(self, smart_account: str | None, after: int, limit: int) -> list[dict[str, Any]]:

@@ -29,19 +29,17 @@ def _x(i: int, n: int) -> float:
     return LEFT + (inner / 2 if n == 1 else inner * i / (n - 1))
 
 
-def svg(rows: Sequence[Row], entitled: Entitlement | None, title: str) -> str:
-    """The chart of `rows` (one per interval, in order) against `entitled` (None: evaluation, nothing purchased)."""
-    n = len(rows)
-    ceiling = max(
-        [1]
-        + [max(r.premium, r.standard, r.ivr_ports) for r in rows]
-        + ([entitled.premium, entitled.standard, entitled.ivr_ports] if entitled else [])
-    )
+def _frame(
+    css: str, title_id: str, n: int, highest: int, entitled: Entitlement | None, title: str
+) -> tuple[list[str], int]:
+    """A chart's opening, title, value axis (up to `highest`, or the entitlements if higher) and the entitlements as
+    dashed lines; with the top of its scale."""
+    ceiling = max([1, highest] + ([entitled.premium, entitled.standard, entitled.ivr_ports] if entitled else []))
     top = ceiling + max(1, ceiling // 10)
     parts = [
-        f'<svg class="chart" role="img" aria-labelledby="chart-title" viewBox="0 0 {WIDTH} {HEIGHT}"'
+        f'<svg class="{css}" role="img" aria-labelledby="{title_id}" viewBox="0 0 {WIDTH} {HEIGHT}"'
         f' width="100%" data-intervals="{n}" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="chart-title">{escape(title)}</title>',
+        f'<title id="{title_id}">{escape(title)}</title>',
     ]
     for step in range(5):  # the value axis
         value = round(top * step / 4)
@@ -56,6 +54,14 @@ def svg(rows: Sequence[Row], entitled: Entitlement | None, title: str) -> str:
                 f'<line class="entitled {key}" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}">'
                 f"<title>{name} purchased: {value}</title></line>"
             )
+    return parts, top
+
+
+def svg(rows: Sequence[Row], entitled: Entitlement | None, title: str) -> str:
+    """The chart of `rows` (one per interval, in order) against `entitled` (None: evaluation, nothing purchased)."""
+    n = len(rows)
+    highest = max([max(r.premium, r.standard, r.ivr_ports) for r in rows], default=0)
+    parts, top = _frame("chart", "chart-title", n, highest, entitled, title)
     for key, name in SERIES:
         points = [(_x(i, n), _y(getattr(r, key), top)) for i, r in enumerate(rows)]
         if len(points) > 1:
@@ -88,29 +94,8 @@ def forecast_svg(f: Forecast, entitled: Entitlement | None, title: str) -> str:
     """The coming intervals of a forecast (an estimate): per license its p50 as a line and the band up to its p90,
     against the entitlements. Each step is a `<circle class="forecast ..." data-p50=... data-p90=...>`."""
     n = len(f.hours)
-    ceiling = max(
-        [1]
-        + [max(h.p90.values()) for h in f.hours]
-        + ([entitled.premium, entitled.standard, entitled.ivr_ports] if entitled else [])
-    )
-    top = ceiling + max(1, ceiling // 10)
-    parts = [
-        f'<svg class="chart forecast" role="img" aria-labelledby="forecast-title" viewBox="0 0 {WIDTH} {HEIGHT}"'
-        f' width="100%" data-intervals="{n}" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="forecast-title">{escape(title)}</title>',
-    ]
-    for step in range(5):
-        value = round(top * step / 4)
-        y = _y(value, top)
-        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{value}</text>')
-    if entitled is not None:
-        for key, name in SERIES:
-            y = _y(getattr(entitled, key), top)
-            parts.append(
-                f'<line class="entitled {key}" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}">'
-                f"<title>{name} purchased: {getattr(entitled, key)}</title></line>"
-            )
+    highest = max([max(h.p90.values()) for h in f.hours], default=0)
+    parts, top = _frame("chart forecast", "forecast-title", n, highest, entitled, title)
     for key, name in SERIES:
         low = [(_x(i, n), _y(h.p50[key], top)) for i, h in enumerate(f.hours)]
         high = [(_x(i, n), _y(h.p90[key], top)) for i, h in enumerate(f.hours)]
