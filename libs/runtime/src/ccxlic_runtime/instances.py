@@ -168,7 +168,7 @@ class Instances(Generic[S, O, E]):
             known = set(await self.store.instances(uow, delivery.partition))
             known |= {w.instance for w in self._work.values() if w.partition == delivery.partition}
             for instance in sorted(known):
-                await self._one(uow, instance, delivery.partition, _tick_for(event, instance))
+                await self._one(uow, instance, delivery.partition, tick_for(event, instance))
         else:
             await self._one(uow, event.subject, delivery.partition, event)
 
@@ -245,7 +245,7 @@ class Instances(Generic[S, O, E]):
             w.written = len(w.outputs)
 
 
-def _tick_for(tick: ClockTicked, instance: str) -> ClockTicked:
+def tick_for(tick: ClockTicked, instance: str) -> ClockTicked:
     """A `*` tick as one instance's own tick, with an id of its own (stable: a replay gives the same one)."""
     return ClockTicked(
         id=str(uuid.uuid5(TICKS, f"{tick.id}:{instance}")),

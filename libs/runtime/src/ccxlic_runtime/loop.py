@@ -290,3 +290,40 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: object) -> None:
         self.loop._assignment(self.consumer)
+
+
+async def read_partition(
+    broker: Broker,
+    names: Sequence[str],
+    partition: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, list[Delivery]]:
+    """Every record of one partition of each topic, from its start to its end as of now (no consumer group, nothing
+    committed): a service's inputs for the instances of that partition, as they stand in the log. `progress(read,
+    total)` hears of it now and then."""
+    consumer = AIOKafkaConsumer(**broker.options(), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(n, partition) for n in names]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        starts = {tp: await consumer.position(tp) for tp in tps}
+        ends = await consumer.end_offsets(tps)
+        total = sum(ends[tp] - starts[tp] for tp in tps)
+        out: dict[str, list[Delivery]] = {n: [] for n in names}
+        read = 0
+        pending = {tp for tp in tps if ends[tp] > starts[tp]}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=10_000)
+            for tp, records in batches.items():
+                for r in records:
+                    if r.offset < ends[tp]:
+                        out[tp.topic].append(delivery_of(r))
+                        read += 1
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+            if progress is not None:
+                progress(read, total)
+        return out
+    finally:
+        await consumer.stop()

@@ -147,46 +147,24 @@ def partition_for(subject: str, partitions: int) -> int:
     return int(murmur2(subject.encode()) & 0x7FFFFFFF) % partitions
 
 
-class RecordProcessor:
-    """The error policy, around one application."""
+class Decoder:
+    """A service's reading of its input records: the contract's codec, then where the record sits (its topic, key
+    and partition) and how far its event time is ahead of the record's timestamp. The processor decodes with it, and
+    so does a tool that reads a service's inputs as the service would (`ccxlic whatif`)."""
 
     def __init__(
         self,
-        *,
-        service: str,
         inputs: Sequence[Topic],
         prefix: str,
-        db: UnitsOfWork,
-        app: Application,
-        metrics: RuntimeMetrics,
-        stop: asyncio.Event,
+        *,
         partitions: Callable[[str], int | None] | None = None,
         max_skew: timedelta | None = None,
-        max_attempts: int = 3,
-        max_backoff: float = 5.0,
         reroute: Topic | None = None,
-        hold: float = 0.0,
     ) -> None:
-        self.service = service
-        self.hold = hold
-        self.reroute = reroute
         self.reroute_name = None if reroute is None else topic_name(reroute, prefix)
         self.by_name = {topic_name(t, prefix): t for t in inputs}
-        self.db = db
-        self.app = app
-        self.metrics = metrics
-        self.stop = stop
         self.partitions = partitions
         self.max_skew = max_skew
-        self.max_attempts = max_attempts
-        self.max_backoff = max_backoff
-        self.retrying_since: float | None = None
-        """Monotonic time since which a batch keeps failing transiently (None: it is not): /readyz says so."""
-        self.retrying_reason = ""
-        self._lettered: list[tuple[str, int, int, str]] = []  # dead letters of the unit of work, told once committed
-        self._rerouted: list[str] = []  # topics of the records rerouted in the unit of work, counted once committed
-
-    # ------------------------------------------------------------ decoding
 
     def decode(self, d: Delivery) -> Event | ContractError:
         """The record's event, or why it is refused. Never raises."""
@@ -237,8 +215,50 @@ class RecordProcessor:
             )
         return None
 
+
+class RecordProcessor:
+    """The error policy, around one application."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        inputs: Sequence[Topic],
+        prefix: str,
+        db: UnitsOfWork,
+        app: Application,
+        metrics: RuntimeMetrics,
+        stop: asyncio.Event,
+        partitions: Callable[[str], int | None] | None = None,
+        max_skew: timedelta | None = None,
+        max_attempts: int = 3,
+        max_backoff: float = 5.0,
+        reroute: Topic | None = None,
+        hold: float = 0.0,
+    ) -> None:
+        self.service = service
+        self.hold = hold
+        self.reroute = reroute
+        self.decoder = Decoder(inputs, prefix, partitions=partitions, max_skew=max_skew, reroute=reroute)
+        self.db = db
+        self.app = app
+        self.metrics = metrics
+        self.stop = stop
+        self.max_attempts = max_attempts
+        self.max_backoff = max_backoff
+        self.retrying_since: float | None = None
+        """Monotonic time since which a batch keeps failing transiently (None: it is not): /readyz says so."""
+        self.retrying_reason = ""
+        self._lettered: list[tuple[str, int, int, str]] = []  # dead letters of the unit of work, told once committed
+        self._rerouted: list[str] = []  # topics of the records rerouted in the unit of work, counted once committed
+
+    def decode(self, d: Delivery) -> Event | ContractError:
+        """The record's event, or why it is refused. Never raises."""
+        return self.decoder.decode(d)
+
     def _to_reroute(self, d: Delivery, ev: Event) -> bool:
-        return self.reroute_name is not None and d.topic != self.reroute_name and self.misplaced(d, ev) is not None
+        name = self.decoder.reroute_name
+        return name is not None and d.topic != name and self.decoder.misplaced(d, ev) is not None
 
     async def _reroute(self, uow: Transaction, d: Delivery, event: Event) -> None:
         """Publish a misplaced event on the reroute topic, keyed by its subject, once per record."""

@@ -226,10 +226,13 @@ class ConsumptionDecider:
         """The read that closing and revising need now, or None when nothing is due."""
         now = state.live.watermark
         close_until = None
-        if state.next_close is not None and now is not None:
-            until = interval_start(now - self.rules.lateness, self.rules)
-            if until > state.next_close:
-                close_until = until
+        # the usual case, asked first (it needs no interval arithmetic): the interval after next_close has not begun
+        if (
+            state.next_close is not None
+            and now is not None
+            and now - self.rules.lateness >= state.next_close + (self.rules.interval)
+        ):
+            close_until = interval_start(now - self.rules.lateness, self.rules)
         if not revise and close_until is None:
             return None
         first = min([*revise, *([state.next_close] if close_until is not None and state.next_close else [])])
@@ -242,11 +245,16 @@ class ConsumptionDecider:
         if close_until is None or state.next_close is None:
             return set()
         out: set[datetime] = set()
+        every = (close_until - state.next_close) // self.rules.interval  # found them all: no fact can add one
         for f in facts:
+            if f.at + self.rules.max_session <= state.next_close:
+                continue  # its sessions end before the first interval to close
             start = max(interval_start(f.at, self.rules), state.next_close)
             while start < f.at + self.rules.max_session and start < close_until:
                 out.add(start)
                 start += self.rules.interval
+            if len(out) == every:
+                break
         return out
 
     # ------------------------------------------------------------ publishing
