@@ -92,7 +92,7 @@ screenshots: up browser ## redraw docs/screenshots/ (the overview and an instanc
 fuzz: deps ## the property and fuzz tests of the contract, the error policy and the state machines, long (FUZZ_EXAMPLES, default 20000)
 	CCXLIC_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest -p no:cacheprovider tests/unit/test_contract.py tests/unit/test_contract_differential.py tests/unit/test_policy.py tests/unit/compliance/test_machine.py tests/unit/alerting/test_machine.py -k "total or agree or describes or every_record or every_step" $(PYTEST_ARGS)
 
-bench: up ## the benchmarks (B0-B4, each next to its baseline) on the local stack; prints a table, writes bench/results.json
+bench: up ## the benchmarks (B0-B5, each next to its baseline) on the local stack; prints a table, writes bench/results.json
 	$(ADMIN_ENV) $(PY) bench/run.py --profile $(BENCH_ARGS)
 
 chaos: up ## fault injection: the chain as processes, each as its own role, under thirteen faults (FAULTS=3,12 picks some); prints the table, writes bench/chaos.json

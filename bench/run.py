@@ -10,6 +10,9 @@ B2  end-to-end latency, open loop at 1,000 events/s: producing a sign-in that cr
 B3  replay: the three services rebuild their state from the start of the topics (simulator traffic); events/s,
     ratio to B0, and whether the results equal the live run's
 B4  state size: bytes per live session in PostgreSQL and in process memory; bytes per interval report
+B5  the what-if's replay in this process (`ccxlic whatif`): one 400-agent instance's simulated weeks, as records,
+    decoded, merged and run through the chain's three deciders, with no broker or database; inputs/s, ratio to B0,
+    and what a year of that instance would take
 
 Input data is seeded. Figures are printed as one table and written as JSON. No assertion is made on speed;
 `--quick` sizes everything for a smoke run (tests/e2e/test_bench_quick.py checks that it runs and is correct).
@@ -40,8 +43,10 @@ import aiohttp
 import asyncpg
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from ccxlic_cli.replay import ChainRules, merged, replay
 from ccxlic_cli.scenario import Agents, Entitlements, Instance, Scenario
 from ccxlic_cli.simulator import generate
+from ccxlic_consumption.app import INPUTS as CONSUMPTION_INPUTS
 from ccxlic_consumption.machine import InstanceState, Rules, apply
 from ccxlic_contract import TOPICS, decode_message, encode, key_for, topic_for
 from ccxlic_contract.codec import Event
@@ -62,6 +67,7 @@ from ccxlic_contract.events import (
     RosterAgent,
 )
 from ccxlic_runtime.kafka import Broker, delete_topics, ensure_topics, topic_name, wait_for_kafka
+from ccxlic_runtime.policy import Decoder, Delivery
 from ccxlic_runtime.settings import RuntimeSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -697,6 +703,53 @@ async def raw_round_trip(run: Run, rate: int, seconds: float, probes: int) -> di
     }
 
 
+# ---------------------------------------------------------------- B5
+
+
+def b5(quick: bool, days: int) -> dict[str, Any]:
+    """The what-if's replay as `ccxlic whatif` runs it once the log is read: records decoded and merged as the
+    consumption computer does, then the three deciders. Pure CPU, one core."""
+    days = 2 if quick else days
+    agents = Agents(standard=300, premium=80, supervisors=20)
+    inst = Instance(
+        id="b5-400",
+        registered=True,
+        entitlements=Entitlements(standard=290, premium=85, ivr_ports=60),
+        agents=agents,
+        ivr_peak_ports=60,
+        roster_every_minutes=60,
+    )
+    sc = Scenario(name="b5", duration=timedelta(days=days), tick_every=timedelta(minutes=5), seed=9, instances=(inst,))
+    log(f"B5: generating {days} days of a 400-agent instance")
+    events = list(generate(sc, datetime(2026, 3, 2, tzinfo=UTC)))
+    logs: dict[str, list[Delivery]] = {topic_name(t, ""): [] for t in CONSUMPTION_INPUTS}
+    for e in events:
+        log_ = logs[topic_for(e.type).name]
+        log_.append(Delivery(topic_for(e.type).name, 0, len(log_), key_for(e), encode(e), tuple(HEADERS), None))
+    decoder = Decoder(CONSUMPTION_INPUTS, "")
+    rules = ChainRules()
+    started = time.perf_counter()
+    inputs = merged(logs, decoder, inst.id)
+    decoded = time.perf_counter()
+    out = replay(inst.id, inputs, rules)
+    done = time.perf_counter()
+    n = len(inputs)
+    per_s = n / (done - started)
+    span = (events[-1].time - events[0].time).total_seconds() / 86400
+    log(f"B5: {n:,} inputs in {done - started:.2f} s ({per_s:,.0f}/s; decoding and merging {decoded - started:.2f} s)")
+    return {
+        "inputs": n,
+        "agents": 400,
+        "days": days,
+        "seconds": round(done - started, 3),
+        "inputs_per_s": round(per_s),
+        "chain_inputs_per_s": round(n / (done - decoded)),
+        "decode_merge_share": round((decoded - started) / (done - started), 3),
+        "year_s": round(n / span * 365 / per_s, 1),
+        "outputs": {"reports": len(out.reports), "transitions": len(out.transitions), "changes": out.changes},
+    }
+
+
 # ---------------------------------------------------------------- B3
 
 
@@ -860,7 +913,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         run.prefix = f"{root}{name}."
         await ensure_topics(BROKER, run.prefix, TOPICS)
 
-    only = set(args.only.split(",")) if args.only else {"B0", "B1", "B2", "B3", "B4"}
+    only = set(args.only.split(",")) if args.only else {"B0", "B1", "B2", "B3", "B4", "B5"}
     await wait_for_kafka(BROKER, timeout=60)
     size = 20_000 if quick else args.events
     instances, agents = (20, 100) if quick else (100, 400)
@@ -902,6 +955,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 tried = {args.b2_rate: res["B2"], **res["B2"]["sweep"]}
                 met = [r for r, f in tried.items() if f["p99_ms"] is not None and f["p99_ms"] <= 100]
                 res["B2"]["highest_rate_p99_within_100ms"] = max(met) if met else None
+        if "B5" in only:
+            res["B5"] = b5(quick, args.b5_days)
+            if "B0" in res:
+                res["B5"]["ratio_to_B0"] = round(res["B5"]["inputs_per_s"] / res["B0"]["messages_per_s"], 3)
         if "B3" in only:
             await scenario_topics("b3")
             res["B3"] = await b3(run, quick, args.b3_instances, args.b3_days)
@@ -991,6 +1048,18 @@ def table(res: dict[str, Any]) -> str:
             ("B4", "process memory per session", f"{b4['memory_bytes_per_session']} B", ""),
             ("B4", "PostgreSQL per interval report", _per_report(b4.get("pg_bytes_per_report")), ""),
         ]
+    b5r = res.get("B5")
+    if b5r:
+        rows += [
+            (
+                "B5",
+                f"what-if replay of {b5r['inputs']:,} inputs (1 instance, {b5r['agents']} agents, {b5r['days']} d)",
+                f"{b5r['inputs_per_s']:,} inputs/s",
+                f"ratio {b5r.get('ratio_to_B0', '-')} (goal >= 50,000 inputs/s)",
+            ),
+            ("B5", "  the chain alone (decoded inputs)", f"{b5r['chain_inputs_per_s']:,} inputs/s", ""),
+            ("B5", "  a year of that instance", f"{b5r['year_s']} s", "goal < 60 s"),
+        ]
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
     lines = [" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
@@ -1002,6 +1071,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (CI)")
     parser.add_argument("--events", type=int, default=1_000_000, help="B1 events (default 1,000,000)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to write the figures")
+    parser.add_argument("--b5-days", type=int, default=28, help="B5: simulated days of the 400-agent instance")
     parser.add_argument("--profile", action="store_true", help="profile B1 with py-spy and report the top costs")
     parser.add_argument("--b2-rate", type=int, default=1000, help="B2 offered load, events/s (default 1000)")
     parser.add_argument(

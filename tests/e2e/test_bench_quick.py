@@ -35,3 +35,7 @@ def test_the_quick_benchmarks_run_and_are_correct(stack: Stack, tmp_path: Path) 
     counts = res["B3"]["counts"]
     assert counts["reports"] > 0 and counts["compliance"] > 2 and counts["alerts"] > 0, counts
     assert res["B4"]["pg_bytes_per_session"] > 0 and res["B4"]["memory_bytes_per_session"] > 0
+    # the what-if's replay ran the chain: interval reports, transitions (registration, over the limits), changes
+    b5 = res["B5"]
+    assert b5["inputs"] > 1000 and b5["inputs_per_s"] > 0
+    assert b5["outputs"]["reports"] > 0 and b5["outputs"]["transitions"] > 0 and b5["outputs"]["changes"] > 0, b5

@@ -70,9 +70,9 @@ PROGRAMS: dict[str, Access] = {
         Access("console", (), (AGENT_COMMANDS,), "the console (agent commands of its signed-in admins)"),
         Access(
             "cli",
-            (),
+            (AGENT_ACTIVITY, PORT_USAGE, ENTITLEMENTS, LIFECYCLE, CLOCK, INTAKE),
             (AGENT_COMMANDS, ENTITLEMENTS, LIFECYCLE, CLOCK, AGENT_ACTIVITY, PORT_USAGE),
-            "`ccxlic`: an admin's commands, the ticker and the simulator",
+            "`ccxlic`: an admin's commands, the ticker, the simulator, and the what-if (which reads the inputs)",
         ),
         Access("publisher", (), (AGENT_ACTIVITY, PORT_USAGE), "the contact center's services that publish events"),
     )

@@ -50,22 +50,26 @@ class _Sweep:
         self.since: dict[str, datetime] = {}
         self.expiry: list[tuple[datetime, str]] = []
         self.ports = (0, 0, 0)
+        self.premium = 0  # the Premium seats among `seats`, kept as they change (counting them at every instant cost)
 
     def expire_until(self, t: datetime) -> None:
         while self.expiry and self.expiry[0][0] <= t:
             at, agent_id = heapq.heappop(self.expiry)
             since = self.since.get(agent_id)
             if since is not None and since + self.max_session == at:
-                del self.seats[agent_id]
-                del self.since[agent_id]
+                self.sign_out(agent_id)
 
     def sign_in(self, seat: Seat, at: datetime) -> None:
+        held = self.seats.get(seat.agent_id)
+        self.premium += (seat.license == "premium") - (held is not None and held.license == "premium")
         self.seats[seat.agent_id] = seat
         self.since[seat.agent_id] = at
         heapq.heappush(self.expiry, (at + self.max_session, seat.agent_id))
 
     def sign_out(self, agent_id: str) -> None:
-        self.seats.pop(agent_id, None)
+        held = self.seats.pop(agent_id, None)
+        if held is not None and held.license == "premium":
+            self.premium -= 1
         self.since.pop(agent_id, None)
 
     def apply(self, fact: Fact) -> None:
@@ -84,7 +88,7 @@ class _Sweep:
             self.ports = (body.ivr, body.outbound_ports, body.outbound_seats)
 
     def counts(self) -> dict[str, int]:
-        premium = sum(1 for s in self.seats.values() if s.license == "premium")
+        premium = self.premium
         total = len(self.seats)
         return {
             "standard": total - premium,
