@@ -831,7 +831,25 @@ def test_the_forecast_names_the_first_coming_run_over_the_limits_and_clears_when
     # the window begins: the estimate is gone, the live rules judge from here
     s, later = replay("i", [*events, b.tick(monday + 28 * D + timedelta(hours=9))], LONG_AUTH)
     assert s.forecast is None and "the forecast's window began" in later[-1].evidence
-    # in evaluation (no limit) there is nothing to be over
+    # in evaluation (no limit) there is nothing to be over, but the forecast peak is still known (the metric)
     b2 = Build("e")
     s, _ = replay("e", _weeks_of_peaks(b2, monday, 4, lambda week: 4 + 2 * week), RULES)
     assert s.forecast is None and len(s.peaks) == 4 * 21
+    assert s.forecast_peak is not None and s.forecast_peak.premium >= 12  # 4, 6, 8, 10 Premium: 12 or more next
+    s, _ = replay("e", _weeks_of_peaks(b2, monday, 2, lambda week: 4), RULES)
+    assert s.forecast_peak is None  # two weeks: too little history
+
+
+def test_the_forecast_peak_is_a_gauge_per_license_and_leaves_with_the_forecast() -> None:
+    from ccxlic_compliance.app import ComplianceMetrics
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    metrics = ComplianceMetrics(registry)
+    b, monday = Build("g"), datetime(2026, 3, 2, tzinfo=UTC)
+    s, _ = replay("g", _weeks_of_peaks(b, monday, 4, lambda week: 4 + 2 * week), RULES)
+    metrics.observe(s, RULES)
+    labels = {"product_instance": "g", "license": "premium"}
+    assert registry.get_sample_value("ccxlic_compliance_forecast_peak", labels) == s.forecast_peak.premium  # type: ignore[union-attr]
+    metrics.observe(State(instance="g"), RULES)
+    assert registry.get_sample_value("ccxlic_compliance_forecast_peak", labels) is None

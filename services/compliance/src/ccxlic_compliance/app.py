@@ -71,6 +71,14 @@ class ComplianceMetrics:
             registry=registry,
         )
 
+        self.forecast_peak = Gauge(
+            "ccxlic_compliance_forecast_peak",
+            "An estimate: the highest p90 forecast of the coming week's reporting intervals, per license, from the"
+            " instance's own interval peaks (absent with fewer than 3 full weeks of them)",
+            ["product_instance", "license"],
+            registry=registry,
+        )
+
     def observe(self, state: State, rules: Rules) -> None:
         view, i = state.view(rules), self.label(state.instance)
         for reg in get_args(Registration):
@@ -80,6 +88,11 @@ class ComplianceMetrics:
         self.enforcement.labels(i).set(1 if view.enforcement.active else 0)
         for lic in ("standard", "premium", "ivr_ports"):
             self.deficit.labels(i, lic).set(getattr(view.deficit, lic))
+            if state.forecast_peak is not None:
+                self.forecast_peak.labels(i, lic).set(getattr(state.forecast_peak, lic))
+            else:
+                with contextlib.suppress(KeyError):
+                    self.forecast_peak.remove(i, lic)
         for name, seconds in views.seconds_to(view, state.now).items():
             if seconds is None:
                 with contextlib.suppress(KeyError):

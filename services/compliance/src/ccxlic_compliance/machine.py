@@ -161,6 +161,7 @@ class State(BaseModel):
     # the interval peaks of the last weeks, (start, revision, Standard, Premium, IVR ports), for the forecast
     peaks: tuple[tuple[datetime, int, int, int, int], ...] = ()
     forecast: ForecastRisk | None = None  # an estimate: the first coming run of intervals over what it may use
+    forecast_peak: Counts | None = None  # an estimate: the highest p90 of the coming week (None: too little history)
 
     # ------------------------------------------------------------ derived
 
@@ -807,7 +808,9 @@ def _forecast(s: State, rules: Rules, now: datetime) -> tuple[State, str]:
     the end of the latest interval, and its first run over the limits that starts after `now` (a run under way is the
     live rules' to judge), only where usage is held to limits (registered). Ours, not the vendor's: an estimate."""
     if not s.peaks:
-        return (s.model_copy(update={"forecast": None}), "") if s.forecast is not None else (s, "")
+        if s.forecast is None and s.forecast_peak is None:
+            return s, ""
+        return s.model_copy(update={"forecast": None, "forecast_peak": None}), ""
     last = max(p[0] for p in s.peaks) + rules.interval
     kept = tuple(p for p in s.peaks if p[0] >= last - (rules.forecast_weeks + 1) * WEEK)
     history = {p[0]: {"standard": p[2], "premium": p[3], "ivr_ports": p[4]} for p in kept}
@@ -817,13 +820,18 @@ def _forecast(s: State, rules: Rules, now: datetime) -> tuple[State, str]:
         t += rules.interval
     limits = s.limits() if s.watched() else None
     risk = None
+    f = forecast(first, last, step=rules.interval, weeks=rules.forecast_weeks, min_weeks=rules.forecast_min_weeks)
+    highest = (
+        Counts(**{lic: max(h.p90[lic] for h in f.hours) for lic in ("standard", "premium", "ivr_ports")})
+        if f.hours
+        else None
+    )
     if limits is not None:
-        f = forecast(first, last, step=rules.interval, weeks=rules.forecast_weeks, min_weeks=rules.forecast_min_weeks)
         found = [r for r in risks(f, limits.entitlement()) if r.start > now]
         if found:
             r = found[0]
             risk = ForecastRisk(made_at=last, start=r.start, end=r.end, over=LicenseCounts(**r.over))
-    s = s.model_copy(update={"peaks": kept, "forecast": risk})
+    s = s.model_copy(update={"peaks": kept, "forecast": risk, "forecast_peak": highest})
     if risk is None:
         return s, ""
     return s, (
