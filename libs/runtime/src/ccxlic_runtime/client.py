@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from ccxlic_contract.events import AgentCommand, AgentCommandData
+from ccxlic_rules.plan import LICENSES, Account, need_of, reported_need
 from pydantic import Field, ValidationError
 
 from ccxlic_runtime.settings import RuntimeSettings
@@ -221,3 +223,40 @@ __all__ = [
     "report_inputs",
     "snapshot",
 ]
+
+
+Get = Callable[[str], Awaitable[Any]]
+"""A JSON GET as the caller makes it (the CLI with its token, the console with its signed-in user)."""
+
+
+async def plan_inputs(
+    get: Get, urls: Urls, account: str, *, weeks: int = 4, percent: float = 0.0
+) -> tuple[Account, list[Account]]:
+    """A virtual account and the other virtual accounts of its smart account, each with what it holds (purchased,
+    less reservations) and what each of its registered instances needs (`ccxlic_rules.plan.need_of`, from the
+    consumption computer's interval reports; the peaks last reported to the authority when it has none)."""
+    body = await get(f"{urls.authority}/v1/accounts")
+    smart = [sa for sa in body["smart_accounts"] if any(v["name"] == account for v in sa["virtual_accounts"])]
+    if not smart:
+        raise ServiceError(f"the licensing authority has no virtual account {account!r}")
+    out: list[Account] = []
+    for va in smart[0]["virtual_accounts"]:
+        holds = {lic: va["licenses"].get(lic, 0) - va.get("reserved", {}).get(lic, 0) for lic in LICENSES}
+        instances = (await get(f"{urls.authority}/v1/accounts/{quote(va['name'], safe='')}/instances"))["instances"]
+        needs = []
+        for inst in instances:
+            if inst["status"] != "registered":
+                continue
+            name = inst["instance"]
+            params = "from=1970-01-01T00:00:00Z&to=9999-01-01T00:00:00Z"
+            reports = (await get(f"{urls.consumption}/v1/instances/{quote(name, safe='')}/intervals?{params}"))[
+                "reports"
+            ]
+            need = need_of(name, reports, weeks, percent)
+            if need is None and inst.get("last_usage"):
+                need = reported_need(name, inst["last_usage"], percent)
+            if need is not None:
+                needs.append(need)
+        out.append(Account(va["name"], holds, tuple(needs)))
+    target = next(a for a in out if a.name == account)
+    return target, [a for a in out if a.name != account]

@@ -49,6 +49,7 @@ from ccxlic_cli import common
 from ccxlic_cli import container as container_commands
 from ccxlic_cli import forecast as forecast_commands
 from ccxlic_cli import kafka as kafka_commands
+from ccxlic_cli import plan as plan_commands
 from ccxlic_cli import whatif as whatif_commands
 from ccxlic_cli.common import (
     DEFAULT_PORTS,
@@ -84,6 +85,7 @@ app.add_typer(entitlements_app, name="entitlements")
 agent_commands.add_commands(app)
 forecast_commands.add_commands(app)
 whatif_commands.add_commands(app)
+plan_commands.add_commands(app)
 app.add_typer(authority_commands.app, name="authority")
 app.add_typer(admin_commands.app, name="admin")
 app.add_typer(admin_commands.silence_app, name="silence")
