@@ -223,6 +223,11 @@ async def test_the_console_in_a_browser(
     assert refused.status == 403 and "only an admin may change anything" in await refused.text()
     await viewer.goto(f"{base}/authority/accounts/{account}")
     assert await viewer.get_by_role("button", name="New token").count() == 0
+    # the account's plan (need, holds, short) is shown to a viewer too, without the buttons that carry it out
+    plan = viewer.locator("#plan")
+    await expect(plan).to_contain_text("Plan: stay within its licenses")
+    await expect(plan.locator("table.plan-needs tr", has_text="Flex Premium").locator("td").nth(1)).to_have_text("2")
+    assert await viewer.get_by_role("button", name="Move them now").count() == 0
 
     # ---- the registration stands (nothing the viewer did reached the agent); nothing left this machine
     status, agent = await p.get("agent", f"/v1/instances/{instance_id}/agent")

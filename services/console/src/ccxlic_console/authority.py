@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
+from ccxlic_rules.plan import as_json, plan
+from ccxlic_runtime.client import plan_inputs
 
 from ccxlic_console.console import Console, PageError
 
@@ -65,6 +67,15 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
                 if va["name"] == name:
                     mine = va
                     siblings = [v["name"] for v in sa["virtual_accounts"] if v["name"] != name]
+        try:
+            headroom = min(1000.0, max(0.0, float(request.query.get("headroom") or 0)))
+        except ValueError:
+            raise PageError(400, "headroom: a percent was expected") from None
+
+        async def get(url: str) -> Any:
+            return await console.ask(request, "GET", url, refused=said)
+
+        target, others = await plan_inputs(get, urls, name, percent=headroom)
         return console.page(
             request,
             "account.html",
@@ -76,6 +87,8 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
             tokens=toks.get("tokens", []),
             done=request.query.get("done", "")[:300],
             new_token=None,
+            plan=as_json(plan(target, others)),
+            headroom=headroom,
         )
 
     async def authority_post(request: web.Request) -> web.StreamResponse:
@@ -92,7 +105,7 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
                     "export_controlled": form.get("export_controlled") == "yes",
                 }
                 url = f"{base}/tokens"
-            elif what == "move":
+            elif what == "move":  # from this account to a sibling (the plan's "move" lines post here too)
                 body = {
                     "to": str(form.get("to", "")),
                     "quantities": {str(form.get("license", "")): int(str(form.get("quantity") or 0))},
