@@ -80,3 +80,17 @@ def test_the_window_counts_only_what_happened_in_it() -> None:
     out = replay("cc-w", history())
     assert summarize(out, T0 + timedelta(days=1), END).ooc_episodes == 0
     assert summarize(out, T0, T0 + 70 * M).ooc_minutes < summarize(out, T0, END).ooc_minutes + 0.01
+
+
+def test_the_authoritys_out_of_compliance_answer_is_judged_again_with_the_seats_added() -> None:
+    b = Build("cc-w", prefix="answer")  # ids of its own
+    answer = b.reporting_succeeded(T0 + 9 * 60 * M, "out_of_compliance", premium=2, standard=1)
+    events = sorted([*history(over_for=5 * M), answer], key=lambda e: e.time)  # a short peak: only the answer counts
+    assert run(Changes(), events).ooc_episodes == 1
+    assert run(Changes(premium=3), events).ooc_episodes == 0  # 2 Premium short, and the third covers the Standard
+    rejudged = [e for e in changed_inputs(events, Changes(premium=2)) if e.id == answer.id]
+    assert rejudged[0].data.verdict == "out_of_compliance"  # the Standard is still short
+    assert rejudged[0].data.shortfall.standard == 1 and rejudged[0].data.shortfall.premium == 0
+    # seats removed: the recorded answers stand (the account's pool is not in the instance's history)
+    kept = [e for e in changed_inputs(events, Changes(premium=-1)) if e.id == answer.id]
+    assert kept == [answer]

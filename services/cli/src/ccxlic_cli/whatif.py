@@ -34,6 +34,7 @@ from ccxlic_contract.events import (
     LicenseCounts,
     Peak,
     ReportingSucceeded,
+    ReportingSucceededData,
     ReservationInstalled,
     ReservationInstalledData,
     ReservationReturned,
@@ -80,6 +81,11 @@ class Changes:
     def any(self) -> bool:
         return self != Changes()
 
+    def adds(self) -> bool:
+        """Seats added, none removed: the authority's answers can be judged again (see `_rejudged`)."""
+        counts = (self.standard, self.premium, self.ivr_ports)
+        return any(counts) and min(counts) >= 0 and self.reservation is None
+
     def words(self) -> list[str]:
         out = [f"{WORDS[lic]} {n:+d}" for lic in LICENSES if (n := getattr(self, lic))]
         if self.no_overage:
@@ -114,13 +120,29 @@ def changed_inputs(events: Iterable[Event], c: Changes) -> Iterator[Event]:
             InstanceRegistered | InstanceDeregistered | ReportingSucceeded | ReservationInstalled | ReservationReturned,
         ):
             continue
-        if isinstance(e, EntitlementsSet):
+        if isinstance(e, ReportingSucceeded) and e.data.verdict == "out_of_compliance" and c.adds():
+            yield e.model_copy(update={"data": _rejudged(e.data, c)})
+        elif isinstance(e, EntitlementsSet):
             d = _more(e.data, c)
             yield e.model_copy(update={"data": d.model_copy(update={"overage_allowed": False}) if c.no_overage else d})
         elif isinstance(e, ReservationInstalled):
             yield e.model_copy(update={"data": _more(e.data, c)})
         else:
             yield e
+
+
+def _rejudged(data: ReportingSucceededData, c: Changes) -> ReportingSucceededData:
+    """The authority's "out of compliance" answer with the seats added to the account's pool: the shortfall less
+    them (a Premium beyond the Premium shortfall covers Standard), in compliance when nothing is short any more."""
+    short = data.shortfall or LicenseCounts(standard=0, premium=0, ivr_ports=0)
+    premium = max(0, short.premium - c.premium)
+    spare = max(0, c.premium - short.premium)
+    standard = max(0, short.standard - c.standard - spare)
+    ivr = max(0, short.ivr_ports - c.ivr_ports)
+    if premium == standard == ivr == 0:
+        return ReportingSucceededData(verdict="in_compliance", reports=data.reports)
+    left = LicenseCounts(standard=standard, premium=premium, ivr_ports=ivr)
+    return data.model_copy(update={"shortfall": left})
 
 
 def _more(data: Any, c: Changes) -> Any:
