@@ -75,8 +75,8 @@ async def test_the_unchanged_replay_equals_the_record_and_a_purchase_clears_it(s
         assert checked.returncode == 0, checked.stderr
         assert "the replay equals the record" in checked.stderr
         base = json.loads((await _ccxlic(env, "whatif", "wi-0", "--format", "json")).stdout)
-        assert base["as_recorded"]["ooc_episodes"] >= 1
-        need = base["as_recorded"]["to_buy"]
+        assert base["replayed"]["ooc_episodes"] >= 1
+        need = base["replayed"]["to_buy"]
         assert need["premium"] > 0
         bought = await _ccxlic(env, "whatif", "wi-0", "--premium", str(need["premium"]), "--format", "json")
         after = json.loads(bought.stdout)["what_if"]

@@ -346,7 +346,11 @@ def differences(out: Outcome, reports: list[Any], transitions: list[Any]) -> lis
             and tr.view == ComplianceChangedData.model_validate_json(json.dumps(u["state"]))
         )
         if not same:
-            diffs.append(f"compliance transition {u['seq']} (at {u['at']}) differs")
+            diffs.append(
+                f"compliance transition {u['seq']}: recorded at {u['at']} ({u['evidence']}; cause {u['cause']['type']}"
+                f" {u['cause']['id']}), replayed at {tr.at.isoformat()} ({tr.evidence}; cause {tr.cause_type}"
+                f" {tr.cause_id})"
+            )
             break
     return diffs
 
@@ -455,7 +459,7 @@ def _show(name: str, changes: Changes, base: Summary, after: Summary, format: Fo
             **window,
             "inputs": base.inputs,
             "changes": changes.words(),
-            "as_recorded": base.as_json(),
+            "replayed": base.as_json(),
             "what_if": after.as_json(),
         }
         typer.echo(json.dumps(body, indent=2))
@@ -464,13 +468,13 @@ def _show(name: str, changes: Changes, base: Summary, after: Summary, format: Fo
     if format is Format.csv:
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["measure", "as_recorded", "what_if"])
+        w.writerow(["measure", "replayed", "what_if"])
         w.writerows(rows)
         typer.echo(buf.getvalue(), nl=False)
         return
     typer.echo(f"{name}: {base.since.isoformat()} to {base.until.isoformat()}, {base.inputs:,} inputs replayed")
-    typer.echo(f"what if: {', '.join(changes.words()) or 'nothing changed (the replay as recorded)'}")
-    typer.echo(f"{'':<34}{'as recorded':>16}{'what if':>16}")
+    typer.echo(f"what if: {', '.join(changes.words()) or 'nothing changed (the history replayed)'}")
+    typer.echo(f"{'':<34}{'replayed':>16}{'what if':>16}")
     for label, a, b in rows:
         typer.echo(f"{label:<34}{a:>16}{b:>16}")
     for e in after.to_buy_for:
