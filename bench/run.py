@@ -43,7 +43,6 @@ import aiohttp
 import asyncpg
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from ccxlic_cli.replay import ChainRules, merged, replay
 from ccxlic_cli.scenario import Agents, Entitlements, Instance, Scenario
 from ccxlic_cli.simulator import generate
 from ccxlic_consumption.app import INPUTS as CONSUMPTION_INPUTS
@@ -69,6 +68,7 @@ from ccxlic_contract.events import (
 from ccxlic_runtime.kafka import Broker, delete_topics, ensure_topics, topic_name, wait_for_kafka
 from ccxlic_runtime.policy import Decoder, Delivery
 from ccxlic_runtime.settings import RuntimeSettings, load_settings
+from ccxlic_whatif.replay import ChainRules, merged, replay
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKER = Broker.of(load_settings(RuntimeSettings))  # KAFKA_BOOTSTRAP_SERVERS and the KAFKA_SECURITY_* of the README

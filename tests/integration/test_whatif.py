@@ -13,15 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ccxlic_cli.common import CliSettings
-from ccxlic_cli.replay import replay
 from ccxlic_cli.scenario import Agents, Entitlements, Instance, Scenario
 from ccxlic_cli.simulator import generate
-from ccxlic_cli.whatif import differences, read_inputs, recorded, service_rules
 from ccxlic_contract import TOPICS
 from ccxlic_runtime.client import Urls
 from ccxlic_runtime.kafka import EventProducer, ensure_topics
 from ccxlic_runtime.settings import load_settings
 from ccxlic_testing.plugin import Stack
+from ccxlic_whatif.replay import replay
+from ccxlic_whatif.whatif import differences, read_inputs, recorded, service_rules
 
 from tests.chain import Chain
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ccxlic_cli.replay import ChainRules, replay
-from ccxlic_cli.whatif import Changes, Summary, changed_inputs, changed_rules, summarize
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import EntitlementsSet, InstanceRegistered, LicenseCounts, ReservationInstalled
 from ccxlic_testing.build import Build
+from ccxlic_whatif.replay import ChainRules, replay
+from ccxlic_whatif.whatif import Changes, Summary, changed_inputs, changed_rules, summarize
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 M = timedelta(minutes=1)

@@ -1,4 +1,4 @@
-"""The in-process chain (`ccxlic_cli.replay`, what `ccxlic whatif` and B5 run) against the services as the runtime
+"""The in-process chain (`ccxlic_whatif.replay`, what `ccxlic whatif` and B5 run) against the services as the runtime
 runs them over fakes: from the same inputs it publishes the same events, service by service, instance by instance."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ccxlic_cli.replay import ChainRules, merged, replay
 from ccxlic_consumption.app import INPUTS as CONSUMPTION_INPUTS
 from ccxlic_consumption.decider import ConsumptionDecider
 from ccxlic_contract.events import IntervalClosed
 from ccxlic_runtime.policy import Decoder
 from ccxlic_testing.build import Build
+from ccxlic_whatif.replay import ChainRules, merged, replay
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
