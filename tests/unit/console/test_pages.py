@@ -173,7 +173,7 @@ def test_after_signing_in_only_a_path_of_this_site_is_followed() -> None:
         assert _next(bad) == "/", bad
 
 
-def test_the_forecast_chart_has_a_band_and_a_point_per_coming_interval_and_license() -> None:
+def test_the_peaks_chart_draws_the_forecast_band_after_now_a_point_per_coming_interval_and_license() -> None:
     monday = datetime(2026, 3, 2, tzinfo=UTC)
     reports = [
         _report((monday + n * timedelta(hours=8)).isoformat(), 10 + n // 21, 4 if n % 3 == 1 else 0, 2)
@@ -182,9 +182,13 @@ def test_the_forecast_chart_has_a_band_and_a_point_per_coming_interval_and_licen
     now = monday + timedelta(weeks=4)
     f = forecast(interval_history(reports, now), now, step=timedelta(hours=8))
     assert len(f.hours) == 21
-    svg = chart.forecast_svg(f, Entitlement(12, 3, 20), "coming <week>")
+    past = report_rows.rows(reports[-21:], Entitlement(12, 3, 20))
+    svg = chart.svg(past, Entitlement(12, 3, 20), "coming <week>", f)
     points = re.findall(r'<circle class="forecast (\w+)"[^>]*data-p50="(\d+)" data-p90="(\d+)"', svg)
     assert len(points) == 3 * 21 and all(int(p90) >= int(p50) for _, p50, p90 in points)
     assert svg.count('<polygon class="band') == 3 and "coming &lt;week&gt;" in svg
+    assert len(re.findall(r'<circle class="point ', svg)) == 3 * 21  # the past week's peaks, then the band
+    assert svg.count('<line class="now"') == 1
+    assert '<line class="now"' not in chart.svg(past, Entitlement(12, 3, 20), "no forecast")
     day = [int(p50) for lic, p50, _ in points if lic == "premium"][1]  # Monday 08:00-16:00 of week 5
     assert day == 4

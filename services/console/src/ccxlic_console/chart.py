@@ -1,5 +1,6 @@
-"""The peaks chart and the forecast chart, drawn on the server as SVG. The peaks chart: one point per reporting interval and license (its peak, latest
-revision), a line through them, and the entitlement of each license as a dashed line. Pure: rows in, markup out.
+"""The peaks chart, drawn on the server as SVG: one point per reporting interval and license (its peak, latest
+revision), a line through them, the entitlement of each license as a dashed line, and after a "now" line the forecast
+of the coming week (an estimate: the p50 line and the band up to the p90). Pure: rows in, markup out.
 
 Each point is a `<circle class="point" data-license=... data-interval=... data-peak=...>` with a `<title>` (a
 screen reader and a hover read the same words); the entitlement lines say their value in words too.
@@ -57,13 +58,19 @@ def _frame(
     return parts, top
 
 
-def svg(rows: Sequence[Row], entitled: Entitlement | None, title: str) -> str:
-    """The chart of `rows` (one per interval, in order) against `entitled` (None: evaluation, nothing purchased)."""
-    n = len(rows)
-    highest = max([max(r.premium, r.standard, r.ivr_ports) for r in rows], default=0)
+def svg(rows: Sequence[Row], entitled: Entitlement | None, title: str, coming: Forecast | None = None) -> str:
+    """The chart of `rows` (one per interval, in order) against `entitled` (None: evaluation, nothing purchased), and
+    after them, past a dashed "now" line, the `coming` intervals of a forecast (an estimate): per license its p50 as
+    a line and the band up to its p90. Each forecast step is a `<circle class="forecast ..." data-p50 data-p90>`."""
+    hours = coming.hours if coming is not None else ()
+    n, m = len(rows), len(hours)
+    total = n + m
+    highest = max(
+        [max(r.premium, r.standard, r.ivr_ports) for r in rows] + [max(h.p90.values()) for h in hours], default=0
+    )
     parts, top = _frame("chart", "chart-title", n, highest, entitled, title)
     for key, name in SERIES:
-        points = [(_x(i, n), _y(getattr(r, key), top)) for i, r in enumerate(rows)]
+        points = [(_x(i, total), _y(getattr(r, key), top)) for i, r in enumerate(rows)]
         if len(points) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             parts.append(f'<polyline class="series {key}" points="{path}"/>')
@@ -74,36 +81,22 @@ def svg(rows: Sequence[Row], entitled: Entitlement | None, title: str) -> str:
                 f' data-peak="{peak}" cx="{x:.1f}" cy="{y:.1f}" r="3.5">'
                 f"<title>{name} peak {peak} in the interval from {escape(r.interval_start)}</title></circle>"
             )
-    labels = sorted({0, n - 1, (n - 1) // 2}) if n else []
-    for i in labels:
-        anchor = "start" if i == 0 and n > 1 else ("end" if i == n - 1 and n > 1 else "middle")
+    if m:
+        x = (_x(n - 1, total) + _x(n, total)) / 2 if n else _x(0, total)
         parts.append(
-            f'<text class="axis" x="{_x(i, n):.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">'
-            f"{escape(rows[i].interval_start[:16].replace('T', ' '))}</text>"
+            f'<line class="now" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}">'
+            "<title>now: to the right, the forecast of the coming intervals (an estimate)</title></line>"
         )
-    if not n:
-        parts.append(
-            f'<text class="empty" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">'
-            "no closed reporting interval in this range</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def forecast_svg(f: Forecast, entitled: Entitlement | None, title: str) -> str:
-    """The coming intervals of a forecast (an estimate): per license its p50 as a line and the band up to its p90,
-    against the entitlements. Each step is a `<circle class="forecast ..." data-p50=... data-p90=...>`."""
-    n = len(f.hours)
-    highest = max([max(h.p90.values()) for h in f.hours], default=0)
-    parts, top = _frame("chart forecast", "forecast-title", n, highest, entitled, title)
     for key, name in SERIES:
-        low = [(_x(i, n), _y(h.p50[key], top)) for i, h in enumerate(f.hours)]
-        high = [(_x(i, n), _y(h.p90[key], top)) for i, h in enumerate(f.hours)]
-        if n > 1:
+        low = [(_x(n + i, total), _y(h.p50[key], top)) for i, h in enumerate(hours)]
+        high = [(_x(n + i, total), _y(h.p90[key], top)) for i, h in enumerate(hours)]
+        if m > 1:
             band = " ".join(f"{x:.1f},{y:.1f}" for x, y in [*low, *reversed(high)])
             parts.append(f'<polygon class="band {key}" points="{band}"/>')
-            parts.append(f'<polyline class="series {key}" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in low)}"/>')
-        for (x, y), h in zip(low, f.hours, strict=True):
+            parts.append(
+                f'<polyline class="series forecast {key}" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in low)}"/>'
+            )
+        for (x, y), h in zip(low, hours, strict=True):
             start = h.start.isoformat()
             parts.append(
                 f'<circle class="forecast {key}" data-license="{key}" data-interval="{start}"'
@@ -111,11 +104,19 @@ def forecast_svg(f: Forecast, entitled: Entitlement | None, title: str) -> str:
                 f"<title>{name}, the interval from {start}: an estimated peak of {h.p50[key]} (p50), up to"
                 f" {h.p90[key]} (p90)</title></circle>"
             )
-    for i in sorted({0, n - 1, (n - 1) // 2}) if n else []:
-        anchor = "start" if i == 0 and n > 1 else ("end" if i == n - 1 and n > 1 else "middle")
+
+    def label(i: int) -> str:
+        return rows[i].interval_start[:16].replace("T", " ") if i < n else hours[i - n].start.strftime("%Y-%m-%d %H:%M")
+
+    for i in sorted({0, total - 1, (n - 1) // 2 if n else 0, *([n] if m and n else [])}) if total else []:
+        anchor = "start" if i == 0 and total > 1 else ("end" if i == total - 1 and total > 1 else "middle")
         parts.append(
-            f'<text class="axis" x="{_x(i, n):.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">'
-            f"{f.hours[i].start.strftime('%Y-%m-%d %H:%M')}</text>"
+            f'<text class="axis" x="{_x(i, total):.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">{escape(label(i))}</text>'
+        )
+    if not n:
+        parts.append(
+            f'<text class="empty" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">'
+            "no closed reporting interval in this range</text>"
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -171,19 +171,22 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
         silences = [s for s in (silences or {}).get("silences", []) if s.get("instance") in (None, instance)]
         calls = await console.get(f"{urls.agent}/v1/instances/{instance}/agent/calls", {"calls": []})
         coming = await forecast_of(instance, usage)
+        drawn = bool(coming.hours) and until >= coming.made_at  # the band follows the peaks when the range reaches now
         return console.page(
             request,
             "instance.html",
             instance=instance,
             live=now,
             fragment=f"/instances/{quote(instance)}/fragments/live",
-            chart=chart.svg(table, ent, f"Peaks per reporting interval of {instance} against the entitlements"),
+            chart=chart.svg(
+                table,
+                ent,
+                f"Peaks per reporting interval of {instance} against the entitlements"
+                + (", and the forecast of its coming intervals (an estimate)" if drawn else ""),
+                coming if drawn else None,
+            ),
             forecast=coming,
-            forecast_chart=chart.forecast_svg(
-                coming, ent, f"Forecast peaks of {instance}'s coming intervals (an estimate) against the entitlements"
-            )
-            if coming.hours
-            else "",
+            forecast_drawn=drawn,
             forecast_over=risks(coming, ent),
             table=table,
             to_buy=report_rows.to_buy(table, ent),
