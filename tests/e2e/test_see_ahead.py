@@ -6,7 +6,8 @@ account that it outgrows, with a sibling account holding spare Premium:
 - the forecast alert (`OutOfComplianceForecast`) is raised at least 24 hours before the instance really goes out of
   compliance;
 - `ccxlic plan` moves the spare Premium from the sibling (naming the instances, intervals and Premium agents);
-- `ccxlic whatif` with what the plan brings in shows no out-of-compliance over the same history;
+- `ccxlic whatif` with what the plan brings in shows no out-of-compliance over the same history, and so does the
+  console's what-if page;
 - the move, carried out at the authority, reaches the instance with its next entitlements, and the next forecast
   clears.
 """
@@ -14,8 +15,10 @@ account that it outgrows, with a sibling account holding spare Premium:
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 
+import aiohttp
 import pytest
 from ccxlic_cli.scenario import load
 from ccxlic_cli.simulator import generate
@@ -95,6 +98,19 @@ async def test_six_weeks_seen_ahead_planned_and_cleared(
     whatif = json.loads(ok(env, "whatif", instance_id, *args, "--format", "json"))
     assert whatif["replayed"]["ooc_episodes"] >= 1
     assert whatif["what_if"]["ooc_episodes"] == 0 and whatif["what_if"]["ooc_minutes"] == 0, whatif["what_if"]
+
+    # ... and the same question on the console's what-if page (a signed-in caller: the admin's API token here)
+    query = {lic: str(n) for lic, n in brought.items() if n}
+    headers = {"Authorization": f"Bearer {env['CCXLIC_TOKEN']}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{env['CCXLIC_CONSOLE_URL']}/instances/{instance_id}/whatif", params=query, headers=headers) as r,
+    ):
+        assert r.status == 200, await r.text()
+        page = await r.text()
+    row = re.search(r"minutes out of compliance</th><td>(\d+)</td><td>(?:<strong>)?(\d+)", page)
+    assert row is not None and int(row.group(1)) > 0 and row.group(2) == "0", page[:2000]
+    assert f"Premium +{brought['premium']}" in page
 
     # the move, at the authority; the instance gets the licenses with its next entitlements; the forecast clears
     _, before = await p.get("compliance", compliance)

@@ -67,7 +67,12 @@ PROGRAMS: dict[str, Access] = {
             (LIFECYCLE, AGENT_CALLS, DEAD_LETTER),
             "the Smart Agent",
         ),
-        Access("console", (), (AGENT_COMMANDS,), "the console (agent commands of its signed-in admins)"),
+        Access(
+            "console",
+            (AGENT_ACTIVITY, PORT_USAGE, ENTITLEMENTS, LIFECYCLE, CLOCK, INTAKE),
+            (AGENT_COMMANDS,),
+            "the console (agent commands of its signed-in admins; it reads the inputs for the what-if)",
+        ),
         Access(
             "cli",
             (AGENT_ACTIVITY, PORT_USAGE, ENTITLEMENTS, LIFECYCLE, CLOCK, INTAKE),

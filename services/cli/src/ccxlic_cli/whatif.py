@@ -8,7 +8,6 @@ import asyncio
 import csv
 import io
 import json
-import time as clock
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -17,19 +16,16 @@ import typer
 from ccxlic_contract.events import LicenseCounts
 from ccxlic_runtime.kafka import KafkaUnavailable
 from ccxlic_runtime.settings import ConfigError, Duration
-from ccxlic_whatif.replay import replay
 from ccxlic_whatif.whatif import (
-    LICENSES,
     WORDS,
     Changes,
+    NoInputs,
     Summary,
-    changed_inputs,
-    changed_rules,
+    compare,
     differences,
-    read_inputs,
     recorded,
     service_rules,
-    summarize,
+    what_if,
 )
 from pydantic import TypeAdapter, ValidationError
 
@@ -89,21 +85,26 @@ def whatif_command(
         raise common.fail(str(exc)) from None
     settings = common.settings()
     try:
-        inputs = asyncio.run(read_inputs(settings, name, lambda said: common.err.print(said, highlight=False)))
+        answer = asyncio.run(
+            what_if(
+                settings,
+                name,
+                changes,
+                rules,
+                given_since,
+                given_until,
+                lambda said: common.err.print(said, highlight=False),
+            )
+        )
     except KafkaUnavailable as exc:
         raise common.fail(str(exc), 1) from None
-    if not any(e.subject == name for e in inputs):  # ticks for every instance do not make one
-        raise common.fail(f"no input of instance {name!r} in the log (topic prefix {settings.topic_prefix!r})", 1)
-    lo = given_since or inputs[0].time
-    hi = given_until or inputs[-1].time + timedelta(seconds=1)
-    kept = [e for e in inputs if e.time < hi]  # what comes later cannot change the window
-    started = clock.perf_counter()
-    base = replay(name, kept, rules)
-    after = replay(name, changed_inputs(kept, changes), changed_rules(rules, changes)) if changes.any() else base
-    took = clock.perf_counter() - started
+    except NoInputs as exc:
+        raise common.fail(str(exc), 1) from None
     common.err.print(
-        f"replayed {len(kept):,} inputs {'twice ' if changes.any() else ''}in {took:.1f} s", highlight=False
+        f"replayed {answer.inputs:,} inputs {'twice ' if changes.any() else ''}in {answer.seconds:.1f} s",
+        highlight=False,
     )
+    base = answer.base
     if check:
         reports, transitions = asyncio.run(recorded(settings.urls(), name))
         diffs = differences(base, reports, transitions)
@@ -115,7 +116,7 @@ def whatif_command(
             f"the replay equals the record: {len(reports)} interval reports, {len(transitions)} transitions",
             highlight=False,
         )
-    _show(name, changes, summarize(base, lo, hi), summarize(after, lo, hi), format)
+    _show(name, changes, answer.replayed, answer.what_if, format)
 
 
 def _changes(
@@ -154,7 +155,7 @@ def _show(name: str, changes: Changes, base: Summary, after: Summary, format: Fo
         }
         typer.echo(json.dumps(body, indent=2))
         return
-    rows = _rows(base, after)
+    rows = compare(base, after)
     if format is Format.csv:
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -170,27 +171,6 @@ def _show(name: str, changes: Changes, base: Summary, after: Summary, format: Fo
     for e in after.to_buy_for:
         short = ", ".join(f"{WORDS[lic]} {n}" for lic, n in e["short"].items() if n)
         typer.echo(f"what if: out of compliance from {e['ooc_since']}, short of {short}")
-
-
-def _rows(base: Summary, after: Summary) -> list[tuple[str, str, str]]:
-    def enforcement(s: Summary) -> str:
-        return s.enforcement[0][0].strftime("%Y-%m-%d %H:%M") if s.enforcement else "none"
-
-    rows = [
-        ("minutes out of compliance", f"{base.ooc_minutes:.0f}", f"{after.ooc_minutes:.0f}"),
-        ("out-of-compliance episodes", str(base.ooc_episodes), str(after.ooc_episodes)),
-        ("enforcement from", enforcement(base), enforcement(after)),
-        ("intervals over the limits", str(base.over_intervals), str(after.over_intervals)),
-    ]
-    for limit in sorted({*base.refused, *after.refused}):
-        rows.append((f"sign-ins refused ({limit})", str(base.refused.get(limit, 0)), str(after.refused.get(limit, 0))))
-    if not base.refused and not after.refused:
-        rows.append(("sign-ins refused", "0", "0"))
-    for alert in sorted({*base.alerts, *after.alerts}):
-        rows.append((f"raised {alert}", str(base.alerts.get(alert, 0)), str(after.alerts.get(alert, 0))))
-    for lic in LICENSES:
-        rows.append((f"to buy: {WORDS[lic]}", str(base.to_buy[lic]), str(after.to_buy[lic])))
-    return rows
 
 
 def add_commands(app: typer.Typer) -> None:

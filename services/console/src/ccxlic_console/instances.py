@@ -17,6 +17,8 @@ from ccxlic_rules.forecast import Forecast, forecast, interval_history, risks
 from ccxlic_runtime.auth import identity
 from ccxlic_runtime.client import ServiceError, agent_command, intervals, snapshot
 from ccxlic_runtime.http import BadRequest, check_instance, json_response, problem
+from ccxlic_runtime.kafka import KafkaUnavailable
+from ccxlic_whatif.whatif import Changes, NoInputs, compare, service_rules, what_if
 
 from ccxlic_console import chart, pages
 from ccxlic_console.console import SOURCE, Console, PageError
@@ -203,6 +205,49 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
             done=request.query.get("done", "")[:300],
         )
 
+    async def whatif_page(request: web.Request) -> web.Response:
+        """The instance's history replayed in the console's process, as it was and under the form's changes (as
+        `ccxlic whatif`); read-only, so any signed-in user may ask."""
+        instance = instance_of(request)
+        q = request.query
+
+        def number(name: str, low: int, high: int) -> int:
+            try:
+                value = int(q.get(name) or 0)
+            except ValueError:
+                raise BadRequest(f"`{name}` must be a whole number; got {q.get(name)!r}") from None
+            if not low <= value <= high:
+                raise BadRequest(f"`{name}` must be from {low} to {high}")
+            return value
+
+        minutes = number("tolerance", 0, 100_000)
+        changes = Changes(
+            standard=number("standard", -100_000, 100_000),
+            premium=number("premium", -100_000, 100_000),
+            ivr_ports=number("ivr_ports", -100_000, 100_000),
+            no_overage=q.get("no_overage") == "yes",
+            tolerance=timedelta(minutes=minutes) if minutes else None,
+        )
+        since = _day(q.get("from"), "from", datetime.min.replace(tzinfo=UTC)) if q.get("from") else None
+        until = _day(q.get("to"), "to", datetime.max.replace(tzinfo=UTC)) + timedelta(days=1) if q.get("to") else None
+        if since is not None and until is not None and until <= since:
+            raise BadRequest("`to` must not be before `from`")
+        try:
+            answer = await what_if(console.settings, instance, changes, service_rules(), since, until)
+        except NoInputs as exc:
+            raise PageError(404, str(exc)) from None
+        except KafkaUnavailable as exc:
+            raise PageError(503, f"the log cannot be read: {exc}") from None
+        return console.page(
+            request,
+            "whatif.html",
+            instance=instance,
+            answer=answer,
+            changes=changes.words(),
+            rows=compare(answer.replayed, answer.what_if),
+            form=dict(q),
+        )
+
     async def instance_fragment(request: web.Request) -> web.Response:
         instance = instance_of(request)
         return console.page(request, "_instance_live.html", instance=instance, live=await live(instance))
@@ -331,6 +376,7 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
     router.add_get("/instances/{instance}", instance_page)
     router.add_get("/instances/{instance}/fragments/live", instance_fragment)
     router.add_get("/instances/{instance}/report.csv", report_csv)
+    router.add_get("/instances/{instance}/whatif", whatif_page)
     router.add_post("/instances/{instance}/actions", action)
     router.add_post("/instances/{instance}/silences", add_silence)
     router.add_post("/instances/{instance}/silences/{silence}/delete", delete_silence)

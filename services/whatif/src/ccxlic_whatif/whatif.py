@@ -3,6 +3,7 @@ window. Pure apart from `read_inputs` (the broker) and `recorded` (the services'
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time as clock
 from collections import Counter
@@ -41,7 +42,7 @@ from ccxlic_runtime.loop import read_partition
 from ccxlic_runtime.policy import Decoder, partition_for
 from ccxlic_runtime.settings import RuntimeSettings, load_settings
 
-from ccxlic_whatif.replay import ChainRules, Outcome, merged
+from ccxlic_whatif.replay import ChainRules, Outcome, merged, replay
 
 LICENSES = ("standard", "premium", "ivr_ports")
 WORDS = {"standard": "Standard", "premium": "Premium", "ivr_ports": "IVR ports"}
@@ -248,6 +249,29 @@ def _duration(d: timedelta) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
+def compare(base: Summary, after: Summary) -> list[tuple[str, str, str]]:
+    """The two summaries side by side, a row per measure: (what, replayed, what if)."""
+
+    def enforcement(s: Summary) -> str:
+        return s.enforcement[0][0].strftime("%Y-%m-%d %H:%M") if s.enforcement else "none"
+
+    rows = [
+        ("minutes out of compliance", f"{base.ooc_minutes:.0f}", f"{after.ooc_minutes:.0f}"),
+        ("out-of-compliance episodes", str(base.ooc_episodes), str(after.ooc_episodes)),
+        ("enforcement from", enforcement(base), enforcement(after)),
+        ("intervals over the limits", str(base.over_intervals), str(after.over_intervals)),
+    ]
+    for limit in sorted({*base.refused, *after.refused}):
+        rows.append((f"sign-ins refused ({limit})", str(base.refused.get(limit, 0)), str(after.refused.get(limit, 0))))
+    if not base.refused and not after.refused:
+        rows.append(("sign-ins refused", "0", "0"))
+    for alert in sorted({*base.alerts, *after.alerts}):
+        rows.append((f"raised {alert}", str(base.alerts.get(alert, 0)), str(after.alerts.get(alert, 0))))
+    for lic in LICENSES:
+        rows.append((f"to buy: {WORDS[lic]}", str(base.to_buy[lic]), str(after.to_buy[lic])))
+    return rows
+
+
 # ---------------------------------------------------------------- the shell: the log, the services
 
 
@@ -338,3 +362,55 @@ def differences(out: Outcome, reports: list[Any], transitions: list[Any]) -> lis
             )
             break
     return diffs
+
+
+class NoInputs(LookupError):
+    """The log has no input of the instance (ticks for every instance do not make one)."""
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """A what-if's answer: the history replayed and under the changes, over [since, until)."""
+
+    instance: str
+    changes: Changes
+    since: datetime
+    until: datetime
+    inputs: int
+    seconds: float  # the two replays
+    base: Outcome
+    after: Outcome
+    replayed: Summary
+    what_if: Summary
+
+
+async def what_if(
+    settings: RuntimeSettings,
+    instance: str,
+    changes: Changes,
+    rules: ChainRules,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    say: Callable[[str], None] | None = None,
+) -> WhatIf:
+    """Read the instance's inputs from the log and replay them (in a worker thread: it is CPU work) as they were and
+    under `changes`; by default over its whole history. Raises NoInputs, or the broker's KafkaUnavailable."""
+    inputs = await read_inputs(settings, instance, say)
+    if not any(e.subject == instance for e in inputs):
+        raise NoInputs(f"no input of instance {instance!r} in the log (topic prefix {settings.topic_prefix!r})")
+    lo = since or inputs[0].time
+    hi = until or inputs[-1].time + timedelta(seconds=1)
+    kept = [e for e in inputs if e.time < hi]  # what comes later cannot change the window
+
+    def both() -> tuple[Outcome, Outcome]:
+        base = replay(instance, kept, rules)
+        if not changes.any():
+            return base, base
+        return base, replay(instance, changed_inputs(kept, changes), changed_rules(rules, changes))
+
+    started = clock.perf_counter()
+    base, after = await asyncio.to_thread(both)
+    took = clock.perf_counter() - started
+    return WhatIf(
+        instance, changes, lo, hi, len(kept), took, base, after, summarize(base, lo, hi), summarize(after, lo, hi)
+    )
