@@ -15,48 +15,76 @@ MAX = timedelta(hours=5)
 AGENTS = ["a", "b", "c", "d"]
 
 
+def usage_at(facts: list[Fact], t: datetime, max_session: timedelta) -> tuple[dict[str, int], dict[str, str]]:
+    """Usage at instant t straight from the definition, and who is signed in (agent -> license)."""
+    known = [f for f in facts if f.at <= t]
+    signed: dict[str, str] = {}
+    for agent in set(AGENTS):
+        about = [
+            f
+            for f in known
+            if isinstance(f.body, RosterFact)
+            or (isinstance(f.body, SignInFact | SignOutFact) and f.body.agent_id == agent)
+        ]
+        if not about:
+            continue
+        latest = max(about, key=lambda f: (f.at, f.event_id))
+        body = latest.body
+        if isinstance(body, SignInFact) and t < latest.at + max_session:
+            signed[agent] = body.license
+        if isinstance(body, RosterFact):
+            for a in body.agents:
+                if a.agent_id == agent and t < latest.at + max_session:
+                    signed[agent] = a.license
+    ports = [f for f in known if isinstance(f.body, PortsFact)]
+    ivr = outp = outs = 0
+    if ports:
+        last = max(ports, key=lambda f: (f.at, f.event_id)).body
+        assert isinstance(last, PortsFact)
+        ivr, outp, outs = last.ivr, last.outbound_ports, last.outbound_seats
+    premium = sum(1 for v in signed.values() if v == "premium")
+    now = {
+        "standard": len(signed) - premium,
+        "premium": premium,
+        "agents": len(signed),
+        "ivr_ports": ivr,
+        "outbound_ports": outp,
+        "outbound_seats": outs,
+    }
+    return now, signed
+
+
+def instants(facts: list[Fact], start: datetime, end: datetime, max_session: timedelta) -> list[datetime]:
+    """Every instant of [start, end) where usage can change."""
+    every = {start} | {f.at for f in facts} | {f.at + max_session for f in facts}
+    return sorted(x for x in every if start <= x < end)
+
+
 def oracle(facts: list[Fact], start: datetime, end: datetime, max_session: timedelta) -> dict[str, int]:
     """Evaluate usage at every instant where it can change, straight from the definition."""
-    instants = {start} | {f.at for f in facts} | {f.at + max_session for f in facts}
     best = dict.fromkeys(("standard", "premium", "agents", "ivr_ports", "outbound_ports", "outbound_seats"), 0)
-    for t in sorted(x for x in instants if start <= x < end):
-        known = [f for f in facts if f.at <= t]
-        signed: dict[str, str] = {}
-        agent_ids = set(AGENTS)
-        for agent in agent_ids:
-            about = [
-                f
-                for f in known
-                if isinstance(f.body, RosterFact)
-                or (isinstance(f.body, SignInFact | SignOutFact) and f.body.agent_id == agent)
-            ]
-            if not about:
-                continue
-            latest = max(about, key=lambda f: (f.at, f.event_id))
-            body = latest.body
-            if isinstance(body, SignInFact) and t < latest.at + max_session:
-                signed[agent] = body.license
-            if isinstance(body, RosterFact):
-                for a in body.agents:
-                    if a.agent_id == agent and t < latest.at + max_session:
-                        signed[agent] = a.license
-        ports = [f for f in known if isinstance(f.body, PortsFact)]
-        ivr = outp = outs = 0
-        if ports:
-            last = max(ports, key=lambda f: (f.at, f.event_id)).body
-            assert isinstance(last, PortsFact)
-            ivr, outp, outs = last.ivr, last.outbound_ports, last.outbound_seats
-        premium = sum(1 for v in signed.values() if v == "premium")
-        now = {
-            "standard": len(signed) - premium,
-            "premium": premium,
-            "agents": len(signed),
-            "ivr_ports": ivr,
-            "outbound_ports": outp,
-            "outbound_seats": outs,
-        }
+    for t in instants(facts, start, end, max_session):
+        now, _ = usage_at(facts, t, max_session)
         best = {k: max(best[k], now[k]) for k in best}
     return best
+
+
+def witness_oracle(
+    facts: list[Fact], start: datetime, end: datetime, max_session: timedelta
+) -> dict[str, tuple[datetime | None, list[tuple[str, str]]]]:
+    """Per seat quantity: the first instant it reaches its peak, and who was signed in then (none for a 0 peak)."""
+    best = oracle(facts, start, end, max_session)
+    out: dict[str, tuple[datetime | None, list[tuple[str, str]]]] = {}
+    for q in ("standard", "premium", "agents"):
+        out[q] = (None, [])
+        if best[q] == 0:
+            continue
+        for t in instants(facts, start, end, max_session):
+            now, signed = usage_at(facts, t, max_session)
+            if now[q] == best[q]:
+                out[q] = (t, sorted(signed.items()))
+                break
+    return out
 
 
 licenses = st.sampled_from(["standard", "premium"])
@@ -83,6 +111,19 @@ def test_peaks_match_the_oracle_in_any_order(facts: list[Fact], rnd: object) -> 
     got = sweep(shuffled, starts, 4 * HOUR, MAX)
     for result in got:
         assert result.values() == oracle(facts, result.start, result.end, MAX), result.start
+
+
+@settings(max_examples=200, deadline=None)
+@given(fact_lists, st.randoms())
+def test_each_witness_is_who_was_signed_in_when_the_peak_was_first_reached(facts: list[Fact], rnd: object) -> None:
+    starts = [T0 + i * 4 * HOUR for i in range(7)]
+    shuffled = list(facts)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    for result in sweep(shuffled, starts, 4 * HOUR, MAX):
+        expected = witness_oracle(facts, result.start, result.end, MAX)
+        for q, (at, who) in expected.items():
+            peak = result.peaks[q]
+            assert (peak.at, sorted((a.agent_id, a.license) for a in peak.agents)) == (at, who), (q, result.start)
 
 
 @settings(max_examples=100, deadline=None)

@@ -99,9 +99,6 @@ class _Sweep:
             "outbound_seats": self.ports[2],
         }
 
-    def witness(self) -> tuple[Seat, ...]:
-        return tuple(sorted(self.seats.values(), key=lambda s: s.agent_id))
-
 
 def sweep(
     facts: Iterable[Fact], starts: Sequence[datetime], length: timedelta, max_session: timedelta
@@ -121,19 +118,21 @@ def sweep(
     for start in starts:
         end = start + length
         best: dict[str, PeakOf] = {}
+        seats_at: dict[str, dict[str, Seat]] = {}  # the seats at each seat quantity's best instant so far
 
-        def observe(t: datetime, best: dict[str, PeakOf] = best) -> None:
+        def observe(
+            t: datetime, best: dict[str, PeakOf] = best, seats_at: dict[str, dict[str, Seat]] = seats_at
+        ) -> None:
             counts = state.counts()
-            witness: tuple[Seat, ...] | None = None
+            seats: dict[str, Seat] | None = None
             for q in QUANTITIES:
                 current = best.get(q)
                 if current is None or counts[q] > current.value:
-                    if q in SEAT_QUANTITIES:
-                        if witness is None:
-                            witness = state.witness()
-                        best[q] = PeakOf(counts[q], t, witness)
-                    else:
-                        best[q] = PeakOf(counts[q], t)
+                    best[q] = PeakOf(counts[q], t)
+                    if q in SEAT_QUANTITIES:  # a copy now, sorted into the witness once the interval is done
+                        if seats is None:
+                            seats = dict(state.seats)
+                        seats_at[q] = seats
 
         # Everything up to the interval's start (inclusive) sets the state at its start.
         while i < n and ordered[i].at <= start:
@@ -155,5 +154,18 @@ def sweep(
                 state.apply(ordered[i])
                 i += 1
             observe(t)
-        results.append(IntervalPeaks(start, end, {q: p if p.value > 0 else PeakOf(0, None) for q, p in best.items()}))
+        peaks = {}
+        for q, p in best.items():
+            if p.value == 0:
+                peaks[q] = PeakOf(0, None)
+            elif q in seats_at:
+                peaks[q] = PeakOf(p.value, p.at, _witness(seats_at[q]))
+            else:
+                peaks[q] = p
+        results.append(IntervalPeaks(start, end, peaks))
     return results
+
+
+def _witness(seats: dict[str, Seat]) -> tuple[Seat, ...]:
+    """Who was signed in, by agent id."""
+    return tuple(sorted(seats.values(), key=lambda s: s.agent_id))
