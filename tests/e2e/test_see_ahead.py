@@ -54,7 +54,7 @@ async def test_six_weeks_seen_ahead_planned_and_cleared(
     ok(env, "register", instance_id, "--token", token, "--at", T0.isoformat())
     await p.until("compliance", compliance, lambda c: c["authorization"] == "authorized")
 
-    # six weeks of the growing center, published a day at a time; the clock ticks every 8 hours behind them
+    # six weeks of the growing center, published a week at a time; the clock ticks every 8 hours behind them
     scenario = load("seasonal-growth")
     grow = scenario.instances[0].model_copy(update={"id": instance_id, "registered": False, "entitlements": None})
     scenario = scenario.model_copy(
@@ -62,9 +62,9 @@ async def test_six_weeks_seen_ahead_planned_and_cleared(
     )
     start = T0.replace(hour=8, minute=0)  # a Monday: the shifts start at 08:00 UTC
     events = generate(scenario, start)
-    for day in range(WEEKS * 7):
-        until = start + (day + 1) * D
-        await producer.publish_many([e for e in events if start + day * D <= e.time < until])
+    for week in range(WEEKS):
+        until = start + (week + 1) * 7 * D
+        await producer.publish_many([e for e in events if start + week * 7 * D <= e.time < until])
         await w.to(until - H, every=8 * H)
 
     # the forecast alert came at least a day before the instance went out of compliance
@@ -92,7 +92,7 @@ async def test_six_weeks_seen_ahead_planned_and_cleared(
     assert f"move {brought['premium']} Flex Premium from west" in table and "because" in table
 
     # the what-if: with the plan's licenses, nothing of the same history was out of compliance. (No --check here:
-    # this walk publishes a day of usage before the clock and the agent's answers of that day, so those reach the
+    # this walk publishes a week of usage before the clock and the agent's answers of that week, so those reach the
     # chain late and their transitions are stamped when seen; tests/integration/test_whatif.py holds the identity.)
     args = [f"--{lic}={n}" for lic, n in brought.items() if n]
     whatif = json.loads(ok(env, "whatif", instance_id, *args, "--format", "json"))
