@@ -10,7 +10,8 @@ instance's time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import ClockTicked, ConsumptionChanged, ConsumptionFailed, LicenseControlBreached
@@ -22,10 +23,12 @@ from ccxlic_compliance.machine import Rules, State, Transition, step
 
 @dataclass(frozen=True, slots=True)
 class Compliance:
-    """An instance: the machine's state and the number of its last transition."""
+    """An instance: the machine's state and the number of its last transition (and, in memory only, the state's
+    view key when the last step knew it: `machine.step` then need not compute it again)."""
 
     state: State
     seq: int = 0
+    key: tuple[Any, ...] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,8 @@ class ComplianceDecider:
 
     def decide(self, current: Compliance, event: Event, env: None) -> Decision[Compliance, Output]:
         before = current.state
-        result = step(before, event, self.rules)
+        result = step(before, event, self.rules, current.key)
+        key = result.key
         outputs: list[Output] = [Transitioned(current.seq + n, t) for n, t in enumerate(result.transitions, 1)]
         state = result.state
         if isinstance(event, ConsumptionChanged):
@@ -60,17 +64,17 @@ class ComplianceDecider:
             if state.computation_failed or (state.control_breached and within):
                 outputs.append(Forwarded(event))
                 update = {"computation_failed": False} | ({"control_breached": False} if within else {})
-                state = state.model_copy(update=update)
+                state, key = state.model_copy(update=update), None
         elif isinstance(event, ClockTicked):
             if before.now is None or event.time > before.now:
                 outputs.append(Forwarded(event))
         elif event.type in COMPLIANCE.forwards:  # the failures alerting raises alerts for, and their recoveries
             outputs.append(Forwarded(event))
             if isinstance(event, ConsumptionFailed):
-                state = state.model_copy(update={"computation_failed": True})
+                state, key = state.model_copy(update={"computation_failed": True}), None
             elif isinstance(event, LicenseControlBreached):
-                state = state.model_copy(update={"control_breached": True})
-        return Decision(Compliance(state, current.seq + len(result.transitions)), tuple(outputs))
+                state, key = state.model_copy(update={"control_breached": True}), None
+        return Decision(Compliance(state, current.seq + len(result.transitions), key), tuple(outputs))
 
     def saved(self, current: Compliance) -> Compliance:
         return current

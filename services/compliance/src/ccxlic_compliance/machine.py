@@ -294,6 +294,7 @@ class Transition:
 class Step:
     state: State
     transitions: tuple[Transition, ...]
+    key: tuple[Any, ...] | None = None  # state.key(rules), when the step knows it (the next step need not compute it)
 
 
 # ---------------------------------------------------------------- deadlines
@@ -413,13 +414,18 @@ def _registration_expires(s: State, at: datetime, rules: Rules) -> tuple[State, 
 # ---------------------------------------------------------------- the step
 
 
-def step(state: State, event: Event, rules: Rules) -> Step:
-    """Apply one input to one instance's state."""
+def step(state: State, event: Event, rules: Rules, key: tuple[Any, ...] | None = None) -> Step:
+    """Apply one input to one instance's state. `key`: `state.key(rules)` when the caller has it (the last step's)."""
     t = event.time
     now = t if state.now is None or t > state.now else state.now
     out: list[Transition] = []
     s = _advance(state, t, event, rules, out)
-    before = s.key(rules) if state.now is not None else None  # an instance's first input always makes history
+    if state.now is None:
+        before = None  # an instance's first input always makes history
+    elif s is state and key is not None:
+        before = key  # no deadline fired: the state is the one the caller knows
+    else:
+        before = s.key(rules)
     s, evidence = _effect(s, event, t, rules)
     if isinstance(event, _FORECAST_INPUTS):
         s, said = _forecast(s, rules, now)
@@ -428,8 +434,8 @@ def step(state: State, event: Event, rules: Rules) -> Step:
     after = s.key(rules)
     if after != before:  # a late input's effect is stamped when it is seen: history stays in time order
         out.append(Transition(now, event.id, event.type, evidence, _view(after)))
-    s = _advance(s, now, event, rules, out)
-    return Step(s, tuple(out))
+    final = _advance(s, now, event, rules, out)
+    return Step(final, tuple(out), after if final is s else None)
 
 
 MAX_FIRES = 16
