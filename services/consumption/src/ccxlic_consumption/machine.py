@@ -333,7 +333,7 @@ def _advance(state: InstanceState, now: datetime, rules: Rules) -> frozenset[str
     if state.expiry_floor is not None and watermark < state.expiry_floor:
         return _NONE  # nothing can expire yet: no need to look at every agent
     expired = {
-        agent_id: replace(a, signed_in=False, cause="expired")
+        agent_id: Agent(False, a.license, a.why, a.last, "expired")
         for agent_id, a in state.agents.items()
         if a.signed_in and a.last[0] + rules.max_session <= watermark
     }
@@ -446,7 +446,7 @@ def _sign_out(state: InstanceState, agent_id: str, order: Order) -> tuple[Fact, 
         # Not signed in: changes nothing, but remember the order so an older sign-in arriving later is stale.
         _set_agents(state, {agent_id: Agent(False, "standard", "", order, "signed_out")})
     else:
-        _set_agents(state, {agent_id: replace(current, signed_in=False, last=order, cause="signed_out")})
+        _set_agents(state, {agent_id: Agent(False, current.license, current.why, order, "signed_out")})
     return fact, frozenset((agent_id,))
 
 
@@ -460,7 +460,7 @@ def _roster(state: InstanceState, event: AgentRoster, order: Order) -> tuple[Fac
     for agent_id, current in state.agents.items():
         if current.last > order or agent_id in listed:
             continue
-        changes[agent_id] = replace(current, signed_in=False, last=order, cause="reconciled")
+        changes[agent_id] = Agent(False, current.license, current.why, order, "reconciled")  # (replace() costs 4x)
     for agent_id, signed in listed.items():
         known = state.agents.get(agent_id)
         if known is not None and known.last > order:
