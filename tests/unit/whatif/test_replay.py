@@ -73,3 +73,13 @@ def test_a_failing_input_is_dead_lettered_and_the_state_is_as_before_it(monkeypa
     assert len(failed) == 1
     rest = [e for e in got.published["consumption"] if e.type != "licensing.consumption.failed"]
     assert _ids(rest) == _ids(clean.published["consumption"])
+
+
+def test_a_long_replay_tells_its_progress() -> None:
+    from datetime import timedelta
+
+    b = Build("cc-p")
+    events = [b.entitle(T0, 1, 1), *(b.tick(T0 + n * timedelta(minutes=1)) for n in range(1, 20_001))]
+    heard: list[int] = []
+    replay("cc-p", events, RULES, progress=heard.append)
+    assert heard == [10_000, 20_000]

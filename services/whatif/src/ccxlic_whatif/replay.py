@@ -262,18 +262,28 @@ class Chain:
         if kept is not None:
             kept["consumption"].extend(events)
 
-    def run(self, events: Iterable[Event]) -> Outcome:
-        for e in events:
+    def run(self, events: Iterable[Event], progress: Callable[[int], None] | None = None) -> Outcome:
+        """Feed every input; `progress(n)` hears how many were fed, every 10,000."""
+        for n, e in enumerate(events, 1):
             self.feed(e)
+            if progress is not None and n % 10_000 == 0:
+                progress(n)
         for name, stage in (("consumption", self.consumption), ("compliance", self.compliance)):
             self.outcome.failures.extend((name, e, why) for e, why in stage.failures)
         self.outcome.failures.extend(("alerting", e, why) for e, why in self.alerting.failures)
         return self.outcome
 
 
-def replay(instance: str, events: Iterable[Event], rules: ChainRules | None = None, *, keep: bool = False) -> Outcome:
+def replay(
+    instance: str,
+    events: Iterable[Event],
+    rules: ChainRules | None = None,
+    *,
+    keep: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Outcome:
     """The instance's inputs, in the order the consumption computer handles them, through the chain."""
-    return Chain(instance, rules or ChainRules(), keep=keep).run(events)
+    return Chain(instance, rules or ChainRules(), keep=keep).run(events, progress)
 
 
 def merged(logs: Mapping[str, Sequence[Delivery]], decoder: Decoder, instance: str) -> list[Event]:

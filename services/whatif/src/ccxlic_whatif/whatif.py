@@ -402,11 +402,22 @@ async def what_if(
     hi = until or inputs[-1].time + timedelta(seconds=1)
     kept = [e for e in inputs if e.time < hi]  # what comes later cannot change the window
 
+    shown = [clock.monotonic()]
+
+    def told(what: str) -> Callable[[int], None]:
+        def progress(n: int) -> None:  # at most every 2 s: a year of a large instance takes minutes
+            if say is not None and clock.monotonic() - shown[0] >= 2:
+                shown[0] = clock.monotonic()
+                say(f"replayed {n:,} of {len(kept):,} inputs ({what})")
+
+        return progress
+
     def both() -> tuple[Outcome, Outcome]:
-        base = replay(instance, kept, rules)
+        base = replay(instance, kept, rules, progress=told("as they were"))
         if not changes.any():
             return base, base
-        return base, replay(instance, changed_inputs(kept, changes), changed_rules(rules, changes))
+        changed = changed_inputs(kept, changes)
+        return base, replay(instance, changed, changed_rules(rules, changes), progress=told("what if"))
 
     started = clock.perf_counter()
     base, after = await asyncio.to_thread(both)
