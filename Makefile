@@ -114,7 +114,7 @@ format: ## ruff: fix what it can and format
 	$(UV) run --frozen ruff format .
 
 typecheck: ## mypy --strict on every source file: the libs, the services (their apps and the CLI too) and the bench
-	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src \
+	$(UV) run --frozen mypy libs/contract/src libs/runtime/src libs/testing/src libs/rules/src libs/audit/src \
 	  services/consumption/src services/compliance/src services/alerting/src services/authority/src services/agent/src services/console/src services/cli/src services/whatif/src bench/run.py bench/chaos.py bench/backtest.py
 
 schemas: ## regenerate docs/schemas from the contract models
