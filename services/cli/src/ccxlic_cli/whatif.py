@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from ccxlic_contract.events import LicenseCounts
+from ccxlic_runtime.client import ServiceError
 from ccxlic_runtime.kafka import KafkaUnavailable
 from ccxlic_runtime.settings import ConfigError, Duration
 from ccxlic_whatif.whatif import (
@@ -106,7 +107,10 @@ def whatif_command(
     )
     base = answer.base
     if check:
-        reports, transitions = asyncio.run(recorded(settings.urls(), name))
+        try:
+            reports, transitions = asyncio.run(recorded(settings.urls(), name))
+        except ServiceError as exc:
+            raise common.fail(str(exc), 1) from None
         diffs = differences(base, reports, transitions)
         for d in diffs:
             common.err.print(f"differs: {d}", highlight=False)

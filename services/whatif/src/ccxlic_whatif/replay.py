@@ -42,6 +42,7 @@ from ccxlic_contract.codec import Event
 from ccxlic_contract.events import (
     ALL_INSTANCES,
     ClockTicked,
+    ConsumptionChanged,
     EntitlementsSet,
     InstanceDeregistered,
     InstanceRegistered,
@@ -248,7 +249,7 @@ class Chain:
                 out.breaches.append(o)
         kept = out.published
         for e in events:
-            if e.type == "licensing.consumption.changed":
+            if isinstance(e, ConsumptionChanged):
                 out.changes += 1
             transitions, forwarded = self.compliance.handle(e)
             out.transitions.extend(t for t in transitions if isinstance(t, Transitioned))

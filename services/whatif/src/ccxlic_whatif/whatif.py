@@ -9,7 +9,7 @@ import time as clock
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -36,7 +36,7 @@ from ccxlic_contract.events import (
 from ccxlic_contract.topics import INTAKE
 from ccxlic_rules import Entitlement, Usage, deficit
 from ccxlic_rules.pool import over
-from ccxlic_runtime.client import Urls
+from ccxlic_runtime.client import ServiceError, Urls, intervals
 from ccxlic_runtime.kafka import Broker, check_co_partitioned, topic_name, wait_for_kafka
 from ccxlic_runtime.loop import read_partition
 from ccxlic_runtime.policy import Decoder, partition_for
@@ -45,6 +45,7 @@ from ccxlic_runtime.settings import RuntimeSettings, load_settings
 from ccxlic_whatif.replay import ChainRules, Outcome, merged, replay
 
 LICENSES = ("standard", "premium", "ivr_ports")
+EPOCH, FAR = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)  # every report
 WORDS = {"standard": "Standard", "premium": "Premium", "ivr_ports": "IVR ports"}
 
 
@@ -309,22 +310,23 @@ async def read_inputs(
 
 
 async def recorded(urls: Urls, instance: str) -> tuple[list[Any], list[Any]]:
-    """What the services recorded: every interval report (each revision) and every compliance transition."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        params = {"from": "1970-01-01T00:00:00Z", "to": "9999-01-01T00:00:00Z"}
-        async with http.get(f"{urls.consumption}/v1/instances/{instance}/intervals", params=params) as r:
-            reports = (await r.json())["reports"] if r.status == 200 else []
-        transitions: list[Any] = []
-        while True:
-            path = f"{urls.compliance}/v1/instances/{instance}/compliance/history"
-            async with http.get(path, params={"after": str(len(transitions)), "limit": "10000"}) as r:
-                if r.status != 200:
-                    break
-                page = (await r.json())["transitions"]
-            transitions += page
-            if len(page) < 10000:
-                break
-    return reports, transitions
+    """What the services recorded: every interval report (each revision) and every compliance transition.
+    ServiceError when a service does not answer or refuses."""
+    reports = await intervals(urls, instance, EPOCH, FAR)
+    transitions: list[Any] = []
+    path = f"{urls.compliance}/v1/instances/{instance}/compliance/history"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            while True:
+                async with http.get(path, params={"after": str(len(transitions)), "limit": "10000"}) as r:
+                    if r.status != 200:
+                        raise ServiceError(f"compliance answered {r.status} for {path}")
+                    page = (await r.json())["transitions"]
+                transitions += page
+                if len(page) < 10000:
+                    return reports, transitions
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ServiceError(f"compliance at {urls.compliance} does not answer ({exc!r}); is it running?") from None
 
 
 def differences(out: Outcome, reports: list[Any], transitions: list[Any]) -> list[str]:
