@@ -6,11 +6,14 @@ and published, silences from the store, restarts and failed commits."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 from ccxlic_alerting.app import INPUTS, AlertingMetrics, build
+from ccxlic_alerting.handler import AUDIT
 from ccxlic_alerting.machine import Notice, Raised, Resolved, Silence, replay
 from ccxlic_alerting.settings import AlertingSettings
+from ccxlic_audit.log import Entry, broken_link
 from ccxlic_contract.events import AlertRaised, AlertResolved
 from ccxlic_runtime.instances import Instances
 from ccxlic_runtime.settings import load_settings
@@ -124,3 +127,23 @@ def test_any_batching_and_any_crashes_give_exactly_the_pure_replay(
     assert [(d["alert_id"], d["kind"]) for d in s.store.deliveries] == [
         (n.alert.alert_id, n.kind) for n in notices for _ in CHANNELS
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(SCRIPTS, st.integers(1, 6), st.lists(st.integers(0, 40), max_size=3))
+def test_the_licensing_log_is_one_chain_whatever_the_batching_and_the_crashes(
+    script: list[tuple[str, int]], size: int, crashes: list[int]
+) -> None:
+    """The log is written with the state, once: under any batching and crashes it is the log of one input at a time,
+    chained, holding each alert published, in order, and every input but the ticks that changed nothing."""
+    events = _events(script)
+    s, one = Service(), Service()
+    published = asyncio.run(s.feed(events, size, crashes))
+    asyncio.run(one.feed(events, 1))
+    rows = s.db.logs.get("i", [])
+    assert rows == one.db.logs.get("i", [])
+    entries = [Entry.of(json.loads(r[4])) for r in rows]
+    assert broken_link(entries) is None and [e.hash for e in entries] == [r[5] for r in rows]
+    assert [e.body["id"] for e in entries if e.kind in AUDIT.outputs] == [p.id for p in published]
+    inputs = [e.body["id"] for e in entries if e.kind not in AUDIT.outputs]
+    assert {e.id for e in events if e.type != "licensing.clock.tick"} <= set(inputs)

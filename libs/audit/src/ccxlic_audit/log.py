@@ -67,9 +67,23 @@ class Entry:
 
 def append(log: Sequence[Entry], kind: str, at: datetime, body: Mapping[str, Any]) -> Entry:
     """The next entry of `log`."""
-    prev = log[-1].hash if log else GENESIS
-    stamp = json.loads(canonical(at))
-    return Entry(len(log) + 1, kind, stamp, json.loads(canonical(body)), prev)
+    return following(len(log), log[-1].hash if log else GENESIS, kind, at, body)
+
+
+def following(seq: int, prev: str, kind: str, at: datetime, body: Mapping[str, Any]) -> Entry:
+    """The entry after entry `seq` whose hash is `prev` (0 and GENESIS: the first)."""
+    return Entry(seq + 1, kind, json.loads(canonical(at)), json.loads(canonical(body)), prev)
+
+
+def leaf_root(leaves: Sequence[bytes]) -> bytes:
+    """The RFC 6962 root over entries given as their bytes (`Entry.bytes()`, as a store keeps them)."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    t = InmemoryTree(algorithm="sha256")
+    for leaf in leaves:
+        t.append_entry(leaf)
+    found: bytes = t.get_root()
+    return found
 
 
 def broken_link(entries: Iterable[Entry], first_prev: str = GENESIS, first_seq: int = 1) -> Entry | None:
@@ -91,4 +105,4 @@ def tree(entries: Iterable[Entry]) -> InmemoryTree:
 
 def root(entries: Sequence[Entry]) -> bytes:
     """The RFC 6962 root of the entries (of the empty tree: SHA-256 of nothing)."""
-    return tree(entries).get_root() if entries else hashlib.sha256(b"").digest()
+    return leaf_root([e.bytes() for e in entries])

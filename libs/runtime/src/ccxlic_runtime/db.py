@@ -21,7 +21,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -322,8 +322,31 @@ class Transaction:
     async def _queue(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
         self.queue(OUTBOX, rows)
 
+    async def log_head(self, instance: str) -> tuple[int, str] | None:
+        """The number and hash of the instance's last licensing log entry (None: it has none)."""
+        row = await self.conn.fetchrow(
+            "select seq, hash from audit_log where instance = $1 order by seq desc limit 1", instance
+        )
+        return (int(row["seq"]), str(row["hash"])) if row is not None else None
+
+    def append_log(self, rows: Sequence[LogRow]) -> None:
+        """Append entries to licensing logs at the next flush: (instance, seq, kind, at, entry, hash) each."""
+        self.queue(AUDIT_LOG, rows)
+
 
 OUTBOX = Rows("outbox", (("topic", "text"), ("key", "bytea"), ("value", "bytea")))
+AUDIT_LOG = Rows(
+    "audit_log",
+    (
+        ("instance", "text"),
+        ("seq", "bigint"),
+        ("kind", "text"),
+        ("at", "timestamptz"),
+        ("entry", "text"),
+        ("hash", "text"),
+    ),
+)
+LogRow = tuple[str, int, str, datetime, str, str]
 
 
 class Database:

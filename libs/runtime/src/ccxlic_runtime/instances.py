@@ -17,16 +17,23 @@ every input of a batch, inside the policy's transaction (policy.py):
    before a read, the state is saved first for the same reason (the row stays locked until COMMIT);
 4. once committed, the cache holds the new state and `on_commit` hears of it (metrics, wake-ups).
 Outputs are per input, never per batch, so what a service publishes does not depend on how its input was batched.
+
+A service that keeps a licensing log (`Audit`) has the inputs and the published events it names appended to each
+instance's chain (`audit_log`, ccxlic_audit's entries) in the same unit of work, in the order handled: the log is a
+function of the service's ordered stream, as its state is, and exactly once with it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from ccxlic_contract import Event, Topic
+from ccxlic_audit.log import GENESIS, following
+from ccxlic_contract import Event, Topic, encode
 from ccxlic_contract.events import ALL_INSTANCES, ClockTicked
 
 from ccxlic_runtime.db import ConcurrentUpdate, Transaction
@@ -121,6 +128,28 @@ Publish = Callable[[str, O], Sequence[Event]]
 """An output as the events it publishes (none for what is only recorded)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """What a service appends to an instance's licensing log: each input `inputs` picks (given the events that input
+    published), then each event it published whose type is in `outputs`; an entry's kind is the event's type and its
+    body the CloudEvent as JSON, so a verifier decodes it and decides it again."""
+
+    inputs: Callable[[Event, Sequence[Event]], bool]
+    outputs: frozenset[str]
+
+
+def telling(outputs: frozenset[str]) -> Audit:
+    """A log of every input and the published events of the `outputs` types, but for a clock tick that published none
+    of them: such a tick only moved the instance's time, and the next input moves it as far (a deadline fires
+    stamped with itself, not with the input that passed it), so a verifier deciding the logged inputs again comes to
+    the same outputs without it."""
+
+    def inputs(event: Event, published: Sequence[Event]) -> bool:
+        return not isinstance(event, ClockTicked) or any(e.type in outputs for e in published)
+
+    return Audit(inputs, outputs)
+
+
 @dataclass
 class _Work(Generic[S, O]):
     instance: str
@@ -131,7 +160,9 @@ class _Work(Generic[S, O]):
     saved: S | None = None  # as saved in this transaction so far (None: as loaded)
     locked: bool = False  # saved once in this transaction: the row is ours until COMMIT
     outputs: list[O] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)  # what the outputs publish, in order
     written: int = 0  # outputs[:written] are written already (before a read)
+    logged: list[Event] = field(default_factory=list)  # what goes into the instance's licensing log
 
 
 class Instances(Generic[S, O, E]):
@@ -146,6 +177,7 @@ class Instances(Generic[S, O, E]):
         *,
         on_commit: Callable[[str, S | None, S, Sequence[O]], None] | None = None,
         on_failure: Callable[[Event, str], Sequence[Event]] | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.decider = decider
         self.store = store
@@ -153,7 +185,10 @@ class Instances(Generic[S, O, E]):
         self.output = output
         self.on_commit = on_commit
         self.on_failure = on_failure
+        self.audit = audit
         self.cache: dict[str, tuple[S, int]] = {}
+        self.heads: dict[str, tuple[int, str]] = {}  # each instance's last log entry: (seq, hash), as committed
+        self._heads: dict[str, tuple[int, str]] = {}  # as this unit of work leaves them
         self._work: dict[str, _Work[S, O]] = {}
         self._env: tuple[E] | None = None
         self._saved: list[tuple[str, S | None, S, int, list[O]]] = []
@@ -177,9 +212,10 @@ class Instances(Generic[S, O, E]):
         for w in self._work.values():
             await self._save(uow, w)
             await self._write(uow, w)
+            if w.logged:
+                await self._log(uow, w)
             self._saved.append((w.instance, w.before, w.state, w.version, w.outputs))
-            for out in w.outputs:
-                events.extend(self.publish(w.instance, out))
+            events.extend(w.events)
         await uow.emit(*events, topic=self.output)
 
     def committed(self) -> None:
@@ -187,9 +223,12 @@ class Instances(Generic[S, O, E]):
             self.cache[instance] = (after, version)
             if self.on_commit is not None:
                 self.on_commit(instance, before, after, outputs)
+        self.heads.update(self._heads)
         self._reset()
 
     def abort(self) -> None:
+        for instance in self._work:  # another worker may have appended to its log: read its head afresh
+            self.heads.pop(instance, None)
         self._reset()
 
     async def failed(self, uow: Transaction, event: Event, reason: str) -> None:
@@ -199,11 +238,12 @@ class Instances(Generic[S, O, E]):
     def forget(self) -> None:
         """Drop the cache (the partitions moved: another worker may change these instances now)."""
         self.cache.clear()
+        self.heads.clear()
 
     # ------------------------------------------------------------ per instance
 
     def _reset(self) -> None:
-        self._work, self._env, self._saved = {}, None, []
+        self._work, self._env, self._saved, self._heads = {}, None, [], {}
 
     async def _one(self, uow: Transaction, instance: str, partition: int, event: Event) -> None:
         w = self._work.get(instance)
@@ -219,15 +259,22 @@ class Instances(Generic[S, O, E]):
         if self._env is None:
             self._env = (await self.store.env(uow),)
         decision = self.decider.decide(w.state, event, self._env[0])
+        first = len(w.outputs)
         while True:
             w.state = decision.state
             w.outputs.extend(decision.outputs)
             if decision.need is None:
-                return
+                break
             await self._save(uow, w)  # the row is ours (or this is a lost race: nothing is written)
             await self._write(uow, w)  # the read sees everything decided so far
             answer = await self.store.read(uow, instance, decision.need)
             decision = self.decider.resume(w.state, answer)
+        published = [e for out in w.outputs[first:] for e in self.publish(instance, out)]
+        w.events.extend(published)
+        if self.audit is not None:
+            if self.audit.inputs(event, published):
+                w.logged.append(event)
+            w.logged.extend(e for e in published if e.type in self.audit.outputs)
 
     async def _save(self, uow: Transaction, w: _Work[S, O]) -> None:
         previous = w.saved if w.locked else w.before
@@ -235,9 +282,25 @@ class Instances(Generic[S, O, E]):
             w.version = await self.store.save(uow, w.instance, w.partition, previous, w.state, w.version)
         except ConcurrentUpdate:
             self.cache.pop(w.instance, None)  # the retry reads what the other worker saved
+            self.heads.pop(w.instance, None)
             raise
         w.state = self.decider.saved(w.state)
         w.saved, w.locked = w.state, True
+
+    async def _log(self, uow: Transaction, w: _Work[S, O]) -> None:
+        """Append what the unit of work logged to the instance's chain, after its last committed entry."""
+        head = self._heads.get(w.instance) or self.heads.get(w.instance)
+        if head is None:
+            head = await uow.log_head(w.instance) or (0, GENESIS)
+        seq, prev = head
+        rows = []
+        for e in w.logged:
+            entry = following(seq, prev, e.type, e.time, json.loads(encode(e)))
+            text = entry.bytes()
+            seq, prev = entry.seq, hashlib.sha256(text).hexdigest()
+            rows.append((w.instance, seq, e.type, e.time, text.decode(), prev))
+        uow.append_log(rows)
+        self._heads[w.instance] = (seq, prev)
 
     async def _write(self, uow: Transaction, w: _Work[S, O]) -> None:
         if w.written < len(w.outputs):

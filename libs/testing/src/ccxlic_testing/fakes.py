@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ccxlic_contract import Event, Topic, encode, key_for, topic_for
 from ccxlic_contract.codec import STRUCTURED_CONTENT_TYPE
-from ccxlic_runtime.db import Transaction
+from ccxlic_runtime.db import LogRow, Transaction
 from ccxlic_runtime.instances import Instances
 from ccxlic_runtime.metrics import RuntimeMetrics
 from ccxlic_runtime.policy import Delivery, RecordProcessor
@@ -49,11 +49,22 @@ class InMemoryStore:
 class FakeTransaction(Transaction):
     """One unit of work in memory: the runtime's Transaction with its two statements replaced."""
 
-    def __init__(self, claimed: set[str]) -> None:
+    def __init__(self, claimed: set[str], logs: dict[str, list[LogRow]] | None = None) -> None:
         conn: Any = None  # the fake stores ignore the connection
         super().__init__(conn, "")
         self.claimed = claimed
         self.events: list[tuple[str, Event]] = []
+        self.logs = logs if logs is not None else {}
+
+    async def log_head(self, instance: str) -> tuple[int, str] | None:
+        rows = self.logs.get(instance)
+        return (rows[-1][1], rows[-1][5]) if rows else None
+
+    def append_log(self, rows: Sequence[LogRow]) -> None:
+        for row in rows:
+            chain = self.logs.setdefault(row[0], [])
+            assert row[1] == len(chain) + 1, f"entry {row[1]} of {row[0]} after entry {len(chain)}"  # the key
+            chain.append(row)
 
     async def claim(self, key: str) -> bool:
         return key in await self.claim_many([key])
@@ -89,6 +100,7 @@ class FakeDatabase:
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
         self.claimed: set[str] = set()
+        self.logs: dict[str, list[LogRow]] = {}  # each instance's licensing log (audit_log)
         self.outbox: list[tuple[str, Event]] = []
         self.transactions = 0
         self.fail_at: set[int] = set()
@@ -98,7 +110,7 @@ class FakeDatabase:
     async def transaction(self) -> AsyncIterator[Transaction]:
         self.transactions += 1
         n = self.transactions
-        tx = FakeTransaction(set(self.claimed))
+        tx = FakeTransaction(set(self.claimed), {k: list(v) for k, v in self.logs.items()})
         with self.store.transaction():
             yield tx
             await tx.flush()
@@ -107,6 +119,7 @@ class FakeDatabase:
             if n in self.fail_at:
                 raise CommitFailed("COMMIT failed (fake)")
         self.claimed = tx.claimed
+        self.logs = tx.logs
         self.outbox.extend(tx.events)
 
     def published(self, since: int = 0) -> list[Event]:

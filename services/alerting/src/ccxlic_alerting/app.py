@@ -20,6 +20,7 @@ from typing import Annotated
 from aiohttp import web
 from ccxlic_contract.events import INSTANCE_ID_PATTERN, AlertName
 from ccxlic_contract.topics import ALERTS, COMPLIANCE
+from ccxlic_runtime.auditlog import add_log_routes
 from ccxlic_runtime.auth import PgAuthStore, auth_middleware, identity, open_auth, writes_need_admin
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.delivery import Deliverer
@@ -32,7 +33,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from ccxlic_alerting import views
 from ccxlic_alerting.decider import AlertingDecider, Output
-from ccxlic_alerting.handler import publish
+from ccxlic_alerting.handler import AUDIT, publish
 from ccxlic_alerting.machine import Notice, Silence, State
 from ccxlic_alerting.settings import AlertingSettings
 from ccxlic_alerting.store import PgAlertingStore
@@ -85,7 +86,7 @@ def build(
         if any(isinstance(o.action, Notice) for o in outputs):
             wake()
 
-    return Instances(AlertingDecider(settings.rules()), store, publish, ALERTS, on_commit=committed)
+    return Instances(AlertingDecider(settings.rules()), store, publish, ALERTS, on_commit=committed, audit=AUDIT)
 
 
 async def run(settings: AlertingSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
@@ -185,6 +186,8 @@ SILENCES = "/v1/silences"
 
 
 def add_routes(app: web.Application, db: Database, auth: PgAuthStore) -> None:
+    add_log_routes(app, db, "alerting")
+
     """The alerts (anyone on the bind address reads them) and the silences (a viewer reads, an admin changes)."""
     app.middlewares.append(auth_middleware(auth, writes_need_admin((SILENCES,))))
 

@@ -10,12 +10,16 @@ from typing import Any
 from ccxlic_contract.codec import Event
 from ccxlic_contract.events import AlertRaised, AlertRaisedData, AlertResolved, AlertResolvedData
 from ccxlic_runtime.channels import notification_id
+from ccxlic_runtime.instances import telling
 
 from ccxlic_alerting.decider import Output
 from ccxlic_alerting.machine import CATALOGUE, Notice, Raised, Resolved
 
 SOURCE = "urn:ccxlic:alerting"
 IDS = uuid.UUID("c4d2a0e8-5b3f-4e71-9a6c-7f1b3d5e9a20")
+AUDIT = telling(frozenset({"licensing.alert.raised", "licensing.alert.resolved"}))
+"""The licensing log: what alerting decided from (compliance's transitions and the failures it forwards, and the ticks
+that raised or resolved an alert), and each alert raised and resolved."""
 
 
 def iso(value: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any, get_args
 from aiohttp import web
 from ccxlic_contract.events import Authorization, Registration
 from ccxlic_contract.topics import COMPLIANCE, CONSUMPTION
+from ccxlic_runtime.auditlog import add_log_routes
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, instance_param, int_param, json_response, problem
 from ccxlic_runtime.instances import Instances, Store
@@ -26,7 +27,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from ccxlic_compliance import views
 from ccxlic_compliance.decider import Compliance, ComplianceDecider, Output
-from ccxlic_compliance.handler import publish
+from ccxlic_compliance.handler import AUDIT, publish
 from ccxlic_compliance.machine import Rules, State
 from ccxlic_compliance.settings import ComplianceSettings
 from ccxlic_compliance.store import PgComplianceStore
@@ -112,6 +113,7 @@ def build(
         publish,
         COMPLIANCE,
         on_commit=lambda instance, before, after, outputs: metrics.observe(after.state, rules),
+        audit=AUDIT,
     )
 
 
@@ -140,6 +142,8 @@ async def run(settings: ComplianceSettings, stop: asyncio.Event, *, ready: Calla
 
 
 def add_routes(app: web.Application, db: Database, rules: Rules) -> None:
+    add_log_routes(app, db, "compliance")
+
     async def instances(_: web.Request) -> web.Response:
         return json_response({"instances": await views.instances(db)})
 

@@ -17,6 +17,7 @@ from importlib import resources
 
 from aiohttp import web
 from ccxlic_contract.topics import AGENT_ACTIVITY, CLOCK, CONSUMPTION, ENTITLEMENTS, INTAKE, LIFECYCLE, PORT_USAGE
+from ccxlic_runtime.auditlog import add_log_routes
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, instance_param, json_response, problem, time_param
 from ccxlic_runtime.instances import Instances, Store
@@ -26,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ccxlic_consumption import views
 from ccxlic_consumption.decider import Consumption, ConsumptionDecider, Output, Rejected
-from ccxlic_consumption.handler import failed, publish
+from ccxlic_consumption.handler import AUDIT, failed, publish
 from ccxlic_consumption.settings import ConsumptionSettings
 from ccxlic_consumption.store import PgConsumptionStore
 
@@ -92,6 +93,7 @@ def build(
         CONSUMPTION,
         on_commit=metrics.committed,
         on_failure=failed,
+        audit=AUDIT,
     )
 
 
@@ -123,6 +125,8 @@ async def run(
 
 
 def add_routes(app: web.Application, db: Database) -> None:
+    add_log_routes(app, db, "consumption")
+
     async def usage_view(request: web.Request) -> web.Response:
         try:
             instance = instance_param(request)

@@ -17,12 +17,19 @@ from ccxlic_contract.events import (
     SignInRejected,
     SignInRejectedData,
 )
-from ccxlic_runtime.instances import Forwarded
+from ccxlic_runtime.instances import Audit, Forwarded
 
 from ccxlic_consumption.decider import Breached, Changed, Output, Recorded, Rejected, Reported
 
 SOURCE = "urn:ccxlic:consumption"
 IDS = uuid.UUID("0b8f2d1e-7a44-4c1e-9d0f-5e3a6c2b1f77")
+AUDIT = Audit(
+    lambda event, published: False,
+    frozenset(
+        {"licensing.consumption.interval_closed", "licensing.reservation.installed", "licensing.reservation.returned"}
+    ),
+)
+"""The licensing log: every interval report (each revision) and the reservation events, as published."""
 
 
 def _id(*parts: object) -> str:
