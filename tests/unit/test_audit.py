@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 INSTANCE = "cc-east"
+ORIGIN = f"ccxlic/{INSTANCE}/compliance"
 ME, WITNESS, MALLORY = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 
 
@@ -28,7 +29,7 @@ def log(n: int) -> list[Entry]:
 
 
 def note(entries: list[Entry], size: int, *, by: Ed25519PrivateKey = ME, witness: bool = True) -> str:
-    text = Checkpoint(f"ccxlic/{INSTANCE}", size, root(entries[:size])).text()
+    text = Checkpoint(ORIGIN, size, root(entries[:size])).text()
     signed = sign(text, INSTANCE, by)
     return sign(text, AUTHORITY, WITNESS, signed) if witness else signed
 
@@ -37,8 +38,7 @@ def bundle(entries: list[Entry], notes: list[str]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "instance": INSTANCE,
-        "entries": [e.as_json() for e in entries],
-        "checkpoints": notes,
+        "logs": [{"origin": ORIGIN, "entries": [e.as_json() for e in entries], "checkpoints": notes}],
         "keys": {
             INSTANCE: base64.b64encode(public_bytes(ME.public_key())).decode(),
             AUTHORITY: base64.b64encode(public_bytes(WITNESS.public_key())).decode(),
@@ -130,4 +130,7 @@ def test_notes_refuse_what_is_not_one() -> None:
         sign("other\n1\n" + base64.b64encode(bytes(32)).decode() + "\n", AUTHORITY, WITNESS, n)
     with pytest.raises(NoteError):
         Checkpoint.parse("origin\n007\nAAAA\n")
+    b = bundle(entries, [note(entries, 3)])
+    b["logs"][0]["origin"] = f"ccxlic/{INSTANCE}/alerting"  # a checkpoint of one log passed off as another's
+    assert verdicts(b)["integrity"][0] is False
     assert verdicts({"format": "nope"})["integrity"][0] is False

@@ -1,8 +1,9 @@
 """An audit bundle and its offline checks, pure: everything a verifier needs is in the bundle (the entries, the signed
 checkpoints, the public keys), nothing is asked of anyone.
 
-A bundle (`ccxlic-audit-bundle/1`) carries an instance's entries from its first, so that the root at every
-checkpoint's size is recomputed from them, and the window it was asked for (`from`, `to`) is marked for the reader.
+A bundle (`ccxlic-audit-bundle/1`) carries an instance's logs (one per service that keeps one: `logs`, each its
+`origin`, its `entries` and its signed `checkpoints`), each from its first entry, so that the root at every
+checkpoint's size is recomputed from them; the window it was asked for (`from`, `to`) is marked for the reader.
 The checks, each with a verdict and, when it fails, the first bad entry named:
 - **integrity**: every entry follows the one before it (its number, and its `prev` is that entry's hash), and the
   entries up to each checkpoint's size hash to that checkpoint's root;
@@ -17,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,25 +33,61 @@ AUTHORITY = "licensing-authority"
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    name: str  # integrity, completeness, provenance
+    name: str  # integrity, completeness, provenance (and derivation, by ccxlic_whatif.derivation)
     ok: bool
     detail: str
     first_bad: int | None = None  # the first bad entry's number
+    log: str | None = None  # the origin of the log it is in
+
+
+CHECKS = ("integrity", "completeness", "provenance")
 
 
 def verify(bundle: Mapping[str, Any]) -> list[Check]:
-    """Every check of the bundle, in order; a malformed bundle fails them all with the reason."""
+    """Every check of the bundle, each over every log it carries (the first failure is the check's verdict); a
+    malformed bundle fails them all with the reason."""
     try:
-        entries = [Entry.of(e) for e in bundle["entries"]]
-        keys = {name: _key(value) for name, value in bundle["keys"].items()}
-        notes = list(bundle["checkpoints"])
-        instance = str(bundle["instance"])
         if bundle.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} bundle")
+        keys = {name: _key(value) for name, value in bundle["keys"].items()}
+        instance = str(bundle["instance"])
+        logs = [
+            (str(lg["origin"]), [Entry.of(e) for e in lg["entries"]], [str(n) for n in lg["checkpoints"]])
+            for lg in bundle["logs"]
+        ]
+        if not logs:
+            raise ValueError("it holds no log")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         why = f"the bundle cannot be read: {exc}"
-        return [Check(name, False, why) for name in ("integrity", "completeness", "provenance")]
-    return [_integrity(entries, notes, keys), _completeness(entries, notes, keys), _provenance(notes, keys, instance)]
+        return [Check(name, False, why) for name in CHECKS]
+    per_log = [verify_log(origin, entries, notes, keys, instance) for origin, entries, notes in logs]
+    out = []
+    for i, name in enumerate(CHECKS):
+        failed = [checks[i] for checks in per_log if not checks[i].ok]
+        if failed:
+            out.append(failed[0])
+        else:
+            out.append(Check(name, True, "; ".join(f"{c.log}: {c.detail}" for c in (ch[i] for ch in per_log))))
+    return out
+
+
+def verify_log(
+    origin: str, entries: list[Entry], notes: Sequence[str], keys: Mapping[str, Ed25519PublicKey], instance: str
+) -> list[Check]:
+    """The three checks of one log: its entries and its checkpoints (each must name `origin`)."""
+    checks = [
+        _integrity(entries, notes, keys),
+        _completeness(entries, notes, keys),
+        _provenance(notes, keys, instance),
+    ]
+    if all(c.ok for c in checks):
+        try:
+            others = sorted({cp.origin for cp, _ in (verified(n, keys) for n in notes)} - {origin})
+        except NoteError:
+            others = []
+        if others:
+            checks[0] = Check("integrity", False, f"a checkpoint of another log ({others[0]}) is among its own")
+    return [replace(c, log=origin) for c in checks]
 
 
 def _key(value: Any) -> Ed25519PublicKey:
@@ -61,6 +98,7 @@ def _key(value: Any) -> Ed25519PublicKey:
 
 
 def _checkpoints(notes: Sequence[str], keys: Mapping[str, Ed25519PublicKey]) -> list[tuple[int, bytes, set[str]]]:
+    """(size, root, names of valid signatures) of each note."""
     out = []
     for note in notes:
         cp, signed = verified(note, keys)

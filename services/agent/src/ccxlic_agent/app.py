@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from ccxlic_contract.topics import AGENT_CALLS, AGENT_COMMANDS, CONSUMPTION
+from ccxlic_rules.codes import load_key
 from ccxlic_runtime.db import Database
 from ccxlic_runtime.http import BadRequest, instance_param, json_response, problem
 from ccxlic_runtime.instances import Instances, Store
@@ -29,6 +30,7 @@ from ccxlic_agent.client import AuthorityClient
 from ccxlic_agent.machine import AgentDecider, Called, Emitted, Output, Requested, Rules, State
 from ccxlic_agent.settings import AgentSettings
 from ccxlic_agent.store import PgAgentStore, load_agent
+from ccxlic_agent.witness import Witnessing, public_key_b64
 
 SERVICE = "agent"
 INPUTS = (CONSUMPTION, AGENT_COMMANDS, AGENT_CALLS)
@@ -128,7 +130,26 @@ def add_routes(app: web.Application, db: Database) -> None:
 
     app.router.add_get("/v1/instances", instances)
     app.router.add_get("/v1/instances/{instance}/agent", one)
+
+    async def checkpoints(request: web.Request) -> web.Response:
+        try:
+            instance = instance_param(request)
+        except BadRequest as exc:
+            return problem(400, str(exc))
+        keys = await db.fetch("select private_pem from log_keys where instance = $1", instance)
+        if not keys:
+            return problem(404, f"the Smart Agent has signed no checkpoint of instance {instance!r} yet")
+        rows = await db.fetch("select note from checkpoints where instance = $1 order by origin, size", instance)
+        return json_response(
+            {
+                "instance": instance,
+                "public_key": public_key_b64(load_key(str(keys[0]["private_pem"]))),
+                "checkpoints": [str(r["note"]) for r in rows],
+            }
+        )
+
     app.router.add_get("/v1/instances/{instance}/agent/calls", calls)
+    app.router.add_get("/v1/instances/{instance}/checkpoints", checkpoints)
 
 
 async def run(settings: AgentSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
@@ -139,7 +160,8 @@ async def run(settings: AgentSettings, stop: asyncio.Event, *, ready: Callable[[
             registry = CollectorRegistry()
             wake = asyncio.Event()
             lease = 2 * settings.authority_timeout.total_seconds() + 5
-            caller = Caller(db, client.perform, lease=lease, wake=wake)
+            witnessing = Witnessing(db, client.perform, settings.logs())
+            caller = Caller(db, client.perform, lease=lease, wake=wake, perform_for=witnessing.perform)
             await run_service(
                 service=SERVICE,
                 settings=settings,

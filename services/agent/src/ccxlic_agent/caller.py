@@ -24,6 +24,8 @@ from pydantic import ValidationError
 from ccxlic_agent.machine import IDS, SOURCE, Call, Outcome
 
 Perform = Callable[[Call], Awaitable[Outcome]]
+PerformFor = Callable[[str, Call], Awaitable[Outcome]]
+"""A call made for a named instance (the usage report, which carries the instance's log checkpoints: witness.py)."""
 
 
 def answered(instance: str, request_id: str, outcome: Outcome) -> AgentCallAnswered:
@@ -53,9 +55,18 @@ def answered(instance: str, request_id: str, outcome: Outcome) -> AgentCallAnswe
 
 
 class Caller:
-    def __init__(self, db: Database, perform: Perform, *, lease: float, wake: asyncio.Event) -> None:
+    def __init__(
+        self,
+        db: Database,
+        perform: Perform,
+        *,
+        lease: float,
+        wake: asyncio.Event,
+        perform_for: PerformFor | None = None,
+    ) -> None:
         self.db = db
         self.perform = perform
+        self.perform_for = perform_for
         self.lease = lease
         self.wake = wake
 
@@ -79,7 +90,10 @@ class Caller:
             rid, instance = str(row["id"]), str(row["instance"])
             call = Call.model_validate_json(str(row["call"]))
             try:
-                outcome = await self.perform(call)
+                if self.perform_for is not None:
+                    outcome = await self.perform_for(instance, call)
+                else:
+                    outcome = await self.perform(call)
             except Exception as exc:  # a bug of the client must not stop the loop: the call failed, and says why
                 outcome = Outcome(call, False, reason=f"unexpected: {exc!r}"[:1000])
             async with self.db.transaction() as uow:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Annotated
 
 from ccxlic_rules import codes
+from ccxlic_runtime.client import DEFAULT_PORTS, PORT_VARS
 from ccxlic_runtime.settings import (
     Duration,
     RuntimeSettings,
@@ -36,6 +38,18 @@ class AgentSettings(RuntimeSettings):
     trusted_keys: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="CCXLIC_AGENT_TRUSTED_KEYS")
     """A PEM file of the licensing authorities' public keys (Ed25519) a reservation's authorization code may be
     signed with. Unset: the key pinned when the instance first registered or enabled the reservation."""
+
+    log_urls: str = Field("", validation_alias="CCXLIC_AGENT_LOG_URLS")
+    """The services whose licensing logs are checkpointed at each usage report, comma-separated. Unset: the consumption
+    computer, compliance and alerting on this host (each at its CCXLIC_*_HTTP_PORT)."""
+
+    def logs(self) -> list[str]:
+        if self.log_urls.strip():
+            return [u.strip() for u in self.log_urls.split(",") if u.strip()]
+        return [
+            f"http://127.0.0.1:{os.environ.get(PORT_VARS[s], DEFAULT_PORTS[s])}"
+            for s in ("consumption", "compliance", "alerting")
+        ]
 
     @field_validator("trusted_keys", mode="before")
     @classmethod

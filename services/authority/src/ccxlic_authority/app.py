@@ -448,7 +448,10 @@ def make_app(
             route(with_certificate(authority.renew_registration), product=True),
         )
         add.add_post(prefix + "/v1/product/authorize", route(with_certificate(authority.authorize), product=True))
-        add.add_post(prefix + "/v1/product/report", route(with_certificate(authority.report, "reports"), product=True))
+        add.add_post(
+            prefix + "/v1/product/report",
+            route(with_certificate(authority.report, "reports", "checkpoints", "log_key"), product=True),
+        )
         add.add_post(prefix + "/v1/product/deregister", route(with_certificate(authority.deregister), product=True))
     return app
 

@@ -210,7 +210,9 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
         "/v1/product/report",
         "product",
         "Report usage (interval peaks); answers per license against the virtual account's pool, with the "
-        "entitlements, and, out of compliance, since when the account is and what its licenses must cover",
+        "entitlements, and, out of compliance, since when the account is and what its licenses must cover; with "
+        "`checkpoints`, the authority witnesses the instance's licensing logs: it answers `countersigned` (the notes "
+        "with its signature added) and `witness_refused` (why the others were not)",
         {
             **CERT,
             "reports": {
@@ -220,6 +222,12 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
                     "properties": {"interval_start": TIME, "interval_end": TIME, "peak": PEAK},
                 },
             },
+            "checkpoints": {
+                "type": "array",
+                "maxItems": 16,
+                "items": {"type": "string", "description": "a C2SP signed note: a log checkpoint the instance signed"},
+            },
+            "log_key": {"type": "string", "description": "the instance's log key: base64 of its Ed25519 public key"},
         },
         ("identity_certificate", "reports"),
     ),

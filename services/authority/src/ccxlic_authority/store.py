@@ -3,6 +3,7 @@ audit row (who, when, what); a refusal writes nothing. The rules themselves are 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -15,6 +16,7 @@ from ccxlic_contract.events import INSTANCE_ID_PATTERN
 if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
 
+from ccxlic_audit.note import public_bytes
 from ccxlic_rules import codes
 from ccxlic_rules.codes import (
     AUTHORIZATION_CODE,
@@ -23,7 +25,9 @@ from ccxlic_rules.codes import (
     REQUEST_CODE,
     RETURN_CODE,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ccxlic_authority import witness
 from ccxlic_authority.core import (
     HELD,
     LICENSES,
@@ -390,9 +394,17 @@ class Authority(OnPremSync):
             ent = await self._entitlements(c, row["virtual_account"])
         return self._answer(row["instance"], row["virtual_account"], at, ent)
 
-    async def report(self, at: datetime, certificate: str, reports: Any) -> dict[str, Any]:
+    async def report(
+        self, at: datetime, certificate: str, reports: Any, checkpoints: Any = None, log_key: Any = None
+    ) -> dict[str, Any]:
         if not isinstance(reports, list) or len(reports) > 10_000:
             raise Refused(400, "reports must be a list of at most 10000 interval reports")
+        key = None
+        if checkpoints is not None:
+            try:
+                key = witness.log_key(log_key)
+            except ValueError as exc:
+                raise Refused(400, str(exc)) from None
         async with self.db.pool.acquire() as c, c.transaction():
             row = await self._registered(c, certificate, at)
             account = row["virtual_account"]
@@ -439,6 +451,44 @@ class Authority(OnPremSync):
             await self._audit(
                 c, row["instance"], "instance.report", {"reports": len(reports), "verdict": answer["verdict"]}
             )
+            if key is not None:
+                answer |= await self._witness(c, row["instance"], at, checkpoints, key)
+        return answer
+
+    async def _witness(
+        self, c: Connection, instance: str, at: datetime, notes: Any, key: Ed25519PublicKey
+    ) -> dict[str, Any]:
+        """Countersign the report's checkpoints that may be (witness.py); pin the instance's log key on first sight."""
+        raw = base64.b64encode(public_bytes(key)).decode()
+        pinned = await c.fetchval(
+            "insert into log_keys(instance, public_key, pinned_at) values ($1, $2, $3)"
+            " on conflict (instance) do update set instance = excluded.instance returning public_key",
+            instance,
+            raw,
+            at,
+        )
+        if pinned != raw:
+            return {"witness_refused": [f"the log key is not the one pinned for {instance!r} (since its first report)"]}
+        last: dict[str, list[tuple[int, bytes]]] = {}
+        for r in await c.fetch(
+            "select origin, size, root from witnessed w where instance = $1 and (size = any($2::bigint[])"
+            " or size = (select max(size) from witnessed x where x.origin = w.origin))",
+            instance,
+            witness.sizes(notes),
+        ):
+            last.setdefault(r["origin"], []).append((int(r["size"]), bytes(r["root"])))
+        done = witness.witness(instance, notes, key, last, self.key)
+        await c.executemany(
+            "insert into witnessed(instance, origin, size, root, note, at) values ($1, $2, $3, $4, $5, $6)"
+            " on conflict (origin, size) do nothing",
+            [(instance, cp.origin, cp.size, cp.root, note, at) for cp, note in done.countersigned],
+        )
+        await self._audit(
+            c, instance, "instance.witness", {"countersigned": len(done.countersigned), "refused": done.refused}
+        )
+        answer: dict[str, Any] = {"countersigned": [note for _, note in done.countersigned]}
+        if done.refused:
+            answer["witness_refused"] = done.refused
         return answer
 
     async def deregister(self, at: datetime, certificate: str) -> dict[str, Any]:

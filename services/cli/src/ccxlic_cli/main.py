@@ -44,6 +44,7 @@ from rich.live import Live
 
 from ccxlic_cli import admin as admin_commands
 from ccxlic_cli import agent as agent_commands
+from ccxlic_cli import audit as audit_commands
 from ccxlic_cli import authority as authority_commands
 from ccxlic_cli import common
 from ccxlic_cli import container as container_commands
@@ -86,6 +87,7 @@ agent_commands.add_commands(app)
 forecast_commands.add_commands(app)
 whatif_commands.add_commands(app)
 plan_commands.add_commands(app)
+audit_commands.add_commands(app)
 app.add_typer(authority_commands.app, name="authority")
 app.add_typer(admin_commands.app, name="admin")
 app.add_typer(admin_commands.silence_app, name="silence")
