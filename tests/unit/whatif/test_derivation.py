@@ -80,7 +80,7 @@ def test_the_story_passes_and_names_what_it_checked() -> None:
 
 
 def test_a_rewritten_transition_is_named_though_every_hash_holds() -> None:
-    compliance, alerting = story()
+    compliance, _ = story()
     n = max(i for i, e in enumerate(compliance) if e.kind == "licensing.compliance.changed")
     e = compliance[n]
     body = json.loads(json.dumps(e.body))
