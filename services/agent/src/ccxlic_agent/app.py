@@ -101,7 +101,7 @@ def view(state: State) -> dict[str, Any]:
     }
 
 
-def add_routes(app: web.Application, db: Database) -> None:
+def add_routes(app: web.Application, db: Database, witnessing: Witnessing) -> None:
     async def instances(_: web.Request) -> web.Response:
         rows = await db.fetch("select state::text as state from instances order by instance")
         return json_response({"instances": [view(State.model_validate_json(r["state"])) for r in rows]})
@@ -149,7 +149,19 @@ def add_routes(app: web.Application, db: Database) -> None:
         )
 
     app.router.add_get("/v1/instances/{instance}/agent/calls", calls)
+
+    async def usage_bundle(request: web.Request) -> web.Response:
+        try:
+            instance = instance_param(request)
+        except BadRequest as exc:
+            return problem(400, str(exc))
+        try:
+            return json_response(await witnessing.usage_bundle(instance))
+        except (ValueError, KeyError, TypeError) as exc:
+            return problem(502, f"the usage bundle of {instance} cannot be made: {exc}")
+
     app.router.add_get("/v1/instances/{instance}/checkpoints", checkpoints)
+    app.router.add_get("/v1/instances/{instance}/usage-bundle", usage_bundle)
 
 
 async def run(settings: AgentSettings, stop: asyncio.Event, *, ready: Callable[[int], None] | None = None) -> None:
@@ -171,7 +183,7 @@ async def run(settings: AgentSettings, stop: asyncio.Event, *, ready: Callable[[
                 app=build(registry, PgAgentStore(), Rules(trusted_keys=settings.trusted_keys), wake),
                 registry=registry,
                 http_port=settings.http_port,
-                routes=lambda http: add_routes(http, db),
+                routes=lambda http: add_routes(http, db, witnessing),
                 tasks=[caller.run],
                 stop=stop,
                 ready=ready,

@@ -41,13 +41,15 @@ class AgentSettings(RuntimeSettings):
 
     log_urls: str = Field("", validation_alias="CCXLIC_AGENT_LOG_URLS")
     """The services whose licensing logs are checkpointed at each usage report, comma-separated. Unset: the consumption
-    computer, compliance and alerting on this host (each at its CCXLIC_*_HTTP_PORT)."""
+    computer, compliance and alerting where `ccxlic` finds them (CCXLIC_CONSUMPTION_URL, CCXLIC_COMPLIANCE_URL,
+    CCXLIC_ALERTING_URL; each unset: this host, at the service's CCXLIC_*_HTTP_PORT)."""
 
     def logs(self) -> list[str]:
         if self.log_urls.strip():
             return [u.strip() for u in self.log_urls.split(",") if u.strip()]
         return [
-            f"http://127.0.0.1:{os.environ.get(PORT_VARS[s], DEFAULT_PORTS[s])}"
+            os.environ.get(f"CCXLIC_{s.upper()}_URL")
+            or f"http://127.0.0.1:{os.environ.get(PORT_VARS[s], DEFAULT_PORTS[s])}"
             for s in ("consumption", "compliance", "alerting")
         ]
 

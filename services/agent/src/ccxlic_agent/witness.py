@@ -11,6 +11,7 @@ ours; the reason is logged and the next report tries again.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,18 @@ from ccxlic_agent.caller import Perform
 from ccxlic_agent.machine import Call, Outcome
 
 log = logging.getLogger(__name__)
+USAGE_FORMAT = "ccxlic-usage-bundle/1"
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> Any:
+    try:
+        async with http.get(url) as r:
+            body = await r.json(content_type=None)
+            if r.status != 200 or not isinstance(body, dict):
+                raise ValueError(f"{url.split('?')[0]} answered {r.status}")
+            return body
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ValueError(f"{url.split('?')[0]} does not answer: {exc!r}") from None
 
 
 async def instance_key(db: Database, instance: str) -> Ed25519PrivateKey:
@@ -70,6 +83,30 @@ class Witnessing:
             await self._keep(instance, answer.pop("countersigned", None), answer.pop("witness_refused", None))
             return Outcome(call, True, answer)
         return Outcome(call, outcome.ok, outcome.answer, outcome.reason)
+
+    async def usage_bundle(self, instance: str) -> dict[str, Any]:
+        """A reservation site's usage bundle: the consumption computer's log of the instance, from its first entry to
+        its checkpoint, and that checkpoint signed with the instance's log key (ValueError: the log cannot be read)."""
+        key = await instance_key(self.db, instance)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=max(self.timeout, 60))) as http:
+            for url in self.logs:
+                cp = await _get(http, f"{url}/v1/instances/{instance}/log/checkpoint")
+                if not str(cp["origin"]).endswith("/consumption"):
+                    continue
+                size, entries = int(cp["size"]), list[Any]()
+                while len(entries) < size:
+                    page = await _get(http, f"{url}/v1/instances/{instance}/log?after={len(entries)}&limit=10000")
+                    if not page["entries"]:
+                        break
+                    entries.extend(json.loads(e) for e in page["entries"])
+                return {
+                    "format": USAGE_FORMAT,
+                    "instance": instance,
+                    "log_key": public_key_b64(key),
+                    "checkpoint": sign(str(cp["text"]), instance, key),
+                    "entries": entries[:size],
+                }
+        raise ValueError("no consumption computer's log is configured (CCXLIC_AGENT_LOG_URLS)")
 
     async def _signed(self, instance: str) -> list[str]:
         key = await instance_key(self.db, instance)

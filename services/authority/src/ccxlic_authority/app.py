@@ -52,7 +52,7 @@ MIGRATIONS = resources.files("ccxlic_authority") / "migrations"
 log = logging.getLogger(__name__)
 _NAME = re.compile(NAME)
 _RFC3339: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
-MAX_BODY = 1_000_000
+MAX_BODY = 16_000_000  # a reservation site's usage bundle of a year is a few MB
 FAULT_MODES = ("none", "unreachable", "slow", "refuse", "entitlements")
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[Any]]
 
@@ -294,6 +294,9 @@ def make_app(
             actor(r), at_of(b), _text(b, "confirmation_code", limit=codes.MAX_CODE)
         )
 
+    async def carried_usage(r: web.Request, b: dict[str, Any]) -> Any:
+        return await authority.upload_usage(actor(r), at_of(b), b.get("bundle"))
+
     async def give_back(r: web.Request, b: dict[str, Any]) -> Any:
         return await authority.return_reservation(actor(r), at_of(b), _text(b, "return_code", limit=codes.MAX_CODE))
 
@@ -422,6 +425,7 @@ def make_app(
     add.add_post("/v1/accounts/{account}/reservations", route(reserve, status=201))
     add.add_post("/v1/reservations/confirm", route(confirm))
     add.add_post("/v1/reservations/return", route(give_back))
+    add.add_post("/v1/reservations/usage", route(carried_usage))
     for kind, path in (("pak", "paks"), ("device", "devices")):
         add.add_post(f"/v1/classic/{path}", route(classic_add(kind), status=201))
         add.add_get(f"/v1/classic/{path}/{{id}}", route(classic_get(kind)))

@@ -124,6 +124,18 @@ OPERATIONS: tuple[tuple[str, str, str, str, dict[str, Any], tuple[str, ...]], ..
     ),
     (
         "post",
+        "/v1/reservations/usage",
+        "account",
+        "Bring a reservation site's usage bundle (`ccxlic reservation usage`): checked whole, its checkpoint "
+        "countersigned, its interval peaks recorded against the reservation; answers the intervals over it",
+        {
+            "bundle": {"type": "object", "description": "a ccxlic-usage-bundle/1, as the site's Smart Agent wrote it"},
+            "at": TIME,
+        },
+        ("bundle",),
+    ),
+    (
+        "post",
         "/v1/reservations/return",
         "account",
         "Enter a return code: the reserved licenses go back to the pool",

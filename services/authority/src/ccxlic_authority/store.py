@@ -4,10 +4,14 @@ audit row (who, when, what); a refusal writes nothing. The rules themselves are 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import itertools
 import json
+import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +21,7 @@ if TYPE_CHECKING:
     from ccxlic_runtime.db import Connection
 
 from ccxlic_audit.note import public_bytes
-from ccxlic_rules import codes
+from ccxlic_rules import Entitlement, Usage, codes, deficit
 from ccxlic_rules.codes import (
     AUTHORIZATION_CODE,
     CONFIRMATION_CODE,
@@ -25,6 +29,7 @@ from ccxlic_rules.codes import (
     REQUEST_CODE,
     RETURN_CODE,
 )
+from ccxlic_rules.pool import over
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ccxlic_authority import witness
@@ -599,15 +604,68 @@ class Authority(OnPremSync):
                 " where virtual_account = $1 order by instance",
                 account,
             )
+            usage = {
+                r["instance"]: [(r["interval_start"], json.loads(r["peak"])) for r in group]
+                for r, group in _by_instance(
+                    await conn.fetch(
+                        "select instance, interval_start, peak::text as peak from reservation_usage"
+                        " where instance = any($1::text[]) order by instance, interval_start",
+                        [r["instance"] for r in rows],
+                    )
+                )
+            }
         return [
             {
                 "instance": r["instance"],
                 "counts": json.loads(r["counts"]),
                 "status": r["status"],
                 "updated_at": iso(r["updated_at"]),
+                "usage": _reserved_usage(json.loads(r["counts"]), usage.get(r["instance"], [])),
             }
             for r in rows
         ]
+
+    async def upload_usage(self, actor: str, at: datetime, bundle: Any) -> dict[str, Any]:
+        """A reservation site's usage bundle (witness.py): checked whole, its checkpoint countersigned, its peaks
+        recorded against the reservation; the answer names the intervals over what is reserved."""
+        instance = str(bundle.get("instance", "")) if isinstance(bundle, dict) else ""
+        if not re.fullmatch(INSTANCE_ID_PATTERN, instance):
+            raise Refused(400, "instance: a product instance id")
+        try:
+            key = witness.log_key(bundle.get("log_key"))
+            got = witness.usage(instance, bundle, key)
+        except ValueError as exc:
+            raise Refused(422, f"the usage bundle of {instance} is refused: {exc}") from None
+        async with self._tx(actor, "reservation.usage", {"instance": instance, "size": got.checkpoint.size}) as c:
+            row = await c.fetchrow("select * from reservations where instance = $1 for update", instance)
+            if row is None or row["status"] != "installed":
+                raise Refused(409, f"{instance} holds no installed reservation: its usage is reported, not carried")
+            answer = await self._witness(c, instance, at, [got.note], key)
+            if answer.get("witness_refused"):
+                raise Refused(422, f"the usage bundle of {instance} is refused: {answer['witness_refused'][0]}")
+            await c.executemany(
+                "insert into reservation_usage (instance, interval_start, revision, peak, uploaded_at)"
+                " values ($1, $2, $3, $4::jsonb, $5) on conflict (instance, interval_start) do update set"
+                " revision = excluded.revision, peak = excluded.peak, uploaded_at = excluded.uploaded_at"
+                " where reservation_usage.revision < excluded.revision",
+                [
+                    (instance, datetime.fromisoformat(start), rev, json.dumps(peak), at)
+                    for start, (rev, peak) in got.peaks.items()
+                ],
+            )
+            rows = await c.fetch(
+                "select interval_start, peak::text as peak from reservation_usage where instance = $1"
+                " order by interval_start",
+                instance,
+            )
+            reserved = json.loads(row["counts"])
+        return {
+            "instance": instance,
+            "virtual_account": row["virtual_account"],
+            "checkpoint": {"size": got.checkpoint.size, "countersigned": answer["countersigned"][0]},
+            "intervals": len(got.peaks),
+            **_reserved_usage(reserved, [(r["interval_start"], json.loads(r["peak"])) for r in rows]),
+        }
 
     # ------------------------------------------------------------ Classic -> Smart
 
@@ -723,3 +781,21 @@ class Authority(OnPremSync):
             }
             for r in rows
         ]
+
+
+def _by_instance(rows: Sequence[Any]) -> list[tuple[Any, list[Any]]]:
+    """Rows ordered by instance, grouped: (the first row, the group)."""
+    return [(group[0], group) for _, g in itertools.groupby(rows, key=lambda r: r["instance"]) for group in [list(g)]]
+
+
+def _reserved_usage(reserved: dict[str, int], peaks: Sequence[tuple[datetime, dict[str, int]]]) -> dict[str, Any]:
+    """The highest peaks carried from a reservation site and the intervals over what it reserved (idle Premium
+    covering Standard, as everywhere)."""
+    limit = Entitlement(**{lic: int(reserved.get(lic, 0)) for lic in LICENSES})
+    over_intervals = []
+    for start, peak in peaks:
+        short = deficit(Usage(**{lic: int(peak.get(lic, 0)) for lic in LICENSES}), limit)
+        if over(short):
+            over_intervals.append({"interval_start": iso(start), "peak": peak, "short": dataclasses.asdict(short)})
+    highest = {lic: max((int(p.get(lic, 0)) for _, p in peaks), default=0) for lic in LICENSES}
+    return {"carried_intervals": len(peaks), "highest": highest, "over": over_intervals}

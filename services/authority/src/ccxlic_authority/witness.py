@@ -9,6 +9,11 @@ countersigns a checkpoint only when:
   it countersigned before its root is the same (two roots at one size would be two histories, a fork).
 What it countersigns it keeps: it cannot deny a checkpoint it signed, and the instance cannot later show a history
 that forks from one. (Consistency proofs between sizes are left to the offline verifier, which has every entry.)
+
+A reserved instance cannot report: its administrator carries a **usage bundle** to the authority instead (`usage`):
+the consumption computer's log of the instance (its interval reports) and its checkpoint signed by the site's log
+key. The authority checks it whole (the chain, the root, the signature; the same no-going-back and no-fork rules),
+countersigns the checkpoint and records the peaks against the reservation.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccxlic_audit.bundle import AUTHORITY
+from ccxlic_audit.log import Entry, broken_link, leaf_root
 from ccxlic_audit.note import Checkpoint, NoteError, sign, split, verified
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -84,3 +90,60 @@ def witness(
         except NoteError as exc:
             out.refused.append(f"{str(note)[:60]!r}: {exc}")
     return out
+
+
+# ---------------------------------------------------------------- a reservation site's usage bundle
+
+USAGE_FORMAT = "ccxlic-usage-bundle/1"
+INTERVAL = "licensing.consumption.interval_closed"
+MAX_USAGE_ENTRIES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a site's usage bundle proves: its checkpoint (signed by the site) and the latest revision of each
+    interval's peaks in it, by interval start (ISO), as (revision, peaks per license)."""
+
+    checkpoint: Checkpoint
+    note: str
+    peaks: dict[str, tuple[int, dict[str, int]]]
+
+
+def usage(instance: str, bundle: Any, key: Ed25519PublicKey) -> Usage:
+    """Check a reservation site's usage bundle: the consumption computer's log of the instance from its first entry,
+    chained, hashing to the root of the checkpoint that the site's log key signed. ValueError names what is wrong
+    (the first bad entry)."""
+    if not isinstance(bundle, dict) or bundle.get("format") != USAGE_FORMAT:
+        raise ValueError(f"not a {USAGE_FORMAT} bundle")
+    raw = bundle.get("entries")
+    if not isinstance(raw, list) or len(raw) > MAX_USAGE_ENTRIES:
+        raise ValueError(f"entries must be a list of at most {MAX_USAGE_ENTRIES} log entries")
+    try:
+        entries = [Entry.of(e) for e in raw]
+        cp, signed = verified(str(bundle.get("checkpoint", "")), {instance: key})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"the bundle cannot be read: {exc}") from None
+    if instance not in signed:
+        raise ValueError(f"its checkpoint is not signed by {instance!r}'s log key")
+    if cp.origin != f"ccxlic/{instance}/consumption":
+        raise ValueError(f"its checkpoint is of {cp.origin!r}, not of {instance!r}'s consumption log")
+    bad = broken_link(entries)
+    if bad is not None:
+        raise ValueError(f"entry {bad.seq} does not follow the one before it (changed, removed or moved)")
+    if len(entries) != cp.size:
+        raise ValueError(f"the checkpoint covers {cp.size} entries and the bundle has {len(entries)}")
+    if leaf_root([e.bytes() for e in entries]) != cp.root:
+        raise ValueError(f"entries 1 to {cp.size} do not hash to the signed checkpoint's root")
+    peaks: dict[str, tuple[int, dict[str, int]]] = {}
+    for e in entries:
+        if e.kind != INTERVAL:
+            continue
+        try:
+            data = e.body["data"]
+            start, revision = str(data["interval_start"]), int(data["revision"])
+            peak = {lic: int(data["peak"][lic]) for lic in ("standard", "premium", "ivr_ports")}
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"entry {e.seq} is not an interval report") from None
+        if start not in peaks or peaks[start][0] < revision:
+            peaks[start] = (revision, peak)
+    return Usage(cp, str(bundle["checkpoint"]), peaks)

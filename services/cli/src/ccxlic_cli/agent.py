@@ -6,6 +6,7 @@ did."""
 from __future__ import annotations
 
 import asyncio
+import json
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -151,20 +152,41 @@ class Step(StrEnum):
     install = "install"
     return_ = "return"
     disable = "disable"
+    usage = "usage"
 
 
 def reservation(
     instance: Annotated[str, typer.Argument(help="the product instance id")],
     step: Annotated[Step, typer.Argument(help="enable, request, install, return or disable")],
     code: Annotated[str | None, typer.Option(help="the authorization code (install)")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="the usage bundle's file (usage)")] = None,
     at: At = None,
     wait: Wait = 30.0,
 ) -> None:
     """Specific License Reservation: enable, request (prints the request code), install --code (prints the
-    confirmation code), return (prints the return code), disable.
+    confirmation code), return (prints the return code), disable; usage -o FILE writes the site's usage bundle (its
+    interval reports, signed by the instance) for an administrator to carry to the authority (`ccxlic authority usage
+    FILE`), as a reserved instance cannot report.
 
     Example: ccxlic reservation cc-vault request | ccxlic reservation cc-vault install --code "$CODE"
     """
+    if step is Step.usage:
+        if output is None:
+            raise common.fail("usage needs --output: the file to write the usage bundle to")
+        bundle = common.call(
+            common.settings(), "agent", "GET", f"/v1/instances/{common.instance(instance)}/usage-bundle"
+        )
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                json.dump(bundle, f)
+        except OSError as exc:
+            raise common.fail(f"cannot write the usage bundle to {output}: {exc.strerror}", 1) from None
+        common.err.print(
+            f"{output}: {len(bundle['entries'])} log entries up to a checkpoint signed by {instance}; carry it to the "
+            f"authority: ccxlic authority usage {output}",
+            highlight=False,
+        )
+        return
     if step is Step.install and code is None:
         raise common.fail("install needs --code: the authorization code from the licensing authority")
     _send(instance, at, wait, f"reservation_{step.value}", code=code if step is Step.install else None)

@@ -141,28 +141,58 @@ def _at(entry: Any) -> datetime:
     return datetime.fromisoformat(str(entry["at"]).replace("Z", "+00:00")).astimezone(UTC)
 
 
-def checks(bundle: Any) -> list[Check]:
-    """Every check of a bundle: integrity, completeness, provenance, derivation."""
+def checks(bundle: Any, authority: str | None = None) -> list[Check]:
+    """Every check of a bundle: integrity, completeness, provenance, derivation. With `authority` (its public key,
+    base64), the bundle's must be that one: a bundle names its keys itself, so only a key known beforehand makes its
+    countersignatures the authority's."""
     if not isinstance(bundle, dict):
         return [
             Check(n, False, "the bundle is not a JSON object")
             for n in ("integrity", "completeness", "provenance", "derivation")
         ]
     out = verify(bundle)
+    given = bundle.get("keys", {}).get(AUTHORITY) if isinstance(bundle.get("keys"), dict) else None
+    if authority is not None and given != authority:
+        out = [
+            Check("provenance", False, "the bundle's licensing authority key is not the one given (--authority-key)")
+            if c.name == "provenance"
+            else c
+            for c in out
+        ]
     return [*out, derivation(bundle)]
+
+
+def authority_key(path: Path) -> str:
+    """The licensing authority's public key from a PEM file (as `GET /v1/keys` gives it), base64 of its bytes."""
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise common.fail(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise common.fail(f"{path} holds no PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise common.fail(f"{path}: the licensing authority's key is an Ed25519 key")
+    return base64.b64encode(public_bytes(key)).decode()
 
 
 def verify_command(
     bundle: Annotated[str, typer.Argument(help="the bundle's file (`-`: standard input)")],
     format: Annotated[Format, typer.Option(help="table or json")] = Format.table,
+    authority_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--authority-key", help="the licensing authority's public key (PEM, from its /v1/keys), known beforehand"
+        ),
+    ] = None,
 ) -> None:
     """Check a bundle offline, with nothing but the bundle: integrity (every entry hashes into its checkpoints),
     completeness (no entry removed, reordered or inserted between checkpoints), provenance (the instance's signature
     and the licensing authority's countersignature on every checkpoint) and derivation (the compliance transitions and
     the alerts follow from the logged inputs, decided again by the services' own rules). Prints a verdict per check
-    and exits 1 naming the first bad entry when one fails.
+    and exits 1 naming the first bad entry when one fails. A bundle names its own keys: give --authority-key (the
+    authority's public key, obtained beforehand) so that its countersignatures are known to be the authority's.
 
-    Example: ccxlic audit verify cc-east.audit.json
+    Example: ccxlic audit verify cc-east.audit.json --authority-key authority.pem
     """
     try:
         text = sys.stdin.read() if bundle == "-" else Path(bundle).read_text()
@@ -172,7 +202,7 @@ def verify_command(
         body = json.loads(text)
     except ValueError as exc:
         raise common.fail(f"{bundle} is not JSON: {exc}") from None
-    results = checks(body)
+    results = checks(body, authority_key(authority_key_file) if authority_key_file is not None else None)
     if format is Format.json:
         typer.echo(
             json.dumps(

@@ -181,6 +181,13 @@ def reserve(
     _call("POST", f"/v1/accounts/{virtual_account}/reservations", body)
 
 
+@app.command("reservations")
+def reservations(virtual_account: str) -> None:
+    """A virtual account's reservations: what each holds, its status, and the usage its site carried here (the
+    highest peaks, and the intervals over the reservation)."""
+    _call("GET", f"/v1/accounts/{virtual_account}/reservations")
+
+
 @app.command("confirm")
 def confirm(confirmation_code: str) -> None:
     """Enter an installed reservation's confirmation code."""
@@ -191,6 +198,21 @@ def confirm(confirmation_code: str) -> None:
 def give_back(return_code: str) -> None:
     """Enter a return code: the reserved licenses go back to the virtual account."""
     _call("POST", "/v1/reservations/return", {"return_code": return_code})
+
+
+@app.command("usage")
+def carried_usage(
+    bundle: Annotated[str, typer.Argument(help="a usage bundle (ccxlic reservation INSTANCE usage)")],
+) -> None:
+    """Bring a reservation site's usage bundle: the authority checks it whole (the chain of its interval reports,
+    the root and the site's signature; no history rewritten since the last one), countersigns it and records the
+    peaks against the reservation. Prints the intervals over what is reserved."""
+    try:
+        with open(bundle, encoding="utf-8") as f:
+            body = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise common.fail(f"cannot read the usage bundle {bundle}: {exc}") from None
+    _call("POST", "/v1/reservations/usage", {"bundle": body})
 
 
 class Classic(StrEnum):
