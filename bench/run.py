@@ -800,7 +800,8 @@ async def quiescent(
 
 async def results_of(conn: asyncpg.Connection, base: str) -> dict[str, Any]:
     """What the three services recorded, in an order that does not depend on how instances interleaved: every
-    interval report (every revision), every compliance transition, every alert history entry."""
+    interval report (every revision), every compliance transition, every alert history entry, and every entry of
+    the three licensing logs."""
     reports = await conn.fetch(
         f"select instance, interval_start, revision, peak::text as peak, witness::text as witness"
         f' from "{base}_consumption".reports order by instance, interval_start, revision'
@@ -814,7 +815,13 @@ async def results_of(conn: asyncpg.Connection, base: str) -> dict[str, Any]:
         f" row_number() over (partition by a.instance order by h.seq) as n"
         f' from "{base}_alerting".alert_history h join "{base}_alerting".alerts a using (alert_id) order by 1, n'
     )
+    log_rows = [
+        (service, r["instance"], r["seq"], r["hash"])
+        for service in ("consumption", "compliance", "alerting")
+        for r in await conn.fetch(f'select instance, seq, hash from "{base}_{service}".audit_log order by instance, seq')
+    ]
     return {
+        "log": log_rows,  # the licensing logs, entry by entry (the hash covers the entry and every one before it)
         "reports": [
             (
                 r["instance"],

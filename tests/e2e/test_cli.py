@@ -37,6 +37,8 @@ COMMANDS = [
     "forecast",
     "whatif",
     "plan",
+    "audit export",
+    "audit verify",
     "register",
     "reregister",
     "deregister",
@@ -49,6 +51,8 @@ COMMANDS = [
     "authority move",
     "authority token",
     "authority reserve",
+    "authority reservations",
+    "authority usage",
     "authority classic",
     "authority convert",
     "authority balances",
@@ -123,6 +127,13 @@ def test_every_command_has_help_with_examples(command: str) -> None:
         (["register", "bad id", "--token", "t"], "instance id 'bad id'"),
         (["transport", "x", "onprem"], "the onprem transport needs the SSM On-Prem url"),
         (["reservation", "x", "install"], "install needs --code"),
+        (["reservation", "x", "usage"], "usage needs --output"),
+        (["audit", "export", "bad id"], "instance id 'bad id'"),
+        (["audit", "export", "x", "--from", "2026-03-02T00:00:00Z", "--to", "2026-03-01T00:00:00Z"], "--from is after"),
+        (["audit", "export", "x", "--from", "soon"], "RFC 3339"),
+        (["audit", "verify", "/nonexistent.json"], "cannot read /nonexistent.json"),
+        (["audit", "verify", "-"], "- is not JSON"),
+        (["authority", "usage", "/nonexistent.json"], "cannot read the usage bundle /nonexistent.json"),
         (["license-type", "x", "gold"], "Invalid value"),
         (["admin", "create-user", "x", "--password-stdin"], "a password needs at least 12 characters; this one has 0"),
         (["admin", "create-user", "x", "--password-stdin", "--generate-password"], "not both"),
@@ -137,6 +148,16 @@ def test_bad_input_exits_non_zero_with_a_clear_message(args: list[str], message:
     r = ccxlic(args, stdin="")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in " ".join(r.stderr.split()), r.stderr
+
+
+def test_verify_names_what_is_wrong_with_a_bundle_or_a_key(tmp_path: Path) -> None:
+    r = ccxlic(["audit", "verify", "-"], stdin="{}")
+    assert r.returncode == 1 and "integrity    FAILED  the bundle cannot be read" in r.stdout, r.stdout
+    r = ccxlic(["audit", "verify", "-", "--format", "json"], stdin="[1]")
+    assert r.returncode == 1 and {c["ok"] for c in json.loads(r.stdout)} == {False}, r.stdout
+    (tmp_path / "k.pem").write_text("not a key")
+    r = ccxlic(["audit", "verify", "-", "--authority-key", str(tmp_path / "k.pem")], stdin="{}")
+    assert r.returncode == 2 and "holds no PEM public key" in r.stderr, r.stderr
 
 
 def test_a_bad_scenario_file_names_the_field(tmp_path: Path) -> None:

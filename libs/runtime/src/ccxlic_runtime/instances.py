@@ -131,10 +131,10 @@ Publish = Callable[[str, O], Sequence[Event]]
 @dataclass(frozen=True, slots=True)
 class Audit:
     """What a service appends to an instance's licensing log: each input `inputs` picks (given the events that input
-    published), then each event it published whose type is in `outputs`; an entry's kind is the event's type and its
-    body the CloudEvent as JSON, so a verifier decodes it and decides it again."""
+    published; None: no input), then each event it published whose type is in `outputs`; an entry's kind is the
+    event's type and its body the CloudEvent as JSON, so a verifier decodes it and decides it again."""
 
-    inputs: Callable[[Event, Sequence[Event]], bool]
+    inputs: Callable[[Event, Sequence[Event]], bool] | None
     outputs: frozenset[str]
 
 
@@ -160,7 +160,8 @@ class _Work(Generic[S, O]):
     saved: S | None = None  # as saved in this transaction so far (None: as loaded)
     locked: bool = False  # saved once in this transaction: the row is ours until COMMIT
     outputs: list[O] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)  # what the outputs publish, in order
+    events: list[Event] = field(default_factory=list)  # what outputs[:published] publish, in order
+    published: int = 0
     written: int = 0  # outputs[:written] are written already (before a read)
     logged: list[Event] = field(default_factory=list)  # what goes into the instance's licensing log
 
@@ -212,6 +213,9 @@ class Instances(Generic[S, O, E]):
         for w in self._work.values():
             await self._save(uow, w)
             await self._write(uow, w)
+            self._publish(w)
+            if self.audit is not None and self.audit.inputs is None:
+                w.logged = [e for e in w.events if e.type in self.audit.outputs]
             if w.logged:
                 await self._log(uow, w)
             self._saved.append((w.instance, w.before, w.state, w.version, w.outputs))
@@ -259,7 +263,6 @@ class Instances(Generic[S, O, E]):
         if self._env is None:
             self._env = (await self.store.env(uow),)
         decision = self.decider.decide(w.state, event, self._env[0])
-        first = len(w.outputs)
         while True:
             w.state = decision.state
             w.outputs.extend(decision.outputs)
@@ -269,12 +272,18 @@ class Instances(Generic[S, O, E]):
             await self._write(uow, w)  # the read sees everything decided so far
             answer = await self.store.read(uow, instance, decision.need)
             decision = self.decider.resume(w.state, answer)
-        published = [e for out in w.outputs[first:] for e in self.publish(instance, out)]
-        w.events.extend(published)
-        if self.audit is not None:
+        if self.audit is not None and self.audit.inputs is not None:  # the log interleaves inputs and outputs
+            published = self._publish(w)
             if self.audit.inputs(event, published):
                 w.logged.append(event)
             w.logged.extend(e for e in published if e.type in self.audit.outputs)
+
+    def _publish(self, w: _Work[S, O]) -> list[Event]:
+        """The events of the outputs not published yet (in order), now noted as published."""
+        new = [e for out in w.outputs[w.published :] for e in self.publish(w.instance, out)]
+        w.published = len(w.outputs)
+        w.events.extend(new)
+        return new
 
     async def _save(self, uow: Transaction, w: _Work[S, O]) -> None:
         previous = w.saved if w.locked else w.before

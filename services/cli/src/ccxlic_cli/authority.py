@@ -184,7 +184,10 @@ def reserve(
 @app.command("reservations")
 def reservations(virtual_account: str) -> None:
     """A virtual account's reservations: what each holds, its status, and the usage its site carried here (the
-    highest peaks, and the intervals over the reservation)."""
+    highest peaks, and the intervals over the reservation).
+
+    Example: ccxlic authority reservations vault-va
+    """
     _call("GET", f"/v1/accounts/{virtual_account}/reservations")
 
 
@@ -206,7 +209,10 @@ def carried_usage(
 ) -> None:
     """Bring a reservation site's usage bundle: the authority checks it whole (the chain of its interval reports,
     the root and the site's signature; no history rewritten since the last one), countersigns it and records the
-    peaks against the reservation. Prints the intervals over what is reserved."""
+    peaks against the reservation. Prints the intervals over what is reserved.
+
+    Example: ccxlic reservation cc-vault usage -o vault.json; ccxlic authority usage vault.json
+    """
     try:
         with open(bundle, encoding="utf-8") as f:
             body = json.load(f)

@@ -24,7 +24,7 @@ from ccxlic_consumption.decider import Breached, Changed, Output, Recorded, Reje
 SOURCE = "urn:ccxlic:consumption"
 IDS = uuid.UUID("0b8f2d1e-7a44-4c1e-9d0f-5e3a6c2b1f77")
 AUDIT = Audit(
-    lambda event, published: False,
+    None,
     frozenset(
         {"licensing.consumption.interval_closed", "licensing.reservation.installed", "licensing.reservation.returned"}
     ),
