@@ -818,7 +818,9 @@ async def results_of(conn: asyncpg.Connection, base: str) -> dict[str, Any]:
     log_rows = [
         (service, r["instance"], r["seq"], r["hash"])
         for service in ("consumption", "compliance", "alerting")
-        for r in await conn.fetch(f'select instance, seq, hash from "{base}_{service}".audit_log order by instance, seq')
+        for r in await conn.fetch(
+            f'select instance, seq, hash from "{base}_{service}".audit_log order by instance, seq'
+        )
     ]
     return {
         "log": log_rows,  # the licensing logs, entry by entry (the hash covers the entry and every one before it)
