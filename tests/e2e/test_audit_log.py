@@ -196,6 +196,32 @@ async def test_thirty_days_exported_verified_and_every_tamper_named(
     r = ccxlic(env, "authority", "usage", str(tmp_path / "resigned.json"))
     assert r.returncode == 1 and "not the one pinned" in r.stderr, r.stderr
 
+    # the site's own audit bundle, pinned by the checkpoint the authority countersigned at the upload: a reservation
+    # event tampered with is named too
+    ok(env, "audit", "export", vault, "-o", str(tmp_path / "vault.audit.json"))
+    site_bundle = json.loads((tmp_path / "vault.audit.json").read_text())
+    lg = next(x for x in site_bundle["logs"] if x["origin"].endswith("/consumption"))
+    lg["checkpoints"] = [answer["checkpoint"]["countersigned"]]
+    assert verdicts(site_bundle, authority)["integrity"][0], verdicts(site_bundle, authority)
+    i = next(n for n, e in enumerate(lg["entries"]) if e["kind"] == "licensing.reservation.installed")
+    seq = lg["entries"][i]["seq"]
+    for how, change in {
+        "changed": lambda es: [*es[:i], {**es[i], "at": "2000-01-01T00:00:00Z"}, *es[i + 1 :]],
+        "deleted": lambda es: es[:i] + es[i + 1 :],
+        "duplicated": lambda es: [*es[: i + 1], es[i], *es[i + 1 :]],
+        "moved": lambda es: [*es[:i], es[i + 1], es[i], *es[i + 2 :]],
+    }.items():
+        b = copy.deepcopy(site_bundle)
+        x = next(x for x in b["logs"] if x["origin"].endswith("/consumption"))
+        x["entries"] = change(x["entries"])
+        check, first, log = failed(b, authority)
+        assert (check, first) in (("integrity", seq), ("integrity", seq + 1)) and log and log.endswith("consumption"), (
+            how,
+            check,
+            first,
+            seq,
+        )
+
 
 def reserve_offline(env: dict[str, str], vault: str) -> None:
     """A second instance with a reservation of 40 Standard, 10 Premium and 5 IVR ports, installed offline."""
