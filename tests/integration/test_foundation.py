@@ -334,7 +334,7 @@ async def test_old_dedup_records_are_pruned_a_chunk_at_a_time(db: Database) -> N
 async def test_migrations_apply_once(db: Database) -> None:
     assert await migrate(db.pool, db.schema) == []
     names = [r["name"] for r in await db.fetch("select name from schema_migrations")]
-    assert names == ["runtime/0001_runtime.sql", "runtime/0002_audit_log.sql"]
+    assert names == ["runtime/0001_runtime.sql", "runtime/0002_audit_log.sql", "runtime/0003_audit_heads.sql"]
 
 
 async def test_a_migration_changed_after_it_was_applied_stops_the_runner(db: Database, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from ccxlic_audit.bundle import AUTHORITY, FORMAT, verify
-from ccxlic_audit.log import Entry, append, canonical, root
+from ccxlic_audit.log import Entry, Head, append, canonical, root
 from ccxlic_audit.note import Checkpoint, NoteError, public_bytes, sign, split, verified
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -134,3 +134,16 @@ def test_notes_refuse_what_is_not_one() -> None:
     b["logs"][0]["origin"] = f"ccxlic/{INSTANCE}/alerting"  # a checkpoint of one log passed off as another's
     assert verdicts(b)["integrity"][0] is False
     assert verdicts({"format": "nope"})["integrity"][0] is False
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 33, 100, 257])
+def test_a_heads_frontier_gives_the_root_of_every_entry(n: int) -> None:
+    entries = log(n)
+    head = Head()
+    for e in entries:
+        head = head.after(e.bytes())
+    assert head.seq == n and head.root() == root(entries)
+    assert head.hash == (entries[-1].hash if entries else "0" * 64)
+    assert Head.unpacked(n, head.hash, head.packed()) == head
+    with pytest.raises(ValueError, match="not one of a log"):
+        Head.unpacked(n + 1, head.hash, head.packed() + bytes(32 if n % 2 else 0))

@@ -8,6 +8,9 @@
 - The **tree** over the entries is RFC 6962's (leaf `SHA-256(0x00 || entry)`, node `SHA-256(0x01 || left || right)`),
   kept by `pymerkle` (a maintained library; its roots are RFC 6962's, a test holds it to that): a checkpoint's root
   commits to every entry up to its size, and a consistency proof shows a later checkpoint extends an earlier one.
+- A service appends with a **head** (`Head`): its last entry and the tree's frontier, a subtree root per bit of the
+  size. It is hand-written because pymerkle keeps every leaf (in memory or its own SQLite file) and cannot resume from
+  a stored frontier; a test holds its root to pymerkle's.
 """
 
 from __future__ import annotations
@@ -73,6 +76,45 @@ def append(log: Sequence[Entry], kind: str, at: datetime, body: Mapping[str, Any
 def following(seq: int, prev: str, kind: str, at: datetime, body: Mapping[str, Any]) -> Entry:
     """The entry after entry `seq` whose hash is `prev` (0 and GENESIS: the first)."""
     return Entry(seq + 1, kind, json.loads(canonical(at)), json.loads(canonical(body)), prev)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Where a log stands: its last entry's number and hash, and its RFC 6962 frontier (the roots of the perfect
+    subtrees its size splits into, largest first, at most one per bit of the size): enough to append an entry and to
+    give the root, with no entry read again. (`leaf_root` is the same root from every entry: a test holds them equal.)"""
+
+    seq: int = 0
+    hash: str = GENESIS
+    frontier: tuple[bytes, ...] = ()
+
+    def after(self, entry: bytes) -> Head:
+        """The head once `entry` (an entry's bytes, numbered seq + 1) is appended."""
+        node = hashlib.sha256(b"\x00" + entry).digest()
+        nodes = list(self.frontier)
+        size = self.seq
+        while size & 1:  # two perfect subtrees of one size become one of twice the size
+            node = hashlib.sha256(b"\x01" + nodes.pop() + node).digest()
+            size >>= 1
+        nodes.append(node)
+        return Head(self.seq + 1, hashlib.sha256(entry).hexdigest(), tuple(nodes))
+
+    def root(self) -> bytes:
+        if not self.frontier:
+            return hashlib.sha256(b"").digest()
+        node = self.frontier[-1]
+        for left in reversed(self.frontier[:-1]):
+            node = hashlib.sha256(b"\x01" + left + node).digest()
+        return node
+
+    def packed(self) -> bytes:
+        return b"".join(self.frontier)
+
+    @classmethod
+    def unpacked(cls, seq: int, hash: str, frontier: bytes) -> Head:
+        if len(frontier) % 32 or len(frontier) // 32 != bin(seq).count("1"):
+            raise ValueError(f"a frontier of {len(frontier)} bytes is not one of a log of {seq} entries")
+        return cls(seq, hash, tuple(frontier[i : i + 32] for i in range(0, len(frontier), 32)))
 
 
 def leaf_root(leaves: Sequence[bytes]) -> bytes:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from ccxlic_audit.log import leaf_root
 from ccxlic_audit.note import Checkpoint
 
-from ccxlic_runtime.db import Database
+from ccxlic_runtime.db import Database, Transaction
 from ccxlic_runtime.http import BadRequest, instance_param, int_param, json_response, problem
 
 
@@ -28,9 +27,10 @@ async def entries(db: Database, instance: str, after: int, limit: int) -> list[s
 
 
 async def checkpoint(db: Database, instance: str, service: str) -> Checkpoint:
-    """The instance's log as it stands: its size and the root over every entry."""
-    rows = await db.fetch("select entry from audit_log where instance = $1 order by seq", instance)
-    return Checkpoint(origin(instance, service), len(rows), leaf_root([str(r["entry"]).encode() for r in rows]))
+    """The instance's log as it stands: its size and the root over every entry (from its head: no entry is read)."""
+    async with db.pool.acquire() as conn:
+        head = await Transaction(conn, db.topic_prefix).log_head(instance)
+    return Checkpoint(origin(instance, service), head.seq, head.root())
 
 
 def add_log_routes(app: web.Application, db: Database, service: str) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from ccxlic_audit.log import Head
 from ccxlic_contract import Event, Topic, encode, key_for, topic_for
 from ccxlic_contract.events import MAX_MESSAGE_BYTES
 from pydantic import SecretStr
@@ -322,16 +323,21 @@ class Transaction:
     async def _queue(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
         self.queue(OUTBOX, rows)
 
-    async def log_head(self, instance: str) -> tuple[int, str] | None:
-        """The number and hash of the instance's last licensing log entry (None: it has none)."""
-        row = await self.conn.fetchrow(
-            "select seq, hash from audit_log where instance = $1 order by seq desc limit 1", instance
-        )
-        return (int(row["seq"]), str(row["hash"])) if row is not None else None
+    async def log_head(self, instance: str) -> Head:
+        """Where the instance's licensing log stands (`Head()`: it has no entry)."""
+        row = await self.conn.fetchrow("select seq, hash, frontier from audit_heads where instance = $1", instance)
+        if row is not None:
+            return Head.unpacked(int(row["seq"]), str(row["hash"]), bytes(row["frontier"]))
+        head = Head()  # a log from before audit_heads: its head from its entries, once
+        for r in await self.conn.fetch("select entry from audit_log where instance = $1 order by seq", instance):
+            head = head.after(str(r["entry"]).encode())
+        return head
 
-    def append_log(self, rows: Sequence[LogRow]) -> None:
-        """Append entries to licensing logs at the next flush: (instance, seq, kind, at, entry, hash) each."""
+    def append_log(self, instance: str, rows: Sequence[LogRow], head: Head) -> None:
+        """Append entries to an instance's licensing log at the next flush ((instance, seq, kind, at, entry, hash)
+        each), and `head`, where they leave it."""
         self.queue(AUDIT_LOG, rows)
+        self.queue(AUDIT_HEADS, [(instance, head.seq, head.hash, head.packed())])
 
 
 OUTBOX = Rows("outbox", (("topic", "text"), ("key", "bytea"), ("value", "bytea")))
@@ -345,6 +351,12 @@ AUDIT_LOG = Rows(
         ("entry", "text"),
         ("hash", "text"),
     ),
+)
+AUDIT_HEADS = Rows(
+    "audit_heads",
+    (("instance", "text"), ("seq", "bigint"), ("hash", "text"), ("frontier", "bytea")),
+    key=("instance",),
+    update=True,
 )
 LogRow = tuple[str, int, str, datetime, str, str]
 

@@ -25,14 +25,13 @@ function of the service's ordered stream, as its state is, and exactly once with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from ccxlic_audit.log import GENESIS, following
+from ccxlic_audit.log import Head, following
 from ccxlic_contract import Event, Topic, encode
 from ccxlic_contract.events import ALL_INSTANCES, ClockTicked
 
@@ -188,8 +187,8 @@ class Instances(Generic[S, O, E]):
         self.on_failure = on_failure
         self.audit = audit
         self.cache: dict[str, tuple[S, int]] = {}
-        self.heads: dict[str, tuple[int, str]] = {}  # each instance's last log entry: (seq, hash), as committed
-        self._heads: dict[str, tuple[int, str]] = {}  # as this unit of work leaves them
+        self.heads: dict[str, Head] = {}  # where each instance's log stands, as committed
+        self._heads: dict[str, Head] = {}  # as this unit of work leaves them
         self._work: dict[str, _Work[S, O]] = {}
         self._env: tuple[E] | None = None
         self._saved: list[tuple[str, S | None, S, int, list[O]]] = []
@@ -300,16 +299,14 @@ class Instances(Generic[S, O, E]):
         """Append what the unit of work logged to the instance's chain, after its last committed entry."""
         head = self._heads.get(w.instance) or self.heads.get(w.instance)
         if head is None:
-            head = await uow.log_head(w.instance) or (0, GENESIS)
-        seq, prev = head
+            head = await uow.log_head(w.instance)
         rows = []
         for e in w.logged:
-            entry = following(seq, prev, e.type, e.time, json.loads(encode(e)))
-            text = entry.bytes()
-            seq, prev = entry.seq, hashlib.sha256(text).hexdigest()
-            rows.append((w.instance, seq, e.type, e.time, text.decode(), prev))
-        uow.append_log(rows)
-        self._heads[w.instance] = (seq, prev)
+            text = following(head.seq, head.hash, e.type, e.time, json.loads(encode(e))).bytes()
+            head = head.after(text)
+            rows.append((w.instance, head.seq, e.type, e.time, text.decode(), head.hash))
+        uow.append_log(w.instance, rows, head)
+        self._heads[w.instance] = head
 
     async def _write(self, uow: Transaction, w: _Work[S, O]) -> None:
         if w.written < len(w.outputs):

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
+from ccxlic_audit.log import Head
 from ccxlic_contract import Event, Topic, encode, key_for, topic_for
 from ccxlic_contract.codec import STRUCTURED_CONTENT_TYPE
 from ccxlic_runtime.db import LogRow, Transaction
@@ -56,11 +57,13 @@ class FakeTransaction(Transaction):
         self.events: list[tuple[str, Event]] = []
         self.logs = logs if logs is not None else {}
 
-    async def log_head(self, instance: str) -> tuple[int, str] | None:
-        rows = self.logs.get(instance)
-        return (rows[-1][1], rows[-1][5]) if rows else None
+    async def log_head(self, instance: str) -> Head:
+        head = Head()
+        for row in self.logs.get(instance, []):
+            head = head.after(row[4].encode())
+        return head
 
-    def append_log(self, rows: Sequence[LogRow]) -> None:
+    def append_log(self, instance: str, rows: Sequence[LogRow], head: Head) -> None:
         for row in rows:
             chain = self.logs.setdefault(row[0], [])
             assert row[1] == len(chain) + 1, f"entry {row[1]} of {row[0]} after entry {len(chain)}"  # the key
