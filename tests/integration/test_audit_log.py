@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from ccxlic_audit.log import Entry, broken_link, leaf_root
 from ccxlic_audit.note import Checkpoint
@@ -75,6 +76,11 @@ async def test_the_chain_is_written_served_and_goes_on_after_a_restart(
         status, cp = await _get(port, f"/v1/instances/{instance_id}/log/checkpoint")
         assert status == 200 and cp["size"] == len(entries)
         assert Checkpoint.parse(cp["text"]).root == leaf_root([e.bytes() for e in entries])
+        # a log from before audit_heads (no head row): its head from its entries, the same
+        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        await conn.execute(f'delete from "{settings.schema_name}".audit_heads where instance = $1', instance_id)
+        await conn.close()
+        assert await _get(port, f"/v1/instances/{instance_id}/log/checkpoint") == (200, cp)
         rules = {"compliance": rules_json(settings.rules())}
         bundle = {
             "instance": instance_id,
