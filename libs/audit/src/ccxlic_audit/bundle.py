@@ -27,6 +27,8 @@ from ccxlic_audit.log import GENESIS, Entry, tree
 from ccxlic_audit.note import NoteError, verified
 
 FORMAT = "ccxlic-audit-bundle/1"
+USAGE_FORMAT = "ccxlic-usage-bundle/1"
+"""A reservation site's usage bundle: its consumption log and a checkpoint it signed (the authority checks it)."""
 AUTHORITY = "licensing-authority"
 """The name the authority signs under."""
 

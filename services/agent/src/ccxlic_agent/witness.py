@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+from ccxlic_audit.bundle import USAGE_FORMAT
 from ccxlic_audit.note import NoteError, public_bytes, sign, split
 from ccxlic_rules import codes
 from ccxlic_runtime.db import Database
@@ -27,7 +28,6 @@ from ccxlic_agent.caller import Perform
 from ccxlic_agent.machine import Call, Outcome
 
 log = logging.getLogger(__name__)
-USAGE_FORMAT = "ccxlic-usage-bundle/1"
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> Any:
@@ -71,10 +71,10 @@ class Witnessing:
     async def perform(self, instance: str, call: Call) -> Outcome:
         if call.operation != "report" or not self.logs:
             return await self.inner(call)
-        notes = await self._signed(instance)
+        key = await instance_key(self.db, instance)
+        notes = await self._signed(instance, key)
         if not notes:
             return await self.inner(call)
-        key = await instance_key(self.db, instance)
         outcome = await self.inner(
             call.model_copy(update={"body": {**call.body, "checkpoints": notes, "log_key": public_key_b64(key)}})
         )
@@ -108,19 +108,15 @@ class Witnessing:
                 }
         raise ValueError("no consumption computer's log is configured (CCXLIC_AGENT_LOG_URLS)")
 
-    async def _signed(self, instance: str) -> list[str]:
-        key = await instance_key(self.db, instance)
+    async def _signed(self, instance: str, key: Ed25519PrivateKey) -> list[str]:
         notes = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http:
             for url in self.logs:
                 try:
-                    async with http.get(f"{url}/v1/instances/{instance}/log/checkpoint") as r:
-                        body = await r.json(content_type=None)
-                        if r.status != 200 or not isinstance(body, dict):
-                            raise ValueError(f"answered {r.status}")
+                    body = await _get(http, f"{url}/v1/instances/{instance}/log/checkpoint")
                     if int(body["size"]) > 0:
                         notes.append(sign(str(body["text"]), instance, key))
-                except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError, NoteError) as exc:
+                except (ValueError, KeyError, TypeError, NoteError) as exc:
                     log.warning("a licensing log's checkpoint cannot be read", extra={"url": url, "error": repr(exc)})
         return notes
 

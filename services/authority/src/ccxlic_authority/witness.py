@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccxlic_audit.bundle import AUTHORITY
+from ccxlic_audit.bundle import AUTHORITY, USAGE_FORMAT
 from ccxlic_audit.log import Entry, broken_link, leaf_root
 from ccxlic_audit.note import Checkpoint, NoteError, sign, split, verified
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -94,7 +94,6 @@ def witness(
 
 # ---------------------------------------------------------------- a reservation site's usage bundle
 
-USAGE_FORMAT = "ccxlic-usage-bundle/1"
 INTERVAL = "licensing.consumption.interval_closed"
 MAX_USAGE_ENTRIES = 100_000
 

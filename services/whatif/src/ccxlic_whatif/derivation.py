@@ -82,27 +82,37 @@ def derivation(bundle: Mapping[str, Any]) -> Check:
         alerting_rules = rules_of(AlertingRules, rules.get("alerting", {}))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return Check("derivation", False, f"the bundle cannot be read: {exc}")
+    stages: list[tuple[str, Audit, Stage[Any, Any, Any], str, str, str, str]] = [
+        # (the log, what it logs, its decider, the log upstream, what both hold, its name, what it counts)
+        (
+            "compliance",
+            COMPLIANCE_AUDIT,
+            Stage(instance, ComplianceDecider(compliance_rules), compliance_publish, None),
+            "consumption",
+            INTERVAL,
+            "the consumption computer",
+            "transitions",
+        ),
+        (
+            "alerting",
+            ALERTING_AUDIT,
+            Stage(instance, AlertingDecider(alerting_rules), alerting_publish, ()),
+            "compliance",
+            TRANSITION,
+            "compliance",
+            "alert transitions",
+        ),
+    ]
     done: list[str] = []
-    if "compliance" in logs:
-        stage = Stage(instance, ComplianceDecider(compliance_rules), compliance_publish, None)
-        bad = _again(logs["compliance"], COMPLIANCE_AUDIT, stage.handle, "compliance")
+    for service, audit, stage, upstream, shared, source, counted in stages:
+        if service not in logs:
+            continue
+        bad = _again(logs[service], audit, stage.handle, service)
+        if bad is None and upstream in logs:
+            bad = _agree(logs[upstream], logs[service], shared, service, source)
         if bad is not None:
             return bad
-        done.append(f"{sum(e.kind == TRANSITION for e in logs['compliance'])} transitions")
-        if "consumption" in logs:
-            bad = _agree(logs["consumption"], logs["compliance"], INTERVAL, "compliance", "the consumption computer")
-            if bad is not None:
-                return bad
-    if "alerting" in logs:
-        stage2 = Stage(instance, AlertingDecider(alerting_rules), alerting_publish, ())
-        bad = _again(logs["alerting"], ALERTING_AUDIT, stage2.handle, "alerting")
-        if bad is not None:
-            return bad
-        done.append(f"{sum(e.kind in ALERTING_AUDIT.outputs for e in logs['alerting'])} alert transitions")
-        if "compliance" in logs:
-            bad = _agree(logs["compliance"], logs["alerting"], TRANSITION, "alerting", "compliance")
-            if bad is not None:
-                return bad
+        done.append(f"{sum(e.kind in audit.outputs for e in logs[service])} {counted}")
     if not done:
         return Check("derivation", False, "the bundle holds neither compliance's log nor alerting's")
     return Check("derivation", True, f"{' and '.join(done)} decided again from the logged inputs: the same")
